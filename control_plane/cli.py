@@ -1,0 +1,147 @@
+"""The ``rollgraph`` command line. For now: ``validate`` and ``exec`` on the embedded engine."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import engine
+from control_plane.waterfall import render_waterfall
+from engine.errors import DefinitionError, Problem, ValidationError
+from engine.providers import OpenAIProvider, Provider, SimProvider
+from engine.workflow import InputBindingError, Workflow, parse_input_text
+
+__all__ = ["main"]
+
+
+def _print_problems(path: str, problems: Sequence[Problem]) -> None:
+    for p in problems:
+        where = f"{path}:{p.line}" if p.line else path
+        print(f"{where}: {p.severity}: {p.location}: {p.message} [{p.code}]", file=sys.stderr)
+
+
+def _load(path: str) -> tuple[Workflow | None, int]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        print(f"rollgraph: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+        return None, 2
+    try:
+        workflow = engine.define(text)
+    except (DefinitionError, ValidationError) as exc:
+        _print_problems(path, exc.problems)
+        errors = sum(1 for p in exc.problems if p.severity == "error")
+        print(f"{path}: invalid, {errors} error(s)", file=sys.stderr)
+        return None, 1
+    _print_problems(path, workflow.warnings)
+    return workflow, 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    status = 0
+    for path in args.files:
+        workflow, code = _load(path)
+        status = max(status, code)
+        if workflow is not None:
+            print(
+                f"{path}: valid: {workflow.name} {workflow.version or ''} "
+                f"({len(workflow.nodes)} nodes, {workflow.digest[:19]})"
+            )
+    return status
+
+
+def _parse_inputs(workflow: Workflow, pairs: Sequence[str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--input {pair!r}: write name=value")
+        declared = workflow.input_types.get(name)
+        values[name] = text if declared is None else parse_input_text(text, declared[0])
+    return values
+
+
+async def _exec(args: argparse.Namespace, workflow: Workflow, inputs: dict[str, Any]) -> int:
+    cache = engine.SQLiteStepCache(args.cache) if args.cache else None
+    providers: list[Provider] = [
+        SimProvider(seed=args.seed or 0, time_scale=args.time_scale),
+        OpenAIProvider(),
+    ]
+    async with engine.Engine(
+        providers=providers, cache=cache, http_allow_hosts=args.allow_host
+    ) as eng:
+        if args.resume:
+            result = await eng.resume(workflow, args.resume, inputs, deadline_s=args.deadline)
+        else:
+            result = await eng.run(workflow, inputs, seed=args.seed, deadline_s=args.deadline)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2, default=str))
+    else:
+        data = result.to_json()
+        print(render_waterfall(data["trace"]))
+        print("outputs:")
+        for name, value in (data["outputs"] or {}).items():
+            print(f"  {name}: {json.dumps(value, default=str)}")
+        if not result.ok and args.cache:
+            hint = f"rollgraph exec {args.file} --cache {args.cache} --resume {result.run_id}"
+            print(f"resume with: {hint}")
+    return 0 if result.ok else 1
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    workflow, code = _load(args.file)
+    if workflow is None:
+        return code
+    try:
+        inputs = _parse_inputs(workflow, args.input)
+        workflow.bind_inputs(inputs)
+    except InputBindingError as exc:
+        _print_problems(args.file, exc.problems)
+        return 2
+    except ValueError as exc:
+        print(f"rollgraph: {exc}", file=sys.stderr)
+        return 2
+    if args.resume and not args.cache:
+        print(
+            "rollgraph: --resume needs --cache PATH (the step cache of the first run)",
+            file=sys.stderr,
+        )
+        return 2
+    return asyncio.run(_exec(args, workflow, inputs))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rollgraph", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("validate", help="check workflow definitions; exit 1 when one is invalid")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.set_defaults(func=cmd_validate)
+    p = sub.add_parser("exec", help="run a workflow locally with the embedded engine")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--input", "-i", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("--json", action="store_true", help="print one JSON document: outputs and trace")
+    p.add_argument("--cache", metavar="PATH", help="SQLite step cache, so a failed run can resume")
+    p.add_argument("--resume", metavar="RUN_ID", help="resume a failed run from --cache")
+    p.add_argument("--seed", type=int, default=None, help="seed of the simulated providers")
+    p.add_argument("--deadline", type=float, default=None, metavar="SECONDS")
+    p.add_argument(
+        "--time-scale", type=float, default=0.1, help="simulated latency factor (1 = realistic)"
+    )
+    p.add_argument("--allow-host", action="append", default=[], help="host http.json may call")
+    p.set_defaults(func=cmd_exec)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

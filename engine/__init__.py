@@ -1,0 +1,62 @@
+"""rollgraph's embedded graph engine: typed workflow graphs, checked when defined, run concurrently.
+
+The public surface is small on purpose; the control plane and users' notebooks rely on it:
+
+- ``define(source) -> Workflow`` and ``check(source) -> list[Problem]``
+- ``Engine(...)`` with ``run``, ``resume``; ``run(workflow, inputs)`` and ``run_sync`` for one-offs
+- ``RunResult`` and its ``Trace``; ``MemoryStepCache``, ``SQLiteStepCache``
+- ``node_kind`` to add kinds; ``NodeResult``, ``NodeContext``, ``NodeError``
+- the errors: ``DefinitionError``, ``ValidationError``, ``RunError``
+"""
+
+from engine.cache import CachedStep, MemoryStepCache, SQLiteStepCache, StepCache
+from engine.context import NodeContext
+from engine.engine import Engine, RunResult, check, define, new_run_id, run, run_sync
+from engine.errors import (
+    DefinitionError,
+    EngineError,
+    NodeError,
+    Problem,
+    RunError,
+    ValidationError,
+)
+from engine.registry import NodeKind, NodeResult, Param, Registry, default_registry, node_kind
+from engine.trace import RunId, StepTrace, Trace
+from engine.types import MediaRef, ValueType
+from engine.workflow import Digest, InputBindingError, NodeId, Workflow
+
+__all__ = [
+    "CachedStep",
+    "DefinitionError",
+    "Digest",
+    "Engine",
+    "EngineError",
+    "InputBindingError",
+    "MediaRef",
+    "MemoryStepCache",
+    "NodeContext",
+    "NodeError",
+    "NodeId",
+    "NodeKind",
+    "NodeResult",
+    "Param",
+    "Problem",
+    "Registry",
+    "RunError",
+    "RunId",
+    "RunResult",
+    "SQLiteStepCache",
+    "StepCache",
+    "StepTrace",
+    "Trace",
+    "ValidationError",
+    "ValueType",
+    "Workflow",
+    "check",
+    "default_registry",
+    "define",
+    "new_run_id",
+    "node_kind",
+    "run",
+    "run_sync",
+]

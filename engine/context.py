@@ -1,0 +1,142 @@
+"""What a running node kind can reach: providers (with concurrency limits), HTTP, its identity.
+
+``Runtime`` is built once per ``Engine`` and shared by every run; ``NodeContext`` is the thin
+per-step view a kind receives. Kinds never see the engine itself, so a kind cannot reach into
+another node's state or the step cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from engine.errors import NodeError
+from engine.providers.base import ModelCall, Provider, ProviderResult, split_model
+from engine.registry import NodeResult, Registry
+
+__all__ = ["NodeContext", "Runtime"]
+
+
+class Runtime:
+    """Shared, long-lived resources of an engine."""
+
+    def __init__(
+        self,
+        *,
+        providers: Iterable[Provider],
+        registry: Registry,
+        http_allow_hosts: Iterable[str] = (),
+        concurrency: Mapping[str, int] | None = None,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.providers: dict[str, Provider] = {p.name: p for p in providers}
+        self.registry = registry
+        self.http_allow_hosts = frozenset(h.lower() for h in http_allow_hosts)
+        limits = dict(concurrency or {})
+        self._limits = {
+            name: limits.get(name, p.max_concurrency) for name, p in self.providers.items()
+        }
+        self._semaphores: dict[str, asyncio.Semaphore] = {}
+        self._http = http_client
+        self._own_http = http_client is None
+
+    def semaphore(self, provider: str) -> asyncio.Semaphore | None:
+        limit = self._limits.get(provider)
+        if not limit:
+            return None
+        sem = self._semaphores.get(provider)
+        if sem is None:
+            sem = self._semaphores[provider] = asyncio.Semaphore(limit)
+        return sem
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=httpx.Timeout(30.0), follow_redirects=False)
+        return self._http
+
+    def host_allowed(self, url: str) -> bool:
+        host = (urlsplit(url).hostname or "").lower()
+        return bool(host) and host in self.http_allow_hosts
+
+    async def aclose(self) -> None:
+        for provider in self.providers.values():
+            await provider.aclose()
+        if self._http is not None and self._own_http:
+            await self._http.aclose()
+            self._http = None
+
+
+class NodeContext:
+    """The view of the run that one attempt of one step gets."""
+
+    __slots__ = ("attempt", "node", "run_id", "runtime", "seed")
+
+    def __init__(self, runtime: Runtime, run_id: str, node: str, seed: int, attempt: int) -> None:
+        self.runtime = runtime
+        self.run_id = run_id
+        self.node = node
+        self.seed = seed
+        self.attempt = attempt
+
+    def derive_seed(self, *parts: object) -> int:
+        """A stable 63-bit seed from the run's seed, this node and ``parts``."""
+        text = "\x1f".join(map(str, (self.seed, self.node, *parts)))
+        return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big") >> 1
+
+    async def call_model(self, task: str, model: str, inputs: Mapping[str, Any]) -> ProviderResult:
+        """Call ``provider/model`` for ``task``, within that provider's concurrency limit."""
+        try:
+            provider_name, model_name = split_model(model)
+        except ValueError as exc:
+            raise NodeError(str(exc), code="bad_model") from None
+        provider = self.runtime.providers.get(provider_name)
+        if provider is None:
+            known = ", ".join(sorted(self.runtime.providers)) or "none"
+            raise NodeError(
+                f"no provider {provider_name!r} is configured (configured: {known})",
+                code="unknown_provider",
+            )
+        call = ModelCall(
+            task=task,
+            model=model_name,
+            inputs=inputs,
+            seed=self.seed,
+            attempt=self.attempt,
+            run_id=self.run_id,
+            node=self.node,
+        )
+        sem = self.runtime.semaphore(provider_name)
+        if sem is None:
+            return await provider.invoke(call)
+        async with sem:
+            return await provider.invoke(call)
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        return self.runtime.http
+
+    def check_host(self, url: str) -> None:
+        """Refuse a URL whose host is not on the engine's allow-list (not retryable)."""
+        if not self.runtime.host_allowed(url):
+            host = urlsplit(url).hostname or url
+            raise NodeError(
+                f"host {host!r} is not on the http allow-list; add it to the engine's "
+                "http_allow_hosts to let workflows call it",
+                code="host_not_allowed",
+            )
+
+    async def run_kind(self, name: str, params: dict[str, Any]) -> NodeResult:
+        """Run another kind in place (``map`` uses this for each element)."""
+        kind = self.runtime.registry.get(name)
+        if kind is None:
+            raise NodeError(f"unknown node kind {name!r}", code="unknown_kind")
+        result = await kind.fn(self, params)
+        if isinstance(result, NodeResult):
+            return result
+        return NodeResult(outputs=result)

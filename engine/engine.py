@@ -1,0 +1,237 @@
+"""The engine's front door: define a workflow, run it, resume it.
+
+```python
+import engine
+
+wf = engine.define(open("examples/product-video/v3.3.yaml").read())
+result = await engine.run(wf, {"prompt": "a red sneaker"})
+print(result.outputs, result.trace.cost_usd)
+```
+
+An ``Engine`` holds what outlives runs (providers, their concurrency limits, the step cache, the
+HTTP allow-list); ``engine.run`` builds a throw-away one for notebooks and scripts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from functools import cache
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+import engine.kinds  # noqa: F401  (registers the built-in kinds)
+from engine.cache import StepCache
+from engine.codec import to_jsonable
+from engine.context import Runtime
+from engine.errors import DefinitionError, Problem, RunError, ValidationError
+from engine.executor import RunState
+from engine.providers import Provider, default_providers
+from engine.registry import Registry, default_registry
+from engine.spec import load_spec
+from engine.trace import RunId, RunStatus, StepTrace, Trace
+from engine.validate import compile_workflow
+from engine.workflow import Workflow
+
+__all__ = ["Engine", "RunResult", "Source", "check", "define", "new_run_id", "run", "run_sync"]
+
+Source = str | bytes | Path | dict[str, Any] | Workflow
+
+
+def new_run_id() -> RunId:
+    """32 hex digits, time-ordered (48-bit milliseconds, then 80 random bits), like UUIDv7."""
+    return RunId(f"{int(time.time() * 1000):012x}{int.from_bytes(os.urandom(10), 'big'):020x}")
+
+
+def _seed_for(run_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(run_id.encode(), digest_size=8).digest(), "big") >> 1
+
+
+@dataclass(slots=True)
+class RunResult:
+    run_id: RunId
+    status: RunStatus
+    outputs: dict[str, Any] | None
+    trace: Trace
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "succeeded"
+
+    @property
+    def error(self) -> str | None:
+        return self.trace.error
+
+    def raise_for_status(self) -> RunResult:
+        if not self.ok:
+            raise RunError(f"run {self.run_id} failed: {self.trace.error}")
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "outputs": to_jsonable(self.outputs),
+            "error": self.trace.error,
+            "trace": self.trace.to_json(),
+        }
+
+
+@cache
+def _catalogue() -> tuple[Provider, ...]:
+    """Providers consulted by define-time model checks when no engine is given."""
+    return tuple(default_providers())
+
+
+def _compile(
+    source: str | bytes | Path | dict[str, Any],
+    registry: Registry | None,
+    providers: Iterable[Provider] | None,
+) -> tuple[Workflow | None, list[Problem]]:
+    spec, smap = load_spec(source)
+    provs = {p.name: p for p in (providers if providers is not None else _catalogue())}
+    workflow, problems = compile_workflow(
+        spec, registry=registry or default_registry, providers=provs
+    )
+    return workflow, [replace(p, line=smap.line(p.location)) for p in problems]
+
+
+def check(
+    source: Source, *, registry: Registry | None = None, providers: Iterable[Provider] | None = None
+) -> list[Problem]:
+    """Every problem of a definition (errors and warnings); never raises for a bad definition."""
+    if isinstance(source, Workflow):
+        return list(source.warnings)
+    try:
+        return _compile(source, registry, providers)[1]
+    except DefinitionError as exc:
+        return list(exc.problems)
+
+
+def define(
+    source: Source, *, registry: Registry | None = None, providers: Iterable[Provider] | None = None
+) -> Workflow:
+    """Parse and check a definition; raise ``DefinitionError`` or ``ValidationError`` listing
+    every problem."""
+    if isinstance(source, Workflow):
+        return source
+    workflow, problems = _compile(source, registry, providers)
+    if workflow is None:
+        raise ValidationError(problems)
+    return workflow
+
+
+class Engine:
+    """Long-lived runner: providers, concurrency limits, step cache, HTTP allow-list."""
+
+    def __init__(
+        self,
+        *,
+        providers: Iterable[Provider] | None = None,
+        cache: StepCache | None = None,
+        registry: Registry | None = None,
+        http_allow_hosts: Iterable[str] = (),
+        concurrency: Mapping[str, int] | None = None,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.registry = registry or default_registry
+        self.providers = list(providers) if providers is not None else default_providers()
+        self.cache = cache
+        self.runtime = Runtime(
+            providers=self.providers,
+            registry=self.registry,
+            http_allow_hosts=http_allow_hosts,
+            concurrency=concurrency,
+            http_client=http_client,
+        )
+
+    def define(self, source: Source) -> Workflow:
+        return define(source, registry=self.registry, providers=self.providers)
+
+    def check(self, source: Source) -> list[Problem]:
+        return check(source, registry=self.registry, providers=self.providers)
+
+    async def run(
+        self,
+        workflow: Source,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        run_id: str | None = None,
+        seed: int | None = None,
+        deadline_s: float | None = None,
+        attrs: Mapping[str, Any] | None = None,
+        resumed: bool = False,
+    ) -> RunResult:
+        """Run to completion. A failed node fails the result, it does not raise; bad inputs do."""
+        wf = workflow if isinstance(workflow, Workflow) else self.define(workflow)
+        bound = wf.bind_inputs(inputs or {})
+        rid = RunId(run_id) if run_id else new_run_id()
+        run_seed = seed if seed is not None else _seed_for(rid)
+        trace = Trace(
+            run_id=rid,
+            workflow=wf.name,
+            version=wf.version,
+            digest=wf.digest,
+            wall_start=time.time(),
+            perf_start=time.perf_counter(),
+            steps={n: StepTrace(n, node.kind.name) for n, node in wf.nodes.items()},
+            resumed=resumed,
+            seed=run_seed,
+            attrs=dict(attrs or {}),
+        )
+        state = RunState(
+            workflow=wf,
+            runtime=self.runtime,
+            cache=self.cache,
+            trace=trace,
+            inputs=bound,
+            seed=run_seed,
+        )
+        limits = [d for d in (deadline_s, wf.spec.deadline_s) if d is not None]
+        await state.execute(min(limits) if limits else None)
+        trace.perf_end = time.perf_counter()
+        if trace.status == "running":
+            trace.status = "succeeded"
+        outputs = state.outputs() if trace.status == "succeeded" else None
+        return RunResult(rid, trace.status, outputs, trace)
+
+    async def resume(
+        self, workflow: Source, run_id: str, inputs: Mapping[str, Any] | None = None, **kw: Any
+    ) -> RunResult:
+        """Run again under the same run id: completed steps come from the cache, unbilled."""
+        if self.cache is None:
+            raise RunError("resume needs a step cache; create the Engine with cache=...")
+        return await self.run(workflow, inputs, run_id=run_id, resumed=True, **kw)
+
+    async def aclose(self) -> None:
+        await self.runtime.aclose()
+        if self.cache is not None:
+            await self.cache.aclose()
+
+    async def __aenter__(self) -> Engine:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+async def run(workflow: Source, inputs: Mapping[str, Any] | None = None, **kw: Any) -> RunResult:
+    """Run once with a throw-away engine (simulated and OpenAI-compatible providers)."""
+    async with Engine() as eng:
+        return await eng.run(workflow, inputs, **kw)
+
+
+def run_sync(workflow: Source, inputs: Mapping[str, Any] | None = None, **kw: Any) -> RunResult:
+    return asyncio.run(run(workflow, inputs, **kw))

@@ -1,0 +1,5 @@
+"""Built-in node kinds. Importing this package registers them in the default registry."""
+
+from engine.kinds import http, map, media, models, template
+
+__all__ = ["http", "map", "media", "models", "template"]

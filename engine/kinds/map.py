@@ -1,0 +1,71 @@
+"""``map``: fan out over a list, running one inner node kind per element, a bounded number at once.
+
+```yaml
+explain:
+  uses: map
+  with:
+    items: ${topics.topics}
+    concurrency: 4
+    node: {uses: llm.generate, with: {model: sim/writer-small, prompt: "Explain ${item}"}}
+    output: text          # which output of the inner kind to collect (default: its first)
+```
+
+The engine binds ``run_item`` (the inner node with the node's timeout and retry policy applied
+per element); this kind only bounds concurrency and adds up cost and usage. If one element fails
+for good the others are cancelled: a partial list would silently misalign with ``items``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from engine.context import NodeContext
+from engine.errors import NodeError
+from engine.registry import NodeResult, Param, node_kind
+
+__all__ = ["map_items"]
+
+
+@node_kind(
+    "map",
+    inputs={
+        "items": "json",
+        "node": "json",
+        "output": Param.optional("text"),
+        "concurrency": Param.optional("integer", 4),
+    },
+    outputs={"results": "list[json]"},
+    description="Run one node kind for every element of a list, with bounded concurrency.",
+    retry_by_default=False,
+)
+async def map_items(ctx: NodeContext, params: dict[str, Any]) -> NodeResult:
+    items = params["items"]
+    if not isinstance(items, list):
+        raise NodeError(f"map items must be a list, got {type(items).__name__}", code="bad_input")
+    run_item = params["run_item"]
+    output = params["output"]
+    limit = asyncio.Semaphore(max(1, int(params.get("concurrency") or 4)))
+
+    async def one(index: int, item: Any) -> NodeResult:
+        async with limit:
+            sub = NodeContext(ctx.runtime, ctx.run_id, f"{ctx.node}[{index}]", ctx.seed, 1)
+            result: NodeResult = await run_item(sub, index, item)
+            return result
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(one(i, item)) for i, item in enumerate(items)]
+    except ExceptionGroup as failed:  # report the element that failed, not a wrapper
+        raise failed.exceptions[0] from None
+    results = [t.result() for t in tasks]
+    usage: dict[str, float] = {}
+    for r in results:
+        for key, value in r.usage.items():
+            usage[key] = usage.get(key, 0.0) + value
+    return NodeResult(
+        outputs={"results": [r.outputs.get(output) for r in results]},
+        cost_usd=sum(r.cost_usd for r in results),
+        usage=usage,
+        meta={"items": len(results)},
+    )

@@ -1,0 +1,93 @@
+"""``template``: fill ``{name}`` placeholders from a mapping, with no code execution.
+
+``str.format`` is not used on purpose: it follows attribute and index access
+(``{x.__class__.__mro__}``), which turns a user-editable template into a way to walk Python
+objects. Here a placeholder is a bare name and nothing else. ``{{`` and ``}}`` stand for literal
+braces, as in ``str.format``. A placeholder that tries attribute or index access is refused
+with an error rather than left as literal text, because silently printing ``{user.name}`` would
+hide the mistake until someone reads the output. Any other brace (JSON in the text, ``{}``,
+``{ spaced }``) is literal.
+
+``${node.output}`` references are interpolated by the engine before the kind runs, so this
+only ever sees their values.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+
+from engine.context import NodeContext
+from engine.errors import NodeError
+from engine.refs import render_text
+from engine.registry import NodeResult, Param, node_kind
+
+__all__ = ["render_template", "template"]
+
+# One alternation scanned left to right, so "{{name}}" is an escaped brace pair around plain
+# text and never a placeholder, exactly as str.format reads it.
+_TOKEN_RE: Final = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)((?:\.|\[)[^{}]*)?\}")
+
+
+def _available(values: Mapping[str, Any]) -> str:
+    return ", ".join(sorted(values)) or "none"
+
+
+def render_template(text: str, values: Mapping[str, Any]) -> str:
+    """Replace each ``{name}`` in ``text`` with ``values[name]`` rendered as text.
+
+    Raise ``NodeError`` (not retryable) naming every missing placeholder at once, so a user
+    fixes them in one edit rather than one run per name.
+    """
+    missing: list[str] = []
+    for match in _TOKEN_RE.finditer(text):
+        name, access = match.group(1), match.group(2)
+        if name is None:
+            continue
+        if access:
+            raise NodeError(
+                f"template placeholder {match.group(0)!r} uses attribute or index access, "
+                f"which templates do not support; pass the value itself as {{{name}}} "
+                "(write {{ and }} for literal braces)",
+                code="template_unsupported",
+            )
+        if name not in values and name not in missing:
+            missing.append(name)
+    if missing:
+        names = ", ".join("{" + m + "}" for m in missing)
+        raise NodeError(
+            f"template has no value for {names}; values given: {_available(values)}",
+            code="template_missing_value",
+        )
+
+    def replace(match: re.Match[str]) -> str:
+        token = match.group(0)
+        if token == "{{":
+            return "{"
+        if token == "}}":
+            return "}"
+        return render_text(values[match.group(1)])
+
+    return _TOKEN_RE.sub(replace, text)
+
+
+@node_kind(
+    "template",
+    inputs={
+        "text": Param.of("text"),
+        "values": Param.optional("json", description="a mapping of placeholder names to values"),
+    },
+    outputs={"text": "text"},
+)
+async def template(ctx: NodeContext, params: dict[str, Any]) -> NodeResult:
+    """Fill ``{name}`` placeholders in a text from a mapping of values."""
+    values = params.get("values")
+    if values is None:
+        values = {}
+    if not isinstance(values, Mapping) or not all(isinstance(k, str) for k in values):
+        raise NodeError(
+            f"template values must be a mapping of names to values, got {type(values).__name__}",
+            code="bad_input",
+        )
+    return NodeResult(outputs={"text": render_template(str(params["text"]), values)})

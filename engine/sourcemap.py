@@ -1,0 +1,79 @@
+"""Read YAML or JSON text while remembering where each key stood, so problems can name a line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from engine.errors import Problem
+
+__all__ = ["SourceMap"]
+
+
+@dataclass(slots=True)
+class SourceMap:
+    """Dotted location (``nodes.video.with.prompt``) → 1-based line in the source text."""
+
+    lines: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls) -> SourceMap:
+        return cls()
+
+    def line(self, location: str) -> int | None:
+        # A location deeper than any mapped key (a list index, a nested value) takes the line
+        # of its closest mapped parent.
+        probe = location
+        while probe:
+            if probe in self.lines:
+                return self.lines[probe]
+            cut = max(probe.rfind("."), probe.rfind("["))
+            if cut <= 0:
+                break
+            probe = probe[:cut]
+        return self.lines.get(probe)
+
+    @classmethod
+    def parse(cls, text: str) -> tuple[Any, SourceMap, list[Problem]]:
+        """Parse text (JSON is YAML) into plain data, its line map and any syntax problems."""
+        smap = cls()
+        try:
+            root = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = mark.line + 1 if mark is not None else None
+            reason = getattr(exc, "problem", None) or str(exc)
+            return None, smap, [Problem("syntax", "(root)", f"cannot parse: {reason}", line=line)]
+        if root is None:
+            return None, smap, [Problem("empty", "(root)", "the definition is empty")]
+        problems: list[Problem] = []
+        smap._walk(root, "", problems)
+        if problems:
+            return None, smap, problems
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:  # composed but not constructible (bad tag, say)
+            return None, smap, [Problem("syntax", "(root)", f"cannot parse: {exc}")]
+        return data, smap, []
+
+    def _walk(self, node: yaml.Node, path: str, problems: list[Problem]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for key_node, value_node in node.value:
+                key = str(key_node.value)
+                child = f"{path}.{key}" if path else key
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    problems.append(
+                        Problem("duplicate_key", child, f"key {key!r} is given twice", line=line)
+                    )
+                seen.add(key)
+                self.lines.setdefault(child, line)
+                self._walk(value_node, child, problems)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                child = f"{path}[{index}]"
+                self.lines.setdefault(child, item.start_mark.line + 1)
+                self._walk(item, child, problems)

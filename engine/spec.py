@@ -1,0 +1,195 @@
+"""The workflow definition as a user writes it (YAML or JSON), parsed into typed models.
+
+Parsing reports every structural problem at once, each with its dotted location and, when the
+source text is known, its line. The content digest is taken over the normalised definition, so
+formatting, key order and spelled-out defaults do not change it; the version label does not
+either, so re-applying the same graph under a new label is recognisably the same content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine.errors import DefinitionError, Problem
+from engine.sourcemap import SourceMap
+
+__all__ = [
+    "CacheSpec",
+    "FallbackSpec",
+    "InputSpec",
+    "NodeSpec",
+    "RetrySpec",
+    "WorkflowSpec",
+    "canonical_json",
+    "load_spec",
+]
+
+_NAME = r"^[A-Za-z][A-Za-z0-9_\-]*$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class RetrySpec(_Model):
+    """Retry with exponential (or constant) backoff and full jitter, for retryable errors only."""
+
+    max_attempts: Annotated[int, Field(ge=1, le=20)] = 3
+    backoff: Literal["exponential", "constant"] = "exponential"
+    initial_s: Annotated[float, Field(ge=0, le=3600)] = 0.5
+    max_s: Annotated[float, Field(ge=0, le=3600)] = 30.0
+    jitter: bool = True
+
+
+class FallbackSpec(_Model):
+    """``on_failure: {fallback: {output: value}}``: the step's outputs when it fails for good."""
+
+    fallback: dict[str, Any]
+
+
+class CacheSpec(_Model):
+    """Share a step's result across runs (memoisation), not only within one run for resume."""
+
+    enabled: bool = True
+    ttl_s: Annotated[float, Field(gt=0)] | None = None
+
+
+class InputSpec(_Model):
+    type: str
+    default: Any = None
+    required: bool | None = None
+    description: str = ""
+
+    @property
+    def is_required(self) -> bool:
+        return self.required if self.required is not None else self.default is None
+
+
+class NodeSpec(_Model):
+    uses: str
+    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
+    retry: RetrySpec | None = None
+    timeout_s: Annotated[float, Field(gt=0)] | None = None
+    on_failure: Literal["fail", "skip"] | FallbackSpec = "fail"
+    when: str | None = None
+    cache: bool | CacheSpec = False
+    description: str = ""
+
+    @property
+    def cache_spec(self) -> CacheSpec | None:
+        if isinstance(self.cache, CacheSpec):
+            return self.cache if self.cache.enabled else None
+        return CacheSpec() if self.cache else None
+
+
+class WorkflowSpec(_Model):
+    name: Annotated[str, Field(pattern=_NAME, max_length=128)]
+    version: Annotated[str, Field(max_length=64)] | None = None
+    description: str = ""
+    inputs: dict[str, InputSpec] = Field(default_factory=dict)
+    nodes: Annotated[dict[str, NodeSpec], Field(min_length=1)]
+    outputs: dict[str, Any] = Field(default_factory=dict)
+    deadline_s: Annotated[float, Field(gt=0)] | None = None
+
+    @pydantic.field_validator("inputs", mode="before")
+    @classmethod
+    def _short_inputs(cls, value: Any) -> Any:
+        # `prompt: text` is shorthand for `prompt: {type: text}`.
+        if isinstance(value, dict):
+            return {k: {"type": v} if isinstance(v, str) else v for k, v in value.items()}
+        return value
+
+    def normalized(self) -> dict[str, Any]:
+        """The definition with defaults dropped: what the digest and diffs are taken over."""
+        data = self.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+        data.pop("version", None)
+        return data
+
+    def digest(self) -> str:
+        return "sha256:" + hashlib.sha256(canonical_json(self.normalized()).encode()).hexdigest()
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted keys, no whitespace: equal data gives equal text."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + ("with" if part == "with_" else str(part))
+    return out or "(root)"
+
+
+def _pydantic_problems(exc: pydantic.ValidationError, smap: SourceMap) -> list[Problem]:
+    problems = []
+    for err in exc.errors():
+        # Union branches repeat the same field: drop the branch tags pydantic puts in `loc`.
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
+        loc = tuple(p for p in loc if p not in {"literal['fail','skip']", "FallbackSpec"})
+        location = _location(loc)
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            message = f"unknown field {str(loc[-1])!r}"
+            code = "unknown_field"
+        elif kind == "missing":
+            message = f"required field {str(loc[-1])!r} is missing"
+            code = "missing_field"
+        else:
+            message = err["msg"]
+            code = "invalid_field"
+        problems.append(Problem(code, location, message, line=smap.line(location)))
+    # One message per location is enough; union types otherwise report a field several times.
+    seen: set[tuple[str, str]] = set()
+    unique = []
+    for p in problems:
+        if (p.location, p.code) not in seen:
+            seen.add((p.location, p.code))
+            unique.append(p)
+    return unique
+
+
+def load_spec(source: str | bytes | Path | dict[str, Any]) -> tuple[WorkflowSpec, SourceMap]:
+    """Read a definition from YAML/JSON text, a file path or a mapping.
+
+    Raises ``DefinitionError`` listing every problem; never a parser traceback.
+    """
+    if isinstance(source, Path):
+        try:
+            source = source.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise DefinitionError(
+                [Problem("unreadable", str(source), exc.strerror or str(exc))]
+            ) from None
+    smap = SourceMap.empty()
+    if isinstance(source, bytes):
+        source = source.decode("utf-8", errors="replace")
+    if isinstance(source, str):
+        data, smap, problems = SourceMap.parse(source)
+        if problems:
+            raise DefinitionError(problems)
+    else:
+        data = source
+    if not isinstance(data, dict):
+        raise DefinitionError(
+            [
+                Problem(
+                    "not_a_mapping",
+                    "(root)",
+                    "a workflow definition is a mapping with name and nodes",
+                )
+            ]
+        )
+    try:
+        return WorkflowSpec.model_validate(data), smap
+    except pydantic.ValidationError as exc:
+        raise DefinitionError(_pydantic_problems(exc, smap)) from None

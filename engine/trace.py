@@ -1,0 +1,130 @@
+"""One trace per run: a step per node with status, attempts, timing, cost, usage, cache hit.
+
+Times are taken with ``perf_counter`` during the run (cheap, monotonic) and turned into wall-clock
+timestamps only when the trace is serialised. A run's cost counts executed steps only; what a
+cache hit would have cost is reported separately as ``cost_saved_usd``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, NewType
+
+__all__ = ["RunId", "RunStatus", "StepStatus", "StepTrace", "Trace"]
+
+RunId = NewType("RunId", str)
+StepStatus = Literal[
+    "pending", "running", "succeeded", "failed", "skipped", "cancelled", "fallback"
+]
+RunStatus = Literal["running", "succeeded", "failed"]
+
+
+def _iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="microseconds")
+
+
+@dataclass(slots=True)
+class StepTrace:
+    node: str
+    kind: str
+    status: StepStatus = "pending"
+    attempts: int = 0
+    started: float | None = None  # perf_counter
+    ended: float | None = None
+    cost_usd: float = 0.0
+    cost_saved_usd: float = 0.0
+    usage: dict[str, float] = field(default_factory=dict)
+    cache_hit: bool = False
+    error: str | None = None
+    error_code: str | None = None
+    reason: str | None = None  # why a step was skipped or cancelled
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def latency_s(self) -> float | None:
+        if self.started is None or self.ended is None:
+            return None
+        return self.ended - self.started
+
+
+@dataclass(slots=True)
+class Trace:
+    run_id: RunId
+    workflow: str
+    version: str | None
+    digest: str
+    wall_start: float  # time.time() at perf_start
+    perf_start: float
+    steps: dict[str, StepTrace]
+    status: RunStatus = "running"
+    perf_end: float | None = None
+    error: str | None = None
+    error_code: str | None = None
+    resumed: bool = False
+    seed: int = 0
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def latency_s(self) -> float | None:
+        return None if self.perf_end is None else self.perf_end - self.perf_start
+
+    @property
+    def cost_usd(self) -> float:
+        return sum(s.cost_usd for s in self.steps.values())
+
+    @property
+    def cost_saved_usd(self) -> float:
+        return sum(s.cost_saved_usd for s in self.steps.values())
+
+    def _wall(self, perf: float | None) -> float | None:
+        return None if perf is None else self.wall_start + (perf - self.perf_start)
+
+    def to_json(self) -> dict[str, Any]:
+        steps = []
+        for s in self.steps.values():
+            latency = s.latency_s
+            step: dict[str, Any] = {
+                "node": s.node,
+                "kind": s.kind,
+                "status": s.status,
+                "attempts": s.attempts,
+                "started_at": _iso(self._wall(s.started)),
+                "ended_at": _iso(self._wall(s.ended)),
+                "offset_s": None if s.started is None else round(s.started - self.perf_start, 6),
+                "latency_s": None if latency is None else round(latency, 6),
+                "cost_usd": round(s.cost_usd, 8),
+                "usage": s.usage,
+                "cache_hit": s.cache_hit,
+                "error": s.error,
+            }
+            if s.cost_saved_usd:
+                step["cost_saved_usd"] = round(s.cost_saved_usd, 8)
+            if s.error_code:
+                step["error_code"] = s.error_code
+            if s.reason:
+                step["reason"] = s.reason
+            if s.meta:
+                step["meta"] = s.meta
+            steps.append(step)
+        latency = self.latency_s
+        return {
+            "run_id": self.run_id,
+            "workflow": self.workflow,
+            "version": self.version,
+            "digest": self.digest,
+            "status": self.status,
+            "started_at": _iso(self.wall_start),
+            "ended_at": _iso(self._wall(self.perf_end)),
+            "latency_s": None if latency is None else round(latency, 6),
+            "cost_usd": round(self.cost_usd, 8),
+            "cost_saved_usd": round(self.cost_saved_usd, 8),
+            "resumed": self.resumed,
+            "seed": self.seed,
+            "error": self.error,
+            "error_code": self.error_code,
+            "attrs": self.attrs,
+            "steps": steps,
+        }
