@@ -168,11 +168,16 @@ class RunState:
             if steps[node_id].status not in _FINISHED and node_id not in needed:
                 self.unneeded.add(node_id)
                 task = self.tasks.get(node_id)
-                if task is not None and not task.done():
+                # A task that has not started yet checks `unneeded` itself when it starts;
+                # cancelling it now would end it before it could report.
+                if task is not None and not task.done() and steps[node_id].status == "running":
                     task.cancel()
 
     # -- one node -------------------------------------------------------------------------
     async def _run_node(self, node: CompiledNode) -> None:
+        if node.id in self.unneeded:
+            self._skip(node, "no longer needed: nothing downstream can use it", "cancelled")
+            return
         step = self.trace.steps[node.id]
         step.status = "running"
         step.started = time.perf_counter()

@@ -202,15 +202,23 @@ class _Checker:
             self.error("bad_model", where, f"no provider named {provider_name!r}{hint}")
             return
         task = cast(str, kind.provider_task)
+        # A provider may publish a catalogue {model: spec with .task}; the simulator does.
+        catalogue = getattr(provider, "models", None) or {}
+        fitting = sorted(m for m, spec in catalogue.items() if getattr(spec, "task", task) == task)
+        known = f"; its {task} models: {', '.join(fitting)}" if fitting else ""
         if not provider.supports(task):
             self.error("bad_model", where, f"provider {provider_name!r} cannot do {task}")
         elif provider.knows_model(model_name) is False:
-            catalogue = getattr(provider, "models", None) or {}
-            fitting = [m for m, spec in catalogue.items() if getattr(spec, "task", task) == task]
             hint = suggest(model_name, fitting)
-            known = f"; {task} models: {', '.join(sorted(fitting))}" if fitting else ""
             self.error(
                 "bad_model", where, f"{provider_name} has no model {model_name!r}{hint}{known}"
+            )
+        elif model_name in catalogue and getattr(catalogue[model_name], "task", task) != task:
+            other = getattr(catalogue[model_name], "task", "")
+            self.error(
+                "bad_model",
+                where,
+                f"{model} is a {other} model; {kind.name} needs a {task} model{known}",
             )
 
 
@@ -248,7 +256,12 @@ def _find_cycles(deps: Mapping[str, set[str]]) -> list[list[str]]:
                 cycle = stack[stack.index(dep) :]
                 if frozenset(cycle) not in seen:
                     seen.add(frozenset(cycle))
-                    cycles.append([*reversed(cycle), cycle[-1]])
+                    # In data-flow order, starting at the smallest name, so it reads the same
+                    # whichever node the search entered the cycle by.
+                    flow = list(reversed(cycle))
+                    start = flow.index(min(flow))
+                    flow = flow[start:] + flow[:start]
+                    cycles.append([*flow, flow[0]])
             elif dep not in state:
                 visit(dep)
         stack.pop()

@@ -87,7 +87,7 @@ def server() -> Iterator[_Server]:
     srv = _Server(("127.0.0.1", 0), _Handler)
     srv.requests = []
     srv.release = threading.Event()
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
     yield srv
     srv.release.set()
@@ -213,7 +213,8 @@ def test_injected_client_is_left_open(server: _Server) -> None:
 
 def test_unsupported_task() -> None:
     provider = OpenAIProvider(api_key=KEY)
-    assert provider.supports("text") and provider.supports("moderate")
+    assert provider.supports("text")
+    assert provider.supports("moderate")
     assert not provider.supports("video")
     assert provider.knows_model("anything") is None
     error = fail(provider, ModelCall("video", "sora", {"prompt": "x"}))

@@ -38,8 +38,8 @@ ENHANCE_SYSTEM: Final = (
 
 
 def _pick(params: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
-    # Absent and None are the same to a user; not sending them lets the provider's own default
-    # apply, and keeps the step cache key identical whether or not a default was spelled out.
+    # Absent and None mean the same to a user. Not sending them lets the provider's own default
+    # apply, and keeps a simulated result (seeded by its inputs) the same either way.
     return {name: params[name] for name in names if params.get(name) is not None}
 
 

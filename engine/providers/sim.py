@@ -198,7 +198,8 @@ class SimProvider:
         )
 
     async def _sleep(self, seconds: float) -> None:
-        if self.time_scale > 0:  # time_scale 0 must not even yield, so benchmarks stay exact
+        # Not even sleep(0) at scale 0: benchmarks should time the engine, not the event loop.
+        if self.time_scale > 0:
             await asyncio.sleep(seconds * self.time_scale)
 
     @staticmethod
@@ -231,13 +232,13 @@ class SimProvider:
         meta = {"model": f"{self.name}/{call.model}"}
         if task == "image":
             _require(call, "prompt")
-            width = int(inputs.get("width") or 1024)
-            height = int(inputs.get("height") or 1024)
+            width = int(_number(call, "width", 1024))
+            height = int(_number(call, "height", 1024))
             ref = MediaRef("image", uri, mime, width=width, height=height, meta=meta)
             return {"image": ref}, {"images": 1.0}
         if task == "video":
             _require(call, "prompt")
-            seconds = float(inputs.get("seconds") or 8.0)
+            seconds = _number(call, "seconds", 8.0)
             ref = MediaRef("video", uri, mime, seconds, 1280, 720, meta)
             return {"video": ref}, {"media_seconds": seconds}
         if task == "audio":
@@ -247,10 +248,9 @@ class SimProvider:
             ref = MediaRef("audio", uri, mime, seconds, meta={**meta, "voice": voice})
             return {"audio": ref}, {"media_seconds": seconds}
         _require(call, "prompt")  # music
-        seconds = float(inputs.get("seconds") or 30.0)
-        return {"audio": MediaRef("audio", uri, mime, seconds, meta=meta)}, {
-            "media_seconds": seconds
-        }
+        seconds = _number(call, "seconds", 30.0)
+        ref = MediaRef("audio", uri, mime, seconds, meta=meta)
+        return {"audio": ref}, {"media_seconds": seconds}
 
 
 def _require(call: ModelCall, key: str) -> str:
@@ -260,6 +260,17 @@ def _require(call: ModelCall, key: str) -> str:
             f"sim/{call.model}: the {call.task} task needs a non-empty {key!r}", code="bad_input"
         )
     return value
+
+
+def _number(call: ModelCall, key: str, default: float) -> float:
+    value = call.inputs.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise NodeError(
+            f"sim/{call.model}: {key!r} must be a positive number, got {value!r}", code="bad_input"
+        )
+    return float(value)
 
 
 def _describe(prompt: str, quality: float, rng: random.Random, max_tokens: Any) -> str:

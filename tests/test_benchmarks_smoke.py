@@ -1,0 +1,70 @@
+"""The engine benchmark runs end to end and prints one JSON object with every figure.
+
+Only the shape is checked: tests never assert on wall-clock time, so the targets may be either way.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+NUMBERS = [
+    "overhead_us_per_node",
+    "asyncio_us_per_node",
+    "langgraph_us_per_node",
+    "durable_us_per_node",
+    "langgraph_sqlite_us_per_node",
+    "parallel_efficiency",
+    "ragged_efficiency",
+    "ragged_efficiency_layered_baseline",
+    "validate_ms_1000_nodes",
+    "overhead_vs_asyncio",
+    "langgraph_vs_overhead",
+    "langgraph_sqlite_vs_durable",
+]
+TARGETS = {
+    "overhead_within_3x_asyncio",
+    "overhead_10x_below_langgraph",
+    "durable_5x_below_langgraph_sqlite",
+    "parallel_efficiency_le_1_05",
+    "ragged_efficiency_le_1_05",
+    "validate_under_50ms",
+}
+
+
+@pytest.mark.slow
+def test_engine_benchmark_prints_one_json_object_with_every_figure() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", "-m", "benchmarks.engine", "--json", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Warning" not in proc.stderr, proc.stderr
+    result = json.loads(proc.stdout)  # the whole of stdout: exactly one JSON value
+    assert isinstance(result, dict)
+    for key in NUMBERS:
+        value = result[key]
+        assert isinstance(value, int | float), key
+        assert not isinstance(value, bool), key
+        assert math.isfinite(value), key
+        assert value > 0, key
+    assert set(result["targets"]) == TARGETS
+    assert all(isinstance(ok, bool) for ok in result["targets"].values())
+    machine = result["machine"]
+    assert set(machine) == {"cores", "python", "langgraph"}
+    assert machine["cores"] >= 1
+    assert machine["python"].count(".") == 2
+    assert isinstance(machine["langgraph"], str)
+    assert machine["langgraph"]
+    assert result["notes"]
