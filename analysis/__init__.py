@@ -1,3 +1,3 @@
-"""Statistics for experiments: pure functions over sufficient statistics (built in a later issue)."""
+"""Statistics for experiments: pure functions over sufficient statistics (a later issue)."""
 
 __all__: list[str] = []

@@ -37,6 +37,7 @@ Resolver = Callable[[Scope], Any]
 
 _REF_RE: Final = re.compile(r"(?<!\$)\$\{\s*([^}]*?)\s*\}")
 _PART_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+_PATH_RE: Final = re.compile(r"^[A-Za-z0-9_\-]+$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +59,11 @@ class Ref:
 def parse_ref(text: str) -> Ref:
     """Parse the inside of ``${...}``; raise ``ValueError`` with what a reference looks like."""
     parts = text.split(".")
-    if not text or any(not _PART_RE.match(p) for p in parts):
+    # Names start with a letter; a path into json may also index a list (`items.0`).
+    names = 1 if parts[0] == ITEM else 2
+    if not text or any(
+        not (_PART_RE if i < names else _PATH_RE).match(p) for i, p in enumerate(parts)
+    ):
         raise ValueError(
             f"malformed reference ${{{text}}}; write ${{node.output}} or ${{inputs.name}}"
         )

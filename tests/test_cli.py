@@ -25,7 +25,11 @@ RUN_ID_RE = re.compile(r"--resume ([0-9a-f]{32})\b")
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
+    """Run ``main`` as the console script would: an argparse exit becomes an exit status."""
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -165,6 +169,21 @@ def test_validate_mixed_files_exits_with_the_worst_status(
     assert "missing.yaml" in err
 
 
+def test_validate_warnings_do_not_fail(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "unused.yaml"
+    path.write_text(
+        "name: unused\n"
+        "nodes:\n"
+        "  a: {uses: template, with: {text: hi}}\n"
+        "  b: {uses: template, with: {text: bye}}\n"
+        "outputs: {a: '${a.text}'}\n"
+    )
+    code, out, err = run_cli(capsys, "validate", path)
+    assert code == 0
+    assert f"{path}: valid:" in out
+    assert f"{path}:4: warning: nodes.b:" in err
+
+
 # -- exec ----------------------------------------------------------------------------------------
 
 
@@ -191,6 +210,18 @@ def test_exec_json_product_video(capsys: pytest.CaptureFixture[str]) -> None:
     assert trace["cost_usd"] > 0
     assert trace["cost_usd"] == pytest.approx(sum(s["cost_usd"] for s in steps.values()))
     assert steps["video"]["cost_usd"] > 0
+
+
+def test_exec_of_an_invalid_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text(BROKEN)
+    code, out, err = run_cli(capsys, "exec", path, "-i", "prompt=x", "--time-scale", "0")
+    assert code == 1
+    assert out == ""
+    assert "did you mean enhance.text?" in err
+    code, _, err = run_cli(capsys, "exec", tmp_path / "nope.yaml")
+    assert code == 2
+    assert "nope.yaml" in err
 
 
 def test_exec_missing_required_input(capsys: pytest.CaptureFixture[str]) -> None:
@@ -390,23 +421,47 @@ def test_resume_keeps_the_seed_given_on_the_command_line(
     assert resumed["trace"]["seed"] == 3
 
 
-def test_printed_resume_command_works_as_printed(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, flaky: Path
-) -> None:
-    """The hint is a command line to copy; it must carry the run's inputs (and quote paths)."""
-    db = tmp_path / "cache dir" / "steps.db"
-    code, out, _ = run_cli(
-        capsys, "exec", flaky, "-i", "topic=red shoes", "--cache", db, "--time-scale", "0"
-    )
-    assert code == 1
+def resume_hint(out: str) -> list[str]:
     hint = next(line for line in out.splitlines() if line.startswith("resume with: "))
     argv = shlex.split(hint.removeprefix("resume with: "))
     assert argv[0] == "rollgraph"
+    return argv[1:]
+
+
+def test_printed_resume_command_carries_the_inputs(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, flaky: Path
+) -> None:
+    """The hint is a command line to copy: without the run's inputs it cannot even start."""
+    db = tmp_path / "steps.db"
+    code, out, _ = run_cli(
+        capsys, "exec", flaky, "-i", "topic=shoes", "--cache", db, "--time-scale", "0"
+    )
+    assert code == 1
+    argv = resume_hint(out)
     code, out, err = run_cli(
-        capsys, *argv[1:], "--allow-host", "127.0.0.1", "--time-scale", "0", "--json"
+        capsys, *argv, "--allow-host", "127.0.0.1", "--time-scale", "0", "--json"
     )
     assert code == 0, err
-    assert json.loads(out)["trace"]["resumed"] is True
+    steps = {s["node"]: s for s in json.loads(out)["trace"]["steps"]}
+    assert steps["draft"]["cache_hit"] is True
+
+
+def test_printed_resume_command_quotes_paths(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A cache path with a space must survive copying the hint into a shell."""
+    path = tmp_path / "fails.yaml"
+    path.write_text(
+        "name: fails\n"
+        "nodes:\n"
+        "  fetch: {uses: http.json, with: {url: 'http://not-allowed.invalid/x'}}\n"
+        "outputs: {body: '${fetch.body}'}\n"
+    )
+    db = tmp_path / "cache dir" / "steps.db"
+    code, out, _ = run_cli(capsys, "exec", path, "--cache", db, "--time-scale", "0")
+    assert code == 1
+    argv = resume_hint(out)
+    assert argv[argv.index("--cache") + 1] == str(db)
 
 
 # -- the installed console script ----------------------------------------------------------------

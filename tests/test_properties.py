@@ -213,11 +213,23 @@ def test_outputs_equal_sequential_evaluation(graph: Graph) -> None:
         assert wf.nodes[engine.NodeId(graph.name(i))].deps == {graph.name(d) for d in graph.deps[i]}
 
 
+def max_in_flight(events: list[tuple[str, str]]) -> int:
+    running, peak = 0, 0
+    for what, _ in events:
+        running += 1 if what == "start" else -1
+        peak = max(peak, running)
+    return peak
+
+
 @SETTINGS
 @given(graphs(max_delay_ms=3))
 def test_dataflow_order_holds_under_concurrency(graph: Graph) -> None:
     harness, result = run_once(graph)
     check_complete_run(graph, harness, result)
+    # Independent branches overlap: two roots that both sleep are in flight together.
+    sleeping_roots = [i for i in range(graph.size) if not graph.deps[i] and graph.delays_ms[i]]
+    if len(sleeping_roots) >= 2:
+        assert max_in_flight(harness.events) >= 2
 
 
 @SETTINGS
