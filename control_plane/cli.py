@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -62,8 +63,23 @@ def _parse_inputs(workflow: Workflow, pairs: Sequence[str]) -> dict[str, Any]:
         if not sep:
             raise ValueError(f"--input {pair!r}: write name=value")
         declared = workflow.input_types.get(name)
-        values[name] = text if declared is None else parse_input_text(text, declared[0])
+        try:
+            values[name] = text if declared is None else parse_input_text(text, declared[0])
+        except ValueError as exc:
+            raise ValueError(f"--input {name}: {exc}") from None
     return values
+
+
+def _resume_command(args: argparse.Namespace, run_id: str) -> str:
+    words = ["rollgraph", "exec", args.file]
+    for pair in args.input:
+        words += ["--input", pair]
+    if args.seed is not None:
+        words += ["--seed", str(args.seed)]
+    for host in args.allow_host:
+        words += ["--allow-host", host]
+    words += ["--cache", args.cache, "--resume", run_id]
+    return shlex.join(words)
 
 
 async def _exec(args: argparse.Namespace, workflow: Workflow, inputs: dict[str, Any]) -> int:
@@ -76,7 +92,9 @@ async def _exec(args: argparse.Namespace, workflow: Workflow, inputs: dict[str, 
         providers=providers, cache=cache, http_allow_hosts=args.allow_host
     ) as eng:
         if args.resume:
-            result = await eng.resume(workflow, args.resume, inputs, deadline_s=args.deadline)
+            result = await eng.resume(
+                workflow, args.resume, inputs, seed=args.seed, deadline_s=args.deadline
+            )
         else:
             result = await eng.run(workflow, inputs, seed=args.seed, deadline_s=args.deadline)
     if args.json:
@@ -88,8 +106,7 @@ async def _exec(args: argparse.Namespace, workflow: Workflow, inputs: dict[str, 
         for name, value in (data["outputs"] or {}).items():
             print(f"  {name}: {json.dumps(value, default=str)}")
         if not result.ok and args.cache:
-            hint = f"rollgraph exec {args.file} --cache {args.cache} --resume {result.run_id}"
-            print(f"resume with: {hint}")
+            print(f"resume with: {_resume_command(args, result.run_id)}")
     return 0 if result.ok else 1
 
 
@@ -139,7 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except BrokenPipeError:  # `rollgraph exec ... --json | head` is not an error
+        sys.stderr.close()
+        return 0
     return code
 
 

@@ -126,8 +126,8 @@ class NodeContext:
         if not self.runtime.host_allowed(url):
             host = urlsplit(url).hostname or url
             raise NodeError(
-                f"host {host!r} is not on the http allow-list; add it to the engine's "
-                "http_allow_hosts to let workflows call it",
+                f"host {host!r} is not on the http allow-list; allow it with "
+                "Engine(http_allow_hosts=[...]) or `rollgraph exec --allow-host HOST`",
                 code="host_not_allowed",
             )
 

@@ -100,7 +100,10 @@ def _compile(
     workflow, problems = compile_workflow(
         spec, registry=registry or default_registry, providers=provs
     )
-    return workflow, [replace(p, line=smap.line(p.location)) for p in problems]
+    located = [replace(p, line=smap.line(p.location)) for p in problems]
+    if workflow is not None:
+        workflow = replace(workflow, warnings=tuple(p for p in located if p.severity == "warning"))
+    return workflow, located
 
 
 def check(

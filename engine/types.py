@@ -8,6 +8,7 @@ however large the videos it produces.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
@@ -150,6 +151,8 @@ def check_value(value: Any, vtype: ValueType) -> Any:
             return int(value)
     elif name == "number":
         if isinstance(value, int | float) and not isinstance(value, bool):
+            if not math.isfinite(value):  # NaN and infinities poison costs and JSON alike
+                raise ValueError(f"expected a finite number, got {value!r}")
             return value
     elif name in MEDIA_KINDS:
         if isinstance(value, MediaRef):

@@ -86,6 +86,10 @@ class InputBindingError(RunError):
         super().__init__("; ".join(f"{p.location}: {p.message}" for p in problems))
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a finite number")
+
+
 def parse_input_text(text: str, vtype: ValueType) -> Any:
     """Read a command-line value (``--input seconds=8``) as the declared type."""
     if vtype.name == "text":
@@ -93,7 +97,7 @@ def parse_input_text(text: str, vtype: ValueType) -> Any:
     if vtype.name in {"image", "video", "audio"}:
         return text
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError:
         if vtype.name == "json":
             return text

@@ -21,13 +21,16 @@ NUMBERS = [
     "langgraph_us_per_node",
     "durable_us_per_node",
     "langgraph_sqlite_us_per_node",
+    "langgraph_sqlite_normal_us_per_node",
     "parallel_efficiency",
+    "parallel_efficiency_layered_baseline",
     "ragged_efficiency",
     "ragged_efficiency_layered_baseline",
     "validate_ms_1000_nodes",
     "overhead_vs_asyncio",
     "langgraph_vs_overhead",
     "langgraph_sqlite_vs_durable",
+    "langgraph_sqlite_normal_vs_durable",
 ]
 TARGETS = {
     "overhead_within_3x_asyncio",

@@ -190,7 +190,16 @@ def test_validate_warnings_do_not_fail(capsys: pytest.CaptureFixture[str], tmp_p
 def exec_json(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, dict[str, Any]]:
     code, out, err = run_cli(capsys, "exec", *argv, "--json", "--time-scale", "0")
     assert "Traceback" not in err
-    return code, json.loads(out)  # the whole of stdout is one JSON document
+    return code, strict_json(out)
+
+
+def _no_constant(name: str) -> Any:
+    raise AssertionError(f"{name} is not JSON (RFC 8259)")
+
+
+def strict_json(text: str) -> Any:
+    """The whole of ``text`` is one standard JSON document (no NaN or Infinity)."""
+    return json.loads(text, parse_constant=_no_constant)
 
 
 def test_exec_json_product_video(capsys: pytest.CaptureFixture[str]) -> None:
@@ -241,6 +250,36 @@ def test_exec_input_of_the_wrong_type(capsys: pytest.CaptureFixture[str]) -> Non
     assert out == ""
     assert "'abc'" in err
     assert "number" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity"])
+def test_exec_rejects_non_finite_number_input(
+    capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    """``seconds=NaN`` must not run: it bills NaN dollars and --json then prints invalid JSON."""
+    code, out, err = run_cli(
+        capsys,
+        "exec",
+        V33,
+        "-i",
+        "prompt=x",
+        "-i",
+        f"seconds={value}",
+        "--time-scale",
+        "0",
+        "--seed",
+        "1",
+        "--json",
+    )
+    if code != 2:
+        doc = json.loads(out)
+        pytest.fail(
+            f"seconds={value} was accepted as an input (exit {code}): run {doc['status']}, "
+            f"cost_usd {doc['trace']['cost_usd']}, error {doc['error']!r}"
+        )
+    assert out == ""
+    assert value in err
     assert "Traceback" not in err
 
 
@@ -479,7 +518,7 @@ def test_console_script_end_to_end(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    doc = json.loads(done.stdout)
+    doc = strict_json(done.stdout)
     assert doc["status"] == "succeeded"
     assert {s["node"] for s in doc["trace"]["steps"]} == {
         "enhance",
