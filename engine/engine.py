@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import os
 import time
 from collections.abc import Iterable, Mapping
@@ -45,13 +46,46 @@ __all__ = ["Engine", "RunResult", "Source", "check", "define", "new_run_id", "ru
 Source = str | bytes | Path | dict[str, Any] | Workflow
 
 
+class _RunIds:
+    """Run ids: 32 hex digits, time-ordered like UUIDv7: 48-bit milliseconds, 40 bits that are
+    random per process (drawn again in a forked child), then a 40-bit counter from a random
+    start. Unique across processes and replicas without a system call per run."""
+
+    def __init__(self) -> None:
+        self.reset()
+        os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self) -> None:
+        self.prefix = os.urandom(5).hex()
+        self.counter = itertools.count(int.from_bytes(os.urandom(5)))
+        self.reset_seed_base()
+
+    def reset_seed_base(self) -> None:
+        self.seed_base = (int(self.prefix, 16) & 0xFFFFF) << 40
+        self.ms, self.head = -1, ""
+
+    def next(self) -> tuple[RunId, int]:
+        """A new run id and its default seed (what ``_seed_for`` gives for that id)."""
+        count = next(self.counter) & 0xFFFFFFFFFF
+        ms = int(time.time() * 1000)
+        if ms != self.ms:
+            self.ms, self.head = ms, f"{ms:012x}{self.prefix}"
+        return RunId(f"{self.head}{count:010x}"), self.seed_base | count
+
+
+_run_ids = _RunIds()
+
+
 def new_run_id() -> RunId:
-    """32 hex digits, time-ordered (48-bit milliseconds, then 80 random bits), like UUIDv7."""
-    return RunId(f"{int(time.time() * 1000):012x}{int.from_bytes(os.urandom(10), 'big'):020x}")
+    return _run_ids.next()[0]
 
 
 def _seed_for(run_id: str) -> int:
-    return int.from_bytes(hashlib.blake2b(run_id.encode(), digest_size=8).digest(), "big") >> 1
+    """A run's default seed: stable for the run id (so a resume replays the same draws)."""
+    try:
+        return int(run_id[-15:], 16)
+    except ValueError:  # a caller-chosen run id that is not hex
+        return int.from_bytes(hashlib.blake2b(run_id.encode(), digest_size=8).digest()) >> 1
 
 
 @dataclass(slots=True)
@@ -175,19 +209,20 @@ class Engine:
         """Run to completion. A failed node fails the result, it does not raise; bad inputs do."""
         wf = workflow if isinstance(workflow, Workflow) else self.define(workflow)
         bound = wf.bind_inputs(inputs or {})
-        rid = RunId(run_id) if run_id else new_run_id()
-        run_seed = seed if seed is not None else _seed_for(rid)
+        if run_id:
+            rid, default_seed = RunId(run_id), _seed_for(run_id)
+        else:
+            rid, default_seed = _run_ids.next()
+        run_seed = seed if seed is not None else default_seed
         trace = Trace(
-            run_id=rid,
-            workflow=wf.name,
-            version=wf.version,
-            digest=wf.digest,
-            wall_start=time.time(),
-            perf_start=time.perf_counter(),
-            steps={n: StepTrace(n, node.kind.name) for n, node in wf.nodes.items()},
+            rid,
+            wf.name,
+            wf.version,
+            wf.digest,
+            {n: StepTrace(n, kind) for n, kind in wf.step_kinds},
             resumed=resumed,
             seed=run_seed,
-            attrs=dict(attrs or {}),
+            attrs=dict(attrs) if attrs else None,
         )
         state = RunState(
             workflow=wf,
@@ -197,8 +232,10 @@ class Engine:
             inputs=bound,
             seed=run_seed,
         )
-        limits = [d for d in (deadline_s, wf.spec.deadline_s) if d is not None]
-        await state.execute(min(limits) if limits else None)
+        limit = wf.spec.deadline_s
+        if deadline_s is not None:
+            limit = deadline_s if limit is None else min(limit, deadline_s)
+        await state.execute(limit)
         trace.perf_end = time.perf_counter()
         if trace.status == "running":
             trace.status = "succeeded"

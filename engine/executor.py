@@ -1,7 +1,10 @@
 """Running one workflow: dataflow order, retries, timeouts, skips, cancellation, step cache.
 
-A node starts the moment its last dependency completes (the completing node starts it), so
-independent branches overlap and a run lasts as long as its slowest path, never "layer by layer".
+A node starts the moment its last dependency completes, so independent branches overlap and a
+run lasts as long as its slowest path, never "layer by layer". Scheduling works in chains: the
+task that finishes a node goes straight on with one of the consumers that became ready and
+spawns tasks only for the others, so a chain of steps costs one task, not one per step.
+
 When a required node fails for good the run fails and every in-flight node is cancelled; when a
 node is skipped, in-flight nodes that can no longer reach an output are cancelled too.
 """
@@ -18,16 +21,17 @@ from engine.cache import CachedStep, StepCache
 from engine.codec import step_key
 from engine.context import NodeContext, Runtime
 from engine.errors import NodeError
-from engine.registry import NodeResult
+from engine.registry import KindFn, NodeResult
 from engine.spec import FallbackSpec, RetrySpec
-from engine.trace import RunId, StepTrace, Trace
+from engine.trace import RunId, StepStatus, StepTrace, Trace
 from engine.types import check_value
 from engine.workflow import CompiledNode, Workflow
 
 __all__ = ["RunState", "backoff_delay"]
 
-_DEFAULT_RETRY = RetrySpec()
+_now = time.perf_counter
 _FINISHED = frozenset({"succeeded", "failed", "skipped", "cancelled", "fallback"})
+_UNNEEDED = "no longer needed: nothing downstream can use it"
 
 
 class _StepFailed(Exception):
@@ -48,6 +52,15 @@ def backoff_delay(policy: RetrySpec, attempt: int, rng: random.Random) -> float:
     return rng.uniform(0, base) if policy.jitter else base
 
 
+def _as_node_error(exc: Exception, timeout: float | None) -> NodeError:
+    if isinstance(exc, NodeError):
+        return exc
+    if isinstance(exc, TimeoutError):
+        return NodeError(f"timed out after {timeout:g}s", retryable=True, code="timeout")
+    # A bug in a kind must not crash the engine; it fails the step with what happened.
+    return NodeError(f"{type(exc).__name__}: {exc}", code="internal_error")
+
+
 class RunState:
     """The mutable state of one run. Created per run; never shared between runs."""
 
@@ -65,84 +78,194 @@ class RunState:
         self.runtime = runtime
         self.cache = cache
         self.trace = trace
+        self.steps = trace.steps
         self.run_id: RunId = trace.run_id
         self.seed = seed
         self.scope: dict[str, Mapping[str, Any]] = {"inputs": inputs}
-        self.waiting = {n: len(node.deps) for n, node in workflow.nodes.items()}
+        self.waiting = dict(workflow.waiting)
         self.skip_reason: dict[str, str] = {}
         self.unneeded: set[str] = set()
-        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.tasks: list[asyncio.Task[None]] = []
+        self.owner: dict[str, asyncio.Task[Any]] = {}  # running node → the task running it
         self.remaining = len(workflow.nodes)
-        self.finished = False
-        self.rng = random.Random(seed)
+        self.stopped = False  # the run failed or ended: start nothing more
         self.done: asyncio.Future[None] | None = None
+        self.loop: asyncio.AbstractEventLoop
+        self._rng: random.Random | None = None
+
+    @property
+    def rng(self) -> random.Random:
+        # Only retries draw from it; seeding one costs more than a whole no-op step.
+        if self._rng is None:
+            self._rng = random.Random(self.seed)
+        return self._rng
 
     # -- scheduling -----------------------------------------------------------------------
     async def execute(self, deadline_s: float | None) -> None:
-        loop = asyncio.get_running_loop()
-        self.done = loop.create_future()
-        for node in self.wf.nodes.values():
-            if not node.deps:
-                self._start(node)
-        if self.remaining == 0 and not self.done.done():
-            self.done.set_result(None)
+        self.loop = asyncio.get_running_loop()
+        first = self._advance(list(self.wf.root_nodes))
         try:
             if deadline_s is None:
-                await self.done
+                await self._drive(first)
             else:
                 async with asyncio.timeout(deadline_s):
-                    await self.done
+                    await self._drive(first)
         except TimeoutError:
             self._fail_run(f"run deadline of {deadline_s:g}s exceeded", "deadline_exceeded")
         finally:
-            self.finished = True
-            pending = [t for t in self.tasks.values() if not t.done()]
+            self.stopped = True
+            pending = [t for t in self.tasks if not t.done()]
             for task in pending:
                 task.cancel()
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
-            for step in self.trace.steps.values():
-                if step.status == "pending":
-                    step.status = "cancelled"
-                    step.reason = step.reason or "the run ended before this step could start"
+            if self.remaining:
+                for step in self.steps.values():
+                    if step.status == "pending":
+                        step.status = "cancelled"
+                        step.reason = step.reason or "the run ended before this step could start"
 
-    def _start(self, node: CompiledNode) -> None:
-        reason = self.skip_reason.get(node.id)
-        if reason is not None:
-            self._skip(node, reason)
-        elif node.id in self.unneeded:
-            self._skip(node, "no longer needed: nothing downstream can use it", "cancelled")
-        else:
-            self.tasks[node.id] = asyncio.get_running_loop().create_task(self._run_node(node))
+    async def _drive(self, first: CompiledNode | None) -> None:
+        """Run the first chain in the caller's task, then wait for the spawned ones."""
+        await self._chain(first)
+        if self.remaining and not self.stopped:
+            self.done = self.loop.create_future()
+            await self.done
 
-    def _complete(self, node: CompiledNode, skipped: str | None = None) -> None:
-        """Release the consumers of a finished node; ``skipped`` says why they cannot run."""
+    async def _chain(self, node: CompiledNode | None) -> None:
+        """Run steps one after another in this task: each step hands on the next ready node.
+
+        The step's code is inline here rather than in a coroutine of its own: a plain step then
+        costs one call of its kind, which is most of what separates a step from a bare await.
+        """
+        task = asyncio.current_task()
+        assert task is not None
+        steps = self.steps
+        scope = self.scope
+        track = self.wf.may_prune
+        while node is not None and not self.stopped:
+            if node.id in self.unneeded:  # pruned while it waited for its turn
+                node = self._advance(self._finish_skipped(node, _UNNEEDED, "cancelled"))
+                continue
+            step = steps[node.id]
+            step.status = "running"
+            step.started = _now()
+            if track:
+                self.owner[node.id] = task
+            try:
+                if node.when is not None and bool(node.when(self.scope)) == node.when_negated:
+                    step.ended = step.started
+                    reason = f"when {node.spec.when!r} is false"
+                    ready = self._finish_skipped(node, reason, "skipped")
+                elif node.plain and self.cache is None:
+                    if node.direct_only:  # every parameter a literal or `${source.field}`
+                        params = dict(node.static)
+                        for name, source, field in node.direct:
+                            params[name] = scope[source][field]
+                    else:
+                        params = self._params(node)
+                    step.attempts = 1
+                    try:
+                        result = await node.kind.fn(
+                            NodeContext(self.runtime, self.run_id, node.id, self.seed, 1), params
+                        )
+                    except Exception as exc:
+                        raise _StepFailed(_as_node_error(exc, None), 1) from None
+                    if isinstance(result, NodeResult):
+                        outputs = self._check_outputs(node, result.outputs, 1)
+                        self._record(
+                            node, step, outputs, result.cost_usd, result.usage, result.meta
+                        )
+                    else:
+                        if (  # exactly the declared json outputs need no checking
+                            node.typed_outputs
+                            or type(result) is not dict
+                            or result.keys() != node.output_keys
+                        ):
+                            result = self._check_outputs(node, result, 1)
+                        scope[node.id] = result
+                        step.ended = _now()
+                        step.status = "succeeded"
+                    ready = self._release(node)
+                else:
+                    ready = await self._full_step(node, step)
+            except asyncio.CancelledError:
+                step.ended = _now()
+                step.status = "cancelled"
+                if self.stopped or node.id not in self.unneeded:
+                    step.reason = step.reason or "the run failed or ended"
+                    raise
+                # Pruned: this task was cancelled for this node only; carry on with the run.
+                task.uncancel()
+                step.reason = _UNNEEDED
+                ready = self._release(node, skipped=f"upstream {node.id!r} was cancelled")
+            except _StepFailed as failed:
+                ready = self._on_failure(node, step, failed)
+            node = self._advance(ready)
+
+    def _advance(self, ready: list[CompiledNode]) -> CompiledNode | None:
+        """Start what became ready: skip what must be skipped, spawn a task for all but one,
+        and hand that one back for the calling task to run itself."""
+        if not ready or self.stopped:
+            return None
+        if not self.skip_reason and not self.unneeded:  # nothing to skip: the common case
+            for node in ready[:-1]:
+                self.tasks.append(self.loop.create_task(self._chain(node)))
+            return ready[-1]
+        keep: CompiledNode | None = None
+        while ready and not self.stopped:
+            node = ready.pop()
+            reason = self.skip_reason.get(node.id)
+            if reason is not None:
+                ready.extend(self._finish_skipped(node, reason, "skipped"))
+            elif node.id in self.unneeded:
+                ready.extend(self._finish_skipped(node, _UNNEEDED, "cancelled"))
+            elif keep is None:
+                keep = node
+            else:
+                self.tasks.append(self.loop.create_task(self._chain(node)))
+        return keep
+
+    def _release(self, node: CompiledNode, skipped: str | None = None) -> list[CompiledNode]:
+        """Count a node finished; return its consumers that are now ready.
+
+        ``skipped`` says why consumers that need this node through a required parameter cannot
+        run; consumers that read it only through optional parameters run without it.
+        """
         self.remaining -= 1
-        nodes = self.wf.nodes
-        for consumer in node.consumers:
-            if (
-                skipped is not None
-                and consumer not in self.skip_reason
-                and node.id not in nodes[consumer].optional_deps
-            ):
-                self.skip_reason[consumer] = skipped
-            self.waiting[consumer] -= 1
-            if self.waiting[consumer] == 0 and not self.finished:
-                self._start(nodes[consumer])
+        ready = []
+        if node.consumer_nodes:
+            if skipped is not None:
+                for consumer in node.consumer_nodes:
+                    if (
+                        consumer.id not in self.skip_reason
+                        and node.id not in consumer.optional_deps
+                    ):
+                        self.skip_reason[consumer.id] = skipped
+            waiting = self.waiting
+            for consumer in node.consumer_nodes:
+                left = waiting[consumer.id] - 1
+                waiting[consumer.id] = left
+                if left == 0:
+                    ready.append(consumer)
         if self.remaining == 0 and self.done is not None and not self.done.done():
             self.done.set_result(None)
+        return ready
 
-    def _skip(self, node: CompiledNode, reason: str, status: str = "skipped") -> None:
-        step = self.trace.steps[node.id]
-        step.status = status  # type: ignore[assignment]
+    def _finish_skipped(
+        self, node: CompiledNode, reason: str, status: StepStatus
+    ) -> list[CompiledNode]:
+        step = self.steps[node.id]
+        step.status = status
         step.reason = reason
-        self._complete(node, skipped=f"upstream {node.id!r} was {status}")
+        return self._release(node, skipped=f"upstream {node.id!r} was {status}")
 
     def _fail_run(self, message: str, code: str) -> None:
         if self.trace.error is None:
             self.trace.error = message
             self.trace.error_code = code
         self.trace.status = "failed"
+        self.stopped = True
         if self.done is not None and not self.done.done():
             self.done.set_result(None)
 
@@ -152,7 +275,7 @@ class RunState:
         A node still matters when it feeds a declared output, has no consumers (it may exist
         for its side effect), or feeds a node that still matters and is not going to be skipped.
         """
-        steps = self.trace.steps
+        steps = self.steps
         needed: set[str] = set()
         for node_id in reversed(self.wf.order):
             if steps[node_id].status in _FINISHED or node_id in self.skip_reason:
@@ -164,89 +287,84 @@ class RunState:
                 or any(c in needed for c in node.consumers)
             ):
                 needed.add(node_id)
+        current = asyncio.current_task()
         for node_id in self.wf.order:
-            if steps[node_id].status not in _FINISHED and node_id not in needed:
-                self.unneeded.add(node_id)
-                task = self.tasks.get(node_id)
-                # A task that has not started yet checks `unneeded` itself when it starts;
-                # cancelling it now would end it before it could report.
-                if task is not None and not task.done() and steps[node_id].status == "running":
-                    task.cancel()
+            if steps[node_id].status in _FINISHED or node_id in needed:
+                continue
+            self.unneeded.add(node_id)
+            # A node that has not started checks `unneeded` when its turn comes; a running one
+            # is interrupted in the task that runs it (never this one: it is finishing a step).
+            task = self.owner.get(node_id)
+            if steps[node_id].status == "running" and task is not None and task is not current:
+                task.cancel()
 
     # -- one node -------------------------------------------------------------------------
-    async def _run_node(self, node: CompiledNode) -> None:
-        if node.id in self.unneeded:
-            self._skip(node, "no longer needed: nothing downstream can use it", "cancelled")
-            return
-        step = self.trace.steps[node.id]
-        step.status = "running"
-        step.started = time.perf_counter()
-        try:
-            if node.when is not None and bool(node.when(self.scope)) == node.when_negated:
-                step.ended = step.started
-                self._skip(node, f"when {node.spec.when!r} is false")
-                return
-            await self._run_step(node, step)
-        except asyncio.CancelledError:
-            step.ended = time.perf_counter()
-            step.status = "cancelled"
-            if self.finished or node.id not in self.unneeded:
-                step.reason = step.reason or "the run failed or ended"
-                raise
-            step.reason = "no longer needed: nothing downstream can use it"
-            self._complete(node, skipped=f"upstream {node.id!r} was cancelled")
-        except _StepFailed as failed:
-            self._on_failure(node, step, failed)
-
-    async def _run_step(self, node: CompiledNode, step: StepTrace) -> None:
-        try:
-            params = self._params(node)
-        except (ValueError, KeyError) as exc:
-            raise _StepFailed(NodeError(f"bad input: {exc}", code="bad_input"), 0) from None
+    async def _full_step(self, node: CompiledNode, step: StepTrace) -> list[CompiledNode]:
+        params = self._params(node)
         key = None
-        shared = node.cache
         if self.cache is not None:
             key = step_key(self.wf.digest, node.id, self._key_params(node, params))
-            hit = await self.cache.get(f"run:{self.run_id}:{key}")
-            if hit is None and shared is not None:
+            hit = None
+            if self.trace.resumed:
+                hit = await self.cache.get(f"run:{self.run_id}:{key}")
+            if hit is None and node.cache is not None:
                 hit = await self.cache.get(f"shared:{key}")
             if hit is not None:
-                self._record(node, step, hit.outputs, 0.0, hit.usage, hit.meta, hit.attempts)
+                self._record(node, step, hit.outputs, 0.0, hit.usage, hit.meta)
+                step.attempts = hit.attempts
                 step.cache_hit = True
                 step.cost_saved_usd = hit.cost_usd
-                self._complete(node)
-                return
+                return self._release(node)
         result = await self._call(node, step, node.kind.fn, params)
         outputs = self._check_outputs(node, result.outputs, step.attempts)
-        self._record(node, step, outputs, result.cost_usd, result.usage, result.meta, step.attempts)
+        self._record(node, step, outputs, result.cost_usd, result.usage, result.meta)
         if self.cache is not None and key is not None:
             entry = CachedStep(outputs, result.cost_usd, result.usage, result.meta, step.attempts)
             await self.cache.put(f"run:{self.run_id}:{key}", entry)
-            if shared is not None:
-                await self.cache.put(f"shared:{key}", entry, ttl_s=shared.ttl_s)
-        self._complete(node)
+            if node.cache is not None:
+                await self.cache.put(f"shared:{key}", entry, ttl_s=node.cache.ttl_s)
+        return self._release(node)
 
     def _params(self, node: CompiledNode) -> dict[str, Any]:
         scope = self.scope
-        if node.map_plan is not None:
-            assert node.items is not None
-            return {
-                "items": node.items(scope),
-                "concurrency": node.map_plan.concurrency,
-                "output": node.map_plan.output,
-                "run_item": self._item_runner(node),
-            }
+        try:
+            if node.map_plan is not None:
+                assert node.items is not None
+                return {
+                    "items": node.items(scope),
+                    "concurrency": node.map_plan.concurrency,
+                    "output": node.map_plan.output,
+                    "run_item": self._item_runner(node),
+                }
+            params = dict(node.static)
+            try:
+                for name, source, field in node.direct:
+                    params[name] = scope[source][field]
+                for name, resolve in node.resolvers:
+                    params[name] = resolve(scope)
+            except KeyError:
+                # Only optional parameters can read a skipped node (required ones skip the
+                # node before it starts): resolve one by one and leave those out.
+                if not node.optional_deps:
+                    raise
+                params = self._params_without_skipped(node)
+            for name, vtype in node.runtime_checks:
+                params[name] = check_value(params[name], vtype)
+            return params
+        except (ValueError, KeyError) as exc:
+            raise _StepFailed(NodeError(f"bad input: {exc}", code="bad_input"), 0) from None
+
+    def _params_without_skipped(self, node: CompiledNode) -> dict[str, Any]:
+        scope = self.scope
         params = dict(node.static)
+        for name, source, field in node.direct:
+            if source in scope:
+                params[name] = scope[source][field]
         for name, resolve in node.resolvers:
             try:
                 params[name] = resolve(scope)
             except KeyError:
-                # Only optional parameters can read a skipped node (required ones skip the
-                # node before it starts): leave the parameter out.
-                if not node.optional_deps:
-                    raise
-        for name, vtype in node.runtime_checks:
-            params[name] = check_value(params[name], vtype)
+                continue
         return params
 
     def _key_params(self, node: CompiledNode, params: dict[str, Any]) -> dict[str, Any]:
@@ -261,7 +379,7 @@ class RunState:
     ) -> Callable[[NodeContext, int, Any], Awaitable[NodeResult]]:
         plan = node.map_plan
         assert plan is not None
-        step = self.trace.steps[node.id]
+        step = self.steps[node.id]
 
         async def run_item(ctx: NodeContext, index: int, item: Any) -> NodeResult:
             scope = dict(self.scope)
@@ -271,10 +389,9 @@ class RunState:
                 params[name] = resolve(scope)
             inner = StepTrace(node=f"{node.id}[{index}]", kind=plan.kind.name)
             try:
-                result = await self._call(node, inner, plan.kind.fn, params, item=index)
+                return await self._call(node, inner, plan.kind.fn, params, item=index)
             finally:
-                step.meta["item_attempts"] = step.meta.get("item_attempts", 0) + inner.attempts
-            return result
+                step.add_meta({"item_attempts": step.meta.get("item_attempts", 0) + inner.attempts})
 
         return run_item
 
@@ -282,13 +399,13 @@ class RunState:
         self,
         node: CompiledNode,
         step: StepTrace,
-        fn: Callable[[NodeContext, dict[str, Any]], Awaitable[NodeResult | dict[str, Any]]],
+        fn: KindFn,
         params: dict[str, Any],
         item: int | None = None,
     ) -> NodeResult:
         """Call a kind with the node's timeout and retry policy."""
-        policy = node.spec.retry or (_DEFAULT_RETRY if node.kind.retry_by_default else None)
-        timeout = node.spec.timeout_s
+        policy = node.policy
+        timeout = node.timeout_s
         name = node.id if item is None else f"{node.id}[{item}]"
         attempt = 0
         while True:
@@ -302,14 +419,10 @@ class RunState:
                     async with asyncio.timeout(timeout):
                         result = await fn(ctx, params)
                 return result if isinstance(result, NodeResult) else NodeResult(outputs=result)
-            except NodeError as exc:
-                error = exc
-            except TimeoutError:
-                error = NodeError(f"timed out after {timeout:g}s", retryable=True, code="timeout")
             except _StepFailed as exc:  # a map item that failed for good
                 raise _StepFailed(exc.error, attempt) from None
-            except Exception as exc:  # a bug in a kind must not crash the engine or the run list
-                error = NodeError(f"{type(exc).__name__}: {exc}", code="internal_error")
+            except Exception as exc:
+                error = _as_node_error(exc, timeout)
             if not error.retryable or policy is None or attempt >= policy.max_attempts:
                 raise _StepFailed(error, attempt)
             await asyncio.sleep(backoff_delay(policy, attempt, self.rng))
@@ -317,10 +430,10 @@ class RunState:
     def _check_outputs(
         self, node: CompiledNode, outputs: dict[str, Any], attempts: int
     ) -> dict[str, Any]:
-        checked = {}
         try:
-            for name, vtype in node.kind.outputs.items():
-                checked[name] = check_value(outputs[name], vtype)
+            checked = {name: outputs[name] for name in node.output_names}
+            for name, vtype in node.typed_outputs:
+                checked[name] = check_value(checked[name], vtype)
         except KeyError as exc:
             error = NodeError(f"{node.kind.name} returned no output {exc}", code="bad_output")
             raise _StepFailed(error, attempts) from None
@@ -335,22 +448,22 @@ class RunState:
         step: StepTrace,
         outputs: dict[str, Any],
         cost: float,
-        usage: dict[str, float],
-        meta: dict[str, Any],
-        attempts: int,
+        usage: dict[str, float] | None,
+        meta: dict[str, Any] | None,
     ) -> None:
         self.scope[node.id] = outputs
-        step.ended = time.perf_counter()
+        step.ended = _now()
         step.status = "succeeded"
         step.cost_usd = cost
-        step.attempts = attempts
         if usage:
             step.usage = usage
         if meta:
-            step.meta.update(meta)
+            step.add_meta(meta)
 
-    def _on_failure(self, node: CompiledNode, step: StepTrace, failed: _StepFailed) -> None:
-        step.ended = time.perf_counter()
+    def _on_failure(
+        self, node: CompiledNode, step: StepTrace, failed: _StepFailed
+    ) -> list[CompiledNode]:
+        step.ended = _now()
         step.attempts = failed.attempts
         step.error = str(failed.error)
         step.error_code = failed.error.code
@@ -360,15 +473,15 @@ class RunState:
             outputs = {name: None for name in node.kind.outputs}
             outputs.update(policy.fallback)
             self.scope[node.id] = outputs
-            self._complete(node)
-        elif policy == "skip":
-            step.status = "failed"
+            return self._release(node)
+        step.status = "failed"
+        if policy == "skip":
             step.reason = "on_failure: skip; its dependents are skipped"
-            self._complete(node, skipped=f"upstream {node.id!r} failed")
+            ready = self._release(node, skipped=f"upstream {node.id!r} failed")
             self._prune()
-        else:
-            step.status = "failed"
-            self._fail_run(f"node {node.id!r} failed: {failed.error}", failed.error.code)
+            return ready
+        self._fail_run(f"node {node.id!r} failed: {failed.error}", failed.error.code)
+        return []
 
     def outputs(self) -> dict[str, Any]:
         values: dict[str, Any] = {}

@@ -26,6 +26,7 @@ __all__ = [
     "iter_refs",
     "parse_ref",
     "render_text",
+    "simple_ref",
 ]
 
 INPUTS: Final = "inputs"
@@ -122,6 +123,20 @@ def render_text(value: Any) -> str:
     if isinstance(value, MediaRef):
         return value.uri
     return json.dumps(value, sort_keys=True, default=str)
+
+
+def simple_ref(value: Any) -> tuple[str, str] | None:
+    """``(source, field)`` when ``value`` is exactly ``${source.field}``: the executor reads
+    those with two look-ups instead of calling a resolver."""
+    if not isinstance(value, str) or not value.startswith("${"):
+        return None
+    parts = _split(value)
+    if len(parts) != 1 or not isinstance(parts[0], Ref):
+        return None
+    ref = parts[0]
+    if ref.field is None or ref.path:
+        return None
+    return ref.source, ref.field
 
 
 def _lookup(ref: Ref) -> Resolver:

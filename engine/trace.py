@@ -7,7 +7,7 @@ cache hit would have cost is reported separately as ``cost_saved_usd``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import time
 from datetime import UTC, datetime
 from typing import Any, Literal, NewType
 
@@ -18,6 +18,7 @@ StepStatus = Literal[
     "pending", "running", "succeeded", "failed", "skipped", "cancelled", "fallback"
 ]
 RunStatus = Literal["running", "succeeded", "failed"]
+_EMPTY: dict[str, Any] = {}
 
 
 def _iso(epoch: float | None) -> str | None:
@@ -26,22 +27,30 @@ def _iso(epoch: float | None) -> str | None:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="microseconds")
 
 
-@dataclass(slots=True)
 class StepTrace:
-    node: str
-    kind: str
+    """One node's part of a run.
+
+    A plain class whose defaults live on the class: a run creates one per node up front, and
+    creating one must cost two assignments, not fourteen. ``usage`` and ``meta`` are replaced,
+    never mutated, so the shared empty defaults stay empty.
+    """
+
     status: StepStatus = "pending"
     attempts: int = 0
     started: float | None = None  # perf_counter
     ended: float | None = None
     cost_usd: float = 0.0
     cost_saved_usd: float = 0.0
-    usage: dict[str, float] = field(default_factory=dict)
+    usage: dict[str, float] = _EMPTY
     cache_hit: bool = False
     error: str | None = None
     error_code: str | None = None
     reason: str | None = None  # why a step was skipped or cancelled
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = _EMPTY
+
+    def __init__(self, node: str, kind: str) -> None:
+        self.node = node
+        self.kind = kind
 
     @property
     def latency_s(self) -> float | None:
@@ -49,23 +58,49 @@ class StepTrace:
             return None
         return self.ended - self.started
 
+    def add_meta(self, values: dict[str, Any]) -> None:
+        self.meta = {**self.meta, **values}
 
-@dataclass(slots=True)
+
 class Trace:
-    run_id: RunId
-    workflow: str
-    version: str | None
-    digest: str
-    wall_start: float  # time.time() at perf_start
-    perf_start: float
-    steps: dict[str, StepTrace]
+    """A run: its identity, status, timing and steps; ``to_json`` is the stored form.
+
+    Like ``StepTrace``, its defaults live on the class so that starting a run is cheap.
+    """
+
     status: RunStatus = "running"
     perf_end: float | None = None
     error: str | None = None
     error_code: str | None = None
     resumed: bool = False
     seed: int = 0
-    attrs: dict[str, Any] = field(default_factory=dict)
+    attrs: dict[str, Any] = _EMPTY  # replaced, never mutated
+
+    def __init__(
+        self,
+        run_id: RunId,
+        workflow: str,
+        version: str | None,
+        digest: str,
+        steps: dict[str, StepTrace],
+        *,
+        resumed: bool = False,
+        seed: int = 0,
+        attrs: dict[str, Any] | None = None,
+    ) -> None:
+        self.run_id = run_id
+        self.workflow = workflow
+        self.version = version
+        self.digest = digest
+        self.steps = steps
+        self.wall_start = time.time()  # the wall clock at perf_start
+        self.perf_start = time.perf_counter()
+        if resumed:
+            self.resumed = resumed
+        if seed:
+            self.seed = seed
+        if attrs:
+            self.attrs = attrs
 
     @property
     def latency_s(self) -> float | None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, NewType
 
 from engine.errors import Problem, RunError
-from engine.refs import Resolver
+from engine.refs import Resolver, simple_ref
 from engine.registry import NodeKind
 from engine.spec import CacheSpec, InputSpec, NodeSpec, RetrySpec, WorkflowSpec
 from engine.types import ValueType, check_value
@@ -30,6 +30,7 @@ __all__ = [
 ]
 
 NodeId = NewType("NodeId", str)
+_DEFAULT_RETRY = RetrySpec()
 Digest = NewType("Digest", str)
 
 
@@ -68,14 +69,48 @@ class CompiledNode:
     map_plan: MapPlan | None = None
     items: Resolver | None = None
     consumers: tuple[NodeId, ...] = ()
+    consumer_nodes: tuple[CompiledNode, ...] = ()
+    # Decided once here so a run reads attributes instead of walking the spec per step.
+    policy: RetrySpec | None = field(init=False)
+    timeout_s: float | None = field(init=False)
+    cache: CacheSpec | None = field(init=False)
+    output_names: tuple[str, ...] = field(init=False)
+    output_keys: frozenset[str] = field(init=False)
+    typed_outputs: tuple[tuple[str, ValueType], ...] = field(init=False)  # all but json
+    # Nothing but "resolve parameters, call the kind once, check outputs": the executor's
+    # fast path (no condition, fan-out, retry policy or timeout to honour).
+    plain: bool = field(init=False)
 
-    @property
-    def retry(self) -> RetrySpec | None:
-        return self.spec.retry
+    # Parameters that are exactly `${source.field}`: (param, source, field).
+    direct: tuple[tuple[str, str, str], ...] = field(init=False)
+    direct_only: bool = field(init=False)  # no parameter needs more than a look-up
 
-    @property
-    def cache(self) -> CacheSpec | None:
-        return self.spec.cache_spec
+    def __post_init__(self) -> None:
+        direct = []
+        rest = []
+        for name, resolve in self.resolvers:
+            ref = simple_ref(self.spec.with_.get(name)) if self.map_plan is None else None
+            if ref is None:
+                rest.append((name, resolve))
+            else:
+                direct.append((name, *ref))
+        self.direct = tuple(direct)
+        self.resolvers = tuple(rest)
+        self.direct_only = not (
+            self.resolvers or self.runtime_checks or self.optional_deps or self.map_plan
+        )
+        self.policy = self.spec.retry or (_DEFAULT_RETRY if self.kind.retry_by_default else None)
+        self.timeout_s = self.spec.timeout_s
+        self.cache = self.spec.cache_spec
+        self.output_names = tuple(self.kind.outputs)
+        self.output_keys = frozenset(self.kind.outputs)
+        self.typed_outputs = tuple((k, t) for k, t in self.kind.outputs.items() if t.name != "json")
+        self.plain = (
+            self.when is None
+            and self.map_plan is None
+            and self.policy is None
+            and self.timeout_s is None
+        )
 
 
 class InputBindingError(RunError):
@@ -115,6 +150,22 @@ class Workflow:
     input_types: Mapping[str, tuple[ValueType, InputSpec]]
     output_deps: frozenset[NodeId]
     warnings: tuple[Problem, ...] = field(default=())
+    roots: tuple[NodeId, ...] = field(init=False)
+    root_nodes: tuple[CompiledNode, ...] = field(init=False)
+    step_kinds: tuple[tuple[NodeId, str], ...] = field(init=False)  # for a run's trace
+    waiting: Mapping[str, int] = field(init=False)  # node → dependencies left, at the start
+    may_prune: bool = field(init=False)  # some node skips on failure: track who runs what
+
+    def __post_init__(self) -> None:
+        roots = tuple(n for n in self.order if not self.nodes[n].deps)
+        object.__setattr__(self, "roots", roots)
+        object.__setattr__(self, "root_nodes", tuple(self.nodes[n] for n in roots))
+        object.__setattr__(
+            self, "step_kinds", tuple((n, c.kind.name) for n, c in self.nodes.items())
+        )
+        object.__setattr__(self, "waiting", {n: len(c.deps) for n, c in self.nodes.items()})
+        may_prune = any(c.spec.on_failure == "skip" for c in self.nodes.values())
+        object.__setattr__(self, "may_prune", may_prune)
 
     @property
     def name(self) -> str:
@@ -126,6 +177,18 @@ class Workflow:
 
     def bind_inputs(self, raw: Mapping[str, Any]) -> dict[str, Any]:
         """Check run inputs against the declared ones, apply defaults; every problem at once."""
+        if raw.keys() == self.input_types.keys():  # the common case: exactly what is declared
+            fast: dict[str, Any] = {}
+            try:
+                for name, (vtype, _) in self.input_types.items():
+                    value = raw[name]
+                    if value is None:  # a default may apply: take the full path
+                        break
+                    fast[name] = check_value(value, vtype)
+                else:
+                    return fast
+            except ValueError:
+                pass  # the full check below reports every problem
         problems: list[Problem] = []
         bound: dict[str, Any] = {}
         for name in raw:
