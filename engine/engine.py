@@ -224,14 +224,7 @@ class Engine:
             seed=run_seed,
             attrs=dict(attrs) if attrs else None,
         )
-        state = RunState(
-            workflow=wf,
-            runtime=self.runtime,
-            cache=self.cache,
-            trace=trace,
-            inputs=bound,
-            seed=run_seed,
-        )
+        state = RunState(wf, self.runtime, self.cache, trace, bound, run_seed)
         limit = wf.spec.deadline_s
         if deadline_s is not None:
             limit = deadline_s if limit is None else min(limit, deadline_s)

@@ -64,9 +64,13 @@ def _as_node_error(exc: Exception, timeout: float | None) -> NodeError:
 class RunState:
     """The mutable state of one run. Created per run; never shared between runs."""
 
+    # Defaults on the class: a run only writes the attributes it changes.
+    stopped = False  # the run failed or ended: start nothing more
+    done: asyncio.Future[None] | None = None
+    _rng: random.Random | None = None
+
     def __init__(
         self,
-        *,
         workflow: Workflow,
         runtime: Runtime,
         cache: StepCache | None,
@@ -82,16 +86,13 @@ class RunState:
         self.run_id: RunId = trace.run_id
         self.seed = seed
         self.scope: dict[str, Mapping[str, Any]] = {"inputs": inputs}
-        self.waiting = dict(workflow.waiting)
+        self.waiting = workflow.waiting.copy()
         self.skip_reason: dict[str, str] = {}
         self.unneeded: set[str] = set()
         self.tasks: list[asyncio.Task[None]] = []
         self.owner: dict[str, asyncio.Task[Any]] = {}  # running node → the task running it
         self.remaining = len(workflow.nodes)
-        self.stopped = False  # the run failed or ended: start nothing more
-        self.done: asyncio.Future[None] | None = None
         self.loop: asyncio.AbstractEventLoop
-        self._rng: random.Random | None = None
 
     @property
     def rng(self) -> random.Random:
@@ -135,14 +136,14 @@ class RunState:
     async def _chain(self, node: CompiledNode | None) -> None:
         """Run steps one after another in this task: each step hands on the next ready node.
 
-        The step's code is inline here rather than in a coroutine of its own: a plain step then
-        costs one call of its kind, which is most of what separates a step from a bare await.
+        The common step (no condition, fan-out, retry, timeout or cache) is inline here rather
+        than in a coroutine of its own, so it costs little more than one call of its kind.
         """
-        task = asyncio.current_task()
-        assert task is not None
+        track = self.wf.may_prune
+        task = asyncio.current_task() if track else None
         steps = self.steps
         scope = self.scope
-        track = self.wf.may_prune
+        fast = self.cache is None
         while node is not None and not self.stopped:
             if node.id in self.unneeded:  # pruned while it waited for its turn
                 node = self._advance(self._finish_skipped(node, _UNNEEDED, "cancelled"))
@@ -150,15 +151,11 @@ class RunState:
             step = steps[node.id]
             step.status = "running"
             step.started = _now()
-            if track:
+            if task is not None:
                 self.owner[node.id] = task
             try:
-                if node.when is not None and bool(node.when(self.scope)) == node.when_negated:
-                    step.ended = step.started
-                    reason = f"when {node.spec.when!r} is false"
-                    ready = self._finish_skipped(node, reason, "skipped")
-                elif node.plain and self.cache is None:
-                    if node.direct_only:  # every parameter a literal or `${source.field}`
+                if fast and node.plain:
+                    if node.direct_only:
                         params = dict(node.static)
                         for name, source, field in node.direct:
                             params[name] = scope[source][field]
@@ -166,29 +163,21 @@ class RunState:
                         params = self._params(node)
                     step.attempts = 1
                     try:
-                        result = await node.kind.fn(
+                        result = await node.fn(
                             NodeContext(self.runtime, self.run_id, node.id, self.seed, 1), params
                         )
                     except Exception as exc:
                         raise _StepFailed(_as_node_error(exc, None), 1) from None
-                    if isinstance(result, NodeResult):
-                        outputs = self._check_outputs(node, result.outputs, 1)
-                        self._record(
-                            node, step, outputs, result.cost_usd, result.usage, result.meta
-                        )
-                    else:
-                        if (  # exactly the declared json outputs need no checking
-                            node.typed_outputs
-                            or type(result) is not dict
-                            or result.keys() != node.output_keys
-                        ):
-                            result = self._check_outputs(node, result, 1)
+                    if type(result) is dict and result.keys() == node.unchecked_keys:
+                        # Exactly the declared json outputs: nothing to check or drop.
                         scope[node.id] = result
                         step.ended = _now()
                         step.status = "succeeded"
+                    else:
+                        self._finish_result(node, step, result)
                     ready = self._release(node)
                 else:
-                    ready = await self._full_step(node, step)
+                    ready = await self._step(node, step)
             except asyncio.CancelledError:
                 step.ended = _now()
                 step.status = "cancelled"
@@ -196,12 +185,28 @@ class RunState:
                     step.reason = step.reason or "the run failed or ended"
                     raise
                 # Pruned: this task was cancelled for this node only; carry on with the run.
+                assert task is not None  # pruning happens only where `track` holds
                 task.uncancel()
                 step.reason = _UNNEEDED
                 ready = self._release(node, skipped=f"upstream {node.id!r} was cancelled")
             except _StepFailed as failed:
                 ready = self._on_failure(node, step, failed)
             node = self._advance(ready)
+
+    async def _step(self, node: CompiledNode, step: StepTrace) -> list[CompiledNode]:
+        """Any step: its condition, then parameters, cache, retries and timeout."""
+        if node.when is not None and bool(node.when(self.scope)) == node.when_negated:
+            step.ended = step.started
+            return self._finish_skipped(node, f"when {node.spec.when!r} is false", "skipped")
+        return await self._full_step(node, step)
+
+    def _finish_result(self, node: CompiledNode, step: StepTrace, result: Any) -> None:
+        """Record what a kind returned: a ``NodeResult`` or a mapping of outputs to check."""
+        if isinstance(result, NodeResult):
+            outputs = self._check_outputs(node, result.outputs, step.attempts)
+            self._record(node, step, outputs, result.cost_usd, result.usage, result.meta)
+        else:
+            self._record(node, step, self._check_outputs(node, result, step.attempts), 0.0)
 
     def _advance(self, ready: list[CompiledNode]) -> CompiledNode | None:
         """Start what became ready: skip what must be skipped, spawn a task for all but one,
@@ -233,21 +238,17 @@ class RunState:
         run; consumers that read it only through optional parameters run without it.
         """
         self.remaining -= 1
-        ready = []
-        if node.consumer_nodes:
-            if skipped is not None:
-                for consumer in node.consumer_nodes:
-                    if (
-                        consumer.id not in self.skip_reason
-                        and node.id not in consumer.optional_deps
-                    ):
-                        self.skip_reason[consumer.id] = skipped
-            waiting = self.waiting
+        if skipped is not None:
             for consumer in node.consumer_nodes:
-                left = waiting[consumer.id] - 1
-                waiting[consumer.id] = left
-                if left == 0:
-                    ready.append(consumer)
+                if consumer.id not in self.skip_reason and node.id not in consumer.optional_deps:
+                    self.skip_reason[consumer.id] = skipped
+        ready = []
+        waiting = self.waiting
+        for consumer_id, consumer in node.consumer_pairs:
+            left = waiting[consumer_id] - 1
+            waiting[consumer_id] = left
+            if not left:
+                ready.append(consumer)
         if self.remaining == 0 and self.done is not None and not self.done.done():
             self.done.set_result(None)
         return ready
@@ -315,7 +316,7 @@ class RunState:
                 step.cache_hit = True
                 step.cost_saved_usd = hit.cost_usd
                 return self._release(node)
-        result = await self._call(node, step, node.kind.fn, params)
+        result = await self._call(node, step, node.fn, params)
         outputs = self._check_outputs(node, result.outputs, step.attempts)
         self._record(node, step, outputs, result.cost_usd, result.usage, result.meta)
         if self.cache is not None and key is not None:
@@ -448,8 +449,8 @@ class RunState:
         step: StepTrace,
         outputs: dict[str, Any],
         cost: float,
-        usage: dict[str, float] | None,
-        meta: dict[str, Any] | None,
+        usage: dict[str, float] | None = None,
+        meta: dict[str, Any] | None = None,
     ) -> None:
         self.scope[node.id] = outputs
         step.ended = _now()

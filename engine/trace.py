@@ -27,30 +27,54 @@ def _iso(epoch: float | None) -> str | None:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="microseconds")
 
 
+_STEP_DEFAULTS: dict[str, Any] = {
+    "status": "pending",
+    "attempts": 0,
+    "started": None,
+    "ended": None,
+    "cost_usd": 0.0,
+    "cost_saved_usd": 0.0,
+    "usage": _EMPTY,
+    "cache_hit": False,
+    "error": None,
+    "error_code": None,
+    "reason": None,
+    "meta": _EMPTY,
+}
+
+
 class StepTrace:
     """One node's part of a run.
 
-    A plain class whose defaults live on the class: a run creates one per node up front, and
-    creating one must cost two assignments, not fourteen. ``usage`` and ``meta`` are replaced,
-    never mutated, so the shared empty defaults stay empty.
+    A run creates one per node up front, so creating one writes two fields; a field not yet
+    written reads as its default (``__getattr__`` runs only for unset slots). ``usage`` and
+    ``meta`` are replaced, never mutated, so the shared empty default stays empty.
     """
 
-    status: StepStatus = "pending"
-    attempts: int = 0
-    started: float | None = None  # perf_counter
-    ended: float | None = None
-    cost_usd: float = 0.0
-    cost_saved_usd: float = 0.0
-    usage: dict[str, float] = _EMPTY
-    cache_hit: bool = False
-    error: str | None = None
-    error_code: str | None = None
-    reason: str | None = None  # why a step was skipped or cancelled
-    meta: dict[str, Any] = _EMPTY
+    __slots__ = ("node", "kind", *_STEP_DEFAULTS)
+
+    status: StepStatus
+    attempts: int
+    started: float | None  # perf_counter
+    ended: float | None
+    cost_usd: float
+    cost_saved_usd: float
+    usage: dict[str, float]
+    cache_hit: bool
+    error: str | None
+    error_code: str | None
+    reason: str | None  # why a step was skipped or cancelled
+    meta: dict[str, Any]
 
     def __init__(self, node: str, kind: str) -> None:
         self.node = node
         self.kind = kind
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return _STEP_DEFAULTS[name]
+        except KeyError:
+            raise AttributeError(f"StepTrace has no field {name!r}") from None
 
     @property
     def latency_s(self) -> float | None:

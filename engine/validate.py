@@ -396,6 +396,7 @@ def compile_workflow(
     for node_id, compiled_node in compiled.items():
         compiled_node.consumers = tuple(consumers[node_id])
         compiled_node.consumer_nodes = tuple(compiled[c] for c in consumers[node_id])
+        compiled_node.consumer_pairs = tuple((c, compiled[c]) for c in consumers[node_id])
     workflow = Workflow(
         spec=spec,
         digest=Digest(spec.digest()),

@@ -14,7 +14,7 @@ from typing import Any, NewType
 
 from engine.errors import Problem, RunError
 from engine.refs import Resolver, simple_ref
-from engine.registry import NodeKind
+from engine.registry import KindFn, NodeKind
 from engine.spec import CacheSpec, InputSpec, NodeSpec, RetrySpec, WorkflowSpec
 from engine.types import ValueType, check_value
 
@@ -70,16 +70,19 @@ class CompiledNode:
     items: Resolver | None = None
     consumers: tuple[NodeId, ...] = ()
     consumer_nodes: tuple[CompiledNode, ...] = ()
+    consumer_pairs: tuple[tuple[NodeId, CompiledNode], ...] = ()
     # Decided once here so a run reads attributes instead of walking the spec per step.
     policy: RetrySpec | None = field(init=False)
     timeout_s: float | None = field(init=False)
     cache: CacheSpec | None = field(init=False)
     output_names: tuple[str, ...] = field(init=False)
-    output_keys: frozenset[str] = field(init=False)
+    # The output keys a kind's dict may carry as-is (all json); None when some need checking.
+    unchecked_keys: frozenset[str] | None = field(init=False)
     typed_outputs: tuple[tuple[str, ValueType], ...] = field(init=False)  # all but json
     # Nothing but "resolve parameters, call the kind once, check outputs": the executor's
     # fast path (no condition, fan-out, retry policy or timeout to honour).
     plain: bool = field(init=False)
+    fn: KindFn = field(init=False)
 
     # Parameters that are exactly `${source.field}`: (param, source, field).
     direct: tuple[tuple[str, str, str], ...] = field(init=False)
@@ -99,12 +102,13 @@ class CompiledNode:
         self.direct_only = not (
             self.resolvers or self.runtime_checks or self.optional_deps or self.map_plan
         )
+        self.fn = self.kind.fn
         self.policy = self.spec.retry or (_DEFAULT_RETRY if self.kind.retry_by_default else None)
         self.timeout_s = self.spec.timeout_s
         self.cache = self.spec.cache_spec
         self.output_names = tuple(self.kind.outputs)
-        self.output_keys = frozenset(self.kind.outputs)
         self.typed_outputs = tuple((k, t) for k, t in self.kind.outputs.items() if t.name != "json")
+        self.unchecked_keys = None if self.typed_outputs else frozenset(self.kind.outputs)
         self.plain = (
             self.when is None
             and self.map_plan is None
@@ -153,7 +157,7 @@ class Workflow:
     roots: tuple[NodeId, ...] = field(init=False)
     root_nodes: tuple[CompiledNode, ...] = field(init=False)
     step_kinds: tuple[tuple[NodeId, str], ...] = field(init=False)  # for a run's trace
-    waiting: Mapping[str, int] = field(init=False)  # node → dependencies left, at the start
+    waiting: dict[str, int] = field(init=False)  # node → dependencies left, at the start
     may_prune: bool = field(init=False)  # some node skips on failure: track who runs what
 
     def __post_init__(self) -> None:
