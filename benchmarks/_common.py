@@ -88,12 +88,12 @@ def rollgraph_definition(
     }
 
 
-def generated_definition(n_nodes: int = 1000) -> dict[str, Any]:
+def generated_definition(n_nodes: int = 1000, prefix: str = "n") -> dict[str, Any]:
     """``n_nodes`` no-op nodes: diamonds and 4-node chains, alternating, each fed by the last."""
     deps: dict[str, tuple[str, ...]] = {}
     tail: str | None = None
     for block in range(n_nodes // 4):
-        a, b, c, d = (f"n{block * 4 + i}" for i in range(4))
+        a, b, c, d = (f"{prefix}{block * 4 + i}" for i in range(4))
         head: tuple[str, ...] = (tail,) if tail else ()
         if block % 2 == 0:
             deps.update({a: head, b: (a,), c: (a,), d: (b, c)})

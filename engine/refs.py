@@ -8,11 +8,11 @@ Write ``$${`` for a literal ``${``.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from engine.types import MediaRef
 
@@ -38,14 +38,17 @@ Resolver = Callable[[Scope], Any]
 
 _REF_RE: Final = re.compile(r"(?<!\$)\$\{\s*([^}]*?)\s*\}")
 _PART_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+_SIMPLE_RE: Final = re.compile(
+    r"^\$\{\s*([A-Za-z_][A-Za-z0-9_\-]*)\.([A-Za-z_][A-Za-z0-9_\-]*)\s*\}\Z"
+)
 _PATH_RE: Final = re.compile(r"^[A-Za-z0-9_\-]+$")
 
 
-@dataclass(frozen=True, slots=True)
-class Ref:
+class Ref(NamedTuple):
     """``source.field.path...``: source is ``inputs``, ``item`` or a node id.
 
     For ``item`` the field is ``None`` and every part after it is a path into the element.
+    (A named tuple: large definitions create thousands, and a frozen dataclass is slow to make.)
     """
 
     source: str
@@ -57,6 +60,7 @@ class Ref:
         return "${" + self.text + "}"
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_ref(text: str) -> Ref:
     """Parse the inside of ``${...}``; raise ``ValueError`` with what a reference looks like."""
     parts = text.split(".")
@@ -75,7 +79,15 @@ def parse_ref(text: str) -> Ref:
     return Ref(parts[0], parts[1], tuple(parts[2:]), text)
 
 
-def _split(template: str) -> list[str | Ref]:
+@functools.lru_cache(maxsize=4096)
+def _split(template: str) -> tuple[str | Ref, ...]:
+    """Literal text and references of a template, in order. Cached: a definition repeats the
+    same references often, and define-time checks of large graphs read each several times."""
+    simple = _SIMPLE_RE.match(template)
+    if simple is not None:  # by far the most common parameter: exactly `${node.output}`
+        source, field = simple.group(1), simple.group(2)
+        if source != ITEM:
+            return (Ref(source, field, (), f"{source}.{field}"),)
     parts: list[str | Ref] = []
     pos = 0
     for match in _REF_RE.finditer(template):
@@ -85,7 +97,7 @@ def _split(template: str) -> list[str | Ref]:
         pos = match.end()
     if pos < len(template):
         parts.append(template[pos:])
-    return [p.replace("$${", "${") if isinstance(p, str) else p for p in parts]
+    return tuple(p.replace("$${", "${") if isinstance(p, str) else p for p in parts)
 
 
 def iter_refs(value: Any, location: str) -> Iterator[tuple[Ref | ValueError, str, bool]]:
@@ -97,13 +109,21 @@ def iter_refs(value: Any, location: str) -> Iterator[tuple[Ref | ValueError, str
     if isinstance(value, str):
         if "${" not in value:
             return
-        matches = list(_REF_RE.finditer(value))
-        whole = len(matches) == 1 and matches[0].group(0) == value.strip()
-        for match in matches:
-            try:
-                yield parse_ref(match.group(1)), location, whole
-            except ValueError as exc:
-                yield exc, location, whole
+        try:
+            parts = _split(value)
+        except ValueError:  # report each reference, the malformed ones as errors
+            matches = list(_REF_RE.finditer(value))
+            whole = len(matches) == 1 and matches[0].group(0) == value
+            for match in matches:
+                try:
+                    yield parse_ref(match.group(1)), location, whole
+                except ValueError as exc:
+                    yield exc, location, whole
+            return
+        whole = len(parts) == 1
+        for part in parts:
+            if isinstance(part, Ref):
+                yield part, location, whole
     elif isinstance(value, dict):
         for key, item in value.items():
             yield from iter_refs(item, f"{location}.{key}")

@@ -20,7 +20,7 @@ from engine.refs import INPUTS, ITEM, Ref, Resolver, compile_value, iter_refs
 from engine.registry import NodeKind, Param, Registry
 from engine.spec import FallbackSpec, NodeSpec, WorkflowSpec
 from engine.types import ValueType, assignable, check_value, parse_type
-from engine.workflow import CompiledNode, Digest, MapPlan, NodeId, Workflow, suggest
+from engine.workflow import CompiledNode, MapPlan, NodeId, Workflow, suggest
 
 __all__ = ["compile_workflow"]
 
@@ -350,8 +350,11 @@ def compile_workflow(
             static=static,
             resolvers=resolvers,
             runtime_checks=checks,
-            deps=frozenset(NodeId(d) for d in deps if d in spec.nodes and d != node_id),
-            optional_deps=frozenset(NodeId(d) for d in optional_deps),
+            # NodeId is the identity at run time; calling it per element costs a Python call.
+            deps=cast(
+                frozenset[NodeId], frozenset(d for d in deps if d in spec.nodes and d != node_id)
+            ),
+            optional_deps=cast(frozenset[NodeId], frozenset(optional_deps)),
             when=when_resolver,
             when_negated=negated,
             map_plan=map_plan,
@@ -392,20 +395,19 @@ def compile_workflow(
     consumers: dict[str, list[NodeId]] = {n: [] for n in compiled}
     for node_id in order:
         for dep in compiled[node_id].deps:
-            consumers[dep].append(NodeId(node_id))
+            consumers[dep].append(cast(NodeId, node_id))
     for node_id, compiled_node in compiled.items():
         compiled_node.consumers = tuple(consumers[node_id])
         compiled_node.consumer_nodes = tuple(compiled[c] for c in consumers[node_id])
         compiled_node.consumer_pairs = tuple((c, compiled[c]) for c in consumers[node_id])
     workflow = Workflow(
         spec=spec,
-        digest=Digest(spec.digest()),
-        nodes={NodeId(n): compiled[n] for n in order},
-        order=tuple(NodeId(n) for n in order),
+        nodes=cast(dict[NodeId, CompiledNode], {n: compiled[n] for n in order}),
+        order=cast(tuple[NodeId, ...], tuple(order)),
         outputs=tuple(outputs),
         output_types=output_types,
         input_types={n: (checker.input_types[n], spec.inputs[n]) for n in spec.inputs},
-        output_deps=frozenset(NodeId(d) for d in output_deps if d in compiled),
+        output_deps=cast(frozenset[NodeId], frozenset(d for d in output_deps if d in compiled)),
         warnings=tuple(p for p in problems if p.severity == "warning"),
     )
     return workflow, problems

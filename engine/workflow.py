@@ -7,6 +7,7 @@ order, consumers of each node), so a run does dictionary look-ups, not parsing.
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -146,7 +147,6 @@ def parse_input_text(text: str, vtype: ValueType) -> Any:
 @dataclass(frozen=True, eq=False)
 class Workflow:
     spec: WorkflowSpec
-    digest: Digest
     nodes: Mapping[NodeId, CompiledNode]
     order: tuple[NodeId, ...]
     outputs: tuple[tuple[str, Resolver | None, Any], ...]
@@ -170,6 +170,11 @@ class Workflow:
         object.__setattr__(self, "waiting", {n: len(c.deps) for n, c in self.nodes.items()})
         may_prune = any(c.spec.on_failure == "skip" for c in self.nodes.values())
         object.__setattr__(self, "may_prune", may_prune)
+
+    @functools.cached_property
+    def digest(self) -> Digest:
+        """The content digest, taken when first asked for: checking a graph does not need it."""
+        return Digest(self.spec.digest())
 
     @property
     def name(self) -> str:
