@@ -91,6 +91,17 @@ class NodeKind:
     description: str = ""
     provider_task: str | None = None
     retry_by_default: bool = False
+    # Derived once per kind, read by every compiled node that uses it.
+    output_names: tuple[str, ...] = field(init=False)
+    typed_outputs: tuple[tuple[str, ValueType], ...] = field(init=False)  # all but json ones
+    # The output keys a result may carry unchecked (all json); None when some need checking.
+    unchecked_keys: frozenset[str] | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        typed = tuple((k, t) for k, t in self.outputs.items() if t.name != "json")
+        object.__setattr__(self, "output_names", tuple(self.outputs))
+        object.__setattr__(self, "typed_outputs", typed)
+        object.__setattr__(self, "unchecked_keys", None if typed else frozenset(self.outputs))
 
     def to_json(self) -> dict[str, Any]:
         return {

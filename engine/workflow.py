@@ -107,9 +107,9 @@ class CompiledNode:
         self.policy = self.spec.retry or (_DEFAULT_RETRY if self.kind.retry_by_default else None)
         self.timeout_s = self.spec.timeout_s
         self.cache = self.spec.cache_spec
-        self.output_names = tuple(self.kind.outputs)
-        self.typed_outputs = tuple((k, t) for k, t in self.kind.outputs.items() if t.name != "json")
-        self.unchecked_keys = None if self.typed_outputs else frozenset(self.kind.outputs)
+        self.output_names = self.kind.output_names
+        self.typed_outputs = self.kind.typed_outputs
+        self.unchecked_keys = self.kind.unchecked_keys
         self.plain = (
             self.when is None
             and self.map_plan is None
