@@ -32,6 +32,9 @@ def _load(path: str) -> tuple[Workflow | None, int]:
     except OSError as exc:
         print(f"rollgraph: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
         return None, 2
+    except UnicodeDecodeError as exc:
+        print(f"rollgraph: {path} is not UTF-8 text ({exc.reason})", file=sys.stderr)
+        return None, 2
     try:
         workflow = engine.define(text)
     except (DefinitionError, ValidationError) as exc:

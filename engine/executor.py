@@ -215,7 +215,7 @@ class RunState:
             return None
         if not self.skip_reason and not self.unneeded:  # nothing to skip: the common case
             for node in ready[:-1]:
-                self.tasks.append(self.loop.create_task(self._chain(node)))
+                self._spawn(node)
             return ready[-1]
         keep: CompiledNode | None = None
         while ready and not self.stopped:
@@ -228,8 +228,18 @@ class RunState:
             elif keep is None:
                 keep = node
             else:
-                self.tasks.append(self.loop.create_task(self._chain(node)))
+                self._spawn(node)
         return keep
+
+    def _spawn(self, node: CompiledNode) -> None:
+        task = self.loop.create_task(self._chain(node))
+        task.add_done_callback(self._reap)
+        self.tasks.append(task)
+
+    def _reap(self, task: asyncio.Task[None]) -> None:
+        """A chain that died of an unexpected error fails the run instead of hanging it."""
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            self._fail_run(f"internal error in the engine: {exc!r}", "internal_error")
 
     def _release(self, node: CompiledNode, skipped: str | None = None) -> list[CompiledNode]:
         """Count a node finished; return its consumers that are now ready.

@@ -49,7 +49,7 @@ class SourceMap:
         if root is None:
             return None, smap, [Problem("empty", "(root)", "the definition is empty")]
         problems: list[Problem] = []
-        smap._walk(root, "", problems)
+        smap._walk(root, "", problems, set())
         if problems:
             return None, smap, problems
         try:
@@ -58,7 +58,22 @@ class SourceMap:
             return None, smap, [Problem("syntax", "(root)", f"cannot parse: {exc}")]
         return data, smap, []
 
-    def _walk(self, node: yaml.Node, path: str, problems: list[Problem]) -> None:
+    def _walk(self, node: yaml.Node, path: str, problems: list[Problem], visited: set[int]) -> None:
+        if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+            # An alias (*name) composes to the very node it names. Refusing them keeps a few
+            # lines of YAML from expanding into millions of values ("billion laughs").
+            if id(node) in visited:
+                line = node.start_mark.line + 1
+                problems.append(
+                    Problem(
+                        "alias",
+                        path or "(root)",
+                        "YAML anchors and aliases are not supported; write the value out",
+                        line=line,
+                    )
+                )
+                return
+            visited.add(id(node))
         if isinstance(node, yaml.MappingNode):
             seen: set[str] = set()
             for key_node, value_node in node.value:
@@ -71,9 +86,9 @@ class SourceMap:
                     )
                 seen.add(key)
                 self.lines.setdefault(child, line)
-                self._walk(value_node, child, problems)
+                self._walk(value_node, child, problems, visited)
         elif isinstance(node, yaml.SequenceNode):
             for index, item in enumerate(node.value):
                 child = f"{path}[{index}]"
                 self.lines.setdefault(child, item.start_mark.line + 1)
-                self._walk(item, child, problems)
+                self._walk(item, child, problems, visited)

@@ -167,9 +167,11 @@ def load_spec(source: str | bytes | Path | dict[str, Any]) -> tuple[WorkflowSpec
         try:
             source = source.read_text(encoding="utf-8")
         except OSError as exc:
-            raise DefinitionError(
-                [Problem("unreadable", str(source), exc.strerror or str(exc))]
-            ) from None
+            reason = exc.strerror or str(exc)
+            raise DefinitionError([Problem("unreadable", str(source), reason)]) from None
+        except UnicodeDecodeError as exc:
+            reason = f"not UTF-8 text ({exc.reason})"
+            raise DefinitionError([Problem("unreadable", str(source), reason)]) from None
     smap = SourceMap.empty()
     if isinstance(source, bytes):
         source = source.decode("utf-8", errors="replace")

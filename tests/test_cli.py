@@ -540,3 +540,14 @@ def test_console_script_end_to_end(tmp_path: Path) -> None:
     assert missing.returncode == 2
     assert "nope.yaml" in missing.stderr
     assert "Traceback" not in missing.stderr + missing.stdout
+
+
+def test_validate_a_file_that_is_not_utf8(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    code, _, err = run_cli(capsys, "validate", str(bad))
+    assert code == 2
+    assert "not UTF-8" in err
+    assert "Traceback" not in err

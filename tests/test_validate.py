@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -343,3 +344,24 @@ def test_validating_1000_nodes_reports_nothing_spurious() -> None:
         {"name": "big", "inputs": {"x": "text"}, "nodes": nodes, "outputs": {"y": "${n999.text}"}}
     )
     assert len(wf.order) == 1000 and wf.warnings == ()
+
+
+def test_yaml_aliases_are_refused_before_they_can_expand() -> None:
+    laughs = "name: x\na: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n"
+    for level in "bcdefghij":
+        prev = chr(ord(level) - 1)
+        laughs += f"{level}: &{level} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"
+    laughs += "nodes: {n: {uses: template, with: {text: hi}}}\n"
+    problems = engine.check(laughs)
+    assert problems
+    assert {p.code for p in problems} == {"alias"}
+    assert "not supported" in problems[0].message
+
+
+def test_a_file_that_is_not_utf8_is_a_definition_error(tmp_path: Path) -> None:
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(DefinitionError) as err:
+        engine.define(bad)
+    assert err.value.problems[0].code == "unreadable"
+    assert "UTF-8" in err.value.problems[0].message
