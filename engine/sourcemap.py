@@ -12,6 +12,16 @@ from engine.errors import Problem
 __all__ = ["SourceMap"]
 
 
+MAX_VALUES = 200_000  # YAML values a definition may expand to; a 1,000-node graph has ~20,000
+
+
+@dataclass(slots=True)
+class _Walk:
+    budget: int = MAX_VALUES
+    active: set[int] = field(default_factory=set)
+    reported: bool = False
+
+
 @dataclass(slots=True)
 class SourceMap:
     """Dotted location (``nodes.video.with.prompt``) → 1-based line in the source text."""
@@ -49,7 +59,7 @@ class SourceMap:
         if root is None:
             return None, smap, [Problem("empty", "(root)", "the definition is empty")]
         problems: list[Problem] = []
-        smap._walk(root, "", problems, set())
+        smap._walk(root, "", problems, _Walk())
         if problems:
             return None, smap, problems
         try:
@@ -58,22 +68,37 @@ class SourceMap:
             return None, smap, [Problem("syntax", "(root)", f"cannot parse: {exc}")]
         return data, smap, []
 
-    def _walk(self, node: yaml.Node, path: str, problems: list[Problem], visited: set[int]) -> None:
+    def _walk(self, node: yaml.Node, path: str, problems: list[Problem], walk: _Walk) -> None:
         if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
-            # An alias (*name) composes to the very node it names. Refusing them keeps a few
-            # lines of YAML from expanding into millions of values ("billion laughs").
-            if id(node) in visited:
-                line = node.start_mark.line + 1
-                problems.append(
-                    Problem(
-                        "alias",
-                        path or "(root)",
-                        "YAML anchors and aliases are not supported; write the value out",
-                        line=line,
+            # An alias (*name) composes to the very node it names: count every visit, so a few
+            # lines of aliases cannot expand into millions of values ("billion laughs"), and
+            # refuse an alias inside its own anchor.
+            walk.budget -= len(node.value) + 1
+            if walk.budget < 0 or id(node) in walk.active:
+                if not walk.reported:
+                    walk.reported = True
+                    message = (
+                        "the definition refers to itself through a YAML alias"
+                        if walk.budget >= 0
+                        else f"the definition expands to more than {MAX_VALUES:,} values; "
+                        "use fewer YAML aliases"
                     )
-                )
+                    line = node.start_mark.line + 1
+                    problems.append(Problem("too_large", path or "(root)", message, line=line))
                 return
-            visited.add(id(node))
+            walk.active.add(id(node))
+            try:
+                self._walk_children(node, path, problems, walk)
+            finally:
+                walk.active.discard(id(node))
+
+    def _walk_children(
+        self,
+        node: yaml.MappingNode | yaml.SequenceNode,
+        path: str,
+        problems: list[Problem],
+        walk: _Walk,
+    ) -> None:
         if isinstance(node, yaml.MappingNode):
             seen: set[str] = set()
             for key_node, value_node in node.value:
@@ -86,9 +111,9 @@ class SourceMap:
                     )
                 seen.add(key)
                 self.lines.setdefault(child, line)
-                self._walk(value_node, child, problems, visited)
+                self._walk(value_node, child, problems, walk)
         elif isinstance(node, yaml.SequenceNode):
             for index, item in enumerate(node.value):
                 child = f"{path}[{index}]"
                 self.lines.setdefault(child, item.start_mark.line + 1)
-                self._walk(item, child, problems, visited)
+                self._walk(item, child, problems, walk)
