@@ -144,54 +144,60 @@ class RunState:
         steps = self.steps
         scope = self.scope
         fast = self.cache is None
-        while node is not None and not self.stopped:
-            if node.id in self.unneeded:  # pruned while it waited for its turn
-                node = self._advance(self._finish_skipped(node, _UNNEEDED, "cancelled"))
-                continue
-            step = steps[node.id]
-            step.status = "running"
-            step.started = _now()
-            if task is not None:
-                self.owner[node.id] = task
-            try:
-                if fast and node.plain:
-                    if node.direct_only:
-                        params = dict(node.static)
-                        for name, source, field in node.direct:
-                            params[name] = scope[source][field]
+        try:
+            while node is not None and not self.stopped:
+                if node.id in self.unneeded:  # pruned while it waited for its turn
+                    node = self._advance(self._finish_skipped(node, _UNNEEDED, "cancelled"))
+                    continue
+                step = steps[node.id]
+                step.status = "running"
+                step.started = _now()
+                if task is not None:
+                    self.owner[node.id] = task
+                try:
+                    if fast and node.plain:
+                        if node.direct_only:
+                            params = dict(node.static)
+                            for name, source, field in node.direct:
+                                params[name] = scope[source][field]
+                        else:
+                            params = self._params(node)
+                        step.attempts = 1
+                        try:
+                            result = await node.fn(
+                                NodeContext(self.runtime, self.run_id, node.id, self.seed, 1),
+                                params,
+                            )
+                        except Exception as exc:
+                            raise _StepFailed(_as_node_error(exc, None), 1) from None
+                        if type(result) is dict and result.keys() == node.unchecked_keys:
+                            # Exactly the declared json outputs: nothing to check or drop.
+                            scope[node.id] = result
+                            step.ended = _now()
+                            step.status = "succeeded"
+                        else:
+                            self._finish_result(node, step, result)
+                        ready = self._release(node)
                     else:
-                        params = self._params(node)
-                    step.attempts = 1
-                    try:
-                        result = await node.fn(
-                            NodeContext(self.runtime, self.run_id, node.id, self.seed, 1), params
-                        )
-                    except Exception as exc:
-                        raise _StepFailed(_as_node_error(exc, None), 1) from None
-                    if type(result) is dict and result.keys() == node.unchecked_keys:
-                        # Exactly the declared json outputs: nothing to check or drop.
-                        scope[node.id] = result
-                        step.ended = _now()
-                        step.status = "succeeded"
-                    else:
-                        self._finish_result(node, step, result)
-                    ready = self._release(node)
-                else:
-                    ready = await self._step(node, step)
-            except asyncio.CancelledError:
-                step.ended = _now()
-                step.status = "cancelled"
-                if self.stopped or node.id not in self.unneeded:
-                    step.reason = step.reason or "the run failed or ended"
-                    raise
-                # Pruned: this task was cancelled for this node only; carry on with the run.
-                assert task is not None  # pruning happens only where `track` holds
-                task.uncancel()
-                step.reason = _UNNEEDED
-                ready = self._release(node, skipped=f"upstream {node.id!r} was cancelled")
-            except _StepFailed as failed:
-                ready = self._on_failure(node, step, failed)
-            node = self._advance(ready)
+                        ready = await self._step(node, step)
+                except asyncio.CancelledError:
+                    step.ended = _now()
+                    step.status = "cancelled"
+                    if self.stopped or node.id not in self.unneeded:
+                        step.reason = step.reason or "the run failed or ended"
+                        raise
+                    # Pruned: this task was cancelled for this node only; carry on with the run.
+                    assert task is not None  # pruning happens only where `track` holds
+                    task.uncancel()
+                    step.reason = _UNNEEDED
+                    ready = self._release(node, skipped=f"upstream {node.id!r} was cancelled")
+                except _StepFailed as failed:
+                    ready = self._on_failure(node, step, failed)
+                node = self._advance(ready)
+        except Exception as exc:
+            # An engine bug: fail the run rather than leave it waiting for this chain forever.
+            self._fail_run(f"internal error in the engine: {exc!r}", "internal_error")
+            raise
 
     async def _step(self, node: CompiledNode, step: StepTrace) -> list[CompiledNode]:
         """Any step: its condition, then parameters, cache, retries and timeout."""
@@ -232,14 +238,7 @@ class RunState:
         return keep
 
     def _spawn(self, node: CompiledNode) -> None:
-        task = self.loop.create_task(self._chain(node))
-        task.add_done_callback(self._reap)
-        self.tasks.append(task)
-
-    def _reap(self, task: asyncio.Task[None]) -> None:
-        """A chain that died of an unexpected error fails the run instead of hanging it."""
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            self._fail_run(f"internal error in the engine: {exc!r}", "internal_error")
+        self.tasks.append(self.loop.create_task(self._chain(node)))
 
     def _release(self, node: CompiledNode, skipped: str | None = None) -> list[CompiledNode]:
         """Count a node finished; return its consumers that are now ready.

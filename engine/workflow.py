@@ -154,6 +154,8 @@ class Workflow:
     input_types: Mapping[str, tuple[ValueType, InputSpec]]
     output_deps: frozenset[NodeId]
     warnings: tuple[Problem, ...] = field(default=())
+    name: str = field(init=False)
+    version: str | None = field(init=False)
     roots: tuple[NodeId, ...] = field(init=False)
     root_nodes: tuple[CompiledNode, ...] = field(init=False)
     step_kinds: tuple[tuple[NodeId, str], ...] = field(init=False)  # for a run's trace
@@ -161,6 +163,8 @@ class Workflow:
     may_prune: bool = field(init=False)  # some node skips on failure: track who runs what
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "name", self.spec.name)
+        object.__setattr__(self, "version", self.spec.version)
         roots = tuple(n for n in self.order if not self.nodes[n].deps)
         object.__setattr__(self, "roots", roots)
         object.__setattr__(self, "root_nodes", tuple(self.nodes[n] for n in roots))
@@ -175,14 +179,6 @@ class Workflow:
     def digest(self) -> Digest:
         """The content digest, taken when first asked for: checking a graph does not need it."""
         return Digest(self.spec.digest())
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def version(self) -> str | None:
-        return self.spec.version
 
     def bind_inputs(self, raw: Mapping[str, Any]) -> dict[str, Any]:
         """Check run inputs against the declared ones, apply defaults; every problem at once."""
