@@ -44,8 +44,9 @@ from benchmarks._common import (
 )
 
 __all__ = [
+    "Interleaved",
     "efficiency",
-    "interleaved_us_per_node",
+    "interleaved",
     "main",
     "measure",
     "per_node_durable",
@@ -55,7 +56,7 @@ __all__ = [
 
 Bench = Callable[[], Awaitable[Any]]
 N_NODES = len(DIAMOND_DEPS)
-ROUNDS = 5
+ROUNDS = 15
 TARGETS = {  # key → (measured value, threshold, whether the value must be at most the threshold)
     "overhead_within_3x_asyncio": ("overhead_vs_asyncio", 3.0, True),
     "overhead_10x_below_langgraph": ("langgraph_vs_overhead", 10.0, False),
@@ -66,11 +67,25 @@ TARGETS = {  # key → (measured value, threshold, whether the value must be at 
 }
 
 
-async def interleaved_us_per_node(
-    benches: Mapping[str, Bench], runs: int, rounds: int = ROUNDS
-) -> dict[str, float]:
-    """µs per diamond node for each bench: warm up, then ``rounds`` rounds of ``runs / rounds``
-    runs of each bench in turn; the median over rounds of the mean per run, divided by 4."""
+class Interleaved:
+    """Per-round timings of several benches run in turn, so machine noise hits all of them."""
+
+    def __init__(self, samples: dict[str, list[float]]) -> None:
+        self.samples = samples
+
+    def us_per_node(self, name: str) -> float:
+        """Median over rounds of the mean run, per diamond node."""
+        return statistics.median(self.samples[name]) / N_NODES * 1e6
+
+    def ratio(self, slower: str, faster: str) -> float:
+        """Median over rounds of the paired ratio: a burst of noise during one round moves
+        both figures of that round, so the pair's ratio survives it."""
+        pairs = zip(self.samples[slower], self.samples[faster], strict=True)
+        return statistics.median(a / b for a, b in pairs)
+
+
+async def interleaved(benches: Mapping[str, Bench], runs: int, rounds: int = ROUNDS) -> Interleaved:
+    """Warm up, then ``rounds`` rounds of ``runs / rounds`` runs of each bench in turn."""
     per_round = max(1, runs // rounds)
     for bench in benches.values():
         for _ in range(max(5, per_round // 5)):
@@ -83,7 +98,7 @@ async def interleaved_us_per_node(
             for _ in range(per_round):
                 await bench()
             samples[name].append((time.perf_counter() - start) / per_round)
-    return {name: statistics.median(s) / N_NODES * 1e6 for name, s in samples.items()}
+    return Interleaved(samples)
 
 
 def _rollgraph(eng: engine.Engine, wf: engine.Workflow) -> Bench:
@@ -110,19 +125,19 @@ async def _asyncio() -> None:
         raise RuntimeError("the asyncio diamond lost its value")
 
 
-async def per_node_in_memory(registry: engine.Registry, runs: int) -> dict[str, float]:
+async def per_node_in_memory(registry: engine.Registry, runs: int) -> Interleaved:
     """asyncio, rollgraph without a step cache, and LangGraph without a checkpointer."""
     wf = engine.define(rollgraph_definition(DIAMOND_DEPS), registry=registry, providers=[])
     eng = engine.Engine(providers=[], registry=registry)
     try:
         benches = {"asyncio": _asyncio, "rollgraph": _rollgraph(eng, wf)}
         benches["langgraph"] = _langgraph(langgraph_diamond())
-        return await interleaved_us_per_node(benches, runs)
+        return await interleaved(benches, runs)
     finally:
         await eng.aclose()
 
 
-async def per_node_durable(registry: engine.Registry, runs: int) -> dict[str, float]:
+async def per_node_durable(registry: engine.Registry, runs: int) -> Interleaved:
     """rollgraph writing each step through to SQLite, and LangGraph with its SQLite saver: as
     it comes (WAL, ``synchronous=FULL``: an fsync per commit) and with rollgraph's settings (WAL,
     ``synchronous=NORMAL``)."""
@@ -146,7 +161,7 @@ async def per_node_durable(registry: engine.Registry, runs: int) -> dict[str, fl
                         langgraph_diamond(normal), fresh_thread=True
                     ),
                 }
-                return await interleaved_us_per_node(benches, runs)
+                return await interleaved(benches, runs)
         finally:
             await eng.aclose()
 
@@ -206,26 +221,22 @@ async def measure(runs: int, quick: bool = False) -> dict[str, Any]:
     parallel = await efficiency(registry, DIAMOND_DEPS, diamond_s, 3 * SLEEP_S, reps)
     ragged = await efficiency(registry, RAGGED_DEPS, RAGGED_SLEEP_S, 4 * SLEEP_S, reps)
     out: dict[str, Any] = {
-        "overhead_us_per_node": mem["rollgraph"],
-        "asyncio_us_per_node": mem["asyncio"],
-        "langgraph_us_per_node": mem["langgraph"],
-        "durable_us_per_node": durable["durable"],
-        "langgraph_sqlite_us_per_node": durable["langgraph_sqlite"],
-        "langgraph_sqlite_normal_us_per_node": durable["langgraph_sqlite_normal"],
+        "overhead_us_per_node": mem.us_per_node("rollgraph"),
+        "asyncio_us_per_node": mem.us_per_node("asyncio"),
+        "langgraph_us_per_node": mem.us_per_node("langgraph"),
+        "durable_us_per_node": durable.us_per_node("durable"),
+        "langgraph_sqlite_us_per_node": durable.us_per_node("langgraph_sqlite"),
+        "langgraph_sqlite_normal_us_per_node": durable.us_per_node("langgraph_sqlite_normal"),
         "parallel_efficiency": parallel["rollgraph"],
         "ragged_efficiency": ragged["rollgraph"],
         "ragged_efficiency_layered_baseline": ragged["layered"],
         "parallel_efficiency_layered_baseline": parallel["layered"],
         "validate_ms_1000_nodes": validate_ms(registry, reps if quick else 7),
     }
-    out["overhead_vs_asyncio"] = out["overhead_us_per_node"] / out["asyncio_us_per_node"]
-    out["langgraph_vs_overhead"] = out["langgraph_us_per_node"] / out["overhead_us_per_node"]
-    out["langgraph_sqlite_vs_durable"] = (
-        out["langgraph_sqlite_us_per_node"] / out["durable_us_per_node"]
-    )
-    out["langgraph_sqlite_normal_vs_durable"] = (
-        out["langgraph_sqlite_normal_us_per_node"] / out["durable_us_per_node"]
-    )
+    out["overhead_vs_asyncio"] = mem.ratio("rollgraph", "asyncio")
+    out["langgraph_vs_overhead"] = mem.ratio("langgraph", "rollgraph")
+    out["langgraph_sqlite_vs_durable"] = durable.ratio("langgraph_sqlite", "durable")
+    out["langgraph_sqlite_normal_vs_durable"] = durable.ratio("langgraph_sqlite_normal", "durable")
     out["targets"] = {
         name: out[key] <= limit if at_most else out[key] >= limit
         for name, (key, limit, at_most) in TARGETS.items()
@@ -237,7 +248,8 @@ async def measure(runs: int, quick: bool = False) -> dict[str, Any]:
     }
     out["notes"] = [
         f"per-node figures: {runs} runs per contender ({runs // ROUNDS} per round, {ROUNDS} "
-        f"interleaved rounds, after a warm-up); median over rounds of the mean run / {N_NODES}",
+        f"interleaved rounds, after a warm-up); median over rounds of the mean run / {N_NODES}; "
+        "ratios are the median over rounds of each round's paired ratio",
         f"durable figures: {max(ROUNDS, runs // 4)} runs each, same method; rollgraph "
         "SQLiteStepCache and LangGraph AsyncSqliteSaver each on a temp file, a fresh run id / "
         "thread_id per run; LangGraph's saver as it comes fsyncs each commit (WAL, "
