@@ -26,6 +26,8 @@ NUMBERS = [
     "parallel_efficiency_layered_baseline",
     "ragged_efficiency",
     "ragged_efficiency_layered_baseline",
+    "parallel_efficiency_dataflow_baseline",
+    "ragged_efficiency_dataflow_baseline",
     "validate_ms_1000_nodes",
     "overhead_vs_asyncio",
     "langgraph_vs_overhead",
