@@ -248,9 +248,9 @@ class RunState:
         """
         self.remaining -= 1
         if skipped is not None:
-            for consumer in node.consumer_nodes:
-                if consumer.id not in self.skip_reason and node.id not in consumer.optional_deps:
-                    self.skip_reason[consumer.id] = skipped
+            for consumer_id, consumer in node.consumer_pairs:
+                if consumer_id not in self.skip_reason and node.id not in consumer.optional_deps:
+                    self.skip_reason[consumer_id] = skipped
         ready = []
         waiting = self.waiting
         for consumer_id, consumer in node.consumer_pairs:

@@ -398,7 +398,6 @@ def compile_workflow(
             consumers[dep].append(cast(NodeId, node_id))
     for node_id, compiled_node in compiled.items():
         compiled_node.consumers = tuple(consumers[node_id])
-        compiled_node.consumer_nodes = tuple(compiled[c] for c in consumers[node_id])
         compiled_node.consumer_pairs = tuple((c, compiled[c]) for c in consumers[node_id])
     workflow = Workflow(
         spec=spec,

@@ -70,7 +70,6 @@ class CompiledNode:
     map_plan: MapPlan | None = None
     items: Resolver | None = None
     consumers: tuple[NodeId, ...] = ()
-    consumer_nodes: tuple[CompiledNode, ...] = ()
     consumer_pairs: tuple[tuple[NodeId, CompiledNode], ...] = ()
     # Decided once here so a run reads attributes instead of walking the spec per step.
     policy: RetrySpec | None = field(init=False)
