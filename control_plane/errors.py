@@ -1,0 +1,95 @@
+"""Typed control-plane errors, each carrying the HTTP status it maps to.
+
+Services raise these and never build HTTP responses themselves: the API layer (next issue) turns
+any ``ControlPlaneError`` into ``{"error": {"code", "message", ...}}`` with ``status_code``, so a
+bad request is always a precise 4xx and never a 500 with a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+from engine import Problem
+
+__all__ = [
+    "Conflict",
+    "ControlPlaneError",
+    "Forbidden",
+    "InvalidDefinition",
+    "NotFound",
+    "PayloadTooLarge",
+    "Unauthorized",
+]
+
+
+class ControlPlaneError(Exception):
+    """Base of every error the control plane raises on purpose.
+
+    ``status_code`` and ``code`` are class defaults so a subclass is one line; ``code`` is stable
+    (clients and tests match on it), ``message`` is for people.
+    """
+
+    status_code: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_json(self) -> dict[str, Any]:
+        """The body of the error response."""
+        return {"code": self.code, "message": self.message}
+
+
+class NotFound(ControlPlaneError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(ControlPlaneError):
+    status_code = 409
+    code = "conflict"
+
+
+class Forbidden(ControlPlaneError):
+    status_code = 403
+    code = "forbidden"
+
+
+class Unauthorized(ControlPlaneError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class PayloadTooLarge(ControlPlaneError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class InvalidDefinition(ControlPlaneError):
+    """A workflow definition the engine rejected; carries every problem at once, with lines,
+    so the user fixes the whole file in one pass."""
+
+    status_code = 422
+    code = "invalid_definition"
+
+    def __init__(self, message: str, *, problems: Iterable[Problem | dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.problems: list[dict[str, Any]] = [
+            _problem_dict(p.to_json() if isinstance(p, Problem) else p) for p in problems
+        ]
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "problems": self.problems}
+
+
+def _problem_dict(data: dict[str, Any]) -> dict[str, Any]:
+    # Problem.to_json omits an unknown line; clients get the same keys on every problem.
+    return {
+        "code": data["code"],
+        "location": data["location"],
+        "line": data.get("line"),
+        "message": data["message"],
+        "severity": data.get("severity", "error"),
+    }

@@ -1,0 +1,61 @@
+"""Process settings, read once from the environment (``ROLLGRAPH_*``, plus plain ``DATABASE_URL``).
+
+The defaults start a development server with no configuration at all: a SQLite file under
+``var/`` and a placeholder admin key. Outside ``dev`` the placeholder (or any weak key) is refused
+at start-up, because a forgotten default key is a public admin API.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Final, Literal
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["DEV_ADMIN_KEY", "MIN_ADMIN_KEY_LENGTH", "Settings", "get_settings"]
+
+DEV_ADMIN_KEY: Final = "dev-admin-key-not-for-production"
+MIN_ADMIN_KEY_LENGTH: Final = 24
+_WEAK_KEYS: Final = frozenset(
+    {DEV_ADMIN_KEY, "admin", "changeme", "change-me", "secret", "password"}
+)
+
+
+def _default_database_url() -> str:
+    # Resolved when settings are built, not at import: the working directory is the project's.
+    return f"sqlite:///{Path.cwd() / 'var' / 'rollgraph.db'}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ROLLGRAPH_", extra="ignore", frozen=True)
+
+    env: Literal["dev", "test", "prod"] = "dev"
+    # Hosting platforms hand out a plain DATABASE_URL; the prefixed name wins when both are set.
+    database_url: str = Field(
+        default_factory=_default_database_url,
+        validation_alias=AliasChoices("ROLLGRAPH_DATABASE_URL", "DATABASE_URL"),
+    )
+    admin_key: str = Field(default=DEV_ADMIN_KEY, repr=False)
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    run_deadline_s: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _refuse_weak_admin_key(self) -> Settings:
+        if self.env == "dev":
+            return self
+        key = self.admin_key
+        if key in _WEAK_KEYS or len(key) < MIN_ADMIN_KEY_LENGTH or len(set(key)) < 8:
+            raise ValueError(
+                f"ROLLGRAPH_ADMIN_KEY is the development placeholder or too weak for "
+                f"env={self.env!r}: set a random key of at least {MIN_ADMIN_KEY_LENGTH} "
+                f"characters (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+            )
+        return self
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process's settings, built once; tests call ``get_settings.cache_clear()``."""
+    return Settings()

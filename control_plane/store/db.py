@@ -1,0 +1,85 @@
+"""Engine and session creation for SQLite (the embedded default) and PostgreSQL.
+
+Services never commit: ``session_scope`` is the one place outside the HTTP layer where a unit of
+work ends, committing on success and rolling back on any error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.orm import sessionmaker
+from sqlalchemy.pool import StaticPool
+from sqlmodel import Session, create_engine
+
+__all__ = ["create_db_engine", "is_sqlite", "make_session_factory", "session_scope"]
+
+SessionFactory = Callable[[], Session]
+
+
+def is_sqlite(url: str | URL) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def create_db_engine(url: str | URL, *, echo: bool = False) -> Engine:
+    """An engine configured for its backend.
+
+    SQLite: WAL (readers do not block the writer), foreign keys enforced (SQLite leaves them off
+    by default), usable from the server's thread pool, and the parent directory created so a fresh
+    checkout runs. PostgreSQL: connections are pinged before use, so a restarted database costs
+    one retry instead of an error per pooled connection.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(parsed, echo=echo, pool_pre_ping=True)
+    database = parsed.database or ""
+    in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
+    kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
+    if in_memory:
+        # Every connection to :memory: is a new empty database: share one.
+        kwargs["poolclass"] = StaticPool
+    else:
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(parsed, echo=echo, **kwargs)
+    event.listen(engine, "connect", _sqlite_pragmas(wal=not in_memory))
+    return engine
+
+
+def _sqlite_pragmas(*, wal: bool) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=5000")
+            if wal:
+                cursor.execute("PRAGMA journal_mode=WAL")
+                # Safe with WAL (a crash loses at most the last commits, never corrupts).
+                cursor.execute("PRAGMA synchronous=NORMAL")
+        finally:
+            cursor.close()
+
+    return on_connect
+
+
+def make_session_factory(engine: Engine) -> SessionFactory:
+    """Sessions whose objects stay readable after commit (responses are built after it)."""
+    return sessionmaker(bind=engine, class_=Session, expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(factory: SessionFactory) -> Iterator[Session]:
+    """One unit of work: commit when the block succeeds, roll back when it raises."""
+    session = factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

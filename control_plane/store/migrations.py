@@ -1,0 +1,58 @@
+"""Alembic, configured in code: no ``alembic.ini`` to ship, find or keep in sync.
+
+The scripts live in ``control_plane/migrations`` (``env.py`` and ``versions/``); the server calls
+``upgrade_to_head`` on start, and applying it to an up-to-date database is a no-op.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import URL, Engine
+
+from control_plane.store.db import create_db_engine
+
+__all__ = [
+    "SCRIPT_LOCATION",
+    "alembic_config",
+    "current_revision",
+    "head_revision",
+    "upgrade_to_head",
+]
+
+SCRIPT_LOCATION: Final = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(SCRIPT_LOCATION))
+    return config
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def upgrade_to_head(target: Engine | str | URL) -> None:
+    """Bring the database to the newest schema. Takes an engine (tests, the server) or a URL
+    (the CLI), and runs in one transaction where the database allows DDL in transactions."""
+    engine = target if isinstance(target, Engine) else create_db_engine(target)
+    try:
+        with engine.begin() as connection:
+            config = alembic_config()
+            # env.py uses this connection instead of opening its own from a URL.
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    finally:
+        if engine is not target:
+            engine.dispose()
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()

@@ -1,0 +1,94 @@
+"""Shared fixtures: every store test runs against SQLite (a temp file) and PostgreSQL.
+
+PostgreSQL isolation: each test gets its own schema with a random name, selected through the
+connection's ``search_path`` (``options=-csearch_path=...`` in the URL), so migrations, tables
+and ``alembic_version`` live only there; the schema is dropped (CASCADE) after the test, and
+concurrent runs on the same server never see each other. When the server is unreachable the
+PostgreSQL variant is skipped, saying why, or fails under ``CI=true``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Engine, make_url
+from sqlmodel import Session
+
+from control_plane.store.db import create_db_engine, make_session_factory
+from control_plane.store.migrations import upgrade_to_head
+
+POSTGRES_URL = os.environ.get(
+    "ROLLGRAPH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+@functools.cache
+def _postgres_unreachable() -> str | None:
+    """Why PostgreSQL cannot be used, or ``None``; asked once per session."""
+    probe = create_db_engine(make_url(POSTGRES_URL).update_query_dict({"connect_timeout": "3"}))
+    try:
+        with probe.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception as exc:  # any failure to connect means "no server here"
+        return f"PostgreSQL at {POSTGRES_URL} is unreachable: {type(exc).__name__}: {exc}"
+    finally:
+        probe.dispose()
+    return None
+
+
+def _require_postgres() -> None:
+    reason = _postgres_unreachable()
+    if reason is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: PostgreSQL tests must run)")
+    pytest.skip(f"{reason}; start it with `pg_ctlcluster ... main start`")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of an empty database, on each backend; nothing survives the test."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'rollgraph.db'}"
+        return
+    _require_postgres()
+    schema = f"rg_test_{uuid.uuid4().hex[:12]}"
+    admin = create_db_engine(POSTGRES_URL)
+    try:
+        with admin.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+        url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+        yield url.render_as_string(hide_password=False)
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture
+def empty_engine(database_url: str) -> Iterator[Engine]:
+    """An engine on the empty database, disposed after the test (pooled connections closed
+    before the schema is dropped)."""
+    engine = create_db_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def db_engine(empty_engine: Engine) -> Engine:
+    """An engine on a database migrated to head."""
+    upgrade_to_head(empty_engine)
+    return empty_engine
+
+
+@pytest.fixture
+def session(db_engine: Engine) -> Iterator[Session]:
+    """A session the test commits itself, like a request would."""
+    with make_session_factory(db_engine)() as session:
+        yield session
