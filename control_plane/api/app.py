@@ -1,0 +1,64 @@
+"""The FastAPI application: settings, store (migrated on start), routes, errors, limits."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from control_plane.api.errors import error_body, install_error_handlers
+from control_plane.api.middleware import BodySizeLimit
+from control_plane.settings import Settings, get_settings
+from control_plane.store.db import create_db_engine, make_session_factory
+from control_plane.store.migrations import upgrade_to_head
+from control_plane.workflows.routes import router as workflows_router
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_db_engine(settings.database_url)
+        upgrade_to_head(engine)  # schema migrations are applied on start
+        app.state.db_engine = engine
+        app.state.session_factory = make_session_factory(engine)
+        try:
+            yield
+        finally:
+            engine.dispose()
+
+    app = FastAPI(
+        title="rollgraph",
+        version="0.1.0",
+        summary="Experimentation and rollout control plane for AI pipelines.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.include_router(workflows_router)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], responses={503: {"description": "store unreachable"}})
+    def readyz() -> Any:
+        """The process can serve: the store answers."""
+        try:
+            with app.state.db_engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except Exception as exc:  # any driver error means "not ready", never a 500
+            body = error_body("not_ready", f"store unreachable: {type(exc).__name__}")
+            return JSONResponse(body, status_code=503)
+        return {"status": "ready"}
+
+    return app

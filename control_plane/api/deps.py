@@ -1,0 +1,38 @@
+"""Request dependencies as ``Annotated`` aliases, one unit of work per request.
+
+The session commits at the request boundary when the handler returns and rolls back when it
+raises: services never commit, so a failed request leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlmodel import Session
+
+from control_plane.settings import Settings
+
+__all__ = ["SessionDep", "SettingsDep", "get_session", "get_settings_dep"]
+
+
+def get_settings_dep(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    session: Session = request.app.state.session_factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+SessionDep = Annotated[Session, Depends(get_session)]
