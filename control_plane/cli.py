@@ -1,4 +1,6 @@
-"""The ``rollgraph`` command line. For now: ``validate`` and ``exec`` on the embedded engine."""
+"""The ``rollgraph`` command line: ``validate`` and ``exec`` on the embedded engine, and the
+commands that talk to a server (``serve``, ``apply``, ``versions``, ``diff``, ``promote``,
+``rollback``)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import engine
+from control_plane.cli_remote import add_remote_commands
 from control_plane.waterfall import render_waterfall
 from engine.errors import DefinitionError, Problem, ValidationError
 from engine.providers import OpenAIProvider, Provider, SimProvider
@@ -154,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--allow-host", action="append", default=[], help="host http.json may call")
     p.set_defaults(func=cmd_exec)
+    add_remote_commands(sub)
     return parser
 
 

@@ -1,0 +1,101 @@
+"""A small Python client of the rollgraph API; the CLI is built on it.
+
+```python
+from control_plane.client import Client
+
+with Client("http://127.0.0.1:8000") as rg:
+    rg.apply(open("examples/product-video/v3.3.yaml").read())
+    rg.promote("product-video", "v3.3", label="prod")
+```
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+__all__ = ["ApiError", "Client"]
+
+
+class ApiError(Exception):
+    """An error answer of the API: its status, stable code, message and any details."""
+
+    def __init__(self, status: int, code: str, message: str, details: dict[str, Any]) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+class Client:
+    def __init__(
+        self,
+        url: str = "http://127.0.0.1:8000",
+        api_key: str | None = None,
+        *,
+        timeout_s: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(
+            base_url=url, headers=headers, timeout=timeout_s, transport=transport
+        )
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._http.request(method, path, **kwargs)
+        if response.is_success:
+            return response.json()
+        try:
+            error = response.json()["error"]
+        except (ValueError, KeyError, TypeError):
+            raise ApiError(response.status_code, "http_error", response.text[:200], {}) from None
+        details = {k: v for k, v in error.items() if k not in {"code", "message"}}
+        raise ApiError(response.status_code, error["code"], error["message"], details)
+
+    def apply(self, source: str, *, version: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"source": source}
+        if version:
+            body["version"] = version
+        result: dict[str, Any] = self._call("POST", "/v1/workflows", json=body)
+        return result
+
+    def workflows(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", "/v1/workflows")
+        return result
+
+    def versions(self, workflow: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", f"/v1/workflows/{workflow}/versions")
+        return result
+
+    def diff(self, workflow: str, a: str, b: str) -> dict[str, Any]:
+        params = {"a": a, "b": b}
+        result: dict[str, Any] = self._call("GET", f"/v1/workflows/{workflow}/diff", params=params)
+        return result
+
+    def promote(self, workflow: str, version: str, *, label: str = "prod") -> dict[str, Any]:
+        path = f"/v1/workflows/{workflow}/labels/{label}"
+        result: dict[str, Any] = self._call("PUT", path, json={"version": version})
+        return result
+
+    def rollback(self, workflow: str, *, label: str = "prod") -> dict[str, Any]:
+        path = f"/v1/workflows/{workflow}/labels/{label}/rollback"
+        result: dict[str, Any] = self._call("POST", path)
+        return result
+
+    def labels(self, workflow: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", f"/v1/workflows/{workflow}/labels")
+        return result

@@ -1,0 +1,110 @@
+"""The CLI against a real `rollgraph serve` process: apply, versions, promote, rollback, diff."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from control_plane.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples" / "product-video"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    db = tmp_path_factory.mktemp("serve") / "rollgraph.db"
+    env = {**os.environ, "ROLLGRAPH_DATABASE_URL": f"sqlite:///{db}", "ROLLGRAPH_ENV": "dev"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "control_plane.cli", "serve", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        else:
+            proc.kill()
+            raise RuntimeError(f"server did not start: {proc.stderr.read() if proc.stderr else ''}")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        if proc.stderr:
+            proc.stderr.close()
+
+
+def cli(capsys: pytest.CaptureFixture[str], url: str, *args: str) -> tuple[int, str, str]:
+    code = main([args[0], "--url", url, *args[1:]])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.slow
+def test_apply_promote_rollback_and_diff_through_the_cli(
+    server: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = cli(capsys, server, "apply", str(EXAMPLES / "v3.2.yaml"))
+    assert code == 0
+    assert "product-video v3.2 created" in out
+    assert cli(capsys, server, "apply", str(EXAMPLES / "v3.3.yaml"))[0] == 0
+    code, out, _ = cli(capsys, server, "apply", str(EXAMPLES / "v3.2.yaml"))
+    assert code == 0
+    assert "unchanged" in out
+    assert cli(capsys, server, "promote", "product-video", "v3.2")[1].strip() == (
+        "product-video prod → v3.2"
+    )
+    cli(capsys, server, "promote", "product-video", "v3.3")
+    code, out, _ = cli(capsys, server, "rollback", "product-video")
+    assert code == 0
+    assert out.strip().endswith("→ v3.2")
+    code, out, _ = cli(capsys, server, "versions", "product-video")
+    assert code == 0
+    assert "v3.2" in out
+    assert "[prod]" in out
+    code, out, _ = cli(capsys, server, "diff", "product-video", "v3.2", "v3.3")
+    assert code == 0
+    assert "nodes added: " in out
+    assert "+++" in out
+
+
+@pytest.mark.slow
+def test_cli_errors_are_messages_not_tracebacks(
+    server: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text((EXAMPLES / "v3.2.yaml").read_text().replace("enhance.text", "enhance.txt"))
+    code, _, err = cli(capsys, server, "apply", str(broken))
+    assert code == 1
+    assert "did you mean enhance.text?" in err
+    assert "line " in err
+    code, _, err = cli(capsys, server, "versions", "no-such-workflow")
+    assert code == 1
+    assert "[not_found]" in err
+    code, _, err = cli(capsys, f"http://127.0.0.1:{free_port()}", "versions", "x")
+    assert code == 2
+    assert "rollgraph serve" in err
+    assert "Traceback" not in err
