@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 from sqlmodel import Session
 
 from control_plane.settings import Settings
+from control_plane.store.db import session_scope
 
 __all__ = ["SessionDep", "SettingsDep", "get_session", "get_settings_dep"]
 
@@ -23,15 +24,8 @@ def get_settings_dep(request: Request) -> Settings:
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    session: Session = request.app.state.session_factory()
-    try:
+    with session_scope(request.app.state.session_factory) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
