@@ -1,8 +1,10 @@
-"""``rollgraph`` commands that talk to a server: serve, apply, versions, diff, promote, rollback."""
+"""``rollgraph`` commands that talk to a server: serve, apply, versions, diff, promote, rollback,
+run, trace, rollout set/status."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -12,6 +14,7 @@ from typing import Any
 import httpx
 
 from control_plane.client import ApiError, Client
+from control_plane.waterfall import render_waterfall
 
 __all__ = ["add_remote_commands"]
 
@@ -92,6 +95,81 @@ def _rollback(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def _inputs(args: argparse.Namespace) -> dict[str, Any]:
+    # The server knows the input types, the CLI does not: `--input` sends text as it is,
+    # `--input-json` sends a JSON value (numbers, booleans, objects).
+    values: dict[str, Any] = {}
+    for pair, as_json in [(p, False) for p in args.input] + [(p, True) for p in args.input_json]:
+        name, sep, text = pair.partition("=")
+        if not sep or not name:
+            raise ValueError(f"{pair!r}: write name=value")
+        try:
+            values[name] = json.loads(text) if as_json else text
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--input-json {name}: not JSON ({exc.msg})") from None
+    return values
+
+
+def _run(client: Client, args: argparse.Namespace) -> int:
+    try:
+        inputs = _inputs(args)
+    except ValueError as exc:
+        print(f"rollgraph: {exc}", file=sys.stderr)
+        return 2
+    result = client.run(
+        args.workflow, inputs, user_id=args.user, version=args.version, label=args.label
+    )
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(
+            f"run {result['run_id']}  {result['workflow']} {result['version']}  "
+            f"{result['status']}  ({result['reason']})  {float(result['latency_s'] or 0):.3f}s  "
+            f"${float(result['cost_usd']):.4f}"
+        )
+        if result.get("error"):
+            print(f"  error: {result['error']}")
+        for name, value in (result.get("outputs") or {}).items():
+            print(f"  {name}: {json.dumps(value)[:200]}")
+    return 0 if result["status"] == "succeeded" else 1
+
+
+def _trace(client: Client, args: argparse.Namespace) -> int:
+    run = client.get_run(args.run_id)
+    if args.json:
+        print(json.dumps(run["trace"], indent=2))
+    else:
+        print(render_waterfall(run["trace"]))
+        print(
+            f"  routed: {run['reason']}" + (f" (user {run['user_id']})" if run["user_id"] else "")
+        )
+    return 0
+
+
+def _rollout_line(r: dict[str, Any]) -> str:
+    parts = [f"{r['workflow']} {r['label']}: baseline {r['baseline']}"]
+    for c in r["candidates"]:
+        note = "" if c["active"] else " (not serving)"
+        parts.append(f"{c['version']} {c['percent']:g}%{note}")
+    if not r["candidates"]:
+        parts.append("no rollout")
+    return ", ".join(parts)
+
+
+def _rollout_set(client: Client, args: argparse.Namespace) -> int:
+    print(
+        _rollout_line(
+            client.rollout_set(args.workflow, args.version, args.percent, label=args.label)
+        )
+    )
+    return 0
+
+
+def _rollout_status(client: Client, args: argparse.Namespace) -> int:
+    print(_rollout_line(client.rollout_status(args.workflow, label=args.label)))
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -101,11 +179,15 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _remote_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--url", default=os.environ.get("ROLLGRAPH_URL", DEFAULT_URL))
+    p.add_argument("--api-key", default=os.environ.get("ROLLGRAPH_API_KEY"))
+
+
 def add_remote_commands(sub: Any) -> None:
     def remote_parser(name: str, help_text: str) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = sub.add_parser(name, help=help_text)
-        p.add_argument("--url", default=os.environ.get("ROLLGRAPH_URL", DEFAULT_URL))
-        p.add_argument("--api-key", default=os.environ.get("ROLLGRAPH_API_KEY"))
+        _remote_options(p)
         return p
 
     p = sub.add_parser("serve", help="run the API server (SQLite under var/ by default)")
@@ -133,3 +215,30 @@ def add_remote_commands(sub: Any) -> None:
     p.add_argument("workflow", metavar="NAME")
     p.add_argument("--label", default="prod")
     p.set_defaults(func=_remote(_rollback))
+    p = remote_parser("run", "run a workflow on the server (version by pin, label or rollout)")
+    p.add_argument("workflow", metavar="NAME")
+    p.add_argument("--input", action="append", default=[], metavar="NAME=TEXT")
+    p.add_argument("--input-json", action="append", default=[], metavar="NAME=JSON")
+    p.add_argument("--user", help="user id: sticky rollout assignment (default: random)")
+    p.add_argument("--version", help="pin a version")
+    p.add_argument("--label", help="pin a label's version (no rollout)")
+    p.add_argument("--json", action="store_true", help="print the whole answer as JSON")
+    p.set_defaults(func=_remote(_run))
+    p = remote_parser("trace", "show a stored run's trace as a waterfall")
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("--json", action="store_true", help="print the trace as JSON")
+    p.set_defaults(func=_remote(_trace))
+    rollout = sub.add_parser("rollout", help="send a share of a label's traffic to a candidate")
+    rollout_sub = rollout.add_subparsers(dest="rollout_command", required=True)
+    p = rollout_sub.add_parser("set", help="set the candidate and its percentage (0 ends it)")
+    _remote_options(p)
+    p.add_argument("workflow", metavar="NAME")
+    p.add_argument("version", metavar="VERSION")
+    p.add_argument("percent", metavar="PERCENT", type=float)
+    p.add_argument("--label", default="prod")
+    p.set_defaults(func=_remote(_rollout_set))
+    p = rollout_sub.add_parser("status", help="show a label's baseline and candidates")
+    _remote_options(p)
+    p.add_argument("workflow", metavar="NAME")
+    p.add_argument("--label", default="prod")
+    p.set_defaults(func=_remote(_rollout_status))

@@ -99,3 +99,37 @@ class Client:
     def labels(self, workflow: str) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._call("GET", f"/v1/workflows/{workflow}/labels")
         return result
+
+    def run(
+        self,
+        workflow: str,
+        inputs: dict[str, Any] | None = None,
+        *,
+        user_id: str | None = None,
+        version: str | None = None,
+        label: str | None = None,
+    ) -> dict[str, Any]:
+        """Run a workflow server-side; a failed node is a result with ``status: failed``."""
+        body: dict[str, Any] = {"workflow": workflow, "input": inputs or {}}
+        for key, value in (("user_id", user_id), ("version", version), ("label", label)):
+            if value is not None:
+                body[key] = value
+        result: dict[str, Any] = self._call("POST", "/v1/run", json=body)
+        return result
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        """A run with its trace."""
+        result: dict[str, Any] = self._call("GET", f"/v1/runs/{run_id}")
+        return result
+
+    def rollout_set(
+        self, workflow: str, version: str, percent: float, *, label: str = "prod"
+    ) -> dict[str, Any]:
+        path = f"/v1/workflows/{workflow}/rollouts/{label}"
+        body = {"version": version, "percent": percent}
+        result: dict[str, Any] = self._call("PUT", path, json=body)
+        return result
+
+    def rollout_status(self, workflow: str, *, label: str = "prod") -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"/v1/workflows/{workflow}/rollouts/{label}")
+        return result

@@ -17,6 +17,7 @@ __all__ = [
     "ControlPlaneError",
     "Forbidden",
     "InvalidDefinition",
+    "InvalidInput",
     "NotFound",
     "PayloadTooLarge",
     "Unauthorized",
@@ -82,6 +83,13 @@ class InvalidDefinition(ControlPlaneError):
 
     def to_json(self) -> dict[str, Any]:
         return {**super().to_json(), "problems": self.problems}
+
+
+class InvalidInput(InvalidDefinition):
+    """Run inputs that do not bind to the version's declared inputs: a 422 listing every input
+    problem with its location, in the same shape as definition problems."""
+
+    code = "invalid_input"
 
 
 def _problem_dict(data: dict[str, Any]) -> dict[str, Any]:

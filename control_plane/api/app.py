@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -10,8 +10,12 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+import engine as graph_engine
 from control_plane.api.errors import error_body, install_error_handlers
 from control_plane.api.middleware import BodySizeLimit
+from control_plane.rollouts.routes import router as rollouts_router
+from control_plane.runs.routes import router as runs_router
+from control_plane.runs.runner import Runner
 from control_plane.settings import Settings, get_settings
 from control_plane.store.db import create_db_engine, make_session_factory
 from control_plane.store.migrations import upgrade_to_head
@@ -20,7 +24,13 @@ from control_plane.workflows.routes import router as workflows_router
 __all__ = ["create_app"]
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    run_engine: Callable[[], graph_engine.Engine] | None = None,
+) -> FastAPI:
+    """The app. ``run_engine`` builds the process's graph engine (default: simulated and
+    OpenAI-compatible providers); tests pass one whose simulator does not sleep."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -29,9 +39,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         upgrade_to_head(engine)  # schema migrations are applied on start
         app.state.db_engine = engine
         app.state.session_factory = make_session_factory(engine)
+        # One graph engine per process: shared provider limits and HTTP connection pools.
+        app.state.runner = Runner((run_engine or graph_engine.Engine)())
         try:
             yield
         finally:
+            await app.state.runner.aclose()
             engine.dispose()
 
     app = FastAPI(
@@ -44,6 +57,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(workflows_router)
+    app.include_router(rollouts_router)
+    app.include_router(runs_router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

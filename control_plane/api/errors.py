@@ -12,13 +12,31 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from control_plane.errors import ControlPlaneError
 
-__all__ = ["error_body", "install_error_handlers"]
+__all__ = ["ErrorBody", "error_body", "error_responses", "install_error_handlers"]
 
 log = logging.getLogger(__name__)
+
+
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every error response: ``{"error": {"code", "message", ...details}}``."""
+
+    error: ErrorDetail
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entries documenting error statuses with the error schema."""
+    return {code: {"model": ErrorBody} for code in codes}
 
 
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:

@@ -10,15 +10,29 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import JSON, CheckConstraint, Column, DateTime, Index, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlmodel import Field, SQLModel
 
 __all__ = [
     "LABEL_REASONS",
+    "RUN_STATUSES",
     "VERSION_STATUSES",
     "AuditRow",
     "LabelEventRow",
     "LabelRow",
+    "RolloutRow",
+    "RunRow",
+    "RunTraceRow",
     "VersionRow",
     "WorkflowRow",
     "utcnow",
@@ -26,6 +40,7 @@ __all__ = [
 
 VERSION_STATUSES: Final = ("active", "archived")
 LABEL_REASONS: Final = ("promote", "rollback", "set")
+RUN_STATUSES: Final = ("succeeded", "failed")
 
 
 def utcnow() -> datetime:
@@ -116,3 +131,68 @@ class AuditRow(SQLModel, table=True):
     before: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     after: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     at: datetime = _ts()
+
+
+class RolloutRow(SQLModel, table=True):
+    """A label's rollout: candidates that take a share of the traffic the label would get.
+
+    ``salt`` is drawn once when the row is created and never changes, so a user's bucket is the
+    same for the whole life of the rollout (ramping 10 % → 20 % only adds users). Setting the
+    share to 0 empties ``candidates`` but keeps the row, and with it the salt.
+    """
+
+    __tablename__ = "rollout"
+    __table_args__ = (UniqueConstraint("workflow_id", "label", name="uq_rollout_label"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    workflow_id: int = Field(foreign_key="workflow.id")
+    label: str = Field(max_length=100)
+    salt: str = Field(max_length=64)
+    # [{"version": "v3.3", "share": 0.1}]; shares are fractions of all of the label's traffic.
+    candidates: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
+    updated_at: datetime = _ts()
+    updated_by: str = Field(max_length=200)
+
+
+class RunRow(SQLModel, table=True):
+    """One run served by ``POST /v1/run``: which version, why, and how it went.
+
+    Workflow and version are stored by name, not by foreign key: a run is a historical fact
+    that list filters and analysis read without joins, and it reads the same after archiving.
+    """
+
+    __tablename__ = "run"
+    __table_args__ = (
+        Index("ix_run_workflow_version", "workflow", "version", "created_at"),
+        Index("ix_run_status", "status", "created_at"),
+        Index("ix_run_created_at", "created_at"),
+        CheckConstraint("status IN ('succeeded', 'failed')", name="ck_run_status"),
+    )
+
+    id: str = Field(primary_key=True, max_length=64)  # the engine's run id (32 hex digits)
+    workflow: str = Field(max_length=200)
+    version: str = Field(max_length=100)
+    label: str | None = Field(default=None, max_length=100)
+    user_id: str | None = Field(default=None, max_length=200)
+    status: str = Field(max_length=16)
+    reason: str = Field(max_length=64)  # pin | label | rollout bucket N | random
+    outputs: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    cost_usd: float = 0.0
+    latency_s: float | None = None
+    created_at: datetime = _ts()
+    finished_at: datetime = _ts()
+
+
+class RunTraceRow(SQLModel, table=True):
+    """A run's trace (``Trace.to_json()``), apart from the row so that listing runs never
+    reads the larger trace documents."""
+
+    __tablename__ = "run_trace"
+
+    run_id: str = Field(
+        sa_column=Column(String(64), ForeignKey("run.id"), primary_key=True, nullable=False)
+    )
+    trace: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))

@@ -7,12 +7,14 @@ every change is recorded with the actor ``anonymous``.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from control_plane.api.deps import SessionDep
+from control_plane.api.errors import error_responses
+from control_plane.api.params import ANONYMOUS, LabelName, VersionLabel, WorkflowName
 from control_plane.workflows import service
 from control_plane.workflows.schemas import (
     ApplyResult,
@@ -25,27 +27,6 @@ from control_plane.workflows.schemas import (
 )
 
 __all__ = ["WorkflowApply", "router"]
-
-ANONYMOUS = "anonymous"
-_NAME = r"^[A-Za-z][A-Za-z0-9_\-]*$"
-
-WorkflowName = Annotated[str, Path(pattern=_NAME, max_length=128)]
-VersionLabel = Annotated[str, Path(min_length=1, max_length=64)]
-LabelName = Annotated[str, Path(pattern=_NAME, max_length=64)]
-
-
-class ErrorDetail(BaseModel):
-    code: str
-    message: str
-    model_config = ConfigDict(extra="allow")
-
-
-class ErrorBody(BaseModel):
-    error: ErrorDetail
-
-
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": ErrorBody} for code in codes}
 
 
 class WorkflowApply(BaseModel):
@@ -72,7 +53,7 @@ router = APIRouter(prefix="/v1/workflows", tags=["workflows"])
     status_code=status.HTTP_201_CREATED,
     responses={
         200: {"model": ApplyResult, "description": "identical content: nothing stored"},
-        **_errors(409, 413, 422),
+        **error_responses(409, 413, 422),
     },
 )
 def apply_workflow(body: WorkflowApply, session: SessionDep, response: Response) -> ApplyResult:
@@ -90,12 +71,16 @@ def list_workflows(session: SessionDep) -> list[WorkflowPublic]:
     return service.list_workflows(session)
 
 
-@router.get("/{name}/versions", response_model=list[VersionPublic], responses=_errors(404, 422))
+@router.get(
+    "/{name}/versions", response_model=list[VersionPublic], responses=error_responses(404, 422)
+)
 def list_versions(name: WorkflowName, session: SessionDep) -> list[VersionPublic]:
     return service.list_versions(session, workflow=name)
 
 
-@router.get("/{name}/versions/{version}", response_model=VersionDetail, responses=_errors(404, 422))
+@router.get(
+    "/{name}/versions/{version}", response_model=VersionDetail, responses=error_responses(404, 422)
+)
 def get_version(name: WorkflowName, version: VersionLabel, session: SessionDep) -> VersionDetail:
     return service.get_version(session, workflow=name, version=version)
 
@@ -103,7 +88,7 @@ def get_version(name: WorkflowName, version: VersionLabel, session: SessionDep) 
 @router.post(
     "/{name}/versions/{version}/archive",
     response_model=VersionPublic,
-    responses=_errors(404, 409, 422),
+    responses=error_responses(404, 409, 422),
 )
 def archive_version(
     name: WorkflowName, version: VersionLabel, session: SessionDep
@@ -112,12 +97,14 @@ def archive_version(
     return service.archive_version(session, workflow=name, version=version, actor=ANONYMOUS)
 
 
-@router.get("/{name}/labels", response_model=list[LabelPublic], responses=_errors(404, 422))
+@router.get("/{name}/labels", response_model=list[LabelPublic], responses=error_responses(404, 422))
 def list_labels(name: WorkflowName, session: SessionDep) -> list[LabelPublic]:
     return service.list_labels(session, workflow=name)
 
 
-@router.put("/{name}/labels/{label}", response_model=LabelPublic, responses=_errors(404, 409, 422))
+@router.put(
+    "/{name}/labels/{label}", response_model=LabelPublic, responses=error_responses(404, 409, 422)
+)
 def promote(
     name: WorkflowName, label: LabelName, body: LabelMove, session: SessionDep
 ) -> LabelPublic:
@@ -130,7 +117,7 @@ def promote(
 @router.post(
     "/{name}/labels/{label}/rollback",
     response_model=LabelPublic,
-    responses=_errors(404, 409, 422),
+    responses=error_responses(404, 409, 422),
 )
 def rollback(name: WorkflowName, label: LabelName, session: SessionDep) -> LabelPublic:
     """Move a label back to where it pointed before its last move, in one call."""
@@ -140,7 +127,7 @@ def rollback(name: WorkflowName, label: LabelName, session: SessionDep) -> Label
 @router.get(
     "/{name}/labels/{label}/history",
     response_model=list[LabelEventPublic],
-    responses=_errors(404, 422),
+    responses=error_responses(404, 422),
 )
 def label_history(
     name: WorkflowName,
@@ -151,7 +138,7 @@ def label_history(
     return service.label_history(session, workflow=name, label=label, limit=limit)
 
 
-@router.get("/{name}/diff", response_model=DiffPublic, responses=_errors(404, 422))
+@router.get("/{name}/diff", response_model=DiffPublic, responses=error_responses(404, 422))
 def diff(
     name: WorkflowName,
     session: SessionDep,

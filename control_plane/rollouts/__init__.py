@@ -1,0 +1,7 @@
+"""Rollouts: a label's traffic split between its version (the baseline) and a candidate, by
+sticky hashing of the user id. ``service`` (use cases), ``repository`` (queries), ``schemas``,
+``routes`` (HTTP)."""
+
+from control_plane.rollouts import service
+
+__all__ = ["service"]

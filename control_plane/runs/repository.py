@@ -1,0 +1,46 @@
+"""Queries over the ``run`` and ``run_trace`` tables: reads and ``add``s only, no commits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlmodel import Session, col, select
+
+from control_plane.store.models import RunRow, RunTraceRow
+
+__all__ = ["get_run", "get_trace", "list_runs"]
+
+
+def get_run(session: Session, run_id: str) -> RunRow | None:
+    return session.get(RunRow, run_id)
+
+
+def get_trace(session: Session, run_id: str) -> RunTraceRow | None:
+    return session.get(RunTraceRow, run_id)
+
+
+def list_runs(
+    session: Session,
+    *,
+    workflow: str | None = None,
+    version: str | None = None,
+    status: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 100,
+) -> Sequence[RunRow]:
+    """Newest first; the id (time-ordered) breaks ties between runs started in the same tick."""
+    query = select(RunRow)
+    if workflow is not None:
+        query = query.where(RunRow.workflow == workflow)
+    if version is not None:
+        query = query.where(RunRow.version == version)
+    if status is not None:
+        query = query.where(RunRow.status == status)
+    if since is not None:
+        query = query.where(col(RunRow.created_at) >= since)
+    if until is not None:
+        query = query.where(col(RunRow.created_at) < until)
+    query = query.order_by(col(RunRow.created_at).desc(), col(RunRow.id).desc()).limit(limit)
+    return session.exec(query).all()

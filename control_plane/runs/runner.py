@@ -1,0 +1,68 @@
+"""The process's engine and its compiled workflows.
+
+One ``engine.Engine`` per process (created in the app's lifespan, closed on shutdown) so that
+provider concurrency limits and HTTP connection pools are shared by every request. Compiling a
+definition costs far more than routing, so compiled workflows are kept per (digest, version):
+versions are immutable, so an entry never goes stale.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+import engine
+from control_plane.errors import Conflict
+
+__all__ = ["Runner"]
+
+
+class Runner:
+    def __init__(self, run_engine: engine.Engine, *, max_compiled: int = 256) -> None:
+        self.engine = run_engine
+        self._compiled: OrderedDict[tuple[str, str], engine.Workflow] = OrderedDict()
+        self._max = max_compiled
+        self._lock = threading.Lock()  # compiled from the event loop and from worker threads
+
+    def workflow(self, *, version: str, digest: str, definition: str) -> engine.Workflow:
+        """The compiled workflow of a stored version (``definition`` is its normalised JSON)."""
+        key = (digest, version)
+        with self._lock:
+            hit = self._compiled.get(key)
+            if hit is not None:
+                self._compiled.move_to_end(key)
+                return hit
+        data = json.loads(definition)
+        # The stored definition leaves the version label out (it is not part of the digest);
+        # put it back so the trace names the version that actually ran.
+        data["version"] = version
+        try:
+            compiled = self.engine.define(data)
+        except (engine.DefinitionError, engine.ValidationError) as exc:
+            # It compiled when it was stored; a node kind or provider has gone since.
+            raise Conflict(
+                f"version {version} ({digest}) no longer compiles on this server: {exc}"
+            ) from exc
+        with self._lock:
+            self._compiled[key] = compiled
+            while len(self._compiled) > self._max:
+                self._compiled.popitem(last=False)
+        return compiled
+
+    async def run(
+        self,
+        workflow: engine.Workflow,
+        inputs: Mapping[str, Any],
+        *,
+        deadline_s: float,
+        attrs: Mapping[str, Any],
+    ) -> engine.RunResult:
+        """Run to completion; a failed node gives a failed result, bad inputs raise
+        ``engine.InputBindingError``."""
+        return await self.engine.run(workflow, inputs, deadline_s=deadline_s, attrs=attrs)
+
+    async def aclose(self) -> None:
+        await self.engine.aclose()
