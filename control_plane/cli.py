@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import engine
+from control_plane.cli_access import add_access_commands
 from control_plane.cli_remote import add_remote_commands
 from control_plane.waterfall import render_waterfall
 from engine.errors import DefinitionError, Problem, ValidationError
@@ -158,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-host", action="append", default=[], help="host http.json may call")
     p.set_defaults(func=cmd_exec)
     add_remote_commands(sub)
+    add_access_commands(sub)
     return parser
 
 

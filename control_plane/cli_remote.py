@@ -1,5 +1,6 @@
 """``rollgraph`` commands that talk to a server: serve, apply, versions, diff, promote, rollback,
-run, trace, rollout set/status."""
+run, trace, rollout set/status. ``remote_command`` and ``remote_options`` are shared with the
+access commands (``cli_access``)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import httpx
 from control_plane.client import ApiError, Client
 from control_plane.waterfall import render_waterfall
 
-__all__ = ["add_remote_commands"]
+__all__ = ["add_remote_commands", "remote_command", "remote_options"]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -25,7 +26,7 @@ def _client(args: argparse.Namespace) -> Client:
     return Client(args.url, args.api_key)
 
 
-def _remote(command: Callable[[Client, argparse.Namespace], int]) -> Callable[..., int]:
+def remote_command(command: Callable[[Client, argparse.Namespace], int]) -> Callable[..., int]:
     """Run a command against the server, turning its errors into messages and exit codes."""
 
     def run(args: argparse.Namespace) -> int:
@@ -34,6 +35,8 @@ def _remote(command: Callable[[Client, argparse.Namespace], int]) -> Callable[..
                 return command(client, args)
         except ApiError as exc:
             print(f"rollgraph: {exc.message} [{exc.code}]", file=sys.stderr)
+            if exc.status == 401:
+                print("  pass --api-key KEY or set ROLLGRAPH_API_KEY", file=sys.stderr)
             for p in exc.details.get("problems", []):
                 where = f"line {p['line']}: " if p.get("line") else ""
                 print(f"  {where}{p['location']}: {p['message']} [{p['code']}]", file=sys.stderr)
@@ -179,7 +182,7 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _remote_options(p: argparse.ArgumentParser) -> None:
+def remote_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--url", default=os.environ.get("ROLLGRAPH_URL", DEFAULT_URL))
     p.add_argument("--api-key", default=os.environ.get("ROLLGRAPH_API_KEY"))
 
@@ -187,7 +190,7 @@ def _remote_options(p: argparse.ArgumentParser) -> None:
 def add_remote_commands(sub: Any) -> None:
     def remote_parser(name: str, help_text: str) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = sub.add_parser(name, help=help_text)
-        _remote_options(p)
+        remote_options(p)
         return p
 
     p = sub.add_parser("serve", help="run the API server (SQLite under var/ by default)")
@@ -197,24 +200,24 @@ def add_remote_commands(sub: Any) -> None:
     p = remote_parser("apply", "store a definition as a new immutable version")
     p.add_argument("file", metavar="FILE")
     p.add_argument("--version", help="version label (default: the file's `version:` or next)")
-    p.set_defaults(func=_remote(_apply))
+    p.set_defaults(func=remote_command(_apply))
     p = remote_parser("versions", "list a workflow's versions and their labels")
     p.add_argument("workflow", metavar="NAME")
-    p.set_defaults(func=_remote(_versions))
+    p.set_defaults(func=remote_command(_versions))
     p = remote_parser("diff", "diff two versions of a workflow")
     p.add_argument("workflow", metavar="NAME")
     p.add_argument("a", metavar="A")
     p.add_argument("b", metavar="B")
-    p.set_defaults(func=_remote(_diff))
+    p.set_defaults(func=remote_command(_diff))
     p = remote_parser("promote", "point a label at a version")
     p.add_argument("workflow", metavar="NAME")
     p.add_argument("version", metavar="VERSION")
     p.add_argument("--label", default="prod")
-    p.set_defaults(func=_remote(_promote))
+    p.set_defaults(func=remote_command(_promote))
     p = remote_parser("rollback", "move a label back to where it pointed before")
     p.add_argument("workflow", metavar="NAME")
     p.add_argument("--label", default="prod")
-    p.set_defaults(func=_remote(_rollback))
+    p.set_defaults(func=remote_command(_rollback))
     p = remote_parser("run", "run a workflow on the server (version by pin, label or rollout)")
     p.add_argument("workflow", metavar="NAME")
     p.add_argument("--input", action="append", default=[], metavar="NAME=TEXT")
@@ -223,22 +226,22 @@ def add_remote_commands(sub: Any) -> None:
     p.add_argument("--version", help="pin a version")
     p.add_argument("--label", help="pin a label's version (no rollout)")
     p.add_argument("--json", action="store_true", help="print the whole answer as JSON")
-    p.set_defaults(func=_remote(_run))
+    p.set_defaults(func=remote_command(_run))
     p = remote_parser("trace", "show a stored run's trace as a waterfall")
     p.add_argument("run_id", metavar="RUN_ID")
     p.add_argument("--json", action="store_true", help="print the trace as JSON")
-    p.set_defaults(func=_remote(_trace))
+    p.set_defaults(func=remote_command(_trace))
     rollout = sub.add_parser("rollout", help="send a share of a label's traffic to a candidate")
     rollout_sub = rollout.add_subparsers(dest="rollout_command", required=True)
     p = rollout_sub.add_parser("set", help="set the candidate and its percentage (0 ends it)")
-    _remote_options(p)
+    remote_options(p)
     p.add_argument("workflow", metavar="NAME")
     p.add_argument("version", metavar="VERSION")
     p.add_argument("percent", metavar="PERCENT", type=float)
     p.add_argument("--label", default="prod")
-    p.set_defaults(func=_remote(_rollout_set))
+    p.set_defaults(func=remote_command(_rollout_set))
     p = rollout_sub.add_parser("status", help="show a label's baseline and candidates")
-    _remote_options(p)
+    remote_options(p)
     p.add_argument("workflow", metavar="NAME")
     p.add_argument("--label", default="prod")
-    p.set_defaults(func=_remote(_rollout_status))
+    p.set_defaults(func=remote_command(_rollout_status))

@@ -133,3 +133,40 @@ class Client:
     def rollout_status(self, workflow: str, *, label: str = "prod") -> dict[str, Any]:
         result: dict[str, Any] = self._call("GET", f"/v1/workflows/{workflow}/rollouts/{label}")
         return result
+
+    def create_key(self, name: str, *, role: str) -> dict[str, Any]:
+        """A new API key (admin); the answer's ``key`` is the only time the key is shown."""
+        result: dict[str, Any] = self._call("POST", "/v1/keys", json={"name": name, "role": role})
+        return result
+
+    def keys(self) -> list[dict[str, Any]]:
+        """Every key's metadata (admin); never a key or its hash."""
+        result: list[dict[str, Any]] = self._call("GET", "/v1/keys")
+        return result
+
+    def revoke_key(self, name: str) -> dict[str, Any]:
+        """Revoke a key (admin): requests with it get 401 from now on."""
+        result: dict[str, Any] = self._call("DELETE", f"/v1/keys/{name}")
+        return result
+
+    def audit(
+        self,
+        *,
+        target_kind: str | None = None,
+        target: str | None = None,
+        actor: str | None = None,
+        since: str | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Audit rows matching every given filter, newest first (admin)."""
+        params: dict[str, Any] = {"limit": limit}
+        for key, value in (
+            ("target_kind", target_kind),
+            ("target", target),
+            ("actor", actor),
+            ("since", since),
+        ):
+            if value is not None:
+                params[key] = value
+        result: list[dict[str, Any]] = self._call("GET", "/v1/audit", params=params)
+        return result

@@ -42,6 +42,10 @@ class ControlPlaneError(Exception):
         """The body of the error response."""
         return {"code": self.code, "message": self.message}
 
+    def headers(self) -> dict[str, str]:
+        """Headers the response must carry besides the body (none by default)."""
+        return {}
+
 
 class NotFound(ControlPlaneError):
     status_code = 404
@@ -59,8 +63,14 @@ class Forbidden(ControlPlaneError):
 
 
 class Unauthorized(ControlPlaneError):
+    """No credentials, or credentials that name nobody (unknown or revoked key)."""
+
     status_code = 401
     code = "unauthorized"
+
+    def headers(self) -> dict[str, str]:
+        # RFC 9110: a 401 names the scheme the client should use.
+        return {"WWW-Authenticate": "Bearer"}
 
 
 class PayloadTooLarge(ControlPlaneError):

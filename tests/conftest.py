@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+import secrets
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -92,3 +93,15 @@ def session(db_engine: Engine) -> Iterator[Session]:
     """A session the test commits itself, like a request would."""
     with make_session_factory(db_engine)() as session:
         yield session
+
+
+@pytest.fixture
+def admin_key() -> str:
+    """A strong settings admin key (the built-in ``bootstrap-admin``), new for every test."""
+    return secrets.token_urlsafe(32)
+
+
+@pytest.fixture
+def admin_headers(admin_key: str) -> dict[str, str]:
+    """Headers that authenticate as ``bootstrap-admin``: pass as ``TestClient(headers=...)``."""
+    return {"Authorization": f"Bearer {admin_key}"}

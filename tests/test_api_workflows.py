@@ -18,14 +18,14 @@ V33 = (EXAMPLES / "v3.3.yaml").read_text()
 
 
 @pytest.fixture
-def client(database_url: str) -> Iterator[TestClient]:
+def client(
+    database_url: str, admin_key: str, admin_headers: dict[str, str]
+) -> Iterator[TestClient]:
     settings = Settings(
-        env="test",
-        database_url=database_url,
-        admin_key="k" * 8 + "abcdefghijklmnopqrstu",
-        max_body_bytes=64 * 1024,
+        env="test", database_url=database_url, admin_key=admin_key, max_body_bytes=64 * 1024
     )
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+    app = create_app(settings)
+    with TestClient(app, raise_server_exceptions=False, headers=admin_headers) as client:
         yield client
 
 
@@ -147,3 +147,13 @@ def test_openapi_document_lists_the_routes(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     assert "/v1/workflows" in paths
     assert "/v1/workflows/{name}/labels/{label}/rollback" in paths
+
+
+def test_a_body_that_is_not_utf8_gets_422(client: TestClient) -> None:
+    response = client.post(
+        "/v1/workflows",
+        content=b'{"source": "\xff\xfe"}',
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 422
+    assert error_of(response)["code"] == "invalid_request"

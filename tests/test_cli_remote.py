@@ -1,8 +1,10 @@
-"""The CLI against a real `rollgraph serve` process: apply, versions, promote, rollback, diff."""
+"""The CLI against a real `rollgraph serve` process: apply, versions, promote, rollback, diff,
+API keys and the audit log."""
 
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -17,6 +19,8 @@ from control_plane.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "product-video"
+# The server's settings admin key (`bootstrap-admin`), handed over as ROLLGRAPH_ADMIN_KEY.
+ADMIN_KEY = secrets.token_urlsafe(32)
 
 
 def free_port() -> int:
@@ -29,7 +33,12 @@ def free_port() -> int:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     db = tmp_path_factory.mktemp("serve") / "rollgraph.db"
-    env = {**os.environ, "ROLLGRAPH_DATABASE_URL": f"sqlite:///{db}", "ROLLGRAPH_ENV": "dev"}
+    env = {
+        **os.environ,
+        "ROLLGRAPH_DATABASE_URL": f"sqlite:///{db}",
+        "ROLLGRAPH_ENV": "dev",
+        "ROLLGRAPH_ADMIN_KEY": ADMIN_KEY,
+    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "control_plane.cli", "serve", "--port", str(port)],
         cwd=ROOT,
@@ -57,8 +66,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             proc.stderr.close()
 
 
-def cli(capsys: pytest.CaptureFixture[str], url: str, *args: str) -> tuple[int, str, str]:
-    code = main([args[0], "--url", url, *args[1:]])
+def cli(
+    capsys: pytest.CaptureFixture[str], url: str, *args: str, key: str | None = ADMIN_KEY
+) -> tuple[int, str, str]:
+    """``rollgraph ARGS`` against ``url``; the options go after the (sub)command's name."""
+    split = 2 if args[0] == "keys" else 1
+    options = ["--url", url] + (["--api-key", key] if key is not None else [])
+    code = main([*args[:split], *options, *args[split:]])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -108,3 +122,40 @@ def test_cli_errors_are_messages_not_tracebacks(
     assert code == 2
     assert "rollgraph serve" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_keys_and_audit_through_the_cli(
+    server: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ROLLGRAPH_API_KEY", raising=False)
+    code, _, err = cli(capsys, server, "versions", "product-video", key=None)
+    assert code == 1
+    assert "[unauthorized]" in err
+    assert "--api-key" in err
+    code, out, err = cli(capsys, server, "keys", "create", "ci-runner", "--role", "runner")
+    assert code == 0
+    runner_key = out.strip()
+    assert runner_key.startswith("rg_")
+    assert "shown this once" in err
+    # The runner reads, but cannot promote; the environment variable carries the key too.
+    monkeypatch.setenv("ROLLGRAPH_API_KEY", runner_key)
+    assert main(["versions", "--url", server, "no-such-workflow"]) == 1
+    assert "[not_found]" in capsys.readouterr().err
+    code, _, err = cli(capsys, server, "promote", "product-video", "v3.2", key=runner_key)
+    assert code == 1
+    assert "[forbidden]" in err
+    code, out, _ = cli(capsys, server, "keys", "list")
+    assert code == 0
+    line = next(x for x in out.splitlines() if x.startswith("ci-runner"))
+    assert "runner" in line and "active" in line
+    assert runner_key not in out
+    code, out, _ = cli(capsys, server, "keys", "revoke", "ci-runner")
+    assert (code, out.split()[:2]) == (0, ["ci-runner", "revoked"])
+    code, _, err = cli(capsys, server, "versions", "product-video", key=runner_key)
+    assert (code, "revoked" in err) == (1, True)
+    code, out, _ = cli(capsys, server, "audit", "--target-kind", "api_key")
+    assert code == 0
+    lines = out.splitlines()
+    assert "key.revoke" in lines[0] and "key.create" in lines[1]
+    assert all("bootstrap-admin" in x for x in lines)

@@ -33,11 +33,12 @@ V3 = V1.replace("writer-small", "writer-large").replace(
 
 
 @pytest.fixture
-def client(database_url: str) -> Iterator[TestClient]:
-    settings = Settings(
-        env="test", database_url=database_url, admin_key="k" * 8 + "abcdefghijklmnopqrstu"
-    )
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+def client(
+    database_url: str, admin_key: str, admin_headers: dict[str, str]
+) -> Iterator[TestClient]:
+    settings = Settings(env="test", database_url=database_url, admin_key=admin_key)
+    app = create_app(settings)
+    with TestClient(app, raise_server_exceptions=False, headers=admin_headers) as client:
         for version, source in (("v1", V1), ("v2", V2), ("v3", V3)):
             assert (
                 client.post(
@@ -62,7 +63,7 @@ def test_set_ramp_and_end_a_rollout_keeping_the_salt(client: TestClient) -> None
     assert ten.status_code == 200, ten.json()
     body = ten.json()
     assert body["candidates"] == [{"version": "v2", "percent": 10.0, "active": True}]
-    assert body["updated_by"] == "anonymous"
+    assert body["updated_by"] == "bootstrap-admin"  # the key's name
     salt = body["salt"]
     assert salt and len(salt) == 32
 

@@ -45,21 +45,20 @@ INPUT = {"prompt": "a red sneaker"}
 
 
 @contextmanager
-def app_client(database_url: str) -> Iterator[TestClient]:
-    settings = Settings(
-        env="test", database_url=database_url, admin_key="k" * 8 + "abcdefghijklmnopqrstu"
-    )
+def app_client(database_url: str, admin_key: str) -> Iterator[TestClient]:
+    settings = Settings(env="test", database_url=database_url, admin_key=admin_key)
     # The simulator without its sleeps: runs are instant, behaviour is otherwise the same.
     app = create_app(
         settings, run_engine=lambda: engine.Engine(providers=default_providers(time_scale=0))
     )
-    with TestClient(app, raise_server_exceptions=False) as client:
+    headers = {"Authorization": f"Bearer {admin_key}"}
+    with TestClient(app, raise_server_exceptions=False, headers=headers) as client:
         yield client
 
 
 @pytest.fixture
-def client(database_url: str) -> Iterator[TestClient]:
-    with app_client(database_url) as client:
+def client(database_url: str, admin_key: str) -> Iterator[TestClient]:
+    with app_client(database_url, admin_key) as client:
         for version, source in (("v1", V1), ("v2", V2), ("v3", V3)):
             response = client.post("/v1/workflows", json={"source": source, "version": version})
             assert response.status_code == 201
@@ -98,7 +97,7 @@ def test_no_rollout_routes_to_prod_with_reason_label(client: TestClient) -> None
 
 
 def test_a_ten_percent_rollout_is_sticky_across_calls_and_restarts(
-    client: TestClient, database_url: str
+    client: TestClient, database_url: str, admin_key: str
 ) -> None:
     client.put("/v1/workflows/greet/rollouts/prod", json={"version": "v2", "percent": 10})
     users = [f"user-{i}" for i in range(200)]
@@ -111,7 +110,7 @@ def test_a_ten_percent_rollout_is_sticky_across_calls_and_restarts(
     for u in sample:
         again = run(client, user_id=u)
         assert (again["version"], again["reason"]) == (first[u]["version"], first[u]["reason"])
-    with app_client(database_url) as restarted:
+    with app_client(database_url, admin_key) as restarted:
         for u in sample:
             assert run(restarted, user_id=u)["version"] == first[u]["version"]
     # The bucket is in the trace's attrs, next to the reason.

@@ -11,8 +11,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 import engine as graph_engine
+from control_plane.access.routes import router as keys_router
 from control_plane.api.errors import error_body, install_error_handlers
 from control_plane.api.middleware import BodySizeLimit
+from control_plane.audit.routes import router as audit_router
 from control_plane.rollouts.routes import router as rollouts_router
 from control_plane.runs.routes import router as runs_router
 from control_plane.runs.runner import Runner
@@ -59,6 +61,9 @@ def create_app(
     app.include_router(workflows_router)
     app.include_router(rollouts_router)
     app.include_router(runs_router)
+    # Every route above needs an API key; health probes and the OpenAPI document do not.
+    app.include_router(keys_router)
+    app.include_router(audit_router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

@@ -29,4 +29,7 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": commit when the handler returns, before the response is sent; with the
+# default scope FastAPI would send the response first, and a client could read its own write
+# as missing, or be told "201" about a commit that then failed.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]

@@ -45,7 +45,9 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
 
 async def _control_plane_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ControlPlaneError)
-    return JSONResponse({"error": exc.to_json()}, status_code=exc.status_code)
+    return JSONResponse(
+        {"error": exc.to_json()}, status_code=exc.status_code, headers=exc.headers() or None
+    )
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -64,6 +66,11 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:
+        # FastAPI's answer to a body it cannot decode at all (bytes that are not UTF-8): the
+        # same 422 as a body that is not JSON, so every route documents the bad-body status.
+        body = error_body("invalid_request", f"the request body cannot be read: {exc.detail}")
+        return JSONResponse(body, status_code=422)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     return JSONResponse(
         error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers

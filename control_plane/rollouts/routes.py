@@ -1,6 +1,7 @@
 """HTTP routes of rollouts: set and read a label's rollout.
 
 Handlers only translate HTTP to service calls; the session commits at the request boundary.
+Setting a rollout needs an admin key (its name is the audit actor), reading one a viewer key.
 """
 
 from __future__ import annotations
@@ -8,9 +9,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
+from control_plane.api.auth import AdminDep, ViewerDep, auth_responses
 from control_plane.api.deps import SessionDep
 from control_plane.api.errors import error_responses
-from control_plane.api.params import ANONYMOUS, LabelName, WorkflowName
+from control_plane.api.params import LabelName, WorkflowName
 from control_plane.rollouts import service
 from control_plane.rollouts.schemas import RolloutPublic
 
@@ -29,10 +31,14 @@ router = APIRouter(prefix="/v1/workflows", tags=["rollouts"])
 @router.put(
     "/{name}/rollouts/{label}",
     response_model=RolloutPublic,
-    responses=error_responses(404, 409, 422),
+    responses={**auth_responses("admin"), **error_responses(404, 409, 422)},
 )
 def set_rollout(
-    name: WorkflowName, label: LabelName, body: RolloutSet, session: SessionDep
+    name: WorkflowName,
+    label: LabelName,
+    body: RolloutSet,
+    session: SessionDep,
+    principal: AdminDep,
 ) -> RolloutPublic:
     """Send `percent` of the label's traffic to `version`, sticky per user id."""
     return service.set_rollout(
@@ -41,12 +47,16 @@ def set_rollout(
         label=label,
         version=body.version,
         percent=body.percent,
-        actor=ANONYMOUS,
+        actor=principal.name,
     )
 
 
 @router.get(
-    "/{name}/rollouts/{label}", response_model=RolloutPublic, responses=error_responses(404, 422)
+    "/{name}/rollouts/{label}",
+    response_model=RolloutPublic,
+    responses={**auth_responses("viewer"), **error_responses(404, 422)},
 )
-def get_rollout(name: WorkflowName, label: LabelName, session: SessionDep) -> RolloutPublic:
+def get_rollout(
+    name: WorkflowName, label: LabelName, session: SessionDep, principal: ViewerDep
+) -> RolloutPublic:
     return service.get_rollout(session, workflow=name, label=label)

@@ -3,7 +3,8 @@
 ``POST /v1/run`` is async (the engine is) and owns its two short units of work itself, one to
 choose the version and one to store the result, so no transaction is held open while the graph
 runs. A run whose node failed is still a 200 with ``status: failed``: it was accepted, ran and
-is traced. Inputs that do not bind are a 422 listing each input problem.
+is traced. Inputs that do not bind are a 422 listing each input problem. Running needs a
+runner key (or admin), reading runs a viewer key.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 import engine
+from control_plane.api.auth import RunnerDep, ViewerDep, auth_responses
 from control_plane.api.deps import SessionDep, SettingsDep
 from control_plane.api.errors import error_responses
 from control_plane.errors import InvalidInput
@@ -45,8 +47,14 @@ async def _unit_of_work(request: Request, work: Callable[[Session], T]) -> T:
     return await run_in_threadpool(run)
 
 
-@router.post("/run", response_model=RunPublic, responses=error_responses(404, 409, 413, 422))
-async def run_workflow(body: RunRequest, request: Request, settings: SettingsDep) -> RunPublic:
+@router.post(
+    "/run",
+    response_model=RunPublic,
+    responses={**auth_responses("runner"), **error_responses(404, 409, 413, 422)},
+)
+async def run_workflow(
+    body: RunRequest, request: Request, settings: SettingsDep, principal: RunnerDep
+) -> RunPublic:
     """Run a workflow version chosen by pin, label or the `prod` rollout; store run and trace."""
     runner: Runner = request.app.state.runner
     plan = await _unit_of_work(request, lambda s: service.plan_run(s, request=body))
@@ -62,17 +70,28 @@ async def run_workflow(body: RunRequest, request: Request, settings: SettingsDep
     return await _unit_of_work(request, lambda s: service.record_run(s, plan=plan, result=result))
 
 
-@router.get("/runs/{run_id}", response_model=RunDetail, responses=error_responses(404, 422))
+@router.get(
+    "/runs/{run_id}",
+    response_model=RunDetail,
+    responses={**auth_responses("viewer"), **error_responses(404, 422)},
+)
 def get_run(
-    run_id: Annotated[str, Path(min_length=1, max_length=64)], session: SessionDep
+    run_id: Annotated[str, Path(min_length=1, max_length=64)],
+    session: SessionDep,
+    principal: ViewerDep,
 ) -> RunDetail:
     """A run with its trace (a step per node)."""
     return service.get_run(session, run_id=run_id)
 
 
-@router.get("/runs", response_model=list[RunPublic], responses=error_responses(422))
+@router.get(
+    "/runs",
+    response_model=list[RunPublic],
+    responses={**auth_responses("viewer"), **error_responses(422)},
+)
 def list_runs(
     session: SessionDep,
+    principal: ViewerDep,
     workflow: Annotated[str | None, Query(max_length=128)] = None,
     version: Annotated[str | None, Query(max_length=64)] = None,
     status: RunStatus | None = None,

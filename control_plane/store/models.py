@@ -1,5 +1,5 @@
 """The tables of the registry: workflows, their immutable versions, movable labels, the labels'
-history and the audit log.
+history and the audit log; rollouts, runs and traces; API keys.
 
 Every constraint is named so migrations and autogenerate comparisons agree on both SQLite and
 PostgreSQL. Timestamps are UTC; SQLite hands them back naive, and the schemas layer marks them UTC.
@@ -24,9 +24,11 @@ from sqlalchemy import (
 from sqlmodel import Field, SQLModel
 
 __all__ = [
+    "KEY_ROLES",
     "LABEL_REASONS",
     "RUN_STATUSES",
     "VERSION_STATUSES",
+    "ApiKeyRow",
     "AuditRow",
     "LabelEventRow",
     "LabelRow",
@@ -41,6 +43,7 @@ __all__ = [
 VERSION_STATUSES: Final = ("active", "archived")
 LABEL_REASONS: Final = ("promote", "rollback", "set")
 RUN_STATUSES: Final = ("succeeded", "failed")
+KEY_ROLES: Final = ("admin", "runner", "viewer")
 
 
 def utcnow() -> datetime:
@@ -196,3 +199,30 @@ class RunTraceRow(SQLModel, table=True):
         sa_column=Column(String(64), ForeignKey("run.id"), primary_key=True, nullable=False)
     )
     trace: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+
+
+class ApiKeyRow(SQLModel, table=True):
+    """An API key: its name (the actor in audit rows), role, and a hash, never the key itself.
+
+    ``key_prefix`` is the random part after ``rg_`` that is shown in listings and finds the row
+    without a scan; ``key_hash`` is the SHA-256 of the whole key. Revoked keys keep their row
+    and name, so an audit row's actor always names one key.
+    """
+
+    __tablename__ = "api_key"
+    __table_args__ = (
+        UniqueConstraint("name", name="uq_api_key_name"),
+        Index("ix_api_key_prefix", "key_prefix"),
+        CheckConstraint("role IN ('admin', 'runner', 'viewer')", name="ck_api_key_role"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=64)
+    role: str = Field(max_length=16)
+    key_prefix: str = Field(max_length=16)
+    key_hash: str = Field(max_length=64)
+    created_at: datetime = _ts()
+    created_by: str = Field(max_length=200)
+    revoked_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )

@@ -4,13 +4,14 @@ what does exist, conversions to public schemas, the audit write, and the guarded
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+# The audit writer, under the name these services have always called it by.
+from control_plane.audit.service import record as audit
 from control_plane.errors import Conflict, NotFound
-from control_plane.store.models import AuditRow, LabelRow, VersionRow, WorkflowRow
+from control_plane.store.models import LabelRow, VersionRow, WorkflowRow
 from control_plane.workflows import repository as repo
 from control_plane.workflows.schemas import LabelPublic, VersionDetail, VersionPublic
 
@@ -24,28 +25,6 @@ __all__ = [
     "version_row",
     "workflow_row",
 ]
-
-
-def audit(
-    session: Session,
-    *,
-    actor: str,
-    action: str,
-    target_kind: str,
-    target: str,
-    before: dict[str, Any] | None,
-    after: dict[str, Any] | None,
-) -> None:
-    session.add(
-        AuditRow(
-            actor=actor,
-            action=action,
-            target_kind=target_kind,
-            target=target,
-            before=before,
-            after=after,
-        )
-    )
 
 
 def flush(session: Session, what: str) -> None:

@@ -1,8 +1,7 @@
 """HTTP routes of the workflow registry: versions, labels, diff.
 
 Handlers only translate HTTP to service calls; the session commits at the request boundary.
-Authentication and roles come with API keys (next step of the control-plane issue); until then
-every change is recorded with the actor ``anonymous``.
+Reads need a viewer key, changes an admin key; the key's name is the actor in audit rows.
 """
 
 from __future__ import annotations
@@ -12,9 +11,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
+from control_plane.api.auth import AdminDep, ViewerDep, auth_responses
 from control_plane.api.deps import SessionDep
 from control_plane.api.errors import error_responses
-from control_plane.api.params import ANONYMOUS, LabelName, VersionLabel, WorkflowName
+from control_plane.api.params import LabelName, VersionLabel, WorkflowName
 from control_plane.workflows import service
 from control_plane.workflows.schemas import (
     ApplyResult,
@@ -53,95 +53,94 @@ router = APIRouter(prefix="/v1/workflows", tags=["workflows"])
     status_code=status.HTTP_201_CREATED,
     responses={
         200: {"model": ApplyResult, "description": "identical content: nothing stored"},
+        **auth_responses("admin"),
         **error_responses(409, 413, 422),
     },
 )
-def apply_workflow(body: WorkflowApply, session: SessionDep, response: Response) -> ApplyResult:
+def apply_workflow(
+    body: WorkflowApply, session: SessionDep, principal: AdminDep, response: Response
+) -> ApplyResult:
     """Apply a definition: a new immutable version, or a no-op naming the identical one."""
     result = service.apply_definition(
-        session, source=body.source, version=body.version, actor=ANONYMOUS
+        session, source=body.source, version=body.version, actor=principal.name
     )
     if not result.created:
         response.status_code = status.HTTP_200_OK
     return result
 
 
-@router.get("", response_model=list[WorkflowPublic])
-def list_workflows(session: SessionDep) -> list[WorkflowPublic]:
+@router.get("", response_model=list[WorkflowPublic], responses=auth_responses("viewer"))
+def list_workflows(session: SessionDep, principal: ViewerDep) -> list[WorkflowPublic]:
     return service.list_workflows(session)
 
 
-@router.get(
-    "/{name}/versions", response_model=list[VersionPublic], responses=error_responses(404, 422)
-)
-def list_versions(name: WorkflowName, session: SessionDep) -> list[VersionPublic]:
+_READ = {**auth_responses("viewer"), **error_responses(404, 422)}
+_CHANGE = {**auth_responses("admin"), **error_responses(404, 409, 422)}
+
+
+@router.get("/{name}/versions", response_model=list[VersionPublic], responses=_READ)
+def list_versions(
+    name: WorkflowName, session: SessionDep, principal: ViewerDep
+) -> list[VersionPublic]:
     return service.list_versions(session, workflow=name)
 
 
-@router.get(
-    "/{name}/versions/{version}", response_model=VersionDetail, responses=error_responses(404, 422)
-)
-def get_version(name: WorkflowName, version: VersionLabel, session: SessionDep) -> VersionDetail:
+@router.get("/{name}/versions/{version}", response_model=VersionDetail, responses=_READ)
+def get_version(
+    name: WorkflowName, version: VersionLabel, session: SessionDep, principal: ViewerDep
+) -> VersionDetail:
     return service.get_version(session, workflow=name, version=version)
 
 
-@router.post(
-    "/{name}/versions/{version}/archive",
-    response_model=VersionPublic,
-    responses=error_responses(404, 409, 422),
-)
+@router.post("/{name}/versions/{version}/archive", response_model=VersionPublic, responses=_CHANGE)
 def archive_version(
-    name: WorkflowName, version: VersionLabel, session: SessionDep
+    name: WorkflowName, version: VersionLabel, session: SessionDep, principal: AdminDep
 ) -> VersionPublic:
     """Archive a version: it serves no traffic and no label may point at it."""
-    return service.archive_version(session, workflow=name, version=version, actor=ANONYMOUS)
+    return service.archive_version(session, workflow=name, version=version, actor=principal.name)
 
 
-@router.get("/{name}/labels", response_model=list[LabelPublic], responses=error_responses(404, 422))
-def list_labels(name: WorkflowName, session: SessionDep) -> list[LabelPublic]:
+@router.get("/{name}/labels", response_model=list[LabelPublic], responses=_READ)
+def list_labels(name: WorkflowName, session: SessionDep, principal: ViewerDep) -> list[LabelPublic]:
     return service.list_labels(session, workflow=name)
 
 
-@router.put(
-    "/{name}/labels/{label}", response_model=LabelPublic, responses=error_responses(404, 409, 422)
-)
+@router.put("/{name}/labels/{label}", response_model=LabelPublic, responses=_CHANGE)
 def promote(
-    name: WorkflowName, label: LabelName, body: LabelMove, session: SessionDep
+    name: WorkflowName, label: LabelName, body: LabelMove, session: SessionDep, principal: AdminDep
 ) -> LabelPublic:
     """Point a label at a version (promote). Every process reads labels from the store."""
     return service.set_label(
-        session, workflow=name, label=label, version=body.version, actor=ANONYMOUS
+        session, workflow=name, label=label, version=body.version, actor=principal.name
     )
 
 
-@router.post(
-    "/{name}/labels/{label}/rollback",
-    response_model=LabelPublic,
-    responses=error_responses(404, 409, 422),
-)
-def rollback(name: WorkflowName, label: LabelName, session: SessionDep) -> LabelPublic:
+@router.post("/{name}/labels/{label}/rollback", response_model=LabelPublic, responses=_CHANGE)
+def rollback(
+    name: WorkflowName, label: LabelName, session: SessionDep, principal: AdminDep
+) -> LabelPublic:
     """Move a label back to where it pointed before its last move, in one call."""
-    return service.rollback_label(session, workflow=name, label=label, actor=ANONYMOUS)
+    return service.rollback_label(session, workflow=name, label=label, actor=principal.name)
 
 
 @router.get(
-    "/{name}/labels/{label}/history",
-    response_model=list[LabelEventPublic],
-    responses=error_responses(404, 422),
+    "/{name}/labels/{label}/history", response_model=list[LabelEventPublic], responses=_READ
 )
 def label_history(
     name: WorkflowName,
     label: LabelName,
     session: SessionDep,
+    principal: ViewerDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[LabelEventPublic]:
     return service.label_history(session, workflow=name, label=label, limit=limit)
 
 
-@router.get("/{name}/diff", response_model=DiffPublic, responses=error_responses(404, 422))
+@router.get("/{name}/diff", response_model=DiffPublic, responses=_READ)
 def diff(
     name: WorkflowName,
     session: SessionDep,
+    principal: ViewerDep,
     a: Annotated[str, Query(min_length=1, max_length=64)],
     b: Annotated[str, Query(min_length=1, max_length=64)],
 ) -> DiffPublic:

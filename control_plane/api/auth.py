@@ -1,0 +1,79 @@
+"""Authentication and roles as dependencies: ``AdminDep``, ``RunnerDep``, ``ViewerDep``.
+
+A request names its key with ``Authorization: Bearer <key>`` or ``X-API-Key: <key>`` (the
+bearer header wins when both are sent). No key, or a key that is unknown or revoked, is a 401
+with ``WWW-Authenticate: Bearer``; a valid key whose role is too low is a 403. Roles include
+the ones below them (admin ⊇ runner ⊇ viewer; see ``control_plane.access.schemas``).
+
+The key is checked in a unit of work of its own, closed before the handler runs: ``POST
+/v1/run`` holds no database connection while the graph runs, and the check must not either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from control_plane.access import service
+from control_plane.access.schemas import Principal, Role
+from control_plane.api.errors import error_responses
+from control_plane.errors import Forbidden, Unauthorized
+from control_plane.store.db import session_scope
+
+__all__ = [
+    "AdminDep",
+    "Principal",
+    "RunnerDep",
+    "ViewerDep",
+    "auth_responses",
+    "authenticate",
+    "require",
+]
+
+# auto_error=False: a missing header is our typed 401 with the error body, not FastAPI's 403.
+# Declared as security schemes, they also put the "Authorize" button into /docs.
+_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <API key>`")
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the API key")
+
+
+def authenticate(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    api_key: Annotated[str | None, Depends(_api_key_header)],
+) -> Principal:
+    """The caller the request's key names; 401 when there is no key or it names nobody."""
+    key = bearer.credentials if bearer is not None else api_key
+    if not key:
+        raise Unauthorized("no API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`")
+    admin_key: str = request.app.state.settings.admin_key
+    with session_scope(request.app.state.session_factory) as session:
+        return service.authenticate(session, key=key, admin_key=admin_key)
+
+
+def require(role: Role) -> Callable[[Principal], Principal]:
+    """A dependency that admits callers whose role includes ``role``, else 403."""
+
+    def dependency(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+        if not principal.has(role):
+            raise Forbidden(
+                f"the API key {principal.name!r} has the role {principal.role!r}; "
+                f"this needs {role!r}"
+            )
+        return principal
+
+    dependency.__name__ = f"require_{role}"
+    return dependency
+
+
+def auth_responses(role: Role) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entries for a route that needs ``role``: 401 always, 403 when
+    some valid key can lack the role (every key is at least a viewer)."""
+    return error_responses(401) if role == "viewer" else error_responses(401, 403)
+
+
+AdminDep = Annotated[Principal, Depends(require("admin"))]
+RunnerDep = Annotated[Principal, Depends(require("runner"))]
+ViewerDep = Annotated[Principal, Depends(require("viewer"))]
