@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck bench lock clean
+.PHONY: run example test lint typecheck bench bench-http lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,7 +15,13 @@ $(STAMP): requirements.lock pyproject.toml
 
 venv: $(STAMP)
 
+# The server on the embedded default (SQLite under var/, no Redis): examples applied, prod on
+# v3.2, v3.3 rolled out to 10 %; it prints how to call it. Ctrl-C stops it.
 run: $(STAMP)
+	$(BIN)/python -m control_plane.demo
+
+# One workflow run locally with the embedded engine, no server.
+example: $(STAMP)
 	$(BIN)/rollgraph exec examples/product-video/v3.3.yaml --input prompt="a red sneaker on a rainy street"
 
 test: $(STAMP) lint typecheck
@@ -30,6 +36,9 @@ typecheck: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.engine --json
+
+bench-http: $(STAMP)
+	$(BIN)/python -m benchmarks.http --json
 
 # Re-pin every dependency (needs `uv`; the lock is committed, so nobody else has to run this).
 lock:
