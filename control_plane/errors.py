@@ -16,6 +16,8 @@ __all__ = [
     "Conflict",
     "ControlPlaneError",
     "Forbidden",
+    "IdempotencyInProgress",
+    "IdempotencyKeyReused",
     "InvalidDefinition",
     "InvalidInput",
     "NotFound",
@@ -55,6 +57,26 @@ class NotFound(ControlPlaneError):
 class Conflict(ControlPlaneError):
     status_code = 409
     code = "conflict"
+
+
+class IdempotencyInProgress(Conflict):
+    """The request's ``Idempotency-Key`` is held by a request that is still running."""
+
+    code = "idempotency_in_progress"
+
+    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
+
+
+class IdempotencyKeyReused(ControlPlaneError):
+    """An ``Idempotency-Key`` sent again with a different request body."""
+
+    status_code = 422
+    code = "idempotency_key_reused"
 
 
 class Forbidden(ControlPlaneError):

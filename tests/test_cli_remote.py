@@ -20,7 +20,7 @@ from control_plane.cli import main
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "product-video"
 # The server's settings admin key (`bootstrap-admin`), handed over as ROLLGRAPH_ADMIN_KEY.
-ADMIN_KEY = secrets.token_urlsafe(32)
+ADMIN_KEY = "rgk" + secrets.token_urlsafe(32)  # never "-…", which a CLI reads as an option
 
 
 def free_port() -> int:

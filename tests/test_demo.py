@@ -78,7 +78,7 @@ def _demo_once(database_url: str, admin_key: str, log: Path) -> tuple[dict[str, 
 @pytest.mark.slow
 def test_demo_sets_up_the_rollout_and_is_idempotent(tmp_path: Path) -> None:
     database_url = f"sqlite:///{tmp_path / 'demo.db'}"
-    admin_key = secrets.token_urlsafe(32)
+    admin_key = "rgk" + secrets.token_urlsafe(32)  # never "-…", which a CLI reads as an option
     status, out = _demo_once(database_url, admin_key, tmp_path / "first.log")
     assert status["baseline"] == "v3.2"
     assert status["candidates"] == [{"version": "v3.3", "percent": 10.0, "active": True}]

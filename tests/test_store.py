@@ -32,6 +32,7 @@ MODEL_TABLES = {
     models.LabelEventRow.__tablename__,
     models.AuditRow.__tablename__,
     models.ApiKeyRow.__tablename__,
+    models.IdempotencyKeyRow.__tablename__,
 }
 
 
@@ -45,7 +46,7 @@ def test_migration_creates_exactly_the_model_tables(empty_engine: Engine) -> Non
 
     upgrade_to_head(empty_engine)
 
-    assert current_revision(empty_engine) == head_revision() == "0003"
+    assert current_revision(empty_engine) == head_revision() == "0004"
     assert _tables(empty_engine) == set(SQLModel.metadata.tables) >= MODEL_TABLES
     inspector = inspect(empty_engine)
     for name, table in SQLModel.metadata.tables.items():
@@ -62,7 +63,7 @@ def test_upgrading_twice_is_a_no_op_and_keeps_data(db_engine: Engine) -> None:
 
     upgrade_to_head(db_engine)
 
-    assert current_revision(db_engine) == "0003"
+    assert current_revision(db_engine) == "0004"
     with make_session_factory(db_engine)() as session:
         assert session.exec(select(models.WorkflowRow.name)).all() == ["kept"]
 
@@ -71,7 +72,7 @@ def test_upgrade_from_a_url(database_url: str) -> None:
     upgrade_to_head(database_url)
     engine = create_db_engine(database_url)
     try:
-        assert current_revision(engine) == "0003"
+        assert current_revision(engine) == "0004"
         assert _tables(engine) >= MODEL_TABLES
     finally:
         engine.dispose()

@@ -5,14 +5,14 @@ are committed (or rolled back) together. Functions never commit.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session
 
 from control_plane.audit import repository as repo
 from control_plane.audit.schemas import AuditEntryPublic
-from control_plane.store.models import AuditRow
+from control_plane.store.models import AuditRow, as_utc
 
 __all__ = ["list_entries", "record"]
 
@@ -40,18 +40,6 @@ def record(
     )
 
 
-def _utc(value: datetime) -> datetime:
-    # Rows are stored in UTC and SQLite compares the text without its offset: convert first.
-    # A naive filter is read as UTC, like the stored times.
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    try:
-        return value.astimezone(UTC)
-    except OverflowError:  # within a day of year 1 or 9999: earlier or later than any row
-        edge = datetime.min if value.year == 1 else datetime.max
-        return edge.replace(tzinfo=UTC)
-
-
 def list_entries(
     session: Session,
     *,
@@ -67,7 +55,7 @@ def list_entries(
         target_kind=target_kind,
         target=target,
         actor=actor,
-        since=_utc(since) if since is not None else None,
+        since=as_utc(since) if since is not None else None,
         limit=limit,
     )
     return [_public(row) for row in rows]

@@ -5,29 +5,41 @@ choose the version and one to store the result, so no transaction is held open w
 runs. A run whose node failed is still a 200 with ``status: failed``: it was accepted, ran and
 is traced. Inputs that do not bind are a 422 listing each input problem. Running needs a
 runner key (or admin), reading runs a viewer key.
+
+With an ``Idempotency-Key`` header the run happens at most once per caller and key (see
+``idempotency``): the key is claimed before the run, a repeat gets the first response again
+with ``Idempotent-Replayed: true``, a repeat while the first still runs a 409 with
+``Retry-After``, the key with another body a 422. A request that fails before its response
+releases the key.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Path, Query, Request
+import anyio
+from fastapi import APIRouter, Header, Path, Query, Request, Response
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 import engine
-from control_plane.api.auth import RunnerDep, ViewerDep, auth_responses
+from control_plane.api.auth import Principal, RunnerDep, ViewerDep, auth_responses
 from control_plane.api.deps import SessionDep, SettingsDep
-from control_plane.api.errors import error_responses
-from control_plane.errors import InvalidInput
-from control_plane.runs import service
+from control_plane.api.errors import ErrorBody, error_responses
+from control_plane.errors import IdempotencyInProgress, IdempotencyKeyReused, InvalidInput
+from control_plane.runs import idempotency, service
 from control_plane.runs.runner import Runner
 from control_plane.runs.schemas import RunDetail, RunPublic, RunRequest, RunStatus
+from control_plane.settings import Settings
 from control_plane.store.db import session_scope
 
 __all__ = ["router"]
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -47,15 +59,88 @@ async def _unit_of_work(request: Request, work: Callable[[Session], T]) -> T:
     return await run_in_threadpool(run)
 
 
-@router.post(
-    "/run",
-    response_model=RunPublic,
-    responses={**auth_responses("runner"), **error_responses(404, 409, 413, 422)},
-)
-async def run_workflow(
-    body: RunRequest, request: Request, settings: SettingsDep, principal: RunnerDep
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias=idempotency.HEADER,
+        min_length=1,
+        max_length=idempotency.KEY_MAX_LENGTH,
+        pattern=idempotency.KEY_PATTERN,
+        description=(
+            "Run at most once per API key and this key (1-255 printable ASCII characters): a "
+            "repeat gets the first response again, with `Idempotent-Replayed: true`."
+        ),
+    ),
+]
+
+_RUN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **auth_responses("runner"),
+    **error_responses(404, 409, 413, 422),
+    200: {
+        "description": "The run (or, for a repeated `Idempotency-Key`, the first response).",
+        "headers": {
+            idempotency.REPLAYED_HEADER: {
+                "description": "`true` when this is the stored response of an earlier request",
+                "schema": {"type": "string", "enum": ["true"]},
+            }
+        },
+    },
+    409: {
+        "model": ErrorBody,
+        "description": (
+            "Archived version, a version that no longer compiles, or (`idempotency_in_progress`)"
+            " an earlier request with the same `Idempotency-Key` is still running."
+        ),
+        "headers": {
+            "Retry-After": {
+                "description": "seconds to wait before retrying (`idempotency_in_progress`)",
+                "schema": {"type": "integer"},
+            }
+        },
+    },
+    422: {
+        "model": ErrorBody,
+        "description": (
+            "Invalid request, inputs that do not bind, or (`idempotency_key_reused`) an "
+            "`Idempotency-Key` already used for a different request."
+        ),
+    },
+}
+
+
+async def _claim(
+    request: Request, *, principal: Principal, key: str, digest: str
+) -> int | RunPublic:
+    """The claim's id, or the stored response when this key already answered this request."""
+    for _ in range(3):
+        try:
+            return await _unit_of_work(
+                request,
+                lambda s: idempotency.claim(s, principal=principal.name, key=key, digest=digest),
+            )
+        except IntegrityError:
+            pass  # the caller already holds this key
+        row = await _unit_of_work(
+            request, lambda s: idempotency.find(s, principal=principal.name, key=key)
+        )
+        if row is None:
+            continue  # released since our insert failed: claim it again
+        if row.request_hash != digest:
+            raise IdempotencyKeyReused(
+                f"this key was used for a different request ({idempotency.HEADER}: {key!r})"
+            )
+        if row.status == "done" and row.response is not None:
+            return RunPublic.model_validate(row.response)
+        break
+    raise IdempotencyInProgress(
+        f"a request with this {idempotency.HEADER} is still running; retry later",
+        retry_after_s=1,
+    )
+
+
+async def _execute(
+    request: Request, body: RunRequest, settings: Settings, *, claim_id: int | None
 ) -> RunPublic:
-    """Run a workflow version chosen by pin, label or the `prod` rollout; store run and trace."""
     runner: Runner = request.app.state.runner
     plan = await _unit_of_work(request, lambda s: service.plan_run(s, request=body))
     workflow = runner.workflow(version=plan.version, digest=plan.digest, definition=plan.definition)
@@ -67,7 +152,45 @@ async def run_workflow(
         raise InvalidInput(
             f"the input does not fit {plan.workflow} {plan.version}: {exc}", problems=exc.problems
         ) from exc
-    return await _unit_of_work(request, lambda s: service.record_run(s, plan=plan, result=result))
+
+    def record(session: Session) -> RunPublic:
+        public = service.record_run(session, plan=plan, result=result)
+        if claim_id is not None:
+            idempotency.complete(session, claim_id=claim_id, response=public)
+        return public
+
+    return await _unit_of_work(request, record)
+
+
+@router.post("/run", response_model=RunPublic, responses=_RUN_RESPONSES)
+async def run_workflow(
+    body: RunRequest,
+    request: Request,
+    response: Response,
+    settings: SettingsDep,
+    principal: RunnerDep,
+    idempotency_key: IdempotencyKey = None,
+) -> RunPublic:
+    """Run a workflow version chosen by pin, label or the `prod` rollout; store run and trace."""
+    if idempotency_key is None:
+        return await _execute(request, body, settings, claim_id=None)
+    digest = idempotency.request_hash(body)
+    claimed = await _claim(request, principal=principal, key=idempotency_key, digest=digest)
+    if isinstance(claimed, RunPublic):
+        response.headers[idempotency.REPLAYED_HEADER] = "true"
+        return claimed
+    claim_id = claimed
+    try:
+        return await _execute(request, body, settings, claim_id=claim_id)
+    except BaseException:
+        # No response was stored: free the key so that the client can retry with it. Shielded,
+        # so that a cancelled request (client gone) still releases it.
+        with anyio.CancelScope(shield=True):
+            try:
+                await _unit_of_work(request, lambda s: idempotency.release(s, claim_id=claim_id))
+            except Exception:
+                log.exception("could not release idempotency claim %s", claim_id)
+        raise
 
 
 @router.get(

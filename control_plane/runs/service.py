@@ -21,7 +21,7 @@ from control_plane.rollouts.service import allocation_for, label_version
 from control_plane.router import assign
 from control_plane.runs import repository as repo
 from control_plane.runs.schemas import RunDetail, RunPublic, RunRequest, RunStatus
-from control_plane.store.models import RunRow, RunTraceRow, VersionRow
+from control_plane.store.models import RunRow, RunTraceRow, VersionRow, as_utc
 from control_plane.workflows._shared import version_row, workflow_row
 
 __all__ = ["DEFAULT_LABEL", "RunPlan", "get_run", "list_runs", "plan_run", "record_run"]
@@ -94,11 +94,6 @@ def plan_run(session: Session, *, request: RunRequest) -> RunPlan:
     )
 
 
-def _utc(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes for timezone-aware columns; everything is stored as UTC.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _public(row: RunRow) -> RunPublic:
     return RunPublic(
         run_id=row.id,
@@ -169,8 +164,8 @@ def list_runs(
         workflow=workflow,
         version=version,
         status=status,
-        since=_utc(since) if since is not None else None,
-        until=_utc(until) if until is not None else None,
+        since=as_utc(since) if since is not None else None,
+        until=as_utc(until) if until is not None else None,
         limit=limit,
     )
     return [_public(r) for r in rows]

@@ -1,5 +1,5 @@
 """The tables of the registry: workflows, their immutable versions, movable labels, the labels'
-history and the audit log; rollouts, runs and traces; API keys.
+history and the audit log; rollouts, runs and traces; API keys; idempotency keys.
 
 Every constraint is named so migrations and autogenerate comparisons agree on both SQLite and
 PostgreSQL. Timestamps are UTC; SQLite hands them back naive, and the schemas layer marks them UTC.
@@ -24,12 +24,14 @@ from sqlalchemy import (
 from sqlmodel import Field, SQLModel
 
 __all__ = [
+    "IDEMPOTENCY_STATUSES",
     "KEY_ROLES",
     "LABEL_REASONS",
     "RUN_STATUSES",
     "VERSION_STATUSES",
     "ApiKeyRow",
     "AuditRow",
+    "IdempotencyKeyRow",
     "LabelEventRow",
     "LabelRow",
     "RolloutRow",
@@ -37,6 +39,7 @@ __all__ = [
     "RunTraceRow",
     "VersionRow",
     "WorkflowRow",
+    "as_utc",
     "utcnow",
 ]
 
@@ -44,10 +47,24 @@ VERSION_STATUSES: Final = ("active", "archived")
 LABEL_REASONS: Final = ("promote", "rollback", "set")
 RUN_STATUSES: Final = ("succeeded", "failed")
 KEY_ROLES: Final = ("admin", "runner", "viewer")
+IDEMPOTENCY_STATUSES: Final = ("in_progress", "done")
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """A datetime in UTC. Rows are stored in UTC, SQLite hands them back naive, and it compares
+    text without offsets, so every stored or compared time goes through here; a naive value is
+    read as UTC."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # within a day of year 1 or 9999: earlier or later than any row
+        edge = datetime.min if value.year == 1 else datetime.max
+        return edge.replace(tzinfo=UTC)
 
 
 def _ts() -> Any:
@@ -226,3 +243,28 @@ class ApiKeyRow(SQLModel, table=True):
     revoked_at: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
     )
+
+
+class IdempotencyKeyRow(SQLModel, table=True):
+    """A client's ``Idempotency-Key`` on ``POST /v1/run``, scoped to the caller (``principal``
+    is the API key's name): claimed (``in_progress``) before the run, ``done`` with the stored
+    response in the transaction that stores the run. ``request_hash`` is the SHA-256 of the
+    request's canonical JSON, so a key reused for another request is refused.
+
+    ``run_id`` names the run without a foreign key, like runs name their version: a fact.
+    """
+
+    __tablename__ = "idempotency_key"
+    __table_args__ = (
+        UniqueConstraint("principal", "key", name="uq_idempotency_key_principal_key"),
+        CheckConstraint("status IN ('in_progress', 'done')", name="ck_idempotency_key_status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    principal: str = Field(max_length=200)
+    key: str = Field(max_length=255)
+    request_hash: str = Field(max_length=64)
+    run_id: str | None = Field(default=None, max_length=64)
+    status: str = Field(default="in_progress", max_length=16)
+    response: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    created_at: datetime = _ts()

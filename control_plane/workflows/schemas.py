@@ -3,10 +3,12 @@ serialise them as they are and the tables can change without breaking clients.""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from control_plane.store.models import as_utc
 
 __all__ = [
     "ApplyResult",
@@ -23,12 +25,7 @@ __all__ = [
 ]
 
 
-def _as_utc(value: datetime) -> datetime:
-    # SQLite returns naive datetimes for timezone-aware columns; everything is stored as UTC.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
 
 
 class _Public(BaseModel):
