@@ -16,8 +16,6 @@ import argparse
 import asyncio
 import gc
 import importlib.metadata
-import json
-import math
 import os
 import platform
 import statistics
@@ -43,6 +41,7 @@ from benchmarks._common import (
     layered_run,
     rollgraph_definition,
 )
+from benchmarks.report import report
 
 __all__ = [
     "Interleaved",
@@ -272,13 +271,6 @@ async def measure(runs: int, quick: bool = False) -> dict[str, Any]:
     return out
 
 
-def _table(result: Mapping[str, Any]) -> str:
-    rows = [f"{k:<36} {v:>12.3f}" for k, v in result.items() if isinstance(v, float)]
-    rows += [f"{k:<36} {'yes' if ok else 'NO':>12}" for k, ok in result["targets"].items()]
-    rows += [f"{k:<36} {v!s:>12}" for k, v in result["machine"].items()]
-    return "\n".join([*rows, *(f"note: {n}" for n in result["notes"])])
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.engine", description=__doc__)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -287,9 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     runs = args.runs or (50 if args.quick else 2000)
     result = asyncio.run(measure(runs, quick=args.quick))
-    if not all(math.isfinite(v) and v > 0 for v in result.values() if isinstance(v, float)):
-        raise RuntimeError(f"a measurement is not a finite positive number: {result}")
-    print(json.dumps(result, indent=2) if args.json else _table(result))
+    print(report(result, as_json=args.json))
     return 0
 
 

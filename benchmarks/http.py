@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import gc
 import importlib.metadata
-import json
 import math
 import os
 import platform
@@ -41,6 +40,7 @@ from typing import Any
 import httpx
 import mmh3
 
+from benchmarks.report import report
 from control_plane.router import Allocation, Arm, assign
 
 __all__ = ["build_app", "main", "measure", "router_ns"]
@@ -328,13 +328,6 @@ def measure(quick: bool = False) -> dict[str, Any]:
     return out
 
 
-def _table(result: Mapping[str, Any]) -> str:
-    rows = [f"{k:<20} {v:>12.3f}" for k, v in result.items() if isinstance(v, float)]
-    rows += [f"{k:<28} {'yes' if ok else 'NO':>4}" for k, ok in result["targets"].items()]
-    rows += [f"{k:<20} {v!s:>12}" for k, v in result["machine"].items()]
-    return "\n".join([*rows, *(f"note: {n}" for n in result["notes"])])
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.http", description=__doc__)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -347,10 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         _serve(args.serve, args.port, args.database_url)
         return 0
     result = measure(quick=args.quick)
-    numbers = [v for v in result.values() if isinstance(v, float)]
-    if not all(math.isfinite(v) and v > 0 for v in numbers):
-        raise RuntimeError(f"a measurement is not a finite positive number: {result}")
-    print(json.dumps(result, indent=2) if args.json else _table(result))
+    print(report(result, as_json=args.json))
     return 0
 
 
