@@ -155,7 +155,6 @@ class Workflow:
     warnings: tuple[Problem, ...] = field(default=())
     name: str = field(init=False)
     version: str | None = field(init=False)
-    roots: tuple[NodeId, ...] = field(init=False)
     root_nodes: tuple[CompiledNode, ...] = field(init=False)
     step_kinds: tuple[tuple[NodeId, str], ...] = field(init=False)  # for a run's trace
     waiting: dict[str, int] = field(init=False)  # node → dependencies left, at the start
@@ -164,9 +163,8 @@ class Workflow:
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", self.spec.name)
         object.__setattr__(self, "version", self.spec.version)
-        roots = tuple(n for n in self.order if not self.nodes[n].deps)
-        object.__setattr__(self, "roots", roots)
-        object.__setattr__(self, "root_nodes", tuple(self.nodes[n] for n in roots))
+        roots = tuple(self.nodes[n] for n in self.order if not self.nodes[n].deps)
+        object.__setattr__(self, "root_nodes", roots)
         object.__setattr__(
             self, "step_kinds", tuple((n, c.kind.name) for n, c in self.nodes.items())
         )
@@ -223,17 +221,3 @@ class Workflow:
         if problems:
             raise InputBindingError(problems)
         return bound
-
-    def describe(self) -> dict[str, Any]:
-        """A JSON summary: inputs, outputs and nodes with their kinds and dependencies."""
-        return {
-            "name": self.name,
-            "version": self.version,
-            "digest": self.digest,
-            "inputs": {k: str(t) for k, (t, _) in self.input_types.items()},
-            "outputs": {k: str(t) for k, t in self.output_types.items()},
-            "nodes": {
-                n: {"uses": node.kind.name, "after": sorted(node.deps)}
-                for n, node in self.nodes.items()
-            },
-        }

@@ -36,6 +36,22 @@ def test_backends_round_trip_values_media_and_expiry(tmp_path: Path, kind: str) 
     asyncio.run(go())
 
 
+def test_sqlite_cache_purges_expired_entries_only(tmp_path: Path) -> None:
+    async def go() -> int:
+        cache = engine.SQLiteStepCache(tmp_path / "p.db")
+        await cache.put("old", CachedStep({"text": "a"}), ttl_s=0.01)
+        await cache.put("kept", CachedStep({"text": "b"}), ttl_s=60)
+        await cache.put("forever", CachedStep({"text": "c"}))
+        await asyncio.sleep(0.03)
+        purged = await cache.purge_expired()
+        assert await cache.get("kept") is not None
+        assert await cache.get("forever") is not None
+        await cache.aclose()
+        return purged
+
+    assert asyncio.run(go()) == 1
+
+
 def test_sqlite_cache_survives_a_new_process_handle(tmp_path: Path) -> None:
     async def go() -> None:
         first = engine.SQLiteStepCache(tmp_path / "s.db")
