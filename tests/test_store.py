@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, select
 
 import control_plane.store.models as models
+from control_plane import store as store_package
 from control_plane.settings import DEV_ADMIN_KEY, Settings, get_settings
 from control_plane.store import (
     create_db_engine,
@@ -33,7 +34,13 @@ MODEL_TABLES = {
     models.AuditRow.__tablename__,
     models.ApiKeyRow.__tablename__,
     models.IdempotencyKeyRow.__tablename__,
+    models.RegistryStateRow.__tablename__,
 }
+# Revisions are numbered files; the newest is the head.
+LATEST_REVISION = max(
+    p.name[:4]
+    for p in (Path(store_package.__file__).parents[1] / "migrations" / "versions").glob("0*.py")
+)
 
 
 def _tables(engine: Engine) -> set[str]:
@@ -46,7 +53,7 @@ def test_migration_creates_exactly_the_model_tables(empty_engine: Engine) -> Non
 
     upgrade_to_head(empty_engine)
 
-    assert current_revision(empty_engine) == head_revision() == "0004"
+    assert current_revision(empty_engine) == head_revision() == LATEST_REVISION
     assert _tables(empty_engine) == set(SQLModel.metadata.tables) >= MODEL_TABLES
     inspector = inspect(empty_engine)
     for name, table in SQLModel.metadata.tables.items():
@@ -63,7 +70,7 @@ def test_upgrading_twice_is_a_no_op_and_keeps_data(db_engine: Engine) -> None:
 
     upgrade_to_head(db_engine)
 
-    assert current_revision(db_engine) == "0004"
+    assert current_revision(db_engine) == LATEST_REVISION
     with make_session_factory(db_engine)() as session:
         assert session.exec(select(models.WorkflowRow.name)).all() == ["kept"]
 
@@ -72,7 +79,7 @@ def test_upgrade_from_a_url(database_url: str) -> None:
     upgrade_to_head(database_url)
     engine = create_db_engine(database_url)
     try:
-        assert current_revision(engine) == "0004"
+        assert current_revision(engine) == LATEST_REVISION
         assert _tables(engine) >= MODEL_TABLES
     finally:
         engine.dispose()

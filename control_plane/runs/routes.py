@@ -31,7 +31,7 @@ from control_plane.api.auth import Principal, RunnerDep, ViewerDep, auth_respons
 from control_plane.api.deps import SessionDep, SettingsDep
 from control_plane.api.errors import ErrorBody, error_responses
 from control_plane.errors import IdempotencyInProgress, IdempotencyKeyReused, InvalidInput
-from control_plane.runs import idempotency, service
+from control_plane.runs import idempotency, planning, service
 from control_plane.runs.runner import Runner
 from control_plane.runs.schemas import RunDetail, RunPublic, RunRequest, RunStatus
 from control_plane.settings import Settings
@@ -142,7 +142,7 @@ async def _execute(
     request: Request, body: RunRequest, settings: Settings, *, claim_id: int | None
 ) -> RunPublic:
     runner: Runner = request.app.state.runner
-    plan = await _unit_of_work(request, lambda s: service.plan_run(s, request=body))
+    plan = await _unit_of_work(request, lambda s: planning.plan_run(s, request=body))
     workflow = runner.workflow(version=plan.version, digest=plan.digest, definition=plan.definition)
     try:
         result = await runner.run(

@@ -12,11 +12,13 @@ from typing import Any, Final
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     CheckConstraint,
     Column,
     DateTime,
     ForeignKey,
     Index,
+    Integer,
     String,
     Text,
     UniqueConstraint,
@@ -34,6 +36,7 @@ __all__ = [
     "IdempotencyKeyRow",
     "LabelEventRow",
     "LabelRow",
+    "RegistryStateRow",
     "RolloutRow",
     "RunRow",
     "RunTraceRow",
@@ -151,6 +154,17 @@ class AuditRow(SQLModel, table=True):
     before: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     after: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     at: datetime = _ts()
+
+
+class RegistryStateRow(SQLModel, table=True):
+    """The registry's generation (one row, ``id = 1``): every audited change increments it in its
+    own transaction, so caches of registry reads know when they went stale."""
+
+    __tablename__ = "registry_state"
+    __table_args__ = (CheckConstraint("id = 1", name="ck_registry_state_single_row"),)
+
+    id: int = Field(default=1, sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    generation: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
 
 
 class RolloutRow(SQLModel, table=True):
