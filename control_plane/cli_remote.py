@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -159,12 +160,53 @@ def _rollout_line(r: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+class _CandidatePairs(argparse.Action):
+    """``VERSION PERCENT [VERSION PERCENT ...]`` as a list of (version, percent) pairs; an odd
+    count or a percent that is not a number is a usage error (exit 2)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        words = [str(v) for v in values or ()]
+        if len(words) % 2:
+            parser.error(
+                f"give VERSION PERCENT pairs, got {len(words)} value(s): "
+                f"{' '.join(words)!r} (is a percent missing?)"
+            )
+        pairs: list[tuple[str, float]] = []
+        for version, text in zip(words[::2], words[1::2], strict=True):
+            try:
+                percent = float(text)
+            except ValueError:
+                percent = math.nan
+            if not math.isfinite(percent):
+                parser.error(f"percent of {version} must be a number, got {text!r}")
+            pairs.append((version, percent))
+        setattr(namespace, self.dest, pairs)
+
+
 def _rollout_set(client: Client, args: argparse.Namespace) -> int:
-    print(
-        _rollout_line(
-            client.rollout_set(args.workflow, args.version, args.percent, label=args.label)
-        )
-    )
+    pairs: list[tuple[str, float]] = args.candidates
+    try:
+        if len(pairs) == 1:
+            (version, percent), *_ = pairs
+            rollout = client.rollout_set(args.workflow, version, percent, label=args.label)
+        else:
+            rollout = client.rollout_set_many(args.workflow, pairs, label=args.label)
+    except ApiError as exc:
+        if exc.code != "invalid_request":
+            raise
+        # A 422 names what to fix per field (a sum above 100, a repeated version): show it.
+        print(f"rollgraph: {exc.message} [{exc.code}]", file=sys.stderr)
+        for field in exc.details.get("fields", []):
+            message = str(field.get("message", "")).removeprefix("Value error, ")
+            print(f"  {field.get('location', '')}: {message}", file=sys.stderr)
+        return 1
+    print(_rollout_line(rollout))
     return 0
 
 
@@ -231,13 +273,24 @@ def add_remote_commands(sub: Any) -> None:
     p.add_argument("run_id", metavar="RUN_ID")
     p.add_argument("--json", action="store_true", help="print the trace as JSON")
     p.set_defaults(func=remote_command(_trace))
-    rollout = sub.add_parser("rollout", help="send a share of a label's traffic to a candidate")
+    rollout = sub.add_parser("rollout", help="send shares of a label's traffic to candidates")
     rollout_sub = rollout.add_subparsers(dest="rollout_command", required=True)
-    p = rollout_sub.add_parser("set", help="set the candidate and its percentage (0 ends it)")
+    p = rollout_sub.add_parser(
+        "set",
+        help="set the candidates and their percentages (replaces them; 0 ends the rollout)",
+        description="Replace the label's candidates: `v3.3 10` sends 10 % of its traffic to "
+        "v3.3, `v3.3 10 v3.4 5` splits 15 % between two candidates (percents sum to at most "
+        "100); `v3.3 0` ends the rollout.",
+    )
     remote_options(p)
     p.add_argument("workflow", metavar="NAME")
-    p.add_argument("version", metavar="VERSION")
-    p.add_argument("percent", metavar="PERCENT", type=float)
+    p.add_argument(
+        "candidates",
+        nargs="+",
+        action=_CandidatePairs,
+        metavar="VERSION PERCENT",
+        help="a candidate version and its percent of the label's traffic, repeated",
+    )
     p.add_argument("--label", default="prod")
     p.set_defaults(func=remote_command(_rollout_set))
     p = rollout_sub.add_parser("status", help="show a label's baseline and candidates")

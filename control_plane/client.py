@@ -11,6 +11,7 @@ with Client("http://127.0.0.1:8000") as rg:
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -125,8 +126,24 @@ class Client:
     def rollout_set(
         self, workflow: str, version: str, percent: float, *, label: str = "prod"
     ) -> dict[str, Any]:
+        """Make ``version`` the label's only candidate at ``percent`` (0 ends the rollout)."""
         path = f"/v1/workflows/{workflow}/rollouts/{label}"
         body = {"version": version, "percent": percent}
+        result: dict[str, Any] = self._call("PUT", path, json=body)
+        return result
+
+    def rollout_set_many(
+        self,
+        workflow: str,
+        candidates: Mapping[str, float] | Iterable[tuple[str, float]],
+        *,
+        label: str = "prod",
+    ) -> dict[str, Any]:
+        """Replace the label's candidates, e.g. ``{"v3.3": 10, "v3.4": 5}`` (percents, in
+        order, summing to at most 100); an empty one ends the rollout."""
+        pairs = candidates.items() if isinstance(candidates, Mapping) else candidates
+        path = f"/v1/workflows/{workflow}/rollouts/{label}"
+        body = {"candidates": [{"version": v, "percent": p} for v, p in pairs]}
         result: dict[str, Any] = self._call("PUT", path, json=body)
         return result
 

@@ -1,5 +1,5 @@
 """The CLI against a real `rollgraph serve` process: apply, versions, promote, rollback, diff,
-API keys and the audit log."""
+rollouts with several candidates, API keys and the audit log."""
 
 from __future__ import annotations
 
@@ -159,3 +159,65 @@ def test_keys_and_audit_through_the_cli(
     lines = out.splitlines()
     assert "key.revoke" in lines[0] and "key.create" in lines[1]
     assert all("bootstrap-admin" in x for x in lines)
+
+
+ROLLOUT_WF = """
+name: cli-rollout
+inputs:
+  prompt: text
+nodes:
+  write:
+    uses: prompt.enhance
+    with: {model: sim/writer-small, prompt: "${inputs.prompt}"}
+outputs:
+  text: "${write.text}"
+"""
+
+
+def rollout(capsys: pytest.CaptureFixture[str], url: str, *args: str) -> tuple[int, str, str]:
+    """``rollgraph rollout ARGS`` against ``url``: the options go after ``set``/``status``."""
+    code = main(["rollout", args[0], "--url", url, "--api-key", ADMIN_KEY, *args[1:]])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.slow
+def test_rollout_set_with_several_candidates_through_the_cli(
+    server: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    for version in ("v1", "v2", "v3"):  # three different definitions: three versions
+        path = tmp_path / f"{version}.yaml"
+        path.write_text(ROLLOUT_WF.replace("${inputs.prompt}", f"{version}: ${{inputs.prompt}}"))
+        assert cli(capsys, server, "apply", str(path), "--version", version)[0] == 0
+    assert cli(capsys, server, "promote", "cli-rollout", "v1")[0] == 0
+    code, out, err = rollout(capsys, server, "set", "cli-rollout", "v2", "10", "v3", "5")
+    assert code == 0, err
+    assert out.strip() == "cli-rollout prod: baseline v1, v2 10%, v3 5%"
+    code, out, _ = rollout(capsys, server, "status", "cli-rollout")
+    assert (code, out.strip()) == (0, "cli-rollout prod: baseline v1, v2 10%, v3 5%")
+    # One pair is the shorthand, as it always was: it replaces the whole list.
+    code, out, _ = rollout(capsys, server, "set", "cli-rollout", "v3", "7.5")
+    assert (code, out.strip()) == (0, "cli-rollout prod: baseline v1, v3 7.5%")
+    # The server's validation reaches the user with what to fix, exit 1.
+    code, _, err = rollout(capsys, server, "set", "cli-rollout", "v2", "60", "v3", "50")
+    assert code == 1
+    assert "[invalid_request]" in err
+    assert "sum to 110 (v2 60 + v3 50)" in err
+    code, _, err = rollout(capsys, server, "set", "cli-rollout", "v2", "1", "v2", "2")
+    assert (code, "'v2' is listed more than once" in err) == (1, True)
+    code, _, err = rollout(capsys, server, "set", "cli-rollout", "v2", "1", "v1", "2")
+    assert (code, "[conflict]" in err) == (1, True)
+    # Usage errors are argparse's: exit 2, nothing sent.
+    for args, says in (
+        (("v2", "10", "v3"), "give VERSION PERCENT pairs, got 3 value(s)"),
+        (("v2", "ten"), "percent of v2 must be a number, got 'ten'"),
+        ((), "the following arguments are required: VERSION PERCENT"),
+    ):
+        with pytest.raises(SystemExit) as exited:
+            rollout(capsys, server, "set", "cli-rollout", *args)
+        assert exited.value.code == 2, args
+        assert says in capsys.readouterr().err, args
+    code, out, _ = rollout(capsys, server, "status", "cli-rollout")
+    assert (code, out.strip()) == (0, "cli-rollout prod: baseline v1, v3 7.5%")
+    code, out, _ = rollout(capsys, server, "set", "cli-rollout", "v3", "0")
+    assert (code, out.strip()) == (0, "cli-rollout prod: baseline v1, no rollout")

@@ -7,22 +7,15 @@ Setting a rollout needs an admin key (its name is the audit actor), reading one 
 from __future__ import annotations
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
 
 from control_plane.api.auth import AdminDep, ViewerDep, auth_responses
 from control_plane.api.deps import SessionDep
 from control_plane.api.errors import error_responses
 from control_plane.api.params import LabelName, WorkflowName
 from control_plane.rollouts import service
-from control_plane.rollouts.schemas import RolloutPublic
+from control_plane.rollouts.schemas import RolloutPublic, RolloutSet
 
 __all__ = ["RolloutSet", "router"]
-
-
-class RolloutSet(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    version: str = Field(min_length=1, max_length=64, description="the candidate version")
-    percent: float = Field(ge=0, le=100, description="share of the label's traffic; 0 ends it")
 
 
 router = APIRouter(prefix="/v1/workflows", tags=["rollouts"])
@@ -40,14 +33,12 @@ def set_rollout(
     session: SessionDep,
     principal: AdminDep,
 ) -> RolloutPublic:
-    """Send `percent` of the label's traffic to `version`, sticky per user id."""
+    """Set the label's candidates, sticky per user id: `{version, percent}` for one, or
+    `{candidates: [{version, percent}, ...]}` for the full list (percents sum to at most 100;
+    the rest stays on the label's version). Either form replaces the whole list; percent 0 or
+    an empty list ends the rollout."""
     return service.set_rollout(
-        session,
-        workflow=name,
-        label=label,
-        version=body.version,
-        percent=body.percent,
-        actor=principal.name,
+        session, workflow=name, label=label, candidates=body.pairs(), actor=principal.name
     )
 
 

@@ -1,6 +1,6 @@
-"""Rollouts: one candidate version takes ``percent`` of a label's traffic, the rest stays on the
-label's version (the baseline). Users are split by ``control_plane.router.assign``: sticky per
-(salt, user id), and raising the percentage only adds users.
+"""Rollouts: one or more candidate versions each take a percent of a label's traffic, the rest
+stays on the label's version (the baseline). Users are split by ``control_plane.router.assign``:
+sticky per (salt, user id), and raising the total percentage only adds users.
 
 Functions take the caller's ``Session`` and never commit; the request boundary does. Every change
 writes an audit row with the candidates before and after.
@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import functools
 import secrets
+from collections.abc import Sequence
+from typing import Any
 
 from sqlmodel import Session
 
 from control_plane.errors import Conflict, NotFound
 from control_plane.rollouts import repository as rollout_repo
-from control_plane.rollouts.schemas import CandidatePublic, RolloutPublic
+from control_plane.rollouts.schemas import CandidatePublic, RolloutPublic, check_candidates
 from control_plane.router import Allocation, Arm
 from control_plane.store.models import RolloutRow, VersionRow, WorkflowRow, utcnow
 from control_plane.workflows import repository as repo
@@ -71,29 +73,46 @@ def _public(
 
 
 def set_rollout(
-    session: Session, *, workflow: str, label: str, version: str, percent: float, actor: str
+    session: Session,
+    *,
+    workflow: str,
+    label: str,
+    candidates: Sequence[tuple[str, float]],
+    actor: str,
 ) -> RolloutPublic:
-    """Send ``percent`` (0–100) of ``label``'s traffic to ``version``; 0 ends the rollout.
+    """Replace ``label``'s candidates by ``candidates``, (version, percent 0–100) pairs in order;
+    the rest of the traffic stays on the label's version. Candidates at 0 % are dropped, so an
+    empty list (or only zeros) ends the rollout.
+
+    Every version must exist (``NotFound``); one with a percent above 0 must be active and not
+    the label's own version (``Conflict``). Repeated versions and percents outside 0–100 or
+    summing above 100 are ``ValueError`` (the HTTP schema rejects them first, as 422).
 
     The salt is drawn when the label's rollout is first set and kept forever after (also
-    through percent 0), so the users in a 10 % rollout stay in it when it is raised to 20 %.
+    through an ended rollout), so the users in a 10 % rollout stay in it when it is raised to
+    20 %. Order matters with several candidates: it lays out their ranges of users.
     """
-    if not 0 <= percent <= 100:
-        raise ValueError(f"percent must be between 0 and 100, got {percent!r}")
+    check_candidates(candidates)
     wf = workflow_row(session, workflow)
     baseline = label_version(session, wf, label)
-    candidate = version_row(session, wf, version)
-    if percent > 0:
+    after: list[dict[str, Any]] = []
+    for version, percent in candidates:
+        candidate = version_row(session, wf, version)
+        if percent == 0:
+            continue
         if candidate.status != "active":
-            raise Conflict(f"{workflow} {version} is archived; archived versions serve no traffic")
+            raise Conflict(
+                f"{workflow} {version} is archived; archived versions serve no traffic "
+                f"(remove it from the candidates or set its percent to 0)"
+            )
         if candidate.id == baseline.id:
             raise Conflict(
                 f"{workflow} {version} is already the version of label {label!r}; "
                 f"a rollout needs a different candidate"
             )
+        after.append({"version": version, "share": percent / 100})
     row = rollout_repo.get_rollout(session, row_id(wf), label)
     before = list(row.candidates) if row is not None else None
-    after = [{"version": version, "share": percent / 100}] if percent > 0 else []
     if row is None:
         row = RolloutRow(
             workflow_id=row_id(wf),
