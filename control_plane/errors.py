@@ -23,6 +23,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "Unauthorized",
+    "Unavailable",
 ]
 
 
@@ -98,6 +99,16 @@ class Unauthorized(ControlPlaneError):
 class PayloadTooLarge(ControlPlaneError):
     status_code = 413
     code = "payload_too_large"
+
+
+class Unavailable(ControlPlaneError):
+    """The server cannot take the request now (it is shutting down); retry, maybe elsewhere."""
+
+    status_code = 503
+    code = "unavailable"
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}
 
 
 class InvalidDefinition(ControlPlaneError):

@@ -39,7 +39,16 @@ class Settings(BaseSettings):
     )
     admin_key: str = Field(default=DEV_ADMIN_KEY, repr=False)
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
-    run_deadline_s: float = Field(default=60.0, gt=0)
+    run_deadline_s: float = Field(default=60.0, gt=0)  # a sync run, answered when it ends
+    async_run_deadline_s: float = Field(default=3600.0, gt=0)  # an async run (and a resume)
+    # Time to store a run after its deadline: a run still `running` (or an idempotency claim
+    # still in progress) after deadline + margin belongs to a process that stopped.
+    run_store_margin_s: float = Field(default=30.0, gt=0)
+    orphan_sweep_s: float = Field(default=30.0, gt=0)  # how often to look for such runs
+    shutdown_grace_s: float = Field(default=10.0, ge=0)  # async runs left to finish on stop
+    # How often each process reads the registry's generation: the longest a change made by
+    # another process (worker or replica) stays unseen by this one's cache of keys and routes.
+    registry_poll_s: float = Field(default=0.1, gt=0)
 
     @model_validator(mode="after")
     def _refuse_weak_admin_key(self) -> Settings:

@@ -205,8 +205,12 @@ class Engine:
         deadline_s: float | None = None,
         attrs: Mapping[str, Any] | None = None,
         resumed: bool = False,
+        cache: StepCache | None = None,
     ) -> RunResult:
-        """Run to completion. A failed node fails the result, it does not raise; bad inputs do."""
+        """Run to completion. A failed node fails the result, it does not raise; bad inputs do.
+
+        ``cache`` is this run's step cache, instead of the engine's: a server keeps each run's
+        completed steps where that run can be resumed from."""
         wf = workflow if isinstance(workflow, Workflow) else self.define(workflow)
         bound = wf.bind_inputs(inputs or {})
         if run_id:
@@ -224,7 +228,8 @@ class Engine:
             seed=run_seed,
             attrs=dict(attrs) if attrs else None,
         )
-        state = RunState(wf, self.runtime, self.cache, trace, bound, run_seed)
+        step_cache = cache if cache is not None else self.cache
+        state = RunState(wf, self.runtime, step_cache, trace, bound, run_seed)
         limit = wf.spec.deadline_s
         if deadline_s is not None:
             limit = deadline_s if limit is None else min(limit, deadline_s)
@@ -239,7 +244,7 @@ class Engine:
         self, workflow: Source, run_id: str, inputs: Mapping[str, Any] | None = None, **kw: Any
     ) -> RunResult:
         """Run again under the same run id: completed steps come from the cache, unbilled."""
-        if self.cache is None:
+        if self.cache is None and kw.get("cache") is None:
             raise RunError("resume needs a step cache; create the Engine with cache=...")
         return await self.run(workflow, inputs, run_id=run_id, resumed=True, **kw)
 

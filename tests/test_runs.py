@@ -82,9 +82,9 @@ def test_pins_and_labels_choose_the_version(client: TestClient) -> None:
     assert set(pinned["outputs"]) == {"text", "audio"}
     assert pinned["cost_usd"] > 0 and pinned["latency_s"] is not None
     assert len(pinned["run_id"]) == 32
-    # A label pin ignores the rollout; the default route (prod) applies it.
+    # A label routes the request with its rollout (prod is the default label).
     labelled = run(client, label="prod", user_id="u1")
-    assert (labelled["version"], labelled["reason"]) == ("v1", "label")
+    assert labelled["version"] == "v2" and labelled["reason"].startswith("rollout bucket ")
     assert run(client, label="staging")["version"] == "v3"
     routed = run(client, user_id="u1")
     assert routed["version"] == "v2"

@@ -9,14 +9,17 @@ time and add no protection. Hashes are compared with ``hmac.compare_digest`` (co
 
 The settings' admin key is a built-in admin named ``bootstrap-admin``, so a fresh install can
 create its first keys; it is compared in constant time too. Functions never commit; key
-creation and revocation write audit rows in the caller's unit of work.
+creation and revocation write audit rows in the caller's unit of work (which also tells the
+per-process cache of keys, see ``api.auth``, that they changed).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
+from dataclasses import dataclass
 from typing import Final
 
 from sqlmodel import Session
@@ -30,9 +33,14 @@ from control_plane.workflows._shared import flush
 
 __all__ = [
     "BOOTSTRAP_ADMIN",
+    "StoredKey",
+    "accept",
+    "admin_principal",
     "authenticate",
     "create_key",
+    "find_key",
     "hash_key",
+    "is_well_formed",
     "list_keys",
     "revoke_key",
 ]
@@ -55,21 +63,65 @@ def _prefix_of(key: str) -> str | None:
     return key[len(_SCHEME) : end]
 
 
-def authenticate(session: Session, *, key: str, admin_key: str) -> Principal:
-    """The principal ``key`` names, or ``Unauthorized`` (unknown or revoked)."""
+@dataclass(frozen=True, slots=True)
+class StoredKey:
+    """What the store says of a key: whom it names, and whether it was revoked (what a cache
+    of keys keeps; never the key or its hash)."""
+
+    name: str
+    role: Role
+    revoked: bool
+
+
+def admin_principal(*, key: str, admin_key: str) -> Principal | None:
+    """``bootstrap-admin`` when ``key`` is the settings' admin key, else ``None``."""
     # Digests, not the raw strings: equal lengths, so the comparison leaks nothing, not even
     # the admin key's length.
-    if admin_key and hmac.compare_digest(hash_key(key), hash_key(admin_key)):
+    if admin_key and hmac.compare_digest(hash_key(key), _admin_digest(admin_key)):
         return Principal(name=BOOTSTRAP_ADMIN, role="admin")
+    return None
+
+
+@functools.lru_cache(maxsize=4)
+def _admin_digest(admin_key: str) -> str:
+    # The settings' key hardly ever changes: hash it once, not once per request.
+    return hash_key(admin_key)
+
+
+def is_well_formed(key: str) -> bool:
+    """Whether ``key`` has the shape of our keys; any other string names nobody, no lookup
+    needed."""
+    return _prefix_of(key) is not None
+
+
+def find_key(session: Session, *, key: str) -> StoredKey | None:
+    """The stored key ``key`` is (revoked or not), or ``None`` when it is unknown."""
     prefix = _prefix_of(key)
-    if prefix is not None:
-        digest = hash_key(key)
-        for row in repo.keys_with_prefix(session, prefix):
-            if hmac.compare_digest(row.key_hash, digest):
-                if row.revoked_at is not None:
-                    raise Unauthorized(f"the API key {row.name!r} was revoked")
-                return Principal(name=row.name, role=row.role)  # type: ignore[arg-type]
-    raise Unauthorized("unknown API key")
+    if prefix is None:
+        return None
+    digest = hash_key(key)
+    for row in repo.keys_with_prefix(session, prefix):
+        if hmac.compare_digest(row.key_hash, digest):
+            role: Role = row.role  # type: ignore[assignment]  # the check constraint keeps it
+            return StoredKey(name=row.name, role=role, revoked=row.revoked_at is not None)
+    return None
+
+
+def accept(stored: StoredKey | None) -> Principal:
+    """The principal of a stored key, or ``Unauthorized`` (unknown or revoked)."""
+    if stored is None:
+        raise Unauthorized("unknown API key")
+    if stored.revoked:
+        raise Unauthorized(f"the API key {stored.name!r} was revoked")
+    return Principal(name=stored.name, role=stored.role)
+
+
+def authenticate(session: Session, *, key: str, admin_key: str) -> Principal:
+    """The principal ``key`` names, or ``Unauthorized`` (unknown or revoked)."""
+    admin = admin_principal(key=key, admin_key=admin_key)
+    if admin is not None:
+        return admin
+    return accept(find_key(session, key=key))
 
 
 def _public(row: ApiKeyRow) -> KeyPublic:

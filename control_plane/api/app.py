@@ -15,7 +15,9 @@ from control_plane.access.routes import router as keys_router
 from control_plane.api.errors import error_body, install_error_handlers
 from control_plane.api.middleware import BodySizeLimit
 from control_plane.audit.routes import router as audit_router
+from control_plane.registry_cache import RegistryCache
 from control_plane.rollouts.routes import router as rollouts_router
+from control_plane.runs.execution import Runs
 from control_plane.runs.routes import router as runs_router
 from control_plane.runs.runner import Runner
 from control_plane.settings import Settings, get_settings
@@ -43,9 +45,20 @@ def create_app(
         app.state.session_factory = make_session_factory(engine)
         # One graph engine per process: shared provider limits and HTTP connection pools.
         app.state.runner = Runner((run_engine or graph_engine.Engine)())
+        runs = Runs(
+            runner=app.state.runner, session_factory=app.state.session_factory, settings=settings
+        )
+        app.state.runs = runs
+        await runs.start()  # fails the runs a stopped process left running
+        # Keys and routes read once per registry generation, not once per request.
+        cache = RegistryCache(app.state.session_factory, poll_s=settings.registry_poll_s)
+        app.state.registry_cache = cache
+        await cache.start()
         try:
             yield
         finally:
+            await runs.aclose()  # async runs finish or are stored interrupted; writes drain
+            await cache.aclose()
             await app.state.runner.aclose()
             engine.dispose()
 

@@ -1,6 +1,8 @@
 """Write and read the audit log. Every change to a workflow, version, label, rollout or API key
 calls ``record`` in the same unit of work as the change itself, so a change and its audit row
-are committed (or rolled back) together. Functions never commit.
+are committed (or rolled back) together, and with them the increment of the registry's
+generation that tells every process's ``RegistryCache`` its entries are stale. Functions never
+commit.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from sqlmodel import Session
 
 from control_plane.audit import repository as repo
 from control_plane.audit.schemas import AuditEntryPublic
+from control_plane.registry_cache import bump_generation
 from control_plane.store.models import AuditRow, as_utc
 
 __all__ = ["list_entries", "record"]
@@ -27,7 +30,8 @@ def record(
     before: dict[str, Any] | None,
     after: dict[str, Any] | None,
 ) -> None:
-    """Add one audit row: ``actor`` (a key's name) did ``action`` to ``target``."""
+    """Add one audit row: ``actor`` (a key's name) did ``action`` to ``target``, and increment
+    the registry's generation in the same transaction."""
     session.add(
         AuditRow(
             actor=actor,
@@ -38,6 +42,8 @@ def record(
             after=after,
         )
     )
+    # Here, the one writer every registry change calls, so that no change can forget it.
+    bump_generation(session)
 
 
 def list_entries(

@@ -7,6 +7,12 @@ same key exactly one insert succeeds; the other sees the unique violation and re
 ``release`` deletes the claim when the request failed before a response, so the client may
 retry with the same key.
 
+A claim expires when the run it guards is certainly over (the run deadline plus a margin): a
+claim still ``in_progress`` after that belongs to a process that died mid-request, and the next
+request with the key takes it over (``take_over``, a conditional update, so of two such requests
+one wins). The expiry doubles as the claim's owner token: ``complete`` and ``release`` act only
+on a claim that still carries the expiry its request set.
+
 Functions take the caller's ``Session`` and never commit.
 """
 
@@ -14,23 +20,29 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Final
 
-from sqlmodel import Session, select
+from sqlalchemy import and_, or_, update
+from sqlmodel import Session, col, select
 
+from control_plane.errors import Conflict
 from control_plane.runs.schemas import RunPublic, RunRequest
-from control_plane.store.models import IdempotencyKeyRow
+from control_plane.store.models import IdempotencyKeyRow, as_utc
 
 __all__ = [
     "HEADER",
     "KEY_MAX_LENGTH",
     "KEY_PATTERN",
     "REPLAYED_HEADER",
+    "Claim",
     "claim",
     "complete",
     "find",
     "release",
     "request_hash",
+    "take_over",
 ]
 
 HEADER: Final = "Idempotency-Key"
@@ -48,14 +60,26 @@ def request_hash(body: RunRequest) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def claim(session: Session, *, principal: str, key: str, digest: str) -> int:
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A request's hold on a key: the row and the expiry that request set."""
+
+    id: int
+    expires_at: datetime
+
+
+def claim(
+    session: Session, *, principal: str, key: str, digest: str, expires_at: datetime
+) -> Claim:
     """Insert the key's ``in_progress`` row; the commit raises ``IntegrityError`` when the
-    caller already holds the key. Returns the row's id."""
-    row = IdempotencyKeyRow(principal=principal, key=key, request_hash=digest)
+    caller already holds the key."""
+    row = IdempotencyKeyRow(
+        principal=principal, key=key, request_hash=digest, expires_at=expires_at
+    )
     session.add(row)
     session.flush()
     assert row.id is not None
-    return row.id
+    return Claim(row.id, expires_at)
 
 
 def find(session: Session, *, principal: str, key: str) -> IdempotencyKeyRow | None:
@@ -65,19 +89,55 @@ def find(session: Session, *, principal: str, key: str) -> IdempotencyKeyRow | N
     return session.exec(query).first()
 
 
-def complete(session: Session, *, claim_id: int, response: RunPublic) -> None:
+def take_over(
+    session: Session, *, row_id: int, now: datetime, created_before: datetime, expires_at: datetime
+) -> Claim | None:
+    """Take an expired ``in_progress`` claim: the new expiry makes it this request's. Claims
+    stored before expiries existed count as expired once created before ``created_before``.
+    ``None`` when the claim is not expired (or another request took it first)."""
+    expired = or_(
+        col(IdempotencyKeyRow.expires_at) < now,
+        and_(
+            col(IdempotencyKeyRow.expires_at).is_(None),
+            col(IdempotencyKeyRow.created_at) < created_before,
+        ),
+    )
+    result = session.execute(
+        update(IdempotencyKeyRow)
+        .where(
+            col(IdempotencyKeyRow.id) == row_id,
+            col(IdempotencyKeyRow.status) == "in_progress",
+            expired,
+        )
+        .values(expires_at=expires_at)
+    )
+    return Claim(row_id, expires_at) if result.rowcount == 1 else None  # type: ignore[attr-defined]
+
+
+def _held(row: IdempotencyKeyRow | None, claim: Claim) -> bool:
+    return (
+        row is not None
+        and row.status == "in_progress"
+        and row.expires_at is not None
+        and as_utc(row.expires_at) == as_utc(claim.expires_at)
+    )
+
+
+def complete(session: Session, *, claim: Claim, response: RunPublic) -> None:
     """Mark the claim done with the response it answered (in the run's transaction)."""
-    row = session.get(IdempotencyKeyRow, claim_id)
-    if row is None:  # released meanwhile: keep the key held by this run
-        raise LookupError(f"idempotency claim {claim_id} is gone")
+    row = session.get(IdempotencyKeyRow, claim.id)
+    if row is None or not _held(row, claim):
+        raise Conflict(
+            f"the {HEADER} of this request expired and was taken over by another request"
+        )
     row.status = "done"
     row.run_id = response.run_id
     row.response = response.model_dump(mode="json")
     session.add(row)
 
 
-def release(session: Session, *, claim_id: int) -> None:
+def release(session: Session, *, claim: Claim) -> None:
     """Delete a claim whose request ended without a response."""
-    row = session.get(IdempotencyKeyRow, claim_id)
-    if row is not None and row.status == "in_progress":
+    row = session.get(IdempotencyKeyRow, claim.id)
+    if row is not None and _held(row, claim):
         session.delete(row)

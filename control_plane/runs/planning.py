@@ -1,24 +1,42 @@
-"""Choosing the version a request runs, and why: a ``version`` pin, else a ``label`` pin, else
-``prod`` with its rollout applied to the user id.
+"""Choosing the version a request runs, and why.
 
-Functions take the caller's ``Session`` and never commit.
+A ``version`` pins that version (no rollout applies). Otherwise ``label`` (default ``prod``)
+routes the request: the label's version, or a candidate of the label's rollout for the user id
+(sticky; random without one). The reason is ``pin``, ``label`` (no rollout: the label's version),
+``rollout bucket N`` (a rollout applies; N is the user's bucket, whether it got a candidate or
+the label's version) or ``random`` (no user id).
+
+``plan_run`` reads the store in the caller's session and never commits; ``plan`` serves the same
+decision from the process's ``RegistryCache``, reading the store (one unit of work in a worker
+thread) only when the cache has nothing valid. Errors are never cached.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlmodel import Session
 
 from control_plane.errors import Conflict
-from control_plane.rollouts.service import allocation_for, label_version
-from control_plane.router import assign
+from control_plane.registry_cache import RegistryCache
+from control_plane.rollouts.service import allocation_for
+from control_plane.router import Allocation, assign
 from control_plane.runs.schemas import RunRequest
 from control_plane.store.models import VersionRow
 from control_plane.workflows._shared import version_row, workflow_row
 
-__all__ = ["DEFAULT_LABEL", "RunPlan", "plan_run"]
+__all__ = [
+    "DEFAULT_LABEL",
+    "Route",
+    "RunPlan",
+    "VersionData",
+    "plan",
+    "plan_run",
+    "read_pin",
+    "read_route",
+]
 
 DEFAULT_LABEL = "prod"
 
@@ -37,14 +55,55 @@ class RunPlan:
     attrs: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class VersionData:
+    """What a run needs of a stored version (a detached copy: cached across sessions)."""
+
+    version: str
+    digest: str
+    definition: str
+    status: str
+
+    @classmethod
+    def of(cls, row: VersionRow) -> VersionData:
+        return cls(row.version, row.digest, row.definition, row.status)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """How a label routes: the router's allocation, and every version it can choose."""
+
+    label: str
+    allocation: Allocation
+    versions: Mapping[str, VersionData]
+
+
+def read_pin(session: Session, *, workflow: str, version: str) -> VersionData:
+    """A version for a pin, archived or not; ``NotFound`` naming what exists."""
+    return VersionData.of(version_row(session, workflow_row(session, workflow), version))
+
+
+def read_route(session: Session, *, workflow: str, label: str) -> Route:
+    """The label's allocation (its version plus the serving candidates of its rollout) and those
+    versions; ``NotFound`` for an unknown workflow or label, naming what exists."""
+    allocation = allocation_for(session, workflow=workflow, label=label)
+    wf = workflow_row(session, workflow)
+    chosen = (allocation.baseline, *(arm.version for arm in allocation.candidates))
+    return Route(
+        label=label,
+        allocation=allocation,
+        versions={v: VersionData.of(version_row(session, wf, v)) for v in chosen},
+    )
+
+
 def _plan(
-    request: RunRequest, row: VersionRow, label: str | None, reason: str, **attrs: Any
+    request: RunRequest, data: VersionData, label: str | None, reason: str, **attrs: Any
 ) -> RunPlan:
     return RunPlan(
         workflow=request.workflow,
-        version=row.version,
-        digest=row.digest,
-        definition=row.definition,
+        version=data.version,
+        digest=data.digest,
+        definition=data.definition,
         label=label,
         user_id=request.user_id,
         reason=reason,
@@ -52,23 +111,16 @@ def _plan(
     )
 
 
-def plan_run(session: Session, *, request: RunRequest) -> RunPlan:
-    """Choose the version: a ``version`` pin, else a ``label`` pin, else ``prod`` and its
-    rollout. ``NotFound`` for an unknown workflow, version or label; ``Conflict`` for a pinned
-    archived version (archived versions serve no traffic)."""
-    wf = workflow_row(session, request.workflow)
-    if request.version is not None:
-        row = version_row(session, wf, request.version)
-        if row.status != "active":
-            raise Conflict(
-                f"{wf.name} {row.version} is archived; archived versions serve no traffic"
-            )
-        return _plan(request, row, None, "pin", assignment="pin")
-    if request.label is not None:
-        # An explicit label is a pin too: the label's version, without its rollout.
-        row = label_version(session, wf, request.label)
-        return _plan(request, row, request.label, "label", assignment="label")
-    allocation = allocation_for(session, workflow=wf.name, label=DEFAULT_LABEL)
+def _pinned(request: RunRequest, data: VersionData) -> RunPlan:
+    if data.status != "active":
+        raise Conflict(
+            f"{request.workflow} {data.version} is archived; archived versions serve no traffic"
+        )
+    return _plan(request, data, None, "pin", assignment="pin")
+
+
+def _routed(request: RunRequest, route: Route) -> RunPlan:
+    allocation = route.allocation
     chosen = assign(allocation, request.user_id)
     if chosen.reason == "random":
         reason = "random"  # no user id: split in proportion, but not sticky
@@ -76,13 +128,46 @@ def plan_run(session: Session, *, request: RunRequest) -> RunPlan:
         reason = f"rollout bucket {chosen.bucket}"
     else:
         reason = "label"
-    row = version_row(session, wf, chosen.version)
     return _plan(
         request,
-        row,
-        DEFAULT_LABEL,
+        route.versions[chosen.version],
+        route.label,
         reason,
         assignment=chosen.reason,
         bucket=chosen.bucket,
         baseline=allocation.baseline,
     )
+
+
+def plan_run(session: Session, *, request: RunRequest) -> RunPlan:
+    """Choose the version in ``session``: a ``version`` pin, else ``label`` (default ``prod``)
+    with its rollout. ``NotFound`` for an unknown workflow, version or label; ``Conflict`` for a
+    pinned archived version (archived versions serve no traffic)."""
+    if request.version is not None:
+        pin = read_pin(session, workflow=request.workflow, version=request.version)
+        return _pinned(request, pin)
+    label = request.label or DEFAULT_LABEL
+    return _routed(request, read_route(session, workflow=request.workflow, label=label))
+
+
+async def plan(cache: RegistryCache, *, request: RunRequest) -> RunPlan:
+    """``plan_run``'s decision, from the cache; on a miss, the store is read in one unit of work
+    in a worker thread (the cache's session factory) and the result cached."""
+    workflow = request.workflow
+    if request.version is not None:
+        version = request.version
+        pin = await cache.fetch(
+            ("pin", workflow, version),
+            VersionData,
+            lambda session: read_pin(session, workflow=workflow, version=version),
+        )
+        assert pin is not None  # read_pin raises rather than answer nothing
+        return _pinned(request, pin)
+    label = request.label or DEFAULT_LABEL
+    route = await cache.fetch(
+        ("route", workflow, label),
+        Route,
+        lambda session: read_route(session, workflow=workflow, label=label),
+    )
+    assert route is not None  # read_route raises rather than answer nothing
+    return _routed(request, route)

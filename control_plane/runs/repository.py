@@ -16,8 +16,17 @@ def get_run(session: Session, run_id: str) -> RunRow | None:
     return session.get(RunRow, run_id)
 
 
-def get_trace(session: Session, run_id: str) -> RunTraceRow | None:
-    return session.get(RunTraceRow, run_id)
+def get_trace(session: Session, run_id: str, attempt: int | None = None) -> RunTraceRow | None:
+    """The trace of ``attempt``, or the newest one."""
+    if attempt is not None:
+        return session.get(RunTraceRow, (run_id, attempt))
+    query = (
+        select(RunTraceRow)
+        .where(RunTraceRow.run_id == run_id)
+        .order_by(col(RunTraceRow.attempt).desc())
+        .limit(1)
+    )
+    return session.exec(query).first()
 
 
 def list_runs(
@@ -26,6 +35,7 @@ def list_runs(
     workflow: str | None = None,
     version: str | None = None,
     status: str | None = None,
+    mode: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
     limit: int = 100,
@@ -38,6 +48,8 @@ def list_runs(
         query = query.where(RunRow.version == version)
     if status is not None:
         query = query.where(RunRow.status == status)
+    if mode is not None:
+        query = query.where(RunRow.mode == mode)
     if since is not None:
         query = query.where(col(RunRow.created_at) >= since)
     if until is not None:

@@ -1,9 +1,10 @@
-"""HTTP routes of runs: ``POST /v1/run``, ``GET /v1/runs/{id}``, ``GET /v1/runs``.
+"""HTTP routes of runs: ``POST /v1/run``, ``POST /v1/runs/{id}/resume``, ``GET /v1/runs[/{id}]``.
 
-``POST /v1/run`` is async (the engine is) and owns its two short units of work itself, one to
-choose the version and one to store the result, so no transaction is held open while the graph
-runs. A run whose node failed is still a 200 with ``status: failed``: it was accepted, ran and
-is traced. Inputs that do not bind are a 422 listing each input problem. Running needs a
+``POST /v1/run`` chooses the version in a short unit of work, then hands the run to ``Runs``
+(``execution``), which stores it through the batch writer: no transaction is held open while a
+graph runs. Sync (the default): a run whose node failed is still a 200 with ``status: failed``:
+it was accepted, ran and is traced. Async: a 202 with the run ``running`` and a ``Location``.
+Inputs that do not bind are a 422 listing each input problem. Running and resuming need a
 runner key (or admin), reading runs a viewer key.
 
 With an ``Idempotency-Key`` header the run happens at most once per caller and key (see
@@ -17,25 +18,33 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
+from functools import partial
 from typing import Annotated, Any, TypeVar
 
 import anyio
-from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Header, Path, Query, Request, Response, status
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
-import engine
 from control_plane.api.auth import Principal, RunnerDep, ViewerDep, auth_responses
 from control_plane.api.deps import SessionDep, SettingsDep
 from control_plane.api.errors import ErrorBody, error_responses
-from control_plane.errors import IdempotencyInProgress, IdempotencyKeyReused, InvalidInput
+from control_plane.errors import IdempotencyInProgress, IdempotencyKeyReused
 from control_plane.runs import idempotency, planning, service
-from control_plane.runs.runner import Runner
-from control_plane.runs.schemas import RunDetail, RunPublic, RunRequest, RunStatus
+from control_plane.runs.execution import Runs
+from control_plane.runs.schemas import (
+    ResumeRequest,
+    RunDetail,
+    RunMode,
+    RunPublic,
+    RunRequest,
+    RunStatus,
+)
 from control_plane.settings import Settings
 from control_plane.store.db import session_scope
+from control_plane.store.models import utcnow
 
 __all__ = ["router"]
 
@@ -73,16 +82,26 @@ IdempotencyKey = Annotated[
     ),
 ]
 
+_REPLAYED = {
+    idempotency.REPLAYED_HEADER: {
+        "description": "`true` when this is the stored response of an earlier request",
+        "schema": {"type": "string", "enum": ["true"]},
+    }
+}
 _RUN_RESPONSES: dict[int | str, dict[str, Any]] = {
     **auth_responses("runner"),
-    **error_responses(404, 409, 413, 422),
+    **error_responses(404, 409, 413, 422, 503),
     200: {
-        "description": "The run (or, for a repeated `Idempotency-Key`, the first response).",
+        "description": "The finished run (or, for a repeated `Idempotency-Key`, the first "
+        "response).",
+        "headers": _REPLAYED,
+    },
+    202: {
+        "model": RunPublic,
+        "description": "`mode: async`: the run was stored `running`; read it at `Location`.",
         "headers": {
-            idempotency.REPLAYED_HEADER: {
-                "description": "`true` when this is the stored response of an earlier request",
-                "schema": {"type": "string", "enum": ["true"]},
-            }
+            "Location": {"description": "the run", "schema": {"type": "string"}},
+            **_REPLAYED,
         },
     },
     409: {
@@ -108,15 +127,31 @@ _RUN_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _claim_expiry(settings: Settings) -> timedelta:
+    # A sync request holds its claim for the whole run; an async one only until it is accepted,
+    # but the same bound keeps the rule simple and is never shorter than needed.
+    return timedelta(seconds=settings.run_deadline_s + settings.run_store_margin_s)
+
+
 async def _claim(
-    request: Request, *, principal: Principal, key: str, digest: str
-) -> int | RunPublic:
-    """The claim's id, or the stored response when this key already answered this request."""
+    request: Request, settings: Settings, *, principal: Principal, key: str, body: RunRequest
+) -> idempotency.Claim | RunPublic:
+    """This request's claim on the key, or the stored response when this key already answered
+    this request."""
+    digest = idempotency.request_hash(body)
+    hold = _claim_expiry(settings)
     for _ in range(3):
+        now = utcnow()
         try:
             return await _unit_of_work(
                 request,
-                lambda s: idempotency.claim(s, principal=principal.name, key=key, digest=digest),
+                partial(
+                    idempotency.claim,
+                    principal=principal.name,
+                    key=key,
+                    digest=digest,
+                    expires_at=now + hold,
+                ),
             )
         except IntegrityError:
             pass  # the caller already holds this key
@@ -131,6 +166,22 @@ async def _claim(
             )
         if row.status == "done" and row.response is not None:
             return RunPublic.model_validate(row.response)
+        # In progress: ours only if its request died with its process (the claim expired).
+        row_id = row.id
+        assert row_id is not None
+        taken = await _unit_of_work(
+            request,
+            partial(
+                idempotency.take_over,
+                row_id=row_id,
+                now=now,
+                created_before=now - hold,
+                expires_at=now + hold,
+            ),
+        )
+        if taken is not None:
+            log.warning("took over an expired idempotency claim (%s)", row_id)
+            return taken
         break
     raise IdempotencyInProgress(
         f"a request with this {idempotency.HEADER} is still running; retry later",
@@ -138,28 +189,28 @@ async def _claim(
     )
 
 
+def _runs(request: Request) -> Runs:
+    runs: Runs = request.app.state.runs
+    return runs
+
+
 async def _execute(
-    request: Request, body: RunRequest, settings: Settings, *, claim_id: int | None
+    request: Request, body: RunRequest, *, claim: idempotency.Claim | None
 ) -> RunPublic:
-    runner: Runner = request.app.state.runner
-    plan = await _unit_of_work(request, lambda s: planning.plan_run(s, request=body))
-    workflow = runner.workflow(version=plan.version, digest=plan.digest, definition=plan.definition)
-    try:
-        result = await runner.run(
-            workflow, body.input, deadline_s=settings.run_deadline_s, attrs=plan.attrs
-        )
-    except engine.InputBindingError as exc:
-        raise InvalidInput(
-            f"the input does not fit {plan.workflow} {plan.version}: {exc}", problems=exc.problems
-        ) from exc
+    plan = await planning.plan(request.app.state.registry_cache, request=body)
+    runs = _runs(request)
+    if body.mode == "async":
+        return await runs.run_async(plan, body.input, claim=claim)
+    return await runs.run_sync(plan, body.input, claim=claim)
 
-    def record(session: Session) -> RunPublic:
-        public = service.record_run(session, plan=plan, result=result)
-        if claim_id is not None:
-            idempotency.complete(session, claim_id=claim_id, response=public)
-        return public
 
-    return await _unit_of_work(request, record)
+def _answer(response: Response, run: RunPublic, *, replayed: bool = False) -> RunPublic:
+    if run.mode == "async":
+        response.status_code = status.HTTP_202_ACCEPTED
+        response.headers["Location"] = f"/v1/runs/{run.run_id}"
+    if replayed:
+        response.headers[idempotency.REPLAYED_HEADER] = "true"
+    return run
 
 
 @router.post("/run", response_model=RunPublic, responses=_RUN_RESPONSES)
@@ -171,26 +222,59 @@ async def run_workflow(
     principal: RunnerDep,
     idempotency_key: IdempotencyKey = None,
 ) -> RunPublic:
-    """Run a workflow version chosen by pin, label or the `prod` rollout; store run and trace."""
+    """Run a workflow version chosen by pin, label or rollout; store run and trace. `mode:
+    async` answers 202 at once; the run is read later."""
     if idempotency_key is None:
-        return await _execute(request, body, settings, claim_id=None)
-    digest = idempotency.request_hash(body)
-    claimed = await _claim(request, principal=principal, key=idempotency_key, digest=digest)
+        return _answer(response, await _execute(request, body, claim=None))
+    claimed = await _claim(request, settings, principal=principal, key=idempotency_key, body=body)
     if isinstance(claimed, RunPublic):
-        response.headers[idempotency.REPLAYED_HEADER] = "true"
-        return claimed
-    claim_id = claimed
+        return _answer(response, claimed, replayed=True)
+    claim = claimed
     try:
-        return await _execute(request, body, settings, claim_id=claim_id)
+        return _answer(response, await _execute(request, body, claim=claim))
     except BaseException:
         # No response was stored: free the key so that the client can retry with it. Shielded,
         # so that a cancelled request (client gone) still releases it.
         with anyio.CancelScope(shield=True):
             try:
-                await _unit_of_work(request, lambda s: idempotency.release(s, claim_id=claim_id))
+                await _unit_of_work(request, lambda s: idempotency.release(s, claim=claim))
             except Exception:
-                log.exception("could not release idempotency claim %s", claim_id)
+                log.exception("could not release idempotency claim %s", claim.id)
         raise
+
+
+RunId = Annotated[str, Path(min_length=1, max_length=64)]
+
+
+@router.post(
+    "/runs/{run_id}/resume",
+    response_model=RunPublic,
+    responses={
+        **auth_responses("runner"),
+        **error_responses(404, 409, 413, 422, 503),
+        200: {"description": "The resumed run, finished (`mode: sync`)."},
+        202: {
+            "model": RunPublic,
+            "description": "`mode: async`: the run is `running` again; read it at `Location`.",
+            "headers": {"Location": {"description": "the run", "schema": {"type": "string"}}},
+        },
+    },
+)
+async def resume_run(
+    run_id: RunId,
+    request: Request,
+    response: Response,
+    principal: RunnerDep,
+    body: Annotated[ResumeRequest | None, Body()] = None,
+) -> RunPublic:
+    """Run a failed run again under its run id, on its version and input: the steps it
+    completed come from its step cache, neither executed nor billed again. 409 unless failed."""
+    asynchronous = body is not None and body.mode == "async"
+    run = await _runs(request).resume(run_id, asynchronous=asynchronous)
+    if asynchronous:
+        response.status_code = status.HTTP_202_ACCEPTED
+        response.headers["Location"] = f"/v1/runs/{run_id}"
+    return run
 
 
 @router.get(
@@ -199,12 +283,13 @@ async def run_workflow(
     responses={**auth_responses("viewer"), **error_responses(404, 422)},
 )
 def get_run(
-    run_id: Annotated[str, Path(min_length=1, max_length=64)],
+    run_id: RunId,
     session: SessionDep,
     principal: ViewerDep,
+    attempt: Annotated[int | None, Query(ge=1, description="this attempt's trace")] = None,
 ) -> RunDetail:
-    """A run with its trace (a step per node)."""
-    return service.get_run(session, run_id=run_id)
+    """A run with its trace (a step per node): the newest attempt's, or `attempt`'s."""
+    return service.get_run(session, run_id=run_id, attempt=attempt)
 
 
 @router.get(
@@ -218,6 +303,7 @@ def list_runs(
     workflow: Annotated[str | None, Query(max_length=128)] = None,
     version: Annotated[str | None, Query(max_length=64)] = None,
     status: RunStatus | None = None,
+    mode: RunMode | None = None,
     since: Annotated[datetime | None, Query(description="created at or after (ISO 8601)")] = None,
     until: Annotated[datetime | None, Query(description="created before (ISO 8601)")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -228,6 +314,7 @@ def list_runs(
         workflow=workflow,
         version=version,
         status=status,
+        mode=mode,
         since=since,
         until=until,
         limit=limit,

@@ -59,10 +59,21 @@ class Runner:
         *,
         deadline_s: float,
         attrs: Mapping[str, Any],
+        cache: engine.StepCache | None = None,
+        run_id: str | None = None,
+        resumed: bool = False,
     ) -> engine.RunResult:
         """Run to completion; a failed node gives a failed result, bad inputs raise
-        ``engine.InputBindingError``."""
-        return await self.engine.run(workflow, inputs, deadline_s=deadline_s, attrs=attrs)
+        ``engine.InputBindingError``. ``cache`` holds this run's steps (see ``steps``)."""
+        return await self.engine.run(
+            workflow,
+            inputs,
+            deadline_s=deadline_s,
+            attrs=attrs,
+            cache=cache,
+            run_id=run_id,
+            resumed=resumed,
+        )
 
     async def aclose(self) -> None:
         await self.engine.aclose()

@@ -8,14 +8,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from control_plane.workflows.schemas import UtcDatetime
 
-__all__ = ["RunDetail", "RunPublic", "RunRequest", "RunStatus"]
+__all__ = ["ResumeRequest", "RunDetail", "RunMode", "RunPublic", "RunRequest", "RunStatus"]
 
-RunStatus = Literal["succeeded", "failed"]
+# `queued` is reserved for runs handed to a queue of workers; this server runs them at once.
+RunStatus = Literal["queued", "running", "succeeded", "failed"]
+RunMode = Literal["sync", "async"]
 
 
 class RunRequest(BaseModel):
-    """Run a workflow. The version is, in order: ``version`` (a pin), else ``label`` (its
-    version, no rollout), else the ``prod`` label with its rollout applied to ``user_id``."""
+    """Run a workflow. The version is ``version`` when pinned; otherwise ``label`` (default
+    ``prod``) routes the request: its version, or a candidate of its rollout for ``user_id``."""
 
     model_config = ConfigDict(extra="forbid")
     workflow: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_\-]*$", max_length=128)
@@ -25,6 +27,19 @@ class RunRequest(BaseModel):
     )
     version: str | None = Field(default=None, min_length=1, max_length=64)
     label: str | None = Field(default=None, pattern=r"^[A-Za-z][A-Za-z0-9_\-]*$", max_length=64)
+    mode: RunMode = Field(
+        default="sync",
+        description="`sync`: answer when the run ends (bounded by the run deadline); `async`: "
+        "answer 202 at once with the run id, read the run later at `GET /v1/runs/{run_id}`",
+    )
+
+
+class ResumeRequest(BaseModel):
+    """Resume a failed run: the same run id, version and input; completed steps come from the
+    run's step cache, neither executed nor billed again."""
+
+    model_config = ConfigDict(extra="forbid")
+    mode: RunMode = "sync"
 
 
 class RunPublic(BaseModel):
@@ -34,15 +49,20 @@ class RunPublic(BaseModel):
     version: str
     label: str | None = None
     user_id: str | None = None
+    mode: RunMode = "sync"
     status: RunStatus
+    attempt: int = Field(default=1, description="executions of this run id (1 + resumes)")
     reason: str = Field(description="why this version: pin | label | rollout bucket N | random")
     outputs: dict[str, Any] | None = None
     error: str | None = None
-    cost_usd: float
+    cost_usd: float = Field(description="billed over every attempt; cached steps cost nothing")
     latency_s: float | None = None
     created_at: UtcDatetime
-    finished_at: UtcDatetime
+    finished_at: UtcDatetime | None = Field(default=None, description="none while it runs")
 
 
 class RunDetail(RunPublic):
-    trace: dict[str, Any] = Field(description="the engine's trace: a step per node")
+    trace: dict[str, Any] = Field(
+        description="the engine's trace of the latest attempt (or of `?attempt=N`): a step per "
+        "node; empty while the first attempt runs"
+    )

@@ -1,36 +1,64 @@
-"""Runs: record what happened, read runs back.
+"""Runs: record what happened, resume what failed, read runs back.
 
-A run is two units of work around the engine call (the route owns them): ``planning.plan_run``
-reads the registry and decides the version, ``record_run`` stores the run and its trace. No
-database transaction stays open while the graph runs, which may take a minute.
+A run is units of work around the engine call (the route owns them): ``planning`` reads the
+registry and decides the version; a sync run is then stored once, when it ends
+(``record_run``); an async run is stored ``running`` when accepted (``start_run``) and updated
+when it ends (``finish_run``). ``claim_resume`` hands a failed run back to the engine under the
+same run id. No transaction stays open while a graph runs, which may take minutes.
 
-Functions take the caller's ``Session`` and never commit.
+The completed steps of a run that can still be resumed are kept in ``run_step``; a run that
+succeeds drops them. Functions take the caller's ``Session`` and never commit.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlmodel import Session
+from sqlalchemy import delete, update
+from sqlmodel import Session, col, select
 
 import engine
-from control_plane.errors import NotFound
+from control_plane.errors import Conflict, NotFound
 from control_plane.runs import repository as repo
 from control_plane.runs.planning import RunPlan
-from control_plane.runs.schemas import RunDetail, RunPublic, RunStatus
-from control_plane.store.models import RunRow, RunTraceRow, as_utc
+from control_plane.runs.schemas import RunDetail, RunMode, RunPublic, RunStatus
+from control_plane.store.models import RunRow, RunStepRow, RunTraceRow, as_utc, utcnow
+from control_plane.workflows import repository as workflows_repo
 
-__all__ = ["get_run", "list_runs", "record_run"]
+__all__ = [
+    "INTERRUPTED",
+    "Resumption",
+    "claim_resume",
+    "deadline_after",
+    "fail_orphans",
+    "finish_run",
+    "get_run",
+    "interrupt_run",
+    "list_runs",
+    "public",
+    "record_run",
+    "start_run",
+]
+
+INTERRUPTED = (
+    "interrupted: the server stopped while this run was in flight; "
+    "POST /v1/runs/{run_id}/resume continues it from its completed steps"
+)
 
 
-def _public(row: RunRow) -> RunPublic:
+def public(row: RunRow) -> RunPublic:
     return RunPublic(
         run_id=row.id,
         workflow=row.workflow,
         version=row.version,
         label=row.label,
         user_id=row.user_id,
-        status=row.status,  # type: ignore[arg-type]  # the check constraint keeps it a literal
+        mode=row.mode,  # type: ignore[arg-type]  # check constraints keep these literals
+        status=row.status,  # type: ignore[arg-type]
+        attempt=row.attempt,
         reason=row.reason,
         outputs=row.outputs,
         error=row.error,
@@ -41,40 +69,197 @@ def _public(row: RunRow) -> RunPublic:
     )
 
 
-def record_run(session: Session, *, plan: RunPlan, result: engine.RunResult) -> RunPublic:
-    """Store a finished run (succeeded or failed) and its trace."""
-    stored = result.to_json()
+def _save_steps(session: Session, run_id: str, steps: Mapping[str, str]) -> None:
+    for key, value in steps.items():
+        session.merge(RunStepRow(run_id=run_id, key=key, value=value))
+
+
+def _apply_result(row: RunRow, result: engine.RunResult, stored: dict[str, Any]) -> None:
     trace = result.trace
-    started = datetime.fromtimestamp(trace.wall_start, UTC)
     latency = trace.latency_s
+    row.status = result.status
+    row.outputs = stored["outputs"]
+    row.error = stored["error"]
+    # Billed over every attempt: a resumed attempt bills only the steps it executed.
+    row.cost_usd = round(row.cost_usd + trace.cost_usd, 8)
+    row.latency_s = None if latency is None else round(latency, 6)
+    row.finished_at = datetime.now(UTC)
+    row.deadline_at = None
+
+
+def record_run(
+    session: Session,
+    *,
+    plan: RunPlan,
+    result: engine.RunResult,
+    inputs: Mapping[str, Any],
+    steps: Mapping[str, str],
+) -> RunPublic:
+    """Store a finished sync run and its trace; a failed run also keeps its completed
+    ``steps`` (key → encoded step) so that it can be resumed."""
+    stored = result.to_json()
     row = RunRow(
         id=result.run_id,
         workflow=plan.workflow,
         version=plan.version,
+        digest=plan.digest,
         label=plan.label,
         user_id=plan.user_id,
+        mode="sync",
         status=result.status,
         reason=plan.reason,
-        outputs=stored["outputs"],
-        error=stored["error"],
-        cost_usd=round(trace.cost_usd, 8),
-        latency_s=None if latency is None else round(latency, 6),
-        created_at=started,
-        finished_at=datetime.now(UTC),
+        input=dict(inputs),
+        created_at=datetime.fromtimestamp(result.trace.wall_start, UTC),
+    )
+    _apply_result(row, result, stored)
+    session.add(row)
+    session.flush()  # the foreign keys of trace and steps need the run row first
+    session.add(RunTraceRow(run_id=row.id, attempt=1, trace=stored["trace"]))
+    if result.status == "failed":
+        _save_steps(session, row.id, steps)
+    session.flush()
+    return public(row)
+
+
+def start_run(
+    session: Session,
+    *,
+    plan: RunPlan,
+    run_id: str,
+    inputs: Mapping[str, Any],
+    deadline_at: datetime,
+) -> RunPublic:
+    """Store an accepted async run as ``running``, before it is answered."""
+    row = RunRow(
+        id=run_id,
+        workflow=plan.workflow,
+        version=plan.version,
+        digest=plan.digest,
+        label=plan.label,
+        user_id=plan.user_id,
+        mode="async",
+        status="running",
+        reason=plan.reason,
+        input=dict(inputs),
+        deadline_at=deadline_at,
     )
     session.add(row)
-    session.flush()  # the trace's foreign key needs the run row first
-    session.add(RunTraceRow(run_id=row.id, trace=stored["trace"]))
     session.flush()
-    return _public(row)
+    return public(row)
 
 
-def get_run(session: Session, *, run_id: str) -> RunDetail:
+def finish_run(
+    session: Session,
+    *,
+    run_id: str,
+    result: engine.RunResult,
+    steps: Mapping[str, str],
+) -> RunPublic:
+    """Store how a running run (async, or resumed) ended: its trace as this attempt's; a failed
+    run keeps ``steps`` for the next resume, a succeeded one drops every saved step."""
     row = repo.get_run(session, run_id)
     if row is None:
         raise NotFound(f"no run {run_id!r}")
-    trace = repo.get_trace(session, run_id)
-    return RunDetail(**_public(row).model_dump(), trace=trace.trace if trace is not None else {})
+    _apply_result(row, result, result.to_json())
+    session.add(row)
+    session.add(RunTraceRow(run_id=run_id, attempt=row.attempt, trace=result.trace.to_json()))
+    if result.status == "failed":
+        _save_steps(session, run_id, steps)
+    else:
+        session.execute(delete(RunStepRow).where(col(RunStepRow.run_id) == run_id))
+    session.flush()
+    return public(row)
+
+
+@dataclass(frozen=True, slots=True)
+class Resumption:
+    """What the engine needs to run a failed run again."""
+
+    run: RunPublic
+    digest: str
+    definition: str
+    inputs: dict[str, Any]
+    steps: dict[str, str]  # key → encoded step, completed by earlier attempts
+
+
+def claim_resume(session: Session, *, run_id: str, deadline_at: datetime) -> Resumption:
+    """Mark a failed run ``running`` again (attempt + 1), atomically: of two resumes at once
+    one wins, the other gets a 409. ``NotFound`` for an unknown run; ``Conflict`` for a run
+    that is not failed, or whose version was archived (archived versions serve no traffic)."""
+    row = repo.get_run(session, run_id)
+    if row is None:
+        raise NotFound(f"no run {run_id!r}")
+    if row.status != "failed":
+        what = "is still running" if row.status in ("queued", "running") else "succeeded"
+        raise Conflict(f"run {run_id} {what}; only a failed run can be resumed")
+    wf = workflows_repo.get_workflow(session, row.workflow)
+    version = None
+    if wf is not None and wf.id is not None:
+        version = workflows_repo.get_version(session, wf.id, row.version)
+    if version is None or row.input is None:
+        raise Conflict(f"run {run_id} was stored without what a resume needs; run it again")
+    if version.status != "active":
+        raise Conflict(
+            f"{row.workflow} {row.version} is archived; archived versions serve no traffic"
+        )
+    claimed = session.execute(
+        update(RunRow)
+        .where(col(RunRow.id) == run_id, col(RunRow.status) == "failed")
+        .values(status="running", attempt=RunRow.attempt + 1, deadline_at=deadline_at)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        raise Conflict(f"run {run_id} is being resumed by another request")
+    session.refresh(row)
+    steps = session.exec(select(RunStepRow).where(RunStepRow.run_id == run_id)).all()
+    return Resumption(
+        run=public(row),
+        digest=version.digest,
+        definition=version.definition,
+        inputs=dict(row.input),
+        steps={s.key: s.value for s in steps},
+    )
+
+
+def interrupt_run(session: Session, *, run_id: str, error: str, steps: Mapping[str, str]) -> None:
+    """Store a running run as failed when it was stopped (shutdown) or broke, with the steps it
+    completed, so that it can be resumed."""
+    session.execute(
+        update(RunRow)
+        .where(col(RunRow.id) == run_id, col(RunRow.status) == "running")
+        .values(status="failed", error=error, finished_at=utcnow(), deadline_at=None)
+    )
+    _save_steps(session, run_id, steps)
+
+
+def fail_orphans(session: Session, *, now: datetime | None = None) -> int:
+    """Mark failed the runs still ``running`` past their deadline: their process stopped (the
+    engine ends every run by its deadline). They can be resumed. Returns how many."""
+    cutoff = as_utc(now) if now is not None else utcnow()
+    result = session.execute(
+        update(RunRow)
+        .where(
+            col(RunRow.status).in_(("queued", "running")),
+            col(RunRow.deadline_at) < cutoff,
+        )
+        .values(status="failed", error=INTERRUPTED, finished_at=cutoff, deadline_at=None)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def deadline_after(seconds: float, *, margin_s: float) -> datetime:
+    """When a run given ``seconds`` is certainly over, allowing ``margin_s`` to store it."""
+    return utcnow() + timedelta(seconds=seconds + margin_s)
+
+
+def get_run(session: Session, *, run_id: str, attempt: int | None = None) -> RunDetail:
+    row = repo.get_run(session, run_id)
+    if row is None:
+        raise NotFound(f"no run {run_id!r}")
+    # No attempt asked: the newest trace (while attempt N runs, that of attempt N - 1).
+    trace = repo.get_trace(session, run_id, attempt)
+    if trace is None and attempt is not None:
+        raise NotFound(f"run {run_id} has no trace of attempt {attempt} (attempts: {row.attempt})")
+    return RunDetail(**public(row).model_dump(), trace=trace.trace if trace is not None else {})
 
 
 def list_runs(
@@ -83,6 +268,7 @@ def list_runs(
     workflow: str | None = None,
     version: str | None = None,
     status: RunStatus | None = None,
+    mode: RunMode | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
     limit: int = 100,
@@ -93,8 +279,9 @@ def list_runs(
         workflow=workflow,
         version=version,
         status=status,
+        mode=mode,
         since=as_utc(since) if since is not None else None,
         until=as_utc(until) if until is not None else None,
         limit=limit,
     )
-    return [_public(r) for r in rows]
+    return [public(r) for r in rows]

@@ -43,11 +43,29 @@ def upgrade_to_head(target: Engine | str | URL) -> None:
     (the CLI), and runs in one transaction where the database allows DDL in transactions."""
     engine = target if isinstance(target, Engine) else create_db_engine(target)
     try:
-        with engine.begin() as connection:
-            config = alembic_config()
-            # env.py uses this connection instead of opening its own from a URL.
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+        with engine.connect() as connection:
+            sqlite = connection.dialect.name == "sqlite"
+            if sqlite:
+                # Batch migrations copy a table, drop it and rename the copy; with foreign keys
+                # enforced the drop would fail for rows that reference it. SQLite only switches
+                # enforcement outside a transaction, and checks the result afterwards.
+                connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                connection.commit()
+            try:
+                with connection.begin():
+                    config = alembic_config()
+                    # env.py uses this connection instead of opening its own from a URL.
+                    config.attributes["connection"] = connection
+                    command.upgrade(config, "head")
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    connection.commit()
+                    if broken:
+                        raise RuntimeError(f"migration left broken foreign keys: {broken[:5]}")
+            finally:
+                if sqlite:
+                    connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                    connection.commit()
     finally:
         if engine is not target:
             engine.dispose()

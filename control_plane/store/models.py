@@ -29,6 +29,7 @@ __all__ = [
     "IDEMPOTENCY_STATUSES",
     "KEY_ROLES",
     "LABEL_REASONS",
+    "RUN_MODES",
     "RUN_STATUSES",
     "VERSION_STATUSES",
     "ApiKeyRow",
@@ -39,6 +40,7 @@ __all__ = [
     "RegistryStateRow",
     "RolloutRow",
     "RunRow",
+    "RunStepRow",
     "RunTraceRow",
     "VersionRow",
     "WorkflowRow",
@@ -48,7 +50,9 @@ __all__ = [
 
 VERSION_STATUSES: Final = ("active", "archived")
 LABEL_REASONS: Final = ("promote", "rollback", "set")
-RUN_STATUSES: Final = ("succeeded", "failed")
+# `queued` is for runs handed to a queue of workers (not used by the in-process server yet).
+RUN_STATUSES: Final = ("queued", "running", "succeeded", "failed")
+RUN_MODES: Final = ("sync", "async")
 KEY_ROLES: Final = ("admin", "runner", "viewer")
 IDEMPOTENCY_STATUSES: Final = ("in_progress", "done")
 
@@ -195,6 +199,10 @@ class RunRow(SQLModel, table=True):
 
     Workflow and version are stored by name, not by foreign key: a run is a historical fact
     that list filters and analysis read without joins, and it reads the same after archiving.
+    ``input`` and ``digest`` are what a resume needs to run the same graph on the same input.
+    An async run is stored ``running`` when it is accepted; ``deadline_at`` bounds how long it
+    can stay so (a ``running`` row past it belongs to a process that stopped). ``attempt``
+    counts executions: a resume runs the same run id again.
     """
 
     __tablename__ = "run"
@@ -202,34 +210,63 @@ class RunRow(SQLModel, table=True):
         Index("ix_run_workflow_version", "workflow", "version", "created_at"),
         Index("ix_run_status", "status", "created_at"),
         Index("ix_run_created_at", "created_at"),
-        CheckConstraint("status IN ('succeeded', 'failed')", name="ck_run_status"),
+        CheckConstraint(
+            "status IN ('queued', 'running', 'succeeded', 'failed')", name="ck_run_status"
+        ),
+        CheckConstraint("mode IN ('sync', 'async')", name="ck_run_mode"),
     )
 
     id: str = Field(primary_key=True, max_length=64)  # the engine's run id (32 hex digits)
     workflow: str = Field(max_length=200)
     version: str = Field(max_length=100)
+    digest: str | None = Field(default=None, max_length=80)
     label: str | None = Field(default=None, max_length=100)
     user_id: str | None = Field(default=None, max_length=200)
+    mode: str = Field(default="sync", max_length=8)
     status: str = Field(max_length=16)
     reason: str = Field(max_length=64)  # pin | label | rollout bucket N | random
+    input: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     outputs: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     cost_usd: float = 0.0
     latency_s: float | None = None
+    attempt: int = 1
     created_at: datetime = _ts()
-    finished_at: datetime = _ts()
+    finished_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    deadline_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
 
 
 class RunTraceRow(SQLModel, table=True):
-    """A run's trace (``Trace.to_json()``), apart from the row so that listing runs never
-    reads the larger trace documents."""
+    """The trace (``Trace.to_json()``) of one attempt of a run, apart from the run row so that
+    listing runs never reads the larger trace documents."""
 
     __tablename__ = "run_trace"
 
     run_id: str = Field(
         sa_column=Column(String(64), ForeignKey("run.id"), primary_key=True, nullable=False)
     )
+    attempt: int = Field(
+        default=1, sa_column=Column(Integer, primary_key=True, autoincrement=False)
+    )
     trace: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+
+
+class RunStepRow(SQLModel, table=True):
+    """A completed step of a run that may be resumed: the engine's cache entry (encoded
+    ``CachedStep``) under the engine's step key. Kept while the run can still be resumed."""
+
+    __tablename__ = "run_step"
+
+    run_id: str = Field(
+        sa_column=Column(String(64), ForeignKey("run.id"), primary_key=True, nullable=False)
+    )
+    key: str = Field(sa_column=Column(String(128), primary_key=True, nullable=False))
+    value: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = _ts()
 
 
 class ApiKeyRow(SQLModel, table=True):
@@ -282,3 +319,8 @@ class IdempotencyKeyRow(SQLModel, table=True):
     status: str = Field(default="in_progress", max_length=16)
     response: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     created_at: datetime = _ts()
+    # An in-progress claim older than this belongs to a request that died with its process
+    # (the run's deadline has passed): another request with the key may take it over.
+    expires_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )

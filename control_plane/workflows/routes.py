@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from control_plane.api.auth import AdminDep, ViewerDep, auth_responses
@@ -58,11 +58,20 @@ router = APIRouter(prefix="/v1/workflows", tags=["workflows"])
     },
 )
 def apply_workflow(
-    body: WorkflowApply, session: SessionDep, principal: AdminDep, response: Response
+    body: WorkflowApply,
+    session: SessionDep,
+    principal: AdminDep,
+    request: Request,
+    response: Response,
 ) -> ApplyResult:
     """Apply a definition: a new immutable version, or a no-op naming the identical one."""
+    # Checked by the engine that will run it: its node kinds (plug-ins included) and providers.
     result = service.apply_definition(
-        session, source=body.source, version=body.version, actor=principal.name
+        session,
+        source=body.source,
+        version=body.version,
+        actor=principal.name,
+        define=request.app.state.runner.engine.define,
     )
     if not result.created:
         response.status_code = status.HTTP_200_OK

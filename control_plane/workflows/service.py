@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from sqlmodel import Session
 
@@ -81,9 +81,9 @@ def next_version_label(existing: Sequence[str]) -> str:
     return "v" + ".".join(str(n) for n in (*head, last + 1))
 
 
-def _define(source: str) -> engine.Workflow:
+def _define(source: str, define: Callable[[str], engine.Workflow]) -> engine.Workflow:
     try:
-        return engine.define(source)
+        return define(source)
     except (engine.DefinitionError, engine.ValidationError) as exc:
         errors = [p for p in exc.problems if p.severity == "error"]
         raise InvalidDefinition(
@@ -92,15 +92,21 @@ def _define(source: str) -> engine.Workflow:
 
 
 def apply_definition(
-    session: Session, *, source: str, version: str | None = None, actor: str
+    session: Session,
+    *,
+    source: str,
+    version: str | None = None,
+    actor: str,
+    define: Callable[[str], engine.Workflow] = engine.define,
 ) -> ApplyResult:
     """Store a new version of the workflow the definition names, or say why nothing changed.
 
     The label is ``version``, else the definition's ``version:``, else the next in sequence.
     Re-applying content identical to an active version is a no-op naming it; reusing a label for
-    different content is a ``Conflict`` (versions are immutable).
+    different content is a ``Conflict`` (versions are immutable). ``define`` checks the
+    definition: the server passes its own engine's, whose node kinds and providers will run it.
     """
-    workflow_def = _define(source)
+    workflow_def = _define(source, define)
     warnings = [ProblemPublic(**p.to_json()) for p in workflow_def.warnings]
     name, digest = workflow_def.name, str(workflow_def.digest)
     label = version or workflow_def.version

@@ -1,0 +1,259 @@
+"""Executing runs for the HTTP layer: sync, async and resumed, with their writes batched.
+
+``Runs`` is the process's run machinery, created in the app's lifespan: the engine
+(``Runner``), the batch writer (every run's writes go through it, so concurrent runs share
+transactions), the shared step cache, the async runs in flight, and the sweep that fails runs
+orphaned by a process that stopped.
+
+* Sync: run, then store the run and its trace; the response is built only after the commit, so
+  every run that got a response can be read back.
+* Async: check the input, store the run ``running`` and only then answer 202; the run goes on
+  in a task and its steps are stored as they complete, so it survives its process (resumable).
+* Resume: a failed run runs again under its run id with its completed steps preloaded.
+
+On shutdown, async runs get ``shutdown_grace_s`` to finish; the rest are stopped and stored as
+interrupted (resumable), and the writer drains before the process exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, TypeVar
+
+import anyio
+from sqlmodel import Session
+
+import engine
+from control_plane.errors import InvalidInput, Unavailable
+from control_plane.runs import idempotency, service
+from control_plane.runs.planning import RunPlan
+from control_plane.runs.runner import Runner
+from control_plane.runs.schemas import RunPublic
+from control_plane.runs.steps import RunSteps, SharedSteps
+from control_plane.runs.writer import BatchWriter, WriterClosed
+from control_plane.settings import Settings
+from control_plane.store.db import SessionFactory
+from control_plane.store.models import RunStepRow
+
+__all__ = ["Runs"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class Runs:
+    def __init__(
+        self, *, runner: Runner, session_factory: SessionFactory, settings: Settings
+    ) -> None:
+        self.runner = runner
+        self.settings = settings
+        self.writer = BatchWriter(session_factory)
+        self.shared = SharedSteps()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+        self._closing = False
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.sweep()
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="rollgraph-orphan-sweep")
+
+    async def sweep(self) -> int:
+        """Fail the runs orphaned by a stopped process (they become resumable)."""
+        count = await self._write(lambda s: service.fail_orphans(s))
+        if count:
+            log.warning("marked %d interrupted run(s) failed; they can be resumed", count)
+        return count
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.orphan_sweep_s)
+            try:
+                await self.sweep()
+            except Exception:  # the store may be briefly away; the next sweep retries
+                log.exception("sweeping interrupted runs failed")
+
+    async def aclose(self) -> None:
+        self._closing = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        if self._tasks:
+            grace = self.settings.shutdown_grace_s
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+        await anyio.to_thread.run_sync(self.writer.close)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    # -- the three ways to run ----------------------------------------------------------------
+    async def run_sync(
+        self, plan: RunPlan, inputs: Mapping[str, Any], *, claim: idempotency.Claim | None
+    ) -> RunPublic:
+        workflow = self._workflow(plan)
+        steps = RunSteps(self.shared)
+        deadline_s = self.settings.run_deadline_s
+        result = await self._engine_run(
+            workflow, inputs, plan=plan, deadline_s=deadline_s, attrs=plan.attrs, cache=steps
+        )
+
+        def record(session: Session) -> RunPublic:
+            public = service.record_run(
+                session, plan=plan, result=result, inputs=inputs, steps=steps.new
+            )
+            if claim is not None:
+                idempotency.complete(session, claim=claim, response=public)
+            return public
+
+        return await self._write(record)
+
+    async def run_async(
+        self, plan: RunPlan, inputs: Mapping[str, Any], *, claim: idempotency.Claim | None
+    ) -> RunPublic:
+        workflow = self._workflow(plan)
+        try:
+            workflow.bind_inputs(inputs)  # a bad input is a 422 now, not a failed run later
+        except engine.InputBindingError as exc:
+            raise self._invalid_input(plan, exc) from exc
+        run_id = engine.new_run_id()
+        deadline_s = self.settings.async_run_deadline_s
+        deadline_at = service.deadline_after(deadline_s, margin_s=self.settings.run_store_margin_s)
+
+        def accept(session: Session) -> RunPublic:
+            public = service.start_run(
+                session, plan=plan, run_id=run_id, inputs=inputs, deadline_at=deadline_at
+            )
+            if claim is not None:
+                idempotency.complete(session, claim=claim, response=public)
+            return public
+
+        accepted = await self._write(accept)
+        steps = RunSteps(self.shared, persist=self._persister(run_id))
+        job = self._finish_in_background(
+            run_id, workflow, inputs, steps, deadline_s=deadline_s, attrs=plan.attrs
+        )
+        self._spawn(job)
+        return accepted
+
+    async def resume(self, run_id: str, *, asynchronous: bool) -> RunPublic:
+        deadline_s = (
+            self.settings.async_run_deadline_s if asynchronous else self.settings.run_deadline_s
+        )
+        deadline_at = service.deadline_after(deadline_s, margin_s=self.settings.run_store_margin_s)
+        ticket = await self._write(
+            lambda s: service.claim_resume(s, run_id=run_id, deadline_at=deadline_at)
+        )
+        run = ticket.run
+        try:
+            workflow = self.runner.workflow(
+                version=run.version, digest=ticket.digest, definition=ticket.definition
+            )
+        except BaseException:
+            await self._give_back(run_id, "the version no longer compiles on this server")
+            raise
+        attrs = {"reason": "resume", "attempt": run.attempt, "original_reason": run.reason}
+        persist = self._persister(run_id) if asynchronous else None
+        steps = RunSteps(self.shared, saved=ticket.steps, persist=persist)
+        job = self._finish_in_background(
+            run_id,
+            workflow,
+            ticket.inputs,
+            steps,
+            deadline_s=deadline_s,
+            attrs=attrs,
+            resumed=True,
+        )
+        if asynchronous:
+            self._spawn(job)
+            return run
+        return await job
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _workflow(self, plan: RunPlan) -> engine.Workflow:
+        return self.runner.workflow(
+            version=plan.version, digest=plan.digest, definition=plan.definition
+        )
+
+    @staticmethod
+    def _invalid_input(plan: RunPlan, exc: engine.InputBindingError) -> InvalidInput:
+        return InvalidInput(
+            f"the input does not fit {plan.workflow} {plan.version}: {exc}", problems=exc.problems
+        )
+
+    async def _engine_run(
+        self, workflow: engine.Workflow, inputs: Mapping[str, Any], *, plan: RunPlan, **kw: Any
+    ) -> engine.RunResult:
+        try:
+            return await self.runner.run(workflow, inputs, **kw)
+        except engine.InputBindingError as exc:
+            raise self._invalid_input(plan, exc) from exc
+
+    async def _write(self, work: Callable[[Session], T]) -> T:
+        try:
+            return await self.writer.submit(work)
+        except WriterClosed as exc:
+            raise Unavailable("the server is shutting down; retry the request") from exc
+
+    def _persister(self, run_id: str) -> Callable[[str, str], object]:
+        def persist(key: str, value: str) -> object:
+            row = RunStepRow(run_id=run_id, key=key, value=value)
+            try:
+                return self.writer.post(lambda s: s.merge(row))
+            except WriterClosed:  # stopping: the run is stored as interrupted anyway
+                return None
+
+        return persist
+
+    def _spawn(self, job: Coroutine[Any, Any, Any]) -> None:
+        if self._closing:
+            job.close()
+            raise Unavailable("the server is shutting down; retry the request")
+        task: asyncio.Task[None] = asyncio.create_task(self._guarded(job))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _guarded(job: Coroutine[Any, Any, Any]) -> None:
+        try:
+            await job
+        except asyncio.CancelledError:
+            pass  # stopped at shutdown; stored as interrupted by the job itself
+        except Exception:
+            log.exception("a background run could not be stored")
+
+    async def _finish_in_background(
+        self,
+        run_id: str,
+        workflow: engine.Workflow,
+        inputs: Mapping[str, Any],
+        steps: RunSteps,
+        **kw: Any,
+    ) -> RunPublic:
+        """Run an accepted (or resumed) run to its end and store it; when it is stopped or the
+        engine breaks, store it failed (resumable) rather than leave it running."""
+        try:
+            result = await self.runner.run(workflow, inputs, cache=steps, run_id=run_id, **kw)
+        except BaseException as exc:
+            reason = service.INTERRUPTED if isinstance(exc, asyncio.CancelledError) else None
+            with anyio.CancelScope(shield=True):
+                await self._give_back(run_id, reason or f"the run broke: {exc!r}", steps=steps)
+            raise
+        return await self._write(
+            lambda s: service.finish_run(s, run_id=run_id, result=result, steps=steps.new)
+        )
+
+    async def _give_back(self, run_id: str, error: str, *, steps: RunSteps | None = None) -> None:
+        saved = steps.new if steps is not None else {}
+        try:
+            await self.writer.submit(
+                lambda s: service.interrupt_run(s, run_id=run_id, error=error, steps=saved)
+            )
+        except Exception:
+            log.exception("could not store run %s as failed; the sweep will", run_id)

@@ -1,0 +1,113 @@
+"""The step cache of one served run, and the process's shared step cache.
+
+The engine asks its ``StepCache`` for ``run:<run id>:<key>`` (the run's own completed steps,
+what a resume reads) and ``shared:<key>`` (steps of nodes that opted in with ``cache:``).
+``RunSteps`` serves one run: its own steps live in memory while it runs, preloaded from the
+store when it resumes; what happens to them afterwards is the caller's choice, made per mode:
+
+* a sync run keeps them in memory and the store receives them only if the run fails (in the
+  transaction that records the failure), so a succeeded run pays nothing for resumability;
+* an async run, which may outlive its process, also hands each step to ``persist`` as it
+  completes (the batch writer), so a run interrupted by a crash resumes after its last step.
+
+Shared entries go to ``SharedSteps``, a bounded in-memory LRU with expiry: per process, because
+the embedded server has no shared store for them (a Redis-backed one belongs to scale-out).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Final
+
+from engine import CachedStep
+
+__all__ = ["RunSteps", "SharedSteps"]
+
+_RUN: Final = "run:"
+_SHARED: Final = "shared:"
+
+
+class SharedSteps:
+    """``shared:`` entries: least recently used dropped beyond ``max_entries``; ``ttl_s``."""
+
+    def __init__(self, *, max_entries: int = 10_000) -> None:
+        self._entries: OrderedDict[str, tuple[CachedStep, float | None]] = OrderedDict()
+        self._max = max_entries
+
+    def get(self, key: str) -> CachedStep | None:
+        hit = self._entries.get(key)
+        if hit is None:
+            return None
+        step, expires = hit
+        if expires is not None and expires <= time.monotonic():
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return step
+
+    def put(self, key: str, step: CachedStep, ttl_s: float | None) -> None:
+        expires = time.monotonic() + ttl_s if ttl_s is not None else None
+        self._entries[key] = (step, expires)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class RunSteps:
+    """A ``StepCache`` for one run. Store keys are the engine's step keys without the
+    ``run:<run id>:`` scope (the run id is the row's)."""
+
+    def __init__(
+        self,
+        shared: SharedSteps,
+        *,
+        saved: Mapping[str, str] | None = None,
+        persist: Callable[[str, str], object] | None = None,
+    ) -> None:
+        self._shared = shared
+        self._saved = dict(saved or {})  # key → encoded step, from the store
+        self._new: dict[str, str] = {}  # completed in this attempt
+        self._persist = persist
+
+    @staticmethod
+    def _store_key(key: str) -> str:
+        # run:<run id>:<step key> → <step key>
+        return key.split(":", 2)[2]
+
+    async def get(self, key: str) -> CachedStep | None:
+        if key.startswith(_SHARED):
+            return self._shared.get(key)
+        if key.startswith(_RUN):
+            name = self._store_key(key)
+            encoded = self._new.get(name) or self._saved.get(name)
+            return CachedStep.decode(encoded) if encoded is not None else None
+        return None
+
+    async def put(self, key: str, step: CachedStep, *, ttl_s: float | None = None) -> None:
+        if key.startswith(_SHARED):
+            self._shared.put(key, step, ttl_s)
+            return
+        if not key.startswith(_RUN):
+            return
+        name, encoded = self._store_key(key), step.encode()
+        self._new[name] = encoded
+        if self._persist is not None:
+            self._persist(name, encoded)
+
+    async def aclose(self) -> None:
+        return None
+
+    @property
+    def new(self) -> dict[str, str]:
+        """The steps this attempt completed (key → encoded step)."""
+        return dict(self._new)
+
+    @property
+    def persisted(self) -> bool:
+        """Whether each step was handed to the store as it completed."""
+        return self._persist is not None
