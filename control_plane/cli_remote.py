@@ -215,11 +215,32 @@ def _rollout_status(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from control_plane.api import create_app
 
+    if args.workers > 1:
+        # Worker processes import the app themselves: uvicorn needs the factory's import path.
+        uvicorn.run(
+            "control_plane.api.app:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level="info",
+        )
+        return 0
     uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info")
     return 0
 
@@ -238,6 +259,7 @@ def add_remote_commands(sub: Any) -> None:
     p = sub.add_parser("serve", help="run the API server (SQLite under var/ by default)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=_positive_int, default=1, help="worker processes (default: 1)")
     p.set_defaults(func=_serve)
     p = remote_parser("apply", "store a definition as a new immutable version")
     p.add_argument("file", metavar="FILE")

@@ -6,6 +6,9 @@ The scripts live in ``control_plane/migrations`` (``env.py`` and ``versions/``);
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
 
@@ -13,6 +16,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.engine import URL, Engine
 
 from control_plane.store.db import create_db_engine
@@ -26,6 +30,7 @@ __all__ = [
 ]
 
 SCRIPT_LOCATION: Final = Path(__file__).resolve().parent.parent / "migrations"
+_LOCK_KEY: Final = 0x726F6C6C67  # "rollg": the advisory lock that serialises migrations
 
 
 def alembic_config() -> Config:
@@ -43,7 +48,7 @@ def upgrade_to_head(target: Engine | str | URL) -> None:
     (the CLI), and runs in one transaction where the database allows DDL in transactions."""
     engine = target if isinstance(target, Engine) else create_db_engine(target)
     try:
-        with engine.connect() as connection:
+        with _exclusive(engine), engine.connect() as connection:
             sqlite = connection.dialect.name == "sqlite"
             if sqlite:
                 # Batch migrations copy a table, drop it and rename the copy; with foreign keys
@@ -53,6 +58,12 @@ def upgrade_to_head(target: Engine | str | URL) -> None:
                 connection.commit()
             try:
                 with connection.begin():
+                    if not sqlite:
+                        # Worker processes start together: one migrates, the others wait here
+                        # and then find the schema current (released at commit).
+                        connection.execute(
+                            text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY}
+                        )
                     config = alembic_config()
                     # env.py uses this connection instead of opening its own from a URL.
                     config.attributes["connection"] = connection
@@ -69,6 +80,22 @@ def upgrade_to_head(target: Engine | str | URL) -> None:
     finally:
         if engine is not target:
             engine.dispose()
+
+
+@contextmanager
+def _exclusive(engine: Engine) -> Iterator[None]:
+    """On a SQLite file, one migrating process at a time: a lock file next to the database
+    (SQLite takes its write lock only at the first write, after alembic read the version)."""
+    database = engine.url.database or ""
+    if engine.dialect.name != "sqlite" or database in ("", ":memory:") or "mode=memory" in database:
+        yield
+        return
+    with open(f"{database}.migrate-lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def current_revision(engine: Engine) -> str | None:
