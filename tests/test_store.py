@@ -3,6 +3,7 @@ their backend; and the settings that choose the database."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from control_plane.store import (
     current_revision,
     head_revision,
     make_session_factory,
+    migrate,
     session_scope,
     upgrade_to_head,
 )
@@ -174,3 +176,35 @@ def test_strong_admin_key_accepted_in_prod(clean_env: pytest.MonkeyPatch) -> Non
         assert get_settings() is get_settings()
     finally:
         get_settings.cache_clear()
+
+
+def test_0006_down_and_up_keeps_finished_runs_and_their_newest_trace(db_engine: Engine) -> None:
+    factory = make_session_factory(db_engine)
+    with session_scope(factory) as session:
+        for run_id, status in (("done", "succeeded"), ("flying", "running")):
+            session.add(
+                models.RunRow(id=run_id, workflow="w", version="v1", status=status, reason="pin")
+            )
+        session.flush()
+        session.add(models.RunTraceRow(run_id="done", attempt=1, trace={"attempt": 1}))
+        session.add(models.RunTraceRow(run_id="done", attempt=2, trace={"attempt": 2}))
+        session.add(models.RunStepRow(run_id="done", key="k", value="{}"))
+
+    migrate(db_engine, "0005")
+
+    assert current_revision(db_engine) == "0005"
+    assert "run_step" not in _tables(db_engine)
+    with db_engine.connect() as connection:
+        runs = connection.execute(text("SELECT id, status FROM run")).all()
+        traces = connection.execute(text("SELECT run_id, trace FROM run_trace")).all()
+    assert runs == [("done", "succeeded")]  # a run in flight has no place in the old schema
+    assert [(r, json.loads(t) if isinstance(t, str) else t) for r, t in traces] == [
+        ("done", {"attempt": 2})
+    ]
+
+    upgrade_to_head(db_engine)
+
+    with session_scope(factory) as session:
+        trace = session.get(models.RunTraceRow, ("done", 1))
+        assert trace is not None and trace.trace == {"attempt": 2}
+        assert session.get(models.RunRow, "done").attempt == 1  # type: ignore[union-attr]

@@ -26,6 +26,7 @@ __all__ = [
     "alembic_config",
     "current_revision",
     "head_revision",
+    "migrate",
     "upgrade_to_head",
 ]
 
@@ -46,6 +47,11 @@ def head_revision() -> str | None:
 def upgrade_to_head(target: Engine | str | URL) -> None:
     """Bring the database to the newest schema. Takes an engine (tests, the server) or a URL
     (the CLI), and runs in one transaction where the database allows DDL in transactions."""
+    migrate(target, "head")
+
+
+def migrate(target: Engine | str | URL, revision: str) -> None:
+    """Upgrade or downgrade the database to ``revision`` ("head", "0005", ...)."""
     engine = target if isinstance(target, Engine) else create_db_engine(target)
     try:
         with _exclusive(engine), engine.connect() as connection:
@@ -67,7 +73,12 @@ def upgrade_to_head(target: Engine | str | URL) -> None:
                     config = alembic_config()
                     # env.py uses this connection instead of opening its own from a URL.
                     config.attributes["connection"] = connection
-                    command.upgrade(config, "head")
+                    current = MigrationContext.configure(connection).get_current_revision()
+                    # Revisions are numbered in order ("0001", "0002", ...): older is smaller.
+                    if revision != "head" and current is not None and revision < current:
+                        command.downgrade(config, revision)
+                    else:
+                        command.upgrade(config, revision)
                 if sqlite:
                     broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
                     connection.commit()

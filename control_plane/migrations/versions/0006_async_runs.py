@@ -91,8 +91,11 @@ def downgrade() -> None:
             "(SELECT id FROM run WHERE status IN ('queued', 'running'))"
         )
     op.execute("DELETE FROM run WHERE status IN ('queued', 'running')")
+    op.execute("UPDATE run SET finished_at = created_at WHERE finished_at IS NULL")
     with op.batch_alter_table("run") as batch:
+        batch.drop_constraint("ck_run_mode", type_="check")
         for column in ("deadline_at", "attempt", "input", "mode", "digest"):
             batch.drop_column(column)
+        batch.alter_column("finished_at", existing_type=sa.DateTime(timezone=True), nullable=False)
         batch.drop_constraint("ck_run_status", type_="check")
         batch.create_check_constraint("ck_run_status", "status IN ('succeeded', 'failed')")
