@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -120,11 +120,27 @@ def _run(client: Client, args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"rollgraph: {exc}", file=sys.stderr)
         return 2
+    mode: Literal["sync", "async"] = "async" if args.asynchronous else "sync"
     result = client.run(
-        args.workflow, inputs, user_id=args.user, version=args.version, label=args.label
+        args.workflow,
+        inputs,
+        user_id=args.user,
+        version=args.version,
+        label=args.label,
+        mode=mode,
     )
-    if args.json:
+    return _print_run(result, as_json=args.json)
+
+
+def _print_run(result: dict[str, Any], *, as_json: bool) -> int:
+    if as_json:
         print(json.dumps(result, indent=2))
+    elif result["status"] in ("queued", "running"):
+        print(
+            f"run {result['run_id']}  {result['workflow']} {result['version']}  "
+            f"{result['status']}  ({result['reason']}); see it with `rollgraph trace "
+            f"{result['run_id']}`"
+        )
     else:
         print(
             f"run {result['run_id']}  {result['workflow']} {result['version']}  "
@@ -133,13 +149,23 @@ def _run(client: Client, args: argparse.Namespace) -> int:
         )
         if result.get("error"):
             print(f"  error: {result['error']}")
+            if result["status"] == "failed":
+                print(f"  resume it with `rollgraph resume {result['run_id']}`")
         for name, value in (result.get("outputs") or {}).items():
             print(f"  {name}: {json.dumps(value)[:200]}")
-    return 0 if result["status"] == "succeeded" else 1
+    return 0 if result["status"] in ("succeeded", "queued", "running") else 1
+
+
+def _resume(client: Client, args: argparse.Namespace) -> int:
+    mode: Literal["sync", "async"] = "async" if args.asynchronous else "sync"
+    return _print_run(client.resume(args.run_id, mode=mode), as_json=args.json)
 
 
 def _trace(client: Client, args: argparse.Namespace) -> int:
     run = client.get_run(args.run_id)
+    if not run["trace"]:
+        print(f"run {args.run_id} is {run['status']}: no trace yet")
+        return 0
     if args.json:
         print(json.dumps(run["trace"], indent=2))
     else:
@@ -288,9 +314,20 @@ def add_remote_commands(sub: Any) -> None:
     p.add_argument("--input-json", action="append", default=[], metavar="NAME=JSON")
     p.add_argument("--user", help="user id: sticky rollout assignment (default: random)")
     p.add_argument("--version", help="pin a version")
-    p.add_argument("--label", help="pin a label's version (no rollout)")
+    p.add_argument("--label", help="route by this label, with its rollout (default: prod)")
+    p.add_argument(
+        "--async",
+        dest="asynchronous",
+        action="store_true",
+        help="return at once with the run id; read it later with `trace`",
+    )
     p.add_argument("--json", action="store_true", help="print the whole answer as JSON")
     p.set_defaults(func=remote_command(_run))
+    p = remote_parser("resume", "resume a failed run from its completed steps")
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("--async", dest="asynchronous", action="store_true", help="return at once")
+    p.add_argument("--json", action="store_true", help="print the whole answer as JSON")
+    p.set_defaults(func=remote_command(_resume))
     p = remote_parser("trace", "show a stored run's trace as a waterfall")
     p.add_argument("run_id", metavar="RUN_ID")
     p.add_argument("--json", action="store_true", help="print the trace as JSON")

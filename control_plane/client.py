@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -109,13 +109,22 @@ class Client:
         user_id: str | None = None,
         version: str | None = None,
         label: str | None = None,
+        mode: Literal["sync", "async"] = "sync",
     ) -> dict[str, Any]:
-        """Run a workflow server-side; a failed node is a result with ``status: failed``."""
-        body: dict[str, Any] = {"workflow": workflow, "input": inputs or {}}
+        """Run a workflow server-side; a failed node is a result with ``status: failed``.
+        ``mode="async"`` returns at once with the run ``running``; read it with ``get_run``."""
+        body: dict[str, Any] = {"workflow": workflow, "input": inputs or {}, "mode": mode}
         for key, value in (("user_id", user_id), ("version", version), ("label", label)):
             if value is not None:
                 body[key] = value
         result: dict[str, Any] = self._call("POST", "/v1/run", json=body)
+        return result
+
+    def resume(self, run_id: str, *, mode: Literal["sync", "async"] = "sync") -> dict[str, Any]:
+        """Resume a failed run from its completed steps (same run id, version and input)."""
+        result: dict[str, Any] = self._call(
+            "POST", f"/v1/runs/{run_id}/resume", json={"mode": mode}
+        )
         return result
 
     def get_run(self, run_id: str) -> dict[str, Any]:

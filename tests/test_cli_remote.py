@@ -3,6 +3,7 @@ rollouts with several candidates, API keys and the audit log."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
@@ -221,3 +222,46 @@ def test_rollout_set_with_several_candidates_through_the_cli(
     assert (code, out.strip()) == (0, "cli-rollout prod: baseline v1, v3 7.5%")
     code, out, _ = rollout(capsys, server, "set", "cli-rollout", "v3", "0")
     assert (code, out.strip()) == (0, "cli-rollout prod: baseline v1, no rollout")
+
+
+@pytest.mark.slow
+def test_async_runs_trace_and_resume_through_the_cli(
+    server: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    fetch = tmp_path / "fetch.yaml"
+    fetch.write_text(
+        "name: cli-fetch\n"
+        "nodes:\n"
+        "  note:\n"
+        "    uses: template\n"
+        "    with: {text: ready}\n"
+        "  api:\n"
+        "    uses: http.json\n"
+        '    with: {url: "https://not-allowed.example/${note.text}"}\n'
+        "outputs:\n"
+        '  body: "${api.body}"\n',
+        encoding="utf-8",
+    )
+    assert cli(capsys, server, "apply", str(fetch))[0] == 0
+    assert cli(capsys, server, "promote", "cli-fetch", "v1")[0] == 0
+
+    code, out, _ = cli(capsys, server, "run", "cli-fetch", "--async", "--json")
+    assert code == 0
+    accepted = json.loads(out)
+    assert (accepted["mode"], accepted["status"]) == ("async", "running")
+    for _ in range(200):
+        code, out, _ = cli(capsys, server, "trace", accepted["run_id"])
+        if "no trace yet" not in out:
+            break
+        time.sleep(0.05)
+    assert code == 0 and "api" in out  # the waterfall names the nodes
+
+    code, out, _ = cli(capsys, server, "run", "cli-fetch")
+    assert code == 1 and "rollgraph resume" in out
+    run_id = out.split()[1]
+    code, out, _ = cli(capsys, server, "resume", run_id, "--json")
+    assert code == 1  # the host is still not allowed: failed again, as attempt 2
+    resumed = json.loads(out)
+    assert (resumed["run_id"], resumed["attempt"], resumed["status"]) == (run_id, 2, "failed")
+    code, _, err = cli(capsys, server, "resume", "no-such-run")
+    assert code == 1 and "[not_found]" in err
