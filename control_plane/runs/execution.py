@@ -106,7 +106,7 @@ class Runs:
 
         def record(session: Session) -> RunPublic:
             public = service.record_run(
-                session, plan=plan, result=result, inputs=inputs, steps=steps.new
+                session, plan=plan, result=result, inputs=inputs, steps=_to_keep(steps, result)
             )
             if claim is not None:
                 idempotency.complete(session, claim=claim, response=public)
@@ -246,14 +246,24 @@ class Runs:
                 await self._give_back(run_id, reason or f"the run broke: {exc!r}", steps=steps)
             raise
         return await self._write(
-            lambda s: service.finish_run(s, run_id=run_id, result=result, steps=steps.new)
+            lambda s: service.finish_run(
+                s, run_id=run_id, result=result, steps=_to_keep(steps, result)
+            )
         )
 
     async def _give_back(self, run_id: str, error: str, *, steps: RunSteps | None = None) -> None:
-        saved = steps.new if steps is not None else {}
+        saved = steps.new if steps is not None and not steps.persisted else {}
         try:
             await self.writer.submit(
                 lambda s: service.interrupt_run(s, run_id=run_id, error=error, steps=saved)
             )
         except Exception:
             log.exception("could not store run %s as failed; the sweep will", run_id)
+
+
+def _to_keep(steps: RunSteps, result: engine.RunResult) -> dict[str, str]:
+    """The steps to store with a finished run: a failed run's, unless they were stored as they
+    completed; a succeeded run needs none (there is nothing left to resume)."""
+    if result.status != "failed" or steps.persisted:
+        return {}
+    return steps.new

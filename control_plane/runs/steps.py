@@ -71,7 +71,8 @@ class RunSteps:
     ) -> None:
         self._shared = shared
         self._saved = dict(saved or {})  # key → encoded step, from the store
-        self._new: dict[str, str] = {}  # completed in this attempt
+        # Completed in this attempt, encoded only when stored: most runs succeed and never are.
+        self._new: dict[str, CachedStep] = {}
         self._persist = persist
 
     @staticmethod
@@ -84,7 +85,10 @@ class RunSteps:
             return self._shared.get(key)
         if key.startswith(_RUN):
             name = self._store_key(key)
-            encoded = self._new.get(name) or self._saved.get(name)
+            step = self._new.get(name)
+            if step is not None:
+                return step
+            encoded = self._saved.get(name)
             return CachedStep.decode(encoded) if encoded is not None else None
         return None
 
@@ -94,10 +98,10 @@ class RunSteps:
             return
         if not key.startswith(_RUN):
             return
-        name, encoded = self._store_key(key), step.encode()
-        self._new[name] = encoded
+        name = self._store_key(key)
+        self._new[name] = step
         if self._persist is not None:
-            self._persist(name, encoded)
+            self._persist(name, step.encode())
 
     async def aclose(self) -> None:
         return None
@@ -105,7 +109,7 @@ class RunSteps:
     @property
     def new(self) -> dict[str, str]:
         """The steps this attempt completed (key → encoded step)."""
-        return dict(self._new)
+        return {name: step.encode() for name, step in self._new.items()}
 
     @property
     def persisted(self) -> bool:
