@@ -102,18 +102,23 @@ class Allocation:
 
     Thresholds are computed once here so that :func:`assign` is one or two hashes and a lookup:
     build an Allocation when its configuration changes and reuse it (``dataclasses.replace``
-    gives the ramped copy). The memo is shared by threads; a race only builds an equal object.
+    gives the ramped copy). The memos are shared by threads; a race only builds an equal object.
     """
 
     salt: str
     baseline: str
     candidates: tuple[Arm, ...] = ()
-    # Derived, so not part of identity or repr. `_hot` is everything assign() reads, in one tuple
-    # (one attribute load beats six): the two hash prefixes, the rollout size T, the memo width,
-    # the arm of each arm bucket (empty with fewer than two candidates: no second hash needed),
-    # and a lazy memo of Assignment objects, as building a frozen dataclass costs ~10 hashes.
+    # Derived, so not part of identity or repr. Building a frozen dataclass costs ~10 hashes, so
+    # answers are memoised lazily, in two tables:
+    # * `_hot`: everything the common path of assign() reads, in one tuple (one attribute load
+    #   beats several): the hash prefix and the answer of each bucket the first hash alone
+    #   decides: every bucket with at most one candidate, the baseline buckets otherwise.
+    # * `_arms`, read only past a `_hot` miss: the arm hash prefix, the arm of each arm bucket
+    #   (empty when no second hash is needed), the number of candidates, and the answers of the
+    #   rollout buckets of several candidates, at bucket * n + arm.
     _rollout: int = field(init=False, repr=False, compare=False)
-    _hot: tuple[str, str, int, int, tuple[int, ...], list[Assignment | None]] = field(
+    _hot: tuple[str, list[Assignment | None]] = field(init=False, repr=False, compare=False)
+    _arms: tuple[str, tuple[int, ...], int, list[Assignment | None]] = field(
         init=False, repr=False, compare=False
     )
 
@@ -143,6 +148,7 @@ class Allocation:
             edges.append(share_to_buckets(running))
         rollout = edges[-1] if edges else 0
         arm_of: tuple[int, ...] = ()
+        arm_memo: list[Assignment | None] = []
         if len(candidates) > 1 and rollout:
             # Arm i owns arm buckets [edge_{i-1} * 10_000 // T, edge_i * 10_000 // T).
             lows = [0] + [e * BUCKETS // rollout for e in edges]
@@ -150,12 +156,10 @@ class Allocation:
             for i in range(len(edges)):
                 table += [i] * (lows[i + 1] - lows[i])
             arm_of = tuple(table)
-        width = max(1, len(candidates))
-        memo: list[Assignment | None] = [None] * (BUCKETS * width)
+            arm_memo = [None] * (rollout * len(candidates))
         object.__setattr__(self, "_rollout", rollout)
-        object.__setattr__(
-            self, "_hot", (f"{self.salt}:", f"{self.salt}:arm:", rollout, width, arm_of, memo)
-        )
+        object.__setattr__(self, "_hot", (f"{self.salt}:", [None] * BUCKETS))
+        object.__setattr__(self, "_arms", (f"{self.salt}:arm:", arm_of, len(candidates), arm_memo))
 
     @property
     def rollout_buckets(self) -> int:
@@ -163,15 +167,26 @@ class Allocation:
         return self._rollout
 
     def _build(self, bucket: int, arm: int, reason: Reason | None) -> Assignment:
-        _, _, rollout, width, _, memo = self._hot
-        if bucket >= rollout:
+        """The answer for a bucket and arm; sticky ones (no reason) go where assign() looks."""
+        if bucket >= self._rollout:
             result = Assignment(self.baseline, reason or "baseline", bucket)
         else:
             result = Assignment(self.candidates[arm].version, reason or "candidate", bucket)
         if reason is None:  # only sticky answers are memoised; random ones are rare
-            # Baseline and candidate buckets are disjoint, so bucket * width + arm is unique.
-            memo[bucket * width + arm] = result
+            _, arm_of, n, arm_memo = self._arms
+            if arm_of and bucket < self._rollout:
+                arm_memo[bucket * n + arm] = result
+            else:
+                self._hot[1][bucket] = result
         return result
+
+    def _random(self, rng: random.Random | None) -> Assignment:
+        """A unit with no id: random buckets, so the configured split but reason ``"random"``."""
+        draw = rng.randrange if rng is not None else random.randrange
+        bucket, arm_bucket = draw(BUCKETS), draw(BUCKETS)
+        arm_of = self._arms[1]
+        arm = arm_of[arm_bucket] if bucket < self._rollout and arm_of else 0
+        return self._build(bucket, arm, "random")
 
 
 def in_rollout(allocation: Allocation, unit_id: str) -> bool:
@@ -189,21 +204,26 @@ def assign(
     it is still split in the configured proportions but not sticky; record that in the trace.
     """
     if unit_id is None:
-        draw = rng.randrange if rng is not None else random.randrange
-        bucket, arm_bucket = draw(BUCKETS), draw(BUCKETS)
-        _, _, rollout, _, arm_of, _ = allocation._hot
-        arm = arm_of[arm_bucket] if bucket < rollout and arm_of else 0
-        return allocation._build(bucket, arm, "random")
-    # Hot path, inline because a router decision is benchmarked against one bare mmh3 call. The
-    # bytes hashed are exactly those of bucket_of / arm_bucket_of (prefixes are precomputed).
-    prefix, arm_prefix, rollout, width, arm_of, memo = allocation._hot
+        # In a method because every local variable of assign() costs each call (frame set-up).
+        return allocation._random(rng)
+    # Hot path, kept to one hash, one modulo and one list lookup because a router decision is
+    # benchmarked against one bare mmh3 call (benchmarks/http.py): every step past those is work
+    # the bare call does not do. The bytes hashed are exactly those of bucket_of / arm_bucket_of
+    # (prefixes are precomputed).
+    prefix, memo = allocation._hot
     bucket = _hash(prefix + unit_id, 0, False) % BUCKETS
-    if bucket < rollout and arm_of:
-        slot = bucket * width + arm_of[_hash(arm_prefix + unit_id, 0, False) % BUCKETS]
-    else:
-        slot = bucket * width
-    cached = memo[slot]
-    return cached if cached is not None else allocation._build(bucket, slot % width, None)
+    cached = memo[bucket]
+    if cached is not None:
+        return cached
+    # Not memoised by bucket: a rollout bucket of several candidates (the second hash picks the
+    # arm, memoised by bucket and arm; inline rather than in a method, which would add a call to
+    # every such decision), or a bucket not seen yet.
+    arm_prefix, arm_of, n, arm_memo = allocation._arms
+    if arm_of and bucket < allocation._rollout:
+        arm = arm_of[_hash(arm_prefix + unit_id, 0, False) % BUCKETS]
+        cached = arm_memo[bucket * n + arm]
+        return cached if cached is not None else allocation._build(bucket, arm, None)
+    return allocation._build(bucket, 0, None)
 
 
 def assignment_cases() -> list[dict[str, object]]:

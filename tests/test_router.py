@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import random
 from collections import Counter
 from pathlib import Path
@@ -137,6 +138,63 @@ def test_several_candidates_rule_by_hand() -> None:
         assert assign(alloc, unit) == Assignment(
             expected, "baseline" if expected == "v1" else "candidate", bucket
         )
+
+
+def _by_the_rule(alloc: Allocation, unit: str) -> Assignment:
+    """The documented rule from scratch (module docstring of the router), no router code."""
+    edges, running = [], 0.0
+    for arm in alloc.candidates:
+        running += arm.share
+        edges.append(min(10_000, max(0, math.floor(running * 10_000 + 0.5))))
+    rollout = edges[-1] if edges else 0
+    bucket = mmh3.hash(f"{alloc.salt}:{unit}", 0, False) % 10_000
+    if bucket >= rollout:
+        return Assignment(alloc.baseline, "baseline", bucket)
+    arm_bucket = mmh3.hash(f"{alloc.salt}:arm:{unit}", 0, False) % 10_000
+    lows = [0] + [edge * 10_000 // rollout for edge in edges]
+    index = next(i for i in range(len(edges)) if lows[i] <= arm_bucket < lows[i + 1])
+    return Assignment(alloc.candidates[index].version, "candidate", bucket)
+
+
+@pytest.mark.parametrize(
+    "candidates",
+    [
+        (),
+        (Arm("v2", 0.0),),
+        (Arm("v2", 0.1),),
+        (Arm("v2", 1.0),),
+        (Arm("a", 0.0), Arm("b", 0.0)),
+        (Arm("a", 0.1), Arm("b", 0.3)),
+        (Arm("a", 0.00004), Arm("b", 0.5), Arm("c", 0.2)),
+        (Arm("a", 0.2), Arm("b", 0.3), Arm("c", 0.5)),
+    ],
+)
+def test_memoised_and_first_answers_follow_the_rule(candidates: tuple[Arm, ...]) -> None:
+    # assign() answers from a per-bucket memo when it can and computes otherwise (first sight of
+    # a bucket; the arm hash of several candidates): both must give the rule's answer. Each id is
+    # asked twice, so the first call mostly takes the computing path and the second the memo.
+    alloc = Allocation("exp-memo", "v1", candidates)
+    for unit in IDS[:6000]:
+        expected = _by_the_rule(alloc, unit)
+        first = assign(alloc, unit)
+        assert first == expected, unit
+        again = assign(alloc, unit)
+        assert again == expected, unit
+        assert again is first  # memoised, so a repeat decision builds nothing
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    salt=st.text(max_size=20),
+    shares=st.lists(st.floats(0.0, 0.25, allow_nan=False), max_size=4),
+    units=st.lists(st.text(max_size=40), min_size=1, max_size=30),
+)
+def test_assign_matches_the_rule_from_scratch(
+    salt: str, shares: list[float], units: list[str]
+) -> None:
+    alloc = Allocation(salt, "base", tuple(Arm(f"v{i}", s) for i, s in enumerate(shares)))
+    for unit in units + units:  # the repeat goes through the memo
+        assert assign(alloc, unit) == _by_the_rule(alloc, unit)
 
 
 def test_ramping_with_dataclasses_replace_recomputes_thresholds() -> None:
