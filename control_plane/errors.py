@@ -24,6 +24,7 @@ __all__ = [
     "PayloadTooLarge",
     "Unauthorized",
     "Unavailable",
+    "ValidationFailed",
 ]
 
 
@@ -78,6 +79,13 @@ class IdempotencyKeyReused(ControlPlaneError):
 
     status_code = 422
     code = "idempotency_key_reused"
+
+
+class ValidationFailed(ControlPlaneError):
+    """A well-formed request whose content cannot be accepted (a value of the wrong type)."""
+
+    status_code = 422
+    code = "invalid_value"
 
 
 class Forbidden(ControlPlaneError):

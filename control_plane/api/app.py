@@ -15,6 +15,8 @@ from control_plane.access.routes import router as keys_router
 from control_plane.api.errors import error_body, install_error_handlers
 from control_plane.api.middleware import BodySizeLimit
 from control_plane.audit.routes import router as audit_router
+from control_plane.experiments.routes import router as experiments_router
+from control_plane.outcomes.routes import router as outcomes_router
 from control_plane.registry_cache import RegistryCache
 from control_plane.rollouts.routes import router as rollouts_router
 from control_plane.runs.execution import Runs
@@ -74,6 +76,8 @@ def create_app(
     app.include_router(workflows_router)
     app.include_router(rollouts_router)
     app.include_router(runs_router)
+    app.include_router(outcomes_router)
+    app.include_router(experiments_router)
     # Every route above needs an API key; health probes and the OpenAPI document do not.
     app.include_router(keys_router)
     app.include_router(audit_router)

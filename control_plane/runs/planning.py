@@ -2,9 +2,10 @@
 
 A ``version`` pins that version (no rollout applies). Otherwise ``label`` (default ``prod``)
 routes the request: the label's version, or a candidate of the label's rollout for the user id
-(sticky; random without one). The reason is ``pin``, ``label`` (no rollout: the label's version),
-``rollout bucket N`` (a rollout applies; N is the user's bucket, whether it got a candidate or
-the label's version) or ``random`` (no user id).
+(sticky; random without one); while an experiment runs on the label, its arms under its own salt
+instead. The reason is ``pin``, ``label`` (no rollout: the label's version), ``rollout bucket
+N`` (a rollout applies; N is the user's bucket, whether it got a candidate or the label's
+version), ``experiment E bucket N`` or ``random`` (no user id).
 
 ``plan_run`` reads the store in the caller's session and never commits; ``plan`` serves the same
 decision from the process's ``RegistryCache``, reading the store (one unit of work in a worker
@@ -20,12 +21,13 @@ from typing import Any
 from sqlmodel import Session
 
 from control_plane.errors import Conflict
+from control_plane.experiments.service import running_on
 from control_plane.registry_cache import RegistryCache
 from control_plane.rollouts.service import allocation_for
-from control_plane.router import Allocation, assign
+from control_plane.router import Allocation, Arm, assign
 from control_plane.runs.schemas import RunRequest
 from control_plane.store.models import VersionRow
-from control_plane.workflows._shared import version_row, workflow_row
+from control_plane.workflows._shared import row_id, version_row, workflow_row
 
 __all__ = [
     "DEFAULT_LABEL",
@@ -53,6 +55,8 @@ class RunPlan:
     user_id: str | None
     reason: str
     attrs: dict[str, Any] = field(default_factory=dict)
+    experiment_id: int | None = None  # the experiment that routed the run, and its ramp step
+    experiment_step: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +80,8 @@ class Route:
     label: str
     allocation: Allocation
     versions: Mapping[str, VersionData]
+    experiment_id: int | None = None  # a running experiment owns the label's traffic
+    experiment_step: int = 0
 
 
 def read_pin(session: Session, *, workflow: str, version: str) -> VersionData:
@@ -84,21 +90,40 @@ def read_pin(session: Session, *, workflow: str, version: str) -> VersionData:
 
 
 def read_route(session: Session, *, workflow: str, label: str) -> Route:
-    """The label's allocation (its version plus the serving candidates of its rollout) and those
-    versions; ``NotFound`` for an unknown workflow or label, naming what exists."""
-    allocation = allocation_for(session, workflow=workflow, label=label)
+    """The label's allocation and the versions it can choose: a running experiment's arms under
+    its salt, else the label's version plus the serving candidates of its rollout. ``NotFound``
+    for an unknown workflow or label, naming what exists."""
     wf = workflow_row(session, workflow)
+    experiment = running_on(session, workflow_id=row_id(wf), label=label)
+    if experiment is not None:
+        arms = tuple((str(a["version"]), float(a["share"])) for a in experiment.arms)
+        allocation = Allocation(
+            experiment.salt, experiment.baseline, tuple(Arm(v, s) for v, s in arms)
+        )
+    else:
+        allocation = allocation_for(session, workflow=workflow, label=label)
     chosen = (allocation.baseline, *(arm.version for arm in allocation.candidates))
     return Route(
         label=label,
         allocation=allocation,
         versions={v: VersionData.of(version_row(session, wf, v)) for v in chosen},
+        experiment_id=experiment.id if experiment is not None else None,
+        experiment_step=experiment.step if experiment is not None else 0,
     )
 
 
 def _plan(
-    request: RunRequest, data: VersionData, label: str | None, reason: str, **attrs: Any
+    request: RunRequest,
+    data: VersionData,
+    label: str | None,
+    reason: str,
+    route: Route | None = None,
+    **attrs: Any,
 ) -> RunPlan:
+    experiment = step = None
+    if route is not None and route.experiment_id is not None:
+        experiment, step = route.experiment_id, route.experiment_step
+        attrs["experiment"] = experiment
     return RunPlan(
         workflow=request.workflow,
         version=data.version,
@@ -108,6 +133,8 @@ def _plan(
         user_id=request.user_id,
         reason=reason,
         attrs={"reason": reason, "label": label, **attrs},
+        experiment_id=experiment,
+        experiment_step=step,
     )
 
 
@@ -124,6 +151,8 @@ def _routed(request: RunRequest, route: Route) -> RunPlan:
     chosen = assign(allocation, request.user_id)
     if chosen.reason == "random":
         reason = "random"  # no user id: split in proportion, but not sticky
+    elif route.experiment_id is not None:
+        reason = f"experiment {route.experiment_id} bucket {chosen.bucket}"
     elif allocation.rollout_buckets > 0:
         reason = f"rollout bucket {chosen.bucket}"
     else:
@@ -133,6 +162,7 @@ def _routed(request: RunRequest, route: Route) -> RunPlan:
         route.versions[chosen.version],
         route.label,
         reason,
+        route,
         assignment=chosen.reason,
         bucket=chosen.bucket,
         baseline=allocation.baseline,

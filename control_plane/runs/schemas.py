@@ -52,7 +52,11 @@ class RunPublic(BaseModel):
     mode: RunMode = "sync"
     status: RunStatus
     attempt: int = Field(default=1, description="executions of this run id (1 + resumes)")
-    reason: str = Field(description="why this version: pin | label | rollout bucket N | random")
+    reason: str = Field(
+        description="why this version: pin | label | rollout bucket N | experiment E bucket N | "
+        "random"
+    )
+    experiment_id: int | None = Field(default=None, description="the experiment that routed it")
     outputs: dict[str, Any] | None = None
     error: str | None = None
     cost_usd: float = Field(description="billed over every attempt; cached steps cost nothing")

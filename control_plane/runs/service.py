@@ -22,6 +22,7 @@ from sqlmodel import Session, col, select
 
 import engine
 from control_plane.errors import Conflict, NotFound
+from control_plane.experiments.stats import add_run_facts
 from control_plane.runs import repository as repo
 from control_plane.runs.planning import RunPlan
 from control_plane.runs.schemas import RunDetail, RunMode, RunPublic, RunStatus
@@ -60,6 +61,7 @@ def public(row: RunRow) -> RunPublic:
         status=row.status,  # type: ignore[arg-type]
         attempt=row.attempt,
         reason=row.reason,
+        experiment_id=row.experiment_id,
         outputs=row.outputs,
         error=row.error,
         cost_usd=row.cost_usd,
@@ -67,6 +69,16 @@ def public(row: RunRow) -> RunPublic:
         created_at=row.created_at,
         finished_at=row.finished_at,
     )
+
+
+def _experiment_of(plan: RunPlan) -> dict[str, Any]:
+    if plan.experiment_id is None:
+        return {}
+    return {
+        "experiment_id": plan.experiment_id,
+        "arm": plan.version,
+        "experiment_step": plan.experiment_step,
+    }
 
 
 def _save_steps(session: Session, run_id: str, steps: Mapping[str, str]) -> None:
@@ -110,6 +122,7 @@ def record_run(
         reason=plan.reason,
         input=dict(inputs),
         created_at=datetime.fromtimestamp(result.trace.wall_start, UTC),
+        **_experiment_of(plan),
     )
     _apply_result(row, result, stored)
     session.add(row)
@@ -117,6 +130,7 @@ def record_run(
     session.add(RunTraceRow(run_id=row.id, attempt=1, trace=stored["trace"]))
     if result.status == "failed":
         _save_steps(session, row.id, steps)
+    add_run_facts(session, row)
     session.flush()
     return public(row)
 
@@ -142,6 +156,7 @@ def start_run(
         reason=plan.reason,
         input=dict(inputs),
         deadline_at=deadline_at,
+        **_experiment_of(plan),
     )
     session.add(row)
     session.flush()
@@ -167,6 +182,7 @@ def finish_run(
         _save_steps(session, run_id, steps)
     else:
         session.execute(delete(RunStepRow).where(col(RunStepRow.run_id) == run_id))
+    add_run_facts(session, row)
     session.flush()
     return public(row)
 

@@ -26,17 +26,23 @@ from sqlalchemy import (
 from sqlmodel import Field, SQLModel
 
 __all__ = [
+    "EXPERIMENT_STATUSES",
     "IDEMPOTENCY_STATUSES",
     "KEY_ROLES",
     "LABEL_REASONS",
+    "METRIC_KINDS",
     "RUN_MODES",
     "RUN_STATUSES",
     "VERSION_STATUSES",
     "ApiKeyRow",
+    "ArmStatRow",
     "AuditRow",
+    "ExperimentRow",
     "IdempotencyKeyRow",
     "LabelEventRow",
     "LabelRow",
+    "MetricRow",
+    "OutcomeRow",
     "RegistryStateRow",
     "RolloutRow",
     "RunRow",
@@ -55,6 +61,8 @@ RUN_STATUSES: Final = ("queued", "running", "succeeded", "failed")
 RUN_MODES: Final = ("sync", "async")
 KEY_ROLES: Final = ("admin", "runner", "viewer")
 IDEMPOTENCY_STATUSES: Final = ("in_progress", "done")
+EXPERIMENT_STATUSES: Final = ("running", "stopped", "promoted", "rolled_back")
+METRIC_KINDS: Final = ("proportion", "mean")
 
 
 def utcnow() -> datetime:
@@ -231,6 +239,10 @@ class RunRow(SQLModel, table=True):
     cost_usd: float = 0.0
     latency_s: float | None = None
     attempt: int = 1
+    # The experiment that routed this run, its arm (the version) and the ramp step it was in.
+    experiment_id: int | None = Field(default=None, foreign_key="experiment.id")
+    arm: str | None = Field(default=None, max_length=100)
+    experiment_step: int | None = None
     created_at: datetime = _ts()
     finished_at: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
@@ -324,3 +336,86 @@ class IdempotencyKeyRow(SQLModel, table=True):
     expires_at: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
     )
+
+
+class ExperimentRow(SQLModel, table=True):
+    """An experiment on a label: while ``running`` it routes the label's traffic between the
+    ``baseline`` version and the candidate ``arms`` (shares of the current ramp step), sticky by
+    user id under its own ``salt``; ``config`` holds the metrics, guardrails, alpha, method, ramp
+    and rules (``ExperimentCreate``), fixed at creation."""
+
+    __tablename__ = "experiment"
+    __table_args__ = (
+        Index("ix_experiment_label", "workflow_id", "label", "status"),
+        CheckConstraint(
+            "status IN ('running', 'stopped', 'promoted', 'rolled_back')",
+            name="ck_experiment_status",
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    workflow_id: int = Field(foreign_key="workflow.id")
+    label: str = Field(max_length=100)
+    name: str = Field(max_length=200)
+    status: str = Field(default="running", max_length=16)
+    salt: str = Field(max_length=64)
+    baseline: str = Field(max_length=100)
+    # [{"version": "v3.3", "share": 0.1}]: the candidates' shares at the current step.
+    arms: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))
+    config: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    step: int = 0
+    step_started_at: datetime = _ts()
+    created_at: datetime = _ts()
+    created_by: str = Field(max_length=200)
+    ended_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    outcome: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class ArmStatRow(SQLModel, table=True):
+    """Sufficient statistics of one metric in one arm at one ramp step, updated as runs and
+    outcomes arrive: ``n`` observations, their ``total`` and ``total_sq`` (for a proportion,
+    ``total`` counts successes). An analysis reads these rows, never the runs."""
+
+    __tablename__ = "arm_stat"
+    __table_args__ = (CheckConstraint("kind IN ('proportion', 'mean')", name="ck_arm_stat_kind"),)
+
+    experiment_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("experiment.id"), primary_key=True, nullable=False)
+    )
+    step: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    arm: str = Field(sa_column=Column(String(100), primary_key=True, nullable=False))
+    metric: str = Field(sa_column=Column(String(100), primary_key=True, nullable=False))
+    kind: str = Field(max_length=16)
+    n: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    total: float = 0.0
+    total_sq: float = 0.0
+
+
+class MetricRow(SQLModel, table=True):
+    """A metric's kind per workflow, fixed by its first outcome (or by an experiment naming it),
+    so a value of the wrong type is refused rather than mixed into the statistics."""
+
+    __tablename__ = "metric"
+    __table_args__ = (CheckConstraint("kind IN ('proportion', 'mean')", name="ck_metric_kind"),)
+
+    workflow_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("workflow.id"), primary_key=True, nullable=False)
+    )
+    name: str = Field(sa_column=Column(String(100), primary_key=True, nullable=False))
+    kind: str = Field(max_length=16)
+
+
+class OutcomeRow(SQLModel, table=True):
+    """What happened after a run, per metric: recorded once (a repeat with the same value is a
+    no-op; another value is refused)."""
+
+    __tablename__ = "outcome"
+
+    run_id: str = Field(
+        sa_column=Column(String(64), ForeignKey("run.id"), primary_key=True, nullable=False)
+    )
+    metric: str = Field(sa_column=Column(String(100), primary_key=True, nullable=False))
+    value: float
+    recorded_at: datetime = _ts()

@@ -1,0 +1,147 @@
+"""What the experiments API takes and returns: pydantic models, never table rows."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from control_plane.workflows.schemas import UtcDatetime
+
+__all__ = [
+    "BUILTIN_METRICS",
+    "CandidateShare",
+    "ExperimentCreate",
+    "ExperimentPublic",
+    "Guardrail",
+    "MetricKind",
+    "PrimaryMetric",
+    "RampStep",
+]
+
+MetricKind = Literal["proportion", "mean"]
+Direction = Literal["increase", "decrease"]
+_METRIC = r"^[A-Za-z][A-Za-z0-9_\-.]*$"
+# Every run counts towards these, from the engine's facts: no outcome needs to be sent.
+BUILTIN_METRICS: dict[str, MetricKind] = {
+    "success": "proportion",
+    "latency_s": "mean",
+    "cost_usd": "mean",
+}
+
+
+class _Metric(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=_METRIC, max_length=100)
+    kind: MetricKind | None = Field(
+        default=None,
+        description="proportion (boolean outcomes) or mean (numbers); built-in metrics "
+        "(success, latency_s, cost_usd) know theirs",
+    )
+    direction: Direction = Field(description="which way is better")
+
+    @model_validator(mode="after")
+    def _kind(self) -> _Metric:
+        builtin = BUILTIN_METRICS.get(self.name)
+        if builtin is not None and self.kind not in (None, builtin):
+            raise ValueError(f"{self.name} is a built-in {builtin} metric, not a {self.kind}")
+        if self.kind is None:
+            if builtin is None:
+                raise ValueError(f"say the kind of metric {self.name!r}: proportion or mean")
+            self.kind = builtin
+        return self
+
+
+class PrimaryMetric(_Metric):
+    mde: float = Field(gt=0, description="the minimum detectable effect")
+    relative: bool = Field(default=True, description="mde relative to the baseline (0.05 = 5 %)")
+
+
+class Guardrail(_Metric):
+    margin: float = Field(default=0.0, ge=0, description="tolerated worsening before a rollback")
+    relative: bool = Field(default=False, description="margin relative to the baseline")
+
+
+class CandidateShare(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: str = Field(min_length=1, max_length=64)
+    percent: float = Field(gt=0, le=100, description="share of the label's traffic")
+
+
+class RampStep(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    percent: float = Field(gt=0, le=100, description="the candidate's share at this step")
+    min_duration_s: float = Field(default=0, ge=0, description="held at least this long")
+    min_runs: int = Field(default=0, ge=0, description="and until this many runs per arm")
+
+
+class ExperimentCreate(BaseModel):
+    """Compare the label's version (the baseline) with candidate versions on live traffic."""
+
+    model_config = ConfigDict(extra="forbid")
+    workflow: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_\-]*$", max_length=128)
+    label: str = Field(default="prod", pattern=r"^[A-Za-z][A-Za-z0-9_\-]*$", max_length=64)
+    name: str | None = Field(default=None, max_length=200)
+    candidates: list[CandidateShare] = Field(
+        default_factory=list, description="fixed shares (or use `ramp` with one candidate)"
+    )
+    candidate: str | None = Field(
+        default=None, min_length=1, max_length=64, description="the one candidate of a ramp"
+    )
+    ramp: list[RampStep] = Field(default_factory=list, description="e.g. 1 → 5 → 25 → 50 %")
+    primary: PrimaryMetric
+    guardrails: list[Guardrail] = Field(default_factory=list, max_length=20)
+    alpha: float = Field(default=0.05, gt=0, lt=0.5)
+    min_runs_per_arm: int = Field(default=100, ge=1)
+    method: Literal["fixed", "sequential"] = "sequential"
+    auto_rollback: bool = True
+    auto_promote: bool = False
+    no_traffic_timeout_s: float = Field(default=3600, gt=0)
+
+    @model_validator(mode="after")
+    def _arms(self) -> ExperimentCreate:
+        if bool(self.candidates) == bool(self.ramp):
+            raise ValueError("give either `candidates` (fixed shares) or `candidate` and `ramp`")
+        if self.ramp:
+            if self.candidate is None:
+                raise ValueError("a ramp needs its `candidate` version")
+            percents = [step.percent for step in self.ramp]
+            if percents != sorted(percents) or len(set(percents)) != len(percents):
+                raise ValueError(f"ramp percents must rise step by step, got {percents}")
+        elif self.candidate is not None:
+            raise ValueError("`candidate` goes with `ramp`; with fixed shares use `candidates`")
+        versions = [c.version for c in self.candidates]
+        if len(set(versions)) != len(versions):
+            raise ValueError(f"a candidate is listed more than once: {versions}")
+        total = math.fsum(c.percent for c in self.candidates)
+        if total > 100 + 1e-9:
+            raise ValueError(f"candidate percents sum to {total:g}; at most 100")
+        names = [self.primary.name, *(g.name for g in self.guardrails)]
+        if len(set(names)) != len(names):
+            raise ValueError(f"a metric is named twice among primary and guardrails: {names}")
+        return self
+
+    def shares_at(self, step: int) -> list[dict[str, object]]:
+        """The candidates' shares (fractions of the label's traffic) at ramp ``step``."""
+        if self.ramp:
+            return [{"version": self.candidate, "share": self.ramp[step].percent / 100}]
+        return [{"version": c.version, "share": c.percent / 100} for c in self.candidates]
+
+
+class ExperimentPublic(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    id: int
+    workflow: str
+    label: str
+    name: str
+    status: Literal["running", "stopped", "promoted", "rolled_back"]
+    baseline: str
+    arms: list[dict[str, object]] = Field(description="candidates and their current shares")
+    step: int = Field(description="the ramp step (0 without a ramp)")
+    step_started_at: UtcDatetime
+    config: ExperimentCreate
+    created_at: UtcDatetime
+    created_by: str
+    ended_at: UtcDatetime | None = None
+    outcome: str | None = Field(default=None, description="why it ended")

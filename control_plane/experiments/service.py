@@ -1,0 +1,174 @@
+"""Experiments: start one on a label, read it, stop it.
+
+While an experiment runs, it owns its label's traffic: the label's version is the baseline and
+the candidates get their shares (the current ramp step's), assigned by user id under the
+experiment's own salt, so it is independent of the label's rollout and of other experiments.
+At most one experiment runs per label; the label's rollout is set aside meanwhile.
+
+Functions take the caller's ``Session`` and never commit; every change is audited (which also
+tells every process's registry cache that routing changed).
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from sqlmodel import Session, col, select
+
+from control_plane.audit.service import record as audit
+from control_plane.errors import Conflict, NotFound
+from control_plane.experiments.schemas import BUILTIN_METRICS, ExperimentCreate, ExperimentPublic
+from control_plane.rollouts.service import label_version
+from control_plane.store.models import ExperimentRow, MetricRow, WorkflowRow, utcnow
+from control_plane.workflows._shared import flush, row_id, version_row, workflow_row
+
+__all__ = [
+    "check_metric_kind",
+    "get_experiment",
+    "list_experiments",
+    "public",
+    "running_on",
+    "start_experiment",
+    "stop_experiment",
+]
+
+
+def public(row: ExperimentRow, workflow: str) -> ExperimentPublic:
+    assert row.id is not None
+    return ExperimentPublic(
+        id=row.id,
+        workflow=workflow,
+        label=row.label,
+        name=row.name,
+        status=row.status,  # type: ignore[arg-type]  # the check constraint keeps it a literal
+        baseline=row.baseline,
+        arms=list(row.arms),
+        step=row.step,
+        step_started_at=row.step_started_at,
+        config=ExperimentCreate.model_validate(row.config),
+        created_at=row.created_at,
+        created_by=row.created_by,
+        ended_at=row.ended_at,
+        outcome=row.outcome,
+    )
+
+
+def running_on(session: Session, *, workflow_id: int, label: str) -> ExperimentRow | None:
+    query = select(ExperimentRow).where(
+        ExperimentRow.workflow_id == workflow_id,
+        ExperimentRow.label == label,
+        ExperimentRow.status == "running",
+    )
+    return session.exec(query).first()
+
+
+def check_metric_kind(session: Session, *, workflow: WorkflowRow, name: str, kind: str) -> None:
+    """Fix ``name``'s kind for the workflow on first use; a different kind later is refused
+    (``ValueError``: the caller says how it reached us)."""
+    builtin = BUILTIN_METRICS.get(name)
+    if builtin is not None:
+        if builtin != kind:
+            raise ValueError(f"{name} is a built-in {builtin} metric")
+        return
+    known = session.get(MetricRow, (row_id(workflow), name))
+    if known is None:
+        session.add(MetricRow(workflow_id=row_id(workflow), name=name, kind=kind))
+    elif known.kind != kind:
+        raise ValueError(f"metric {name!r} of {workflow.name} is a {known.kind}, not a {kind}")
+
+
+def start_experiment(session: Session, *, body: ExperimentCreate, actor: str) -> ExperimentPublic:
+    wf = workflow_row(session, body.workflow)
+    baseline = label_version(session, wf, body.label)
+    versions = [c.version for c in body.candidates] or [body.candidate or ""]
+    for version in versions:
+        candidate = version_row(session, wf, version)
+        if candidate.status != "active":
+            raise Conflict(f"{wf.name} {version} is archived; archived versions serve no traffic")
+        if candidate.id == baseline.id:
+            raise Conflict(
+                f"{wf.name} {version} is already the version of label {body.label!r}; "
+                f"an experiment needs a different candidate"
+            )
+    running = running_on(session, workflow_id=row_id(wf), label=body.label)
+    if running is not None:
+        raise Conflict(
+            f"experiment {running.id} already runs on {wf.name}:{body.label}; stop it first"
+        )
+    for metric in (body.primary, *body.guardrails):
+        assert metric.kind is not None  # filled in by validation
+        try:
+            check_metric_kind(session, workflow=wf, name=metric.name, kind=metric.kind)
+        except ValueError as exc:
+            raise Conflict(str(exc)) from exc
+    row = ExperimentRow(
+        workflow_id=row_id(wf),
+        label=body.label,
+        name=body.name or f"{wf.name}:{body.label} {baseline.version} vs {', '.join(versions)}",
+        salt=secrets.token_hex(16),
+        baseline=baseline.version,
+        arms=body.shares_at(0),
+        config=body.model_dump(mode="json"),
+        created_by=actor,
+    )
+    session.add(row)
+    flush(session, f"experiment on {wf.name}:{body.label}")
+    audit(
+        session,
+        actor=actor,
+        action="experiment.start",
+        target_kind="experiment",
+        target=str(row.id),
+        before=None,
+        after={"workflow": wf.name, "label": body.label, "baseline": row.baseline,
+               "arms": row.arms},
+    )  # fmt: skip
+    return public(row, wf.name)
+
+
+def _row(session: Session, experiment_id: int) -> tuple[ExperimentRow, WorkflowRow]:
+    row = session.get(ExperimentRow, experiment_id)
+    if row is None:
+        raise NotFound(f"no experiment {experiment_id}")
+    wf = session.get(WorkflowRow, row.workflow_id)
+    assert wf is not None  # a foreign key
+    return row, wf
+
+
+def get_experiment(session: Session, *, experiment_id: int) -> ExperimentPublic:
+    row, wf = _row(session, experiment_id)
+    return public(row, wf.name)
+
+
+def list_experiments(
+    session: Session, *, workflow: str | None = None, status: str | None = None
+) -> list[ExperimentPublic]:
+    query = select(ExperimentRow, WorkflowRow).where(ExperimentRow.workflow_id == WorkflowRow.id)
+    if workflow is not None:
+        query = query.where(WorkflowRow.name == workflow)
+    if status is not None:
+        query = query.where(ExperimentRow.status == status)
+    rows = session.exec(query.order_by(col(ExperimentRow.id).desc())).all()
+    return [public(row, wf.name) for row, wf in rows]
+
+
+def stop_experiment(
+    session: Session, *, experiment_id: int, actor: str, reason: str = "stopped by hand"
+) -> ExperimentPublic:
+    """End a running experiment; the label's traffic goes back to its version (and rollout)."""
+    row, wf = _row(session, experiment_id)
+    if row.status != "running":
+        raise Conflict(f"experiment {experiment_id} is {row.status}, not running")
+    row.status, row.ended_at, row.outcome = "stopped", utcnow(), reason
+    session.add(row)
+    audit(
+        session,
+        actor=actor,
+        action="experiment.stop",
+        target_kind="experiment",
+        target=str(row.id),
+        before={"status": "running"},
+        after={"status": "stopped", "reason": reason},
+    )
+    flush(session, f"experiment {experiment_id}")
+    return public(row, wf.name)

@@ -1,0 +1,1 @@
+"""Outcomes: what happened after a run (a conversion, a rating), per named metric."""

@@ -1,0 +1,48 @@
+"""``POST /v1/runs/{run_id}/outcome``: what happened after a run (runner key)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, ConfigDict, Field, RootModel
+
+from control_plane.api.auth import RunnerDep, auth_responses
+from control_plane.api.deps import SessionDep
+from control_plane.api.errors import error_responses
+from control_plane.outcomes import service
+
+__all__ = ["OutcomeBody", "OutcomeResult", "router"]
+
+router = APIRouter(prefix="/v1/runs", tags=["outcomes"])
+
+MetricName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_\-.]*$", max_length=100)]
+
+
+class OutcomeBody(RootModel[dict[MetricName, bool | float]]):
+    """Metric name → a boolean (a proportion: converted, clicked) or a number (a rating)."""
+
+    root: dict[MetricName, bool | float] = Field(min_length=1, max_length=50)
+
+
+class OutcomeResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    run_id: str
+    metrics: dict[str, str] = Field(description="per metric: recorded | unchanged")
+
+
+@router.post(
+    "/{run_id}/outcome",
+    response_model=OutcomeResult,
+    responses={**auth_responses("runner"), **error_responses(404, 409, 413, 422)},
+)
+def record_outcome(
+    run_id: Annotated[str, Path(min_length=1, max_length=64)],
+    body: OutcomeBody,
+    session: SessionDep,
+    principal: RunnerDep,
+) -> OutcomeResult:
+    """Record outcomes of a run, once per metric: the same value again changes nothing, another
+    value is a 409, a value of the other type than the metric's is a 422."""
+    metrics = service.record_outcomes(session, run_id=run_id, outcomes=body.root)
+    return OutcomeResult(run_id=run_id, metrics=metrics)

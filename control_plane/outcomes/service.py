@@ -1,0 +1,88 @@
+"""Record outcomes of runs: ``{"converted": true, "rating": 4.5}``.
+
+A metric's kind is fixed per workflow by its first value (boolean → proportion, number →
+mean), or by the experiment that names it; a value of the other kind is a 422. Each (run,
+metric) is recorded once: the same value again is a no-op (a client retry), another value a
+409. A run routed by an experiment adds the value to its arm's statistics in the same
+transaction.
+
+Functions take the caller's ``Session`` and never commit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from control_plane.errors import Conflict, NotFound, ValidationFailed
+from control_plane.experiments.schemas import BUILTIN_METRICS
+from control_plane.experiments.service import check_metric_kind
+from control_plane.experiments.stats import add_observation
+from control_plane.runs import repository as runs_repo
+from control_plane.store.models import OutcomeRow
+from control_plane.workflows import repository as workflows_repo
+
+__all__ = ["record_outcomes"]
+
+Value = bool | int | float
+
+
+def _kind_and_value(name: str, value: Value) -> tuple[str, float]:
+    if isinstance(value, bool):
+        return "proportion", 1.0 if value else 0.0
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValidationFailed(f"outcome {name!r} must be a finite number, got {value!r}")
+    return "mean", number
+
+
+def record_outcomes(
+    session: Session, *, run_id: str, outcomes: Mapping[str, Value]
+) -> dict[str, str]:
+    """Record each metric of ``outcomes`` for the run; per metric, ``recorded`` or
+    ``unchanged`` (already recorded with this value)."""
+    run = runs_repo.get_run(session, run_id)
+    if run is None:
+        raise NotFound(f"no run {run_id!r}")
+    workflow = workflows_repo.get_workflow(session, run.workflow)
+    assert workflow is not None  # runs name workflows that exist
+    result: dict[str, str] = {}
+    for name, raw in sorted(outcomes.items()):
+        if name in BUILTIN_METRICS:
+            raise ValidationFailed(
+                f"{name} is measured by rollgraph for every run; name the outcome otherwise"
+            )
+        kind, value = _kind_and_value(name, raw)
+        try:
+            check_metric_kind(session, workflow=workflow, name=name, kind=kind)
+        except ValueError as exc:
+            raise ValidationFailed(f"outcome {name!r}: {exc}") from exc
+        known = session.get(OutcomeRow, (run_id, name))
+        if known is not None:
+            if known.value != value:
+                raise Conflict(
+                    f"run {run_id} already has {name} = {known.value:g}; outcomes are recorded "
+                    "once per run and metric"
+                )
+            result[name] = "unchanged"
+            continue
+        session.add(OutcomeRow(run_id=run_id, metric=name, value=value))
+        if run.experiment_id is not None and run.arm is not None:
+            add_observation(
+                session,
+                experiment_id=run.experiment_id,
+                step=run.experiment_step or 0,
+                arm=run.arm,
+                metric=name,
+                kind=kind,
+                value=value,
+            )
+        result[name] = "recorded"
+    try:
+        session.flush()
+    except IntegrityError as exc:  # the same outcome sent twice at once: one of them wins
+        raise Conflict(f"outcomes of run {run_id} were recorded concurrently; retry") from exc
+    return result

@@ -1,0 +1,195 @@
+"""Experiments and outcomes on SQLite and PostgreSQL: starting one (and what is refused), the
+label's traffic split by the experiment's own salt, per-arm statistics kept in step with the
+runs and outcomes, outcomes recorded once per run and metric, stopping."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import Session, select
+
+import engine
+from control_plane.api import create_app
+from control_plane.settings import Settings
+from control_plane.store.db import create_db_engine
+from control_plane.store.models import ArmStatRow
+from engine.providers import default_providers
+
+V1 = """
+name: greet
+inputs:
+  prompt: text
+nodes:
+  write:
+    uses: prompt.enhance
+    with: {model: sim/writer-small, prompt: "${inputs.prompt}"}
+outputs:
+  text: "${write.text}"
+"""
+V2 = V1.replace("writer-small", "writer-large")
+V3 = V1.replace("prompt.enhance", "llm.generate")
+EXPERIMENT: dict[str, Any] = {
+    "workflow": "greet",
+    "candidates": [{"version": "v2", "percent": 50}],
+    "primary": {"name": "converted", "kind": "proportion", "direction": "increase", "mde": 0.1},
+    "guardrails": [{"name": "success", "direction": "increase", "margin": 0.01}],
+    "min_runs_per_arm": 10,
+}
+
+
+@pytest.fixture
+def client(database_url: str, admin_key: str) -> Iterator[TestClient]:
+    settings = Settings(env="test", database_url=database_url, admin_key=admin_key)
+    app = create_app(
+        settings, run_engine=lambda: engine.Engine(providers=default_providers(time_scale=0))
+    )
+    headers = {"Authorization": f"Bearer {admin_key}"}
+    with TestClient(app, raise_server_exceptions=False, headers=headers) as client:
+        for version, source in (("v1", V1), ("v2", V2), ("v3", V3)):
+            response = client.post("/v1/workflows", json={"source": source, "version": version})
+            assert response.status_code == 201, response.json()
+        assert client.put("/v1/workflows/greet/labels/prod", json={"version": "v1"}).is_success
+        yield client
+
+
+def run(client: TestClient, user: str) -> dict[str, Any]:
+    response = client.post(
+        "/v1/run", json={"workflow": "greet", "input": {"prompt": "hi"}, "user_id": user}
+    )
+    assert response.status_code == 200, response.json()
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def arm_stats(database_url: str, experiment_id: int) -> dict[tuple[str, str], ArmStatRow]:
+    db = create_db_engine(database_url)
+    try:
+        with Session(db) as session:
+            rows = session.exec(
+                select(ArmStatRow).where(ArmStatRow.experiment_id == experiment_id)
+            ).all()
+            return {(r.arm, r.metric): r for r in rows}
+    finally:
+        db.dispose()
+
+
+def test_an_experiment_splits_the_label_and_keeps_per_arm_statistics(
+    client: TestClient, database_url: str
+) -> None:
+    client.put("/v1/workflows/greet/rollouts/prod", json={"version": "v3", "percent": 50})
+    started = client.post("/v1/experiments", json=EXPERIMENT)
+    assert started.status_code == 201, started.json()
+    experiment = started.json()
+    assert (experiment["status"], experiment["baseline"], experiment["arms"]) == (
+        "running",
+        "v1",
+        [{"version": "v2", "share": 0.5}],
+    )
+    runs = [run(client, f"user-{i}") for i in range(120)]
+    served = Counter(r["version"] for r in runs)
+    assert set(served) == {"v1", "v2"}  # the experiment, not the rollout (v3), routes prod
+    assert 30 <= served["v2"] <= 90, served
+    assert all(r["experiment_id"] == experiment["id"] for r in runs)
+    assert all(r["reason"].startswith(f"experiment {experiment['id']} bucket ") for r in runs)
+    repeat = run(client, "user-7")
+    assert repeat["version"] == runs[7]["version"]  # sticky
+
+    converted = {r["run_id"] for r in runs[::3]}
+    for r in runs:
+        body = {"converted": r["run_id"] in converted, "rating": 4.5}
+        response = client.post(f"/v1/runs/{r['run_id']}/outcome", json=body)
+        assert response.status_code == 200, response.json()
+        assert response.json()["metrics"] == {"converted": "recorded", "rating": "recorded"}
+
+    stats = arm_stats(database_url, experiment["id"])
+    for arm in ("v1", "v2"):
+        mine = [r for r in runs if r["version"] == arm]
+        every = mine + ([repeat] if repeat["version"] == arm else [])
+        assert stats[(arm, "success")].n == len(every)
+        assert stats[(arm, "success")].total == len(every)  # all succeeded
+        assert stats[(arm, "cost_usd")].total == pytest.approx(sum(r["cost_usd"] for r in every))
+        assert stats[(arm, "latency_s")].total_sq == pytest.approx(
+            sum(r["latency_s"] ** 2 for r in every), rel=1e-6
+        )
+        assert stats[(arm, "converted")].n == len(mine)
+        assert stats[(arm, "converted")].total == sum(r["run_id"] in converted for r in mine)
+        assert stats[(arm, "rating")].total_sq == pytest.approx(4.5**2 * len(mine))
+
+    stopped = client.post(f"/v1/experiments/{experiment['id']}/stop")
+    assert stopped.json()["status"] == "stopped"
+    after = run(client, "user-1")
+    assert after["experiment_id"] is None and after["reason"].startswith("rollout bucket ")
+    listed = client.get("/v1/experiments", params={"status": "stopped"}).json()
+    assert [e["id"] for e in listed] == [experiment["id"]]
+    actions = [a["action"] for a in client.get("/v1/audit").json()]
+    assert "experiment.start" in actions and "experiment.stop" in actions
+
+
+def test_outcomes_are_recorded_once_per_run_and_metric(client: TestClient) -> None:
+    run_id = run(client, "u1")["run_id"]
+    path = f"/v1/runs/{run_id}/outcome"
+    assert client.post(path, json={"converted": True}).json()["metrics"] == {
+        "converted": "recorded"
+    }
+    assert client.post(path, json={"converted": True}).json()["metrics"] == {
+        "converted": "unchanged"
+    }
+    refused = client.post(path, json={"converted": False})
+    assert refused.status_code == 409 and "recorded once" in refused.json()["error"]["message"]
+    # The kind is fixed per workflow by the first value: a number for `converted` is refused.
+    other = run(client, "u2")["run_id"]
+    wrong = client.post(f"/v1/runs/{other}/outcome", json={"converted": 3})
+    assert wrong.status_code == 422 and "proportion" in wrong.json()["error"]["message"]
+    assert client.post(f"/v1/runs/{other}/outcome", json={"success": True}).status_code == 422
+    assert client.post("/v1/runs/nope/outcome", json={"converted": True}).status_code == 404
+    assert client.post(path, json={}).status_code == 422
+    assert client.post(path, json={"bad name": 1}).status_code == 422
+    assert client.post(path, json={"rating": "high"}).status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "message"),
+    [
+        ({"candidates": [{"version": "v1", "percent": 10}]}, 409, "already the version"),
+        ({"candidates": [{"version": "v9", "percent": 10}]}, 404, "no version"),
+        ({"candidates": []}, 422, "either"),
+        ({"candidates": [], "candidate": "v2", "ramp": [{"percent": 10}, {"percent": 5}]},
+         422, "rise"),
+        ({"primary": {"name": "converted", "direction": "increase", "mde": 0.1}}, 422, "kind"),
+        ({"primary": {"name": "success", "kind": "mean", "direction": "increase", "mde": 1}},
+         422, "built-in"),
+        ({"label": "staging"}, 404, "no label"),
+    ],
+)  # fmt: skip
+def test_experiments_that_cannot_start_say_why(
+    client: TestClient, change: dict[str, Any], status: int, message: str
+) -> None:
+    response = client.post("/v1/experiments", json={**EXPERIMENT, **change})
+    assert response.status_code == status, response.json()
+    assert message in str(response.json())
+    assert client.get("/v1/experiments").json() == []
+
+
+def test_one_running_experiment_per_label(client: TestClient) -> None:
+    first = client.post("/v1/experiments", json=EXPERIMENT).json()
+    again = client.post("/v1/experiments", json=EXPERIMENT)
+    assert (
+        again.status_code == 409 and f"experiment {first['id']}" in again.json()["error"]["message"]
+    )
+    client.post(f"/v1/experiments/{first['id']}/stop")
+    assert client.post(f"/v1/experiments/{first['id']}/stop").status_code == 409
+    assert client.post("/v1/experiments", json=EXPERIMENT).status_code == 201
+    assert client.get("/v1/experiments/999").status_code == 404
+
+
+def test_a_ramp_starts_at_its_first_step(client: TestClient) -> None:
+    body = {**EXPERIMENT, "candidates": [], "candidate": "v2",
+            "ramp": [{"percent": 1}, {"percent": 5}, {"percent": 50}]}  # fmt: skip
+    started = client.post("/v1/experiments", json=body)
+    assert started.status_code == 201, started.json()
+    assert started.json()["arms"] == [{"version": "v2", "share": 0.01}]
+    assert started.json()["step"] == 0
