@@ -180,8 +180,19 @@ def test_one_running_experiment_per_label(client: TestClient) -> None:
     assert (
         again.status_code == 409 and f"experiment {first['id']}" in again.json()["error"]["message"]
     )
+    # It owns the label's traffic: neither the label nor its rollout moves underneath it.
+    for method, path, body in (
+        ("PUT", "/v1/workflows/greet/labels/prod", {"version": "v2"}),
+        ("POST", "/v1/workflows/greet/labels/prod/rollback", None),
+        ("PUT", "/v1/workflows/greet/rollouts/prod", {"version": "v3", "percent": 5}),
+    ):
+        refused = client.request(method, path, json=body)
+        assert refused.status_code == 409, refused.json()
+        assert f"experiment {first['id']} runs on greet:prod" in refused.json()["error"]["message"]
+    assert client.put("/v1/workflows/greet/labels/staging", json={"version": "v2"}).is_success
     client.post(f"/v1/experiments/{first['id']}/stop")
     assert client.post(f"/v1/experiments/{first['id']}/stop").status_code == 409
+    assert client.put("/v1/workflows/greet/labels/prod", json={"version": "v3"}).is_success
     assert client.post("/v1/experiments", json=EXPERIMENT).status_code == 201
     assert client.get("/v1/experiments/999").status_code == 404
 

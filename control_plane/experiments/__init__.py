@@ -1,5 +1,5 @@
-"""Experiments: versions of one workflow compared on live traffic, with per-arm statistics."""
+"""Experiments: versions of one workflow compared on live traffic, with per-arm statistics.
 
-from control_plane.experiments.schemas import ExperimentCreate, ExperimentPublic
-
-__all__ = ["ExperimentCreate", "ExperimentPublic"]
+``schemas`` (what the API takes and returns), ``service`` (start, read, stop), ``stats`` (the
+sufficient statistics in the store), ``guard`` (what a running experiment forbids), ``routes``.
+"""

@@ -16,6 +16,7 @@ from typing import Any
 from sqlmodel import Session
 
 from control_plane.errors import Conflict, NotFound
+from control_plane.experiments.guard import refuse_while_running
 from control_plane.rollouts import repository as rollout_repo
 from control_plane.rollouts.schemas import CandidatePublic, RolloutPublic, check_candidates
 from control_plane.router import Allocation, Arm
@@ -95,6 +96,9 @@ def set_rollout(
     check_candidates(candidates)
     wf = workflow_row(session, workflow)
     baseline = label_version(session, wf, label)
+    refuse_while_running(
+        session, workflow_id=row_id(wf), workflow=workflow, label=label, change="set the rollout"
+    )
     after: list[dict[str, Any]] = []
     for version, percent in candidates:
         candidate = version_row(session, wf, version)

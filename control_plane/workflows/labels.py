@@ -11,6 +11,7 @@ from typing import Literal
 from sqlmodel import Session
 
 from control_plane.errors import Conflict, NotFound
+from control_plane.experiments.guard import refuse_while_running
 from control_plane.store.models import LabelEventRow, LabelRow, VersionRow, WorkflowRow, utcnow
 from control_plane.workflows import repository as repo
 from control_plane.workflows._shared import (
@@ -49,6 +50,9 @@ def _move_label(
         raise Conflict(
             f"{wf.name} {target.version} is archived; a label cannot point at an archived version"
         )
+    refuse_while_running(
+        session, workflow_id=row_id(wf), workflow=wf.name, label=label, change="move the label"
+    )
     row = repo.get_label(session, row_id(wf), label)
     previous = repo.get_version_by_id(session, row.version_id) if row is not None else None
     if row is not None and row.version_id == target.id:
@@ -109,6 +113,9 @@ def rollback_label(session: Session, *, workflow: str, label: str, actor: str) -
     Rolling back twice returns to where it started: each rollback is itself a recorded move.
     """
     wf = workflow_row(session, workflow)
+    refuse_while_running(
+        session, workflow_id=row_id(wf), workflow=wf.name, label=label, change="move the label"
+    )
     last = repo.last_label_event(session, row_id(wf), label)
     if last is None:
         raise Conflict(f"label {label!r} of {workflow} has no history to roll back")

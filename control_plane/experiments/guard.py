@@ -1,0 +1,30 @@
+"""While an experiment runs on a label it owns the label's traffic: moving the label or setting
+its rollout underneath it would change what the experiment measures. Both are refused until the
+experiment ends (stopped by hand, or promoted or rolled back by its rules)."""
+
+from __future__ import annotations
+
+from sqlmodel import Session, select
+
+from control_plane.errors import Conflict
+from control_plane.store.models import ExperimentRow
+
+__all__ = ["refuse_while_running"]
+
+
+def refuse_while_running(
+    session: Session, *, workflow_id: int, workflow: str, label: str, change: str
+) -> None:
+    """``Conflict`` when an experiment runs on ``workflow:label``; ``change`` says what was
+    refused ("move the label", "set the rollout")."""
+    query = select(ExperimentRow.id).where(
+        ExperimentRow.workflow_id == workflow_id,
+        ExperimentRow.label == label,
+        ExperimentRow.status == "running",
+    )
+    running = session.exec(query).first()
+    if running is not None:
+        raise Conflict(
+            f"experiment {running} runs on {workflow}:{label} and owns its traffic; stop it "
+            f"(POST /v1/experiments/{running}/stop) before you {change}"
+        )
