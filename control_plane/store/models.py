@@ -37,6 +37,7 @@ __all__ = [
     "ApiKeyRow",
     "ArmStatRow",
     "AuditRow",
+    "ExperimentDecisionRow",
     "ExperimentRow",
     "IdempotencyKeyRow",
     "LabelEventRow",
@@ -218,6 +219,7 @@ class RunRow(SQLModel, table=True):
         Index("ix_run_workflow_version", "workflow", "version", "created_at"),
         Index("ix_run_status", "status", "created_at"),
         Index("ix_run_created_at", "created_at"),
+        Index("ix_run_experiment", "experiment_id", "created_at"),
         CheckConstraint(
             "status IN ('queued', 'running', 'succeeded', 'failed')", name="ck_run_status"
         ),
@@ -371,6 +373,24 @@ class ExperimentRow(SQLModel, table=True):
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
     )
     outcome: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class ExperimentDecisionRow(SQLModel, table=True):
+    """One evaluation of an experiment that decided something new or acted: the action the
+    analysis chose, what was done (``applied``: ramp, rollback, promote, or none), the reasons in
+    words and codes, and the statistics they rest on."""
+
+    __tablename__ = "experiment_decision"
+    __table_args__ = (Index("ix_experiment_decision_experiment", "experiment_id", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    experiment_id: int = Field(foreign_key="experiment.id")
+    at: datetime = _ts()
+    step: int
+    action: str = Field(max_length=16)
+    applied: str | None = Field(default=None, max_length=32)
+    reasons: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))
+    statistics: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
 
 
 class ArmStatRow(SQLModel, table=True):

@@ -1,5 +1,5 @@
-"""Experiments: the experiment table, per-arm sufficient statistics, outcomes, metric kinds, and
-the experiment, arm and step that routed each run.
+"""Experiments: the experiment table, its decisions, per-arm sufficient statistics, outcomes,
+metric kinds, and the experiment, arm and step that routed each run.
 
 Revision ID: 0007
 Revises: 0006
@@ -69,19 +69,36 @@ def upgrade() -> None:
         sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("run_id", "metric"),
     )
+    op.create_table(
+        "experiment_decision",
+        sa.Column("id", sa.Integer(), primary_key=True),
+        sa.Column("experiment_id", sa.Integer(), sa.ForeignKey("experiment.id"), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("step", sa.Integer(), nullable=False),
+        sa.Column("action", sa.String(length=16), nullable=False),
+        sa.Column("applied", sa.String(length=32), nullable=True),
+        sa.Column("reasons", sa.JSON(), nullable=False),
+        sa.Column("statistics", sa.JSON(), nullable=False),
+    )
+    op.create_index(
+        "ix_experiment_decision_experiment", "experiment_decision", ["experiment_id", "at"]
+    )
     with op.batch_alter_table("run") as batch:
         batch.add_column(sa.Column("experiment_id", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("arm", sa.String(length=100), nullable=True))
         batch.add_column(sa.Column("experiment_step", sa.Integer(), nullable=True))
         batch.create_foreign_key("fk_run_experiment_id", "experiment", ["experiment_id"], ["id"])
+    op.create_index("ix_run_experiment", "run", ["experiment_id", "created_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_run_experiment", table_name="run")
     with op.batch_alter_table("run") as batch:
         batch.drop_constraint("fk_run_experiment_id", type_="foreignkey")
         for column in ("experiment_step", "arm", "experiment_id"):
             batch.drop_column(column)
-    for table in ("outcome", "metric", "arm_stat"):
+    op.drop_index("ix_experiment_decision_experiment", table_name="experiment_decision")
+    for table in ("experiment_decision", "outcome", "metric", "arm_stat"):
         op.drop_table(table)
     op.drop_index("ix_experiment_label", table_name="experiment")
     op.drop_table("experiment")
