@@ -1,0 +1,169 @@
+"""The experiment's verdict: promote, roll back, continue or halt, with reasons a person reads.
+
+``decide`` applies the rules in this order, each with a stable code next to its words
+(``analysis.outcome.ReasonCode``):
+
+1. the spec or the data's types cannot be analysed (``invalid_spec``) → **halt**;
+2. sample ratio mismatch (``srm``), or an arm or a required metric without data (``no_data``,
+   ``metric_no_data``) → **halt**: the numbers cannot be trusted, or do not exist;
+3. an arm under ``min_runs_per_arm`` (``below_min_runs``) → **continue**, saying how many more;
+4. a guardrail worse than the baseline beyond its margin, significant one-sided at alpha with
+   the chosen method (``guardrail_regression``) → **rollback**;
+5. the primary metric significantly worse, two-sided at alpha (``primary_worse``) → **rollback**;
+6. the primary metric significantly better after Holm's adjustment across candidates and
+   secondary metrics, every guardrail evaluable and none regressed (``primary_better``) →
+   **promote** the best such candidate (largest effect);
+7. otherwise **continue** (``inconclusive``, ``primary_not_evaluable``,
+   ``guardrail_not_evaluable``).
+
+So missing or insufficient data never promotes and never rolls back. Holm guards promotion (a
+false win ships a worse pipeline); losses are acted on unadjusted, like guardrails, because
+rolling back is the cheap and safe direction. With ``method="sequential"`` (the default) the
+tests are confidence sequences and ``decide`` may be called after every batch; ``"fixed"`` is
+valid only when called once, at the sample size planned with ``analysis.power``.
+
+Comparisons are computed whatever the action, so an interim view always has its numbers. The
+cost does not depend on the runs behind the statistics (about 0.1 ms for two arms).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from analysis.comparison import Alternative, Comparison, Scale
+from analysis.multiple import holm
+from analysis.outcome import Action, Decision, MetricResult, Reason, ReasonCode, Role
+from analysis.rules import apply_rules, good_sign, guardrail_holds, srm_message
+from analysis.sequential import sequential_test
+from analysis.significance import fixed_test
+from analysis.spec import ExperimentSpec, Guardrail, MetricSpec, problems
+from analysis.srm import srm_check
+from analysis.stats import ArmData, MeanStats, MetricStats, ProportionStats
+
+__all__ = ["Action", "Decision", "MetricResult", "Reason", "ReasonCode", "Role", "decide"]
+
+_KIND: dict[str, type[MeanStats] | type[ProportionStats]] = {
+    "mean": MeanStats,
+    "proportion": ProportionStats,
+}
+
+
+def _type_problems(spec: ExperimentSpec, data: Mapping[str, ArmData]) -> list[str]:
+    found = []
+    for arm in spec.arms:
+        metrics = data[arm.name].metrics if arm.name in data else {}
+        for metric in spec.metrics:
+            stats = metrics.get(metric.name)
+            expected = _KIND.get(metric.kind)
+            if stats is not None and expected is not None and not isinstance(stats, expected):
+                found.append(
+                    f"{arm.name}'s {metric.name} is {type(stats).__name__}, expected "
+                    f"{expected.__name__} for a {metric.kind} metric"
+                )
+    return found
+
+
+def _stats(data: Mapping[str, ArmData], arm: str, metric: MetricSpec) -> MetricStats:
+    """The arm's statistics of ``metric``; empty ones when the store reported none."""
+    found = data[arm].metrics.get(metric.name) if arm in data else None
+    return found if found is not None else _KIND[metric.kind]()
+
+
+def _test(
+    spec: ExperimentSpec,
+    b: MetricStats,
+    c: MetricStats,
+    alternative: Alternative = "two-sided",
+    null: float = 0.0,
+    scale: Scale = "absolute",
+) -> Comparison:
+    if spec.method == "fixed":
+        return fixed_test(b, c, alpha=spec.alpha, alternative=alternative, null=null, scale=scale)
+    return sequential_test(
+        b,
+        c,
+        alpha=spec.alpha,
+        alternative=alternative,
+        null=null,
+        scale=scale,
+        tuning_runs=spec.tuning_runs,
+    )
+
+
+def _guardrail_test(
+    spec: ExperimentSpec, g: Guardrail, b: MetricStats, c: MetricStats
+) -> Comparison:
+    """H1: worse than the baseline by more than the margin (one-sided, on the margin's scale:
+    for a lower-is-better metric with a 5 % relative margin, H1 is c/b − 1 > 0.05)."""
+    worse: Alternative = "less" if g.direction == "increase" else "greater"
+    scale: Scale = "relative" if g.margin_relative else "absolute"
+    return _test(spec, b, c, worse, -good_sign(g) * g.margin, scale)
+
+
+def _halts(spec: ExperimentSpec, data: Mapping[str, ArmData]) -> list[Reason]:
+    """No runs in an arm, or runs without a single observation of a required metric."""
+    halts = []
+    for arm in spec.arms:
+        runs = data[arm.name].runs if arm.name in data else 0
+        if runs == 0:
+            message = f"{arm.name} has no runs: no data to compare; halt."
+            halts.append(Reason("no_data", message, arm.name))
+            continue
+        for metric in (spec.primary, *spec.guardrails):
+            if _stats(data, arm.name, metric).n == 0:
+                message = f"{arm.name} has {runs:,} runs but no {metric.title} data; halt."
+                halts.append(Reason("metric_no_data", message, arm.name, metric.name))
+    return halts
+
+
+def _compare_all(spec: ExperimentSpec, data: Mapping[str, ArmData]) -> list[MetricResult]:
+    """Every metric in every arm; candidates compared with the baseline, Holm applied to the
+    primary and secondary comparisons together."""
+    base = spec.baseline.name
+    results: list[MetricResult] = []
+    family: list[int] = []  # indices in ``results`` of the Holm family
+    roles: list[tuple[MetricSpec, Role]] = [(spec.primary, "primary")]
+    roles += [(g, "guardrail") for g in spec.guardrails]
+    roles += [(m, "secondary") for m in spec.secondary]
+    for metric, role in roles:
+        b = _stats(data, base, metric)
+        results.append(MetricResult(base, metric.name, role, b.n, b.mean))
+        for arm in spec.candidates:
+            c = _stats(data, arm.name, metric)
+            if isinstance(metric, Guardrail):
+                comp = _guardrail_test(spec, metric, b, c)
+                regressed = guardrail_holds(metric, comp) is False
+                results.append(
+                    MetricResult(arm.name, metric.name, role, c.n, c.mean, comp, None, regressed)
+                )
+            else:
+                family.append(len(results))
+                comp = _test(spec, b, c)
+                results.append(MetricResult(arm.name, metric.name, role, c.n, c.mean, comp))
+    p_values = [results[i].p_value for i in family]
+    adjusted = holm(p_values, spec.alpha)
+    for i, adj, reject in zip(family, adjusted.adjusted, adjusted.reject, strict=True):
+        r = results[i]
+        results[i] = MetricResult(r.arm, r.metric, r.role, r.n, r.mean, r.comparison, adj, reject)
+    return results
+
+
+def decide(spec: ExperimentSpec, data: Mapping[str, ArmData]) -> Decision:
+    """The verdict on ``spec`` given each arm's statistics, ``data[arm_name]`` (arms missing
+    from ``data`` have no runs; runs in arms missing from ``spec`` are a sample ratio mismatch).
+    See the module docstring for the rules. Never raises on degenerate data; a spec that cannot
+    be analysed halts with ``invalid_spec``."""
+    found = problems(spec) or _type_problems(spec, data)
+    if found:
+        reasons = tuple(Reason("invalid_spec", f"Cannot analyse: {p}.") for p in found)
+        return Decision("halt", reasons, (), None, spec.method)
+    shares = {arm.name: arm.share for arm in spec.arms}
+    counts = {arm: arm_data.runs for arm, arm_data in data.items()}
+    srm = srm_check(counts, shares, threshold=spec.srm_threshold)
+    halts = [Reason("srm", srm_message(srm))] if srm.flagged else []
+    halts += _halts(spec, data)
+    results = _compare_all(spec, data)
+    runs = {arm.name: data[arm.name].runs if arm.name in data else 0 for arm in spec.arms}
+    primary_baseline = _stats(data, spec.baseline.name, spec.primary)
+    action, reasons, winner = apply_rules(spec, runs, results, halts, primary_baseline)
+    return Decision(action, reasons, tuple(results), srm, spec.method, winner)

@@ -1,0 +1,81 @@
+"""Effect estimates of a candidate against the baseline, and their variances.
+
+Two effects, both computed from per-arm means and variances only:
+
+- the **absolute** effect, the difference in means m_c − m_b, with
+  Var = v_c/n_c + v_b/n_b (independent arms);
+- the **relative** effect, m_c/m_b − 1, with its variance by the first-order (multivariate)
+  delta method (Casella & Berger, *Statistical Inference*, 2nd ed., §5.5.4) for
+  the ratio of two independent means, the form Deng, Knoblich & Lu use for percent change
+  ("Applying the Delta Method in Metric Analytics", KDD 2018)::
+
+      Var(m_c/m_b) ≈ Var(m_c)/m_b² + m_c²·Var(m_b)/m_b⁴
+
+A proportion's per-observation variance is the Bernoulli p(1 − p) (what the Wald z-test and the
+normal approximation use); a numeric metric's is the sample variance (divisor n − 1).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from analysis.stats import MeanStats, MetricStats
+
+__all__ = ["Effect", "Moments", "effect", "moments"]
+
+
+@dataclass(frozen=True, slots=True)
+class Moments:
+    """One arm reduced to what the tests need: n, mean, per-observation variance."""
+
+    n: int
+    mean: float
+    variance: float
+
+
+def moments(stats: MetricStats) -> Moments | None:
+    """The arm's moments, or ``None`` when it has no observations.
+
+    Below two observations a numeric metric has no sample variance; it reads as 0 here and the
+    tests refuse such arms (``too_few_runs``) before using it.
+    """
+    if stats.n == 0:
+        return None
+    if isinstance(stats, MeanStats):
+        mean = stats.total / stats.n
+        return Moments(stats.n, mean, stats.variance or 0.0)
+    p = stats.successes / stats.n
+    return Moments(stats.n, p, p * (1.0 - p))
+
+
+@dataclass(frozen=True, slots=True)
+class Effect:
+    """The effects and the variances of their estimates; relative ones are ``None`` when the
+    baseline mean is 0 (a ratio to nothing)."""
+
+    difference: float
+    variance: float
+    relative: float | None
+    relative_variance: float | None
+
+
+def effect(baseline: Moments, candidate: Moments) -> Effect:
+    """Absolute and relative effect of ``candidate`` over ``baseline`` with their variances.
+
+    Results may overflow to ±inf for absurd magnitudes; callers check finiteness (Python float
+    arithmetic overflows to inf silently, and ``x * x`` is used instead of ``x ** 2``, which
+    raises ``OverflowError``).
+    """
+    var_b = baseline.variance / baseline.n  # Var(m_b)
+    var_c = candidate.variance / candidate.n  # Var(m_c)
+    difference = candidate.mean - baseline.mean
+    m_b = baseline.mean
+    m_b_sq = m_b * m_b
+    if m_b_sq * m_b_sq == 0:  # m_b is 0, or so small that m_b⁴ underflows: no usable ratio
+        return Effect(difference, var_b + var_c, None, None)
+    relative = candidate.mean / m_b - 1.0
+    relative_variance = var_c / m_b_sq + candidate.mean * candidate.mean * var_b / (m_b_sq * m_b_sq)
+    if not (math.isfinite(relative) and math.isfinite(relative_variance)):
+        return Effect(difference, var_b + var_c, None, None)
+    return Effect(difference, var_b + var_c, relative, relative_variance)

@@ -1,0 +1,71 @@
+"""The analysis benchmark runs end to end and prints one JSON object with every figure.
+
+Only the shape is checked (and that the rates are shares): tests never assert on wall-clock time,
+so the targets may be either way.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+POSITIVE = [
+    "alpha",
+    "power_runs_to_rollback_median",
+    "power_runs_to_rollback_p25",
+    "power_runs_to_rollback_p75",
+    "power_fixed_horizon_runs_per_arm",
+    "analysis_ms_10m_runs",
+    "analysis_ms_1k_runs",
+    "aa_experiments",
+    "power_experiments",
+]
+SHARES = [
+    "aa_false_decision_rate_sequential",
+    "aa_false_decision_rate_naive",
+    "power_never_rolled_back_share",
+    "power_promoted_worse_share",
+]
+TARGETS = {
+    "aa_sequential_within_alpha",
+    "aa_naive_above_alpha",
+    "analysis_under_10ms",
+    "analysis_cost_flat_in_runs",
+}
+
+
+@pytest.mark.slow
+def test_analysis_benchmark_prints_one_json_object_with_every_figure() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", "-m", "benchmarks.analysis", "--json", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Warning" not in proc.stderr, proc.stderr
+    result = json.loads(proc.stdout)  # the whole of stdout: exactly one JSON value
+    assert isinstance(result, dict)
+    for key in POSITIVE + SHARES:
+        value = result[key]
+        assert isinstance(value, int | float), key
+        assert not isinstance(value, bool), key
+        assert math.isfinite(value), key
+        assert value > 0 if key in POSITIVE else 0 <= value <= 1, key
+    for key in ("aa_false_decision_rate_sequential", "aa_false_decision_rate_naive"):
+        low, high = result[f"{key}_ci95"]
+        assert 0 <= low <= result[key] <= high <= 1, key
+    assert result["alpha"] == 0.05
+    assert set(result["targets"]) == TARGETS
+    assert all(isinstance(ok, bool) for ok in result["targets"].values())
+    assert set(result["machine"]) == {"cores", "python", "numpy", "scipy"}
+    assert result["notes"]
