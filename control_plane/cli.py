@@ -15,6 +15,7 @@ from typing import Any
 
 import engine
 from control_plane.cli_access import add_access_commands
+from control_plane.cli_experiments import add_experiment_commands
 from control_plane.cli_remote import add_remote_commands
 from control_plane.waterfall import render_waterfall
 from engine.errors import DefinitionError, Problem, ValidationError
@@ -160,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_exec)
     add_remote_commands(sub)
     add_access_commands(sub)
+    add_experiment_commands(sub)
     return parser
 
 

@@ -175,6 +175,39 @@ class Client:
         result: dict[str, Any] = self._call("DELETE", f"/v1/keys/{name}")
         return result
 
+    def experiment_start(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Start an experiment (admin): ``body`` as ``POST /v1/experiments`` takes it."""
+        result: dict[str, Any] = self._call("POST", "/v1/experiments", json=body)
+        return result
+
+    def experiments(
+        self, *, workflow: str | None = None, status: str | None = None
+    ) -> list[dict[str, Any]]:
+        params = {k: v for k, v in (("workflow", workflow), ("status", status)) if v}
+        result: list[dict[str, Any]] = self._call("GET", "/v1/experiments", params=params)
+        return result
+
+    def experiment_results(self, experiment_id: int) -> dict[str, Any]:
+        """Per arm and metric statistics and the decision with its reasons."""
+        path = f"/v1/experiments/{experiment_id}/results"
+        result: dict[str, Any] = self._call("GET", path)
+        return result
+
+    def experiment_decisions(self, experiment_id: int) -> list[dict[str, Any]]:
+        path = f"/v1/experiments/{experiment_id}/decisions"
+        result: list[dict[str, Any]] = self._call("GET", path)
+        return result
+
+    def experiment_stop(self, experiment_id: int) -> dict[str, Any]:
+        path = f"/v1/experiments/{experiment_id}/stop"
+        result: dict[str, Any] = self._call("POST", path)
+        return result
+
+    def outcome(self, run_id: str, metrics: dict[str, bool | float]) -> dict[str, Any]:
+        """Record what happened after a run, once per metric (runner)."""
+        result: dict[str, Any] = self._call("POST", f"/v1/runs/{run_id}/outcome", json=metrics)
+        return result
+
     def audit(
         self,
         *,

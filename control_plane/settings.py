@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     run_store_margin_s: float = Field(default=30.0, gt=0)
     orphan_sweep_s: float = Field(default=30.0, gt=0)  # how often to look for such runs
     shutdown_grace_s: float = Field(default=10.0, ge=0)  # async runs left to finish on stop
+    experiment_eval_s: float = Field(default=30.0, gt=0)  # how often experiments are judged
     # How often each process reads the registry's generation: the longest a change made by
     # another process (worker or replica) stays unseen by this one's cache of keys and routes.
     registry_poll_s: float = Field(default=0.1, gt=0)

@@ -71,7 +71,7 @@ def cli(
     capsys: pytest.CaptureFixture[str], url: str, *args: str, key: str | None = ADMIN_KEY
 ) -> tuple[int, str, str]:
     """``rollgraph ARGS`` against ``url``; the options go after the (sub)command's name."""
-    split = 2 if args[0] == "keys" else 1
+    split = 2 if args[0] in ("keys", "experiment") else 1
     options = ["--url", url] + (["--api-key", key] if key is not None else [])
     code = main([*args[:split], *options, *args[split:]])
     out, err = capsys.readouterr()
@@ -265,3 +265,42 @@ def test_async_runs_trace_and_resume_through_the_cli(
     assert (resumed["run_id"], resumed["attempt"], resumed["status"]) == (run_id, 2, "failed")
     code, _, err = cli(capsys, server, "resume", "no-such-run")
     assert code == 1 and "[not_found]" in err
+
+
+@pytest.mark.slow
+def test_experiments_through_the_cli(
+    server: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from control_plane.client import Client
+
+    for version in ("v1", "v2"):
+        source = tmp_path / f"{version}.yaml"
+        source.write_text(
+            "name: cli-exp\nnodes:\n  say:\n    uses: template\n"
+            f"    with: {{text: {version}}}\noutputs:\n  text: ${{say.text}}\n",
+            encoding="utf-8",
+        )
+        assert cli(capsys, server, "apply", str(source))[0] == 0
+    assert cli(capsys, server, "promote", "cli-exp", "v1")[0] == 0
+    spec = tmp_path / "experiment.yaml"
+    spec.write_text(
+        "workflow: cli-exp\ncandidates: [{version: v2, percent: 50}]\n"
+        "primary: {name: clicked, kind: proportion, direction: increase, mde: 0.1}\n"
+        "min_runs_per_arm: 5\n",
+        encoding="utf-8",
+    )
+    code, out, _ = cli(capsys, server, "experiment", "start", str(spec))
+    assert code == 0 and out.startswith("experiment ")
+    experiment_id = out.split()[1]
+    with Client(server, ADMIN_KEY) as client:
+        for i in range(40):
+            ran = client.run("cli-exp", {}, user_id=f"u{i}")
+            client.outcome(ran["run_id"], {"clicked": i % 3 == 0})
+    code, out, _ = cli(capsys, server, "experiment", "status", experiment_id)
+    assert code == 0
+    assert "clicked" in out and "decision: " in out and "baseline v1" in out
+    code, out, _ = cli(capsys, server, "experiment", "list", "--status", "running")
+    assert experiment_id in out
+    assert cli(capsys, server, "experiment", "stop", experiment_id)[1].endswith("stopped\n")
+    code, _, err = cli(capsys, server, "experiment", "start", str(tmp_path / "missing.yaml"))
+    assert code == 2 and "cannot read" in err

@@ -204,3 +204,103 @@ def test_a_ramp_starts_at_its_first_step(client: TestClient) -> None:
     assert started.status_code == 201, started.json()
     assert started.json()["arms"] == [{"version": "v2", "share": 0.01}]
     assert started.json()["step"] == 0
+
+
+def test_results_analyse_the_stored_statistics(client: TestClient) -> None:
+    experiment = client.post("/v1/experiments", json=EXPERIMENT).json()
+    runs = [run(client, f"user-{i}") for i in range(80)]
+    for i, r in enumerate(runs):  # v2 converts 9 times in 10, v1 1 in 10: no test can miss it
+        converted = (r["version"] == "v2") != (i % 10 == 0)
+        client.post(f"/v1/runs/{r['run_id']}/outcome", json={"converted": converted})
+    response = client.get(f"/v1/experiments/{experiment['id']}/results")
+    assert response.status_code == 200, response.json()
+    results = response.json()
+    assert results["reasons"] and all(r["code"] and r["message"] for r in results["reasons"])
+    primary = next(m for m in results["metrics"] if (m["arm"], m["metric"]) == ("v2", "converted"))
+    assert primary["role"] == "primary"
+    assert 0.6 < primary["effect"] < 1.0
+    assert primary["p_value"] is not None and primary["p_value"] < 0.05
+    assert (results["action"], results["winner"]) == ("promote", "v2")
+    assert "promote v2" in results["reasons"][0]["message"]
+    n_v2 = sum(r["version"] == "v2" for r in runs)
+    assert results["srm"]["observed"] == {"v1": len(runs) - n_v2, "v2": n_v2}
+    assert client.get("/v1/experiments/999/results").status_code == 404
+
+
+def prod_version(client: TestClient) -> str:
+    labels = client.get("/v1/workflows/greet/labels").json()
+    version: str = next(label["version"] for label in labels if label["name"] == "prod")
+    return version
+
+
+def evaluate(client: TestClient) -> dict[int, str | None]:
+    evaluator = client.app.state.evaluator  # type: ignore[attr-defined]
+    applied: dict[int, str | None] = client.portal.call(evaluator.run_once)  # type: ignore[union-attr]
+    return applied
+
+
+def traffic(client: TestClient, users: range, rate: dict[str, int]) -> list[dict[str, Any]]:
+    """Runs for ``users``; a run converts for i % 10 < rate[version] (so rate 9 is 90 %)."""
+    runs = []
+    for i in users:
+        r = run(client, f"user-{i}")
+        converted = i % 10 < rate[r["version"]]
+        client.post(f"/v1/runs/{r['run_id']}/outcome", json={"converted": converted})
+        runs.append(r)
+    return runs
+
+
+def test_the_evaluator_rolls_a_worse_candidate_back(client: TestClient) -> None:
+    experiment = client.post("/v1/experiments", json=EXPERIMENT).json()
+    traffic(client, range(100), {"v1": 9, "v2": 1})
+    assert evaluate(client) == {experiment["id"]: "rollback"}
+    ended = client.get(f"/v1/experiments/{experiment['id']}").json()
+    assert ended["status"] == "rolled_back"
+    assert ended["arms"] == [{"version": "v2", "share": 0.0}]
+    assert "roll back" in ended["outcome"]
+    assert prod_version(client) == "v1"
+    after = run(client, "user-2")
+    assert (after["version"], after["experiment_id"]) == ("v1", None)
+    decisions = client.get(f"/v1/experiments/{experiment['id']}/decisions").json()
+    assert decisions[0]["applied"] == "rollback" and decisions[0]["action"] == "rollback"
+    assert decisions[0]["statistics"]["metrics"]
+    audit = client.get("/v1/audit", params={"target_kind": "experiment"}).json()
+    assert audit[0]["action"] == "experiment.rollback"
+    assert audit[0]["after"]["statistics"]["reasons"]
+    assert evaluate(client) == {}  # nothing runs any more
+
+
+def test_the_evaluator_promotes_a_better_candidate_when_allowed(client: TestClient) -> None:
+    body = {**EXPERIMENT, "auto_promote": True}
+    experiment = client.post("/v1/experiments", json=body).json()
+    traffic(client, range(100), {"v1": 1, "v2": 9})
+    assert evaluate(client) == {experiment["id"]: "promote"}
+    assert client.get(f"/v1/experiments/{experiment['id']}").json()["status"] == "promoted"
+    assert prod_version(client) == "v2"
+
+
+def test_a_ramp_advances_when_its_gate_passes(client: TestClient) -> None:
+    body = {**EXPERIMENT, "candidates": [], "candidate": "v2", "min_runs_per_arm": 5,
+            "ramp": [{"percent": 20, "min_runs": 5}, {"percent": 50, "min_runs": 5},
+                     {"percent": 100}]}  # fmt: skip
+    experiment = client.post("/v1/experiments", json=body).json()
+    assert evaluate(client) == {experiment["id"]: None}  # no data: the gate holds
+    traffic(client, range(60), {"v1": 5, "v2": 5})
+    assert evaluate(client) == {experiment["id"]: "ramp"}
+    moved = client.get(f"/v1/experiments/{experiment['id']}").json()
+    assert (moved["step"], moved["arms"]) == (1, [{"version": "v2", "share": 0.5}])
+    assert evaluate(client) == {experiment["id"]: None}  # no runs at step 1 yet
+    held = client.get(f"/v1/experiments/{experiment['id']}/decisions").json()[0]
+    assert any(r["code"] == "ramp_held" for r in held["reasons"])
+    traffic(client, range(60, 100), {"v1": 5, "v2": 5})
+    assert evaluate(client) == {experiment["id"]: "ramp"}
+    assert client.get(f"/v1/experiments/{experiment['id']}").json()["step"] == 2
+
+
+def test_no_traffic_halts_without_acting(client: TestClient) -> None:
+    body = {**EXPERIMENT, "no_traffic_timeout_s": 0.001}
+    experiment = client.post("/v1/experiments", json=body).json()
+    assert evaluate(client) == {experiment["id"]: None}
+    decision = client.get(f"/v1/experiments/{experiment['id']}/decisions").json()[0]
+    assert decision["action"] == "halt" and decision["reasons"][0]["code"] == "no_traffic"
+    assert client.get(f"/v1/experiments/{experiment['id']}").json()["status"] == "running"

@@ -15,6 +15,7 @@ from control_plane.access.routes import router as keys_router
 from control_plane.api.errors import error_body, install_error_handlers
 from control_plane.api.middleware import BodySizeLimit
 from control_plane.audit.routes import router as audit_router
+from control_plane.experiments.evaluator import Evaluator
 from control_plane.experiments.routes import router as experiments_router
 from control_plane.outcomes.routes import router as outcomes_router
 from control_plane.registry_cache import RegistryCache
@@ -56,9 +57,13 @@ def create_app(
         cache = RegistryCache(app.state.session_factory, poll_s=settings.registry_poll_s)
         app.state.registry_cache = cache
         await cache.start()
+        evaluator = Evaluator(app.state.session_factory, interval_s=settings.experiment_eval_s)
+        app.state.evaluator = evaluator
+        await evaluator.start()
         try:
             yield
         finally:
+            await evaluator.aclose()
             await runs.aclose()  # async runs finish or are stored interrupted; writes drain
             await cache.aclose()
             await app.state.runner.aclose()

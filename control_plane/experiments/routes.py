@@ -5,17 +5,21 @@ Handlers only translate HTTP to service calls; the session commits at the reques
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, status
+from pydantic import BaseModel, ConfigDict, Field
+from sqlmodel import col, select
 
 from control_plane.api.auth import AdminDep, ViewerDep, auth_responses
 from control_plane.api.deps import SessionDep
 from control_plane.api.errors import error_responses
-from control_plane.experiments import service
+from control_plane.experiments import results, service
 from control_plane.experiments.schemas import ExperimentCreate, ExperimentPublic
+from control_plane.store.models import ExperimentDecisionRow
+from control_plane.workflows.schemas import UtcDatetime
 
-__all__ = ["router"]
+__all__ = ["DecisionPublic", "router"]
 
 router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
 
@@ -71,3 +75,54 @@ def stop_experiment(
 ) -> ExperimentPublic:
     """End a running experiment: the label's traffic goes back to its version and rollout."""
     return service.stop_experiment(session, experiment_id=experiment_id, actor=principal.name)
+
+
+@router.get(
+    "/{experiment_id}/results",
+    response_model=results.ExperimentResults,
+    responses={**auth_responses("viewer"), **error_responses(404, 422)},
+)
+def experiment_results(
+    experiment_id: ExperimentId, session: SessionDep, principal: ViewerDep
+) -> results.ExperimentResults:
+    """Per arm and metric: n, mean, effect with its interval and p-values; and the decision
+    (promote, rollback, continue, halt) with its reasons in words."""
+    return results.results(session, experiment_id=experiment_id)
+
+
+class DecisionPublic(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    at: UtcDatetime
+    step: int
+    action: str = Field(
+        description="what the analysis decided: promote | rollback | continue | halt"
+    )
+    applied: str | None = Field(description="what was done: rollback | promote | ramp | none")
+    reasons: list[dict[str, Any]]
+    statistics: dict[str, Any] = Field(description="the results the decision rests on")
+
+
+@router.get(
+    "/{experiment_id}/decisions",
+    response_model=list[DecisionPublic],
+    responses={**auth_responses("viewer"), **error_responses(404, 422)},
+)
+def experiment_decisions(
+    experiment_id: ExperimentId,
+    session: SessionDep,
+    principal: ViewerDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[DecisionPublic]:
+    """The evaluator's decisions and actions, newest first, each with its statistics."""
+    service.get_experiment(session, experiment_id=experiment_id)  # 404 for an unknown id
+    rows = session.exec(
+        select(ExperimentDecisionRow)
+        .where(ExperimentDecisionRow.experiment_id == experiment_id)
+        .order_by(col(ExperimentDecisionRow.id).desc())
+        .limit(limit)
+    ).all()
+    return [
+        DecisionPublic(at=r.at, step=r.step, action=r.action, applied=r.applied,
+                       reasons=r.reasons, statistics=r.statistics)
+        for r in rows
+    ]  # fmt: skip

@@ -1,0 +1,127 @@
+"""``rollgraph experiment start|list|status|decisions|stop`` and ``rollgraph outcome``.
+
+``status`` prints the results table the API serves: per arm and metric n, mean, the effect
+against the baseline with its interval, p-values; then the decision and its reasons.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from control_plane.cli_remote import remote_command, remote_options
+from control_plane.client import Client
+
+__all__ = ["add_experiment_commands", "render_results"]
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    return "-" if value is None else f"{float(value):.{digits}g}"
+
+
+def render_results(results: dict[str, Any]) -> str:
+    """The results as a terminal table, then the decision and its reasons."""
+    e = results["experiment"]
+    arms = ", ".join(f"{a['version']} {float(a['share']) * 100:g} %" for a in e["arms"])
+    lines = [
+        f"experiment {e['id']}  {e['name']}  [{e['status']}]",
+        f"  {e['workflow']}:{e['label']}  baseline {e['baseline']}  candidates {arms}  "
+        f"step {e['step']}  method {results['method']}",
+    ]
+    if results.get("srm") and results["srm"].get("p_value") is not None:
+        srm = results["srm"]
+        flag = "  MISMATCH" if srm["flagged"] else ""
+        lines.append(f"  sample ratio p = {_num(srm['p_value'])} {srm['observed']}{flag}")
+    header = ("arm", "metric", "role", "n", "mean", "effect", "95 % interval", "p", "adj. p")
+    rows = [header]
+    for m in results["metrics"]:
+        interval = "-"
+        if m.get("ci_low") is not None and m.get("ci_high") is not None:
+            interval = f"[{_num(m['ci_low'], 3)}, {_num(m['ci_high'], 3)}]"
+        rows.append(
+            (
+                m["arm"], m["metric"], m["role"], str(m["n"]), _num(m["mean"]),
+                _num(m.get("effect"), 3), interval, _num(m.get("p_value"), 3),
+                _num(m.get("adjusted_p"), 3) + (" *" if m.get("significant") else ""),
+            )
+        )  # fmt: skip
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    winner = f" ({results['winner']})" if results.get("winner") else ""
+    lines.append(f"decision: {results['action']}{winner}")
+    lines += [f"  - {r['message']} [{r['code']}]" for r in results["reasons"]]
+    return "\n".join(lines)
+
+
+def _start(client: Client, args: argparse.Namespace) -> int:
+    try:
+        body = yaml.safe_load(Path(args.file).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        print(f"rollgraph: cannot read {args.file}: {exc}", file=sys.stderr)
+        return 2
+    if not isinstance(body, dict):
+        print(f"rollgraph: {args.file} must hold a mapping (the experiment)", file=sys.stderr)
+        return 2
+    started = client.experiment_start(body)
+    print(f"experiment {started['id']} started: {started['name']}")
+    return 0
+
+
+def _list(client: Client, args: argparse.Namespace) -> int:
+    for e in client.experiments(workflow=args.workflow, status=args.status):
+        print(f"{e['id']:>5}  {e['status']:<11}  {e['workflow']}:{e['label']}  {e['name']}")
+    return 0
+
+
+def _status(client: Client, args: argparse.Namespace) -> int:
+    results = client.experiment_results(args.id)
+    print(json.dumps(results, indent=2) if args.json else render_results(results))
+    return 0
+
+
+def _decisions(client: Client, args: argparse.Namespace) -> int:
+    for d in client.experiment_decisions(args.id):
+        applied = f" → {d['applied']}" if d["applied"] else ""
+        print(f"{d['at'][:19]}  step {d['step']}  {d['action']}{applied}")
+        for r in d["reasons"]:
+            print(f"    {r['message']} [{r['code']}]")
+    return 0
+
+
+def _stop(client: Client, args: argparse.Namespace) -> int:
+    stopped = client.experiment_stop(args.id)
+    print(f"experiment {stopped['id']} {stopped['status']}")
+    return 0
+
+
+def add_experiment_commands(sub: Any) -> None:
+    experiment = sub.add_parser("experiment", help="compare versions on live traffic")
+    commands = experiment.add_subparsers(dest="experiment_command", required=True)
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = commands.add_parser(name, help=help_text)
+        remote_options(p)
+        return p
+
+    p = command("start", "start an experiment from a YAML or JSON file")
+    p.add_argument("file", metavar="FILE")
+    p.set_defaults(func=remote_command(_start))
+    p = command("list", "list experiments, newest first")
+    p.add_argument("--workflow")
+    p.add_argument("--status", choices=["running", "stopped", "promoted", "rolled_back"])
+    p.set_defaults(func=remote_command(_list))
+    p = command("status", "the results table and the decision with its reasons")
+    p.add_argument("id", type=int, metavar="ID")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=remote_command(_status))
+    p = command("decisions", "the evaluator's decisions and actions")
+    p.add_argument("id", type=int, metavar="ID")
+    p.set_defaults(func=remote_command(_decisions))
+    p = command("stop", "end a running experiment")
+    p.add_argument("id", type=int, metavar="ID")
+    p.set_defaults(func=remote_command(_stop))

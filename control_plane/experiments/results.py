@@ -1,0 +1,156 @@
+"""An experiment's results: the stored sufficient statistics handed to ``analysis.decide``.
+
+The store keeps statistics per ramp step; metrics are pooled over the steps, while the sample
+ratio check compares the current step's run counts with the current step's shares (earlier
+steps had other shares). The response is the analysis, flattened for JSON: per arm and metric
+n, mean, effect with its interval, p-values, and the decision with its reasons.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlmodel import Session
+
+from analysis.decision import Decision, decide
+from analysis.spec import ArmSpec, ExperimentSpec, Guardrail, PrimaryMetric
+from analysis.stats import ArmData, MeanStats, MetricStats, ProportionStats
+from control_plane.experiments.schemas import ExperimentCreate, ExperimentPublic
+from control_plane.experiments.service import get_experiment
+from control_plane.experiments.stats import stats_of
+from control_plane.store.models import ArmStatRow
+
+__all__ = ["ExperimentResults", "analyse", "data_of", "results", "spec_of", "to_public"]
+
+_LABELS = {"success": "success rate", "latency_s": "latency", "cost_usd": "cost per run"}
+
+
+def spec_of(experiment: ExperimentPublic) -> ExperimentSpec:
+    config: ExperimentCreate = experiment.config
+    candidate_share = sum(float(str(a["share"])) for a in experiment.arms)
+    primary = config.primary
+    assert primary.kind is not None
+    return ExperimentSpec(
+        baseline=ArmSpec(name=experiment.baseline, share=max(0.0, 1.0 - candidate_share)),
+        candidates=tuple(
+            ArmSpec(name=str(a["version"]), share=float(str(a["share"]))) for a in experiment.arms
+        ),
+        primary=PrimaryMetric(
+            name=primary.name,
+            kind=primary.kind,
+            direction=primary.direction,
+            label=_LABELS.get(primary.name),
+            mde=primary.mde,
+            mde_relative=primary.relative,
+        ),
+        guardrails=tuple(
+            Guardrail(
+                name=g.name,
+                kind=g.kind or "mean",
+                direction=g.direction,
+                label=_LABELS.get(g.name),
+                margin=g.margin,
+                margin_relative=g.relative,
+            )
+            for g in config.guardrails
+        ),
+        alpha=config.alpha,
+        min_runs_per_arm=config.min_runs_per_arm,
+        method=config.method,
+    )
+
+
+def data_of(rows: Sequence[ArmStatRow], *, arms: Sequence[str], step: int) -> dict[str, ArmData]:
+    """Per arm: the runs of the current ``step`` (every run adds one ``success`` observation)
+    and each metric pooled over all steps."""
+    pooled: dict[str, dict[str, MetricStats]] = defaultdict(dict)
+    runs: dict[str, int] = dict.fromkeys(arms, 0)
+    for row in rows:
+        stats: MetricStats
+        if row.kind == "proportion":
+            stats = ProportionStats(n=row.n, successes=round(row.total))
+        else:
+            stats = MeanStats(n=row.n, total=row.total, total_sq=row.total_sq)
+        known = pooled[row.arm].get(row.metric)
+        pooled[row.arm][row.metric] = known.merge(stats) if known is not None else stats  # type: ignore[arg-type]
+        if row.metric == "success" and row.step == step:
+            runs[row.arm] = runs.get(row.arm, 0) + row.n
+    return {arm: ArmData(runs=runs.get(arm, 0), metrics=dict(pooled.get(arm, {}))) for arm in
+            {*arms, *pooled}}  # fmt: skip
+
+
+def analyse(session: Session, *, experiment_id: int) -> tuple[ExperimentPublic, Decision]:
+    experiment = get_experiment(session, experiment_id=experiment_id)
+    arms = [experiment.baseline, *(str(a["version"]) for a in experiment.arms)]
+    data = data_of(stats_of(session, experiment_id), arms=arms, step=experiment.step)
+    return experiment, decide(spec_of(experiment), data)
+
+
+class ExperimentResults(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    experiment: ExperimentPublic
+    action: str = Field(description="promote | rollback | continue | halt")
+    winner: str | None = None
+    reasons: list[dict[str, Any]] = Field(description="code, message, arm, metric")
+    method: str
+    srm: dict[str, Any] | None = None
+    metrics: list[dict[str, Any]] = Field(
+        description="per arm and metric: n, mean, effect with interval, p-values"
+    )
+
+
+def _comparison(result: Any) -> dict[str, Any]:
+    c = result.comparison
+    row: dict[str, Any] = {
+        "arm": result.arm,
+        "metric": result.metric,
+        "role": result.role,
+        "n": result.n,
+        "mean": result.mean,
+        "adjusted_p": result.adjusted_p,
+        "significant": result.significant,
+    }
+    if c is not None:
+        row.update(
+            effect=c.effect,
+            ci_low=c.ci_low,
+            ci_high=c.ci_high,
+            relative_effect=c.relative_effect,
+            relative_ci_low=c.relative_ci_low,
+            relative_ci_high=c.relative_ci_high,
+            p_value=c.p_value,
+            method=c.method,
+            reason=c.reason,
+        )
+    return row
+
+
+def to_public(experiment: ExperimentPublic, decision: Decision) -> ExperimentResults:
+    srm = decision.srm
+    return ExperimentResults(
+        experiment=experiment,
+        action=decision.action,
+        winner=decision.winner,
+        reasons=[
+            {"code": r.code, "message": r.message, "arm": r.arm, "metric": r.metric}
+            for r in decision.reasons
+        ],
+        method=decision.method,
+        srm=None
+        if srm is None
+        else {
+            "p_value": srm.p_value,
+            "flagged": srm.flagged,
+            "reason": srm.reason,
+            "observed": dict(srm.observed),
+        },
+        metrics=[_comparison(r) for r in decision.results],
+    )
+
+
+def results(session: Session, *, experiment_id: int) -> ExperimentResults:
+    experiment, decision = analyse(session, experiment_id=experiment_id)
+    return to_public(experiment, decision)
