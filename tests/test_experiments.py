@@ -304,3 +304,24 @@ def test_no_traffic_halts_without_acting(client: TestClient) -> None:
     decision = client.get(f"/v1/experiments/{experiment['id']}/decisions").json()[0]
     assert decision["action"] == "halt" and decision["reasons"][0]["code"] == "no_traffic"
     assert client.get(f"/v1/experiments/{experiment['id']}").json()["status"] == "running"
+
+
+def test_an_absolute_bound_rolls_back_without_a_significant_difference(
+    client: TestClient,
+) -> None:
+    body = {**EXPERIMENT, "bounds": [{"metric": "converted", "min": 0.5, "after_runs": 10}]}
+    experiment = client.post("/v1/experiments", json=body).json()
+    path = f"/v1/experiments/{experiment['id']}/evaluate"
+    traffic(client, range(8), {"v1": 1, "v2": 1})
+    held = client.post(path).json()  # under 10 runs per arm: the bound is not judged yet
+    assert held["applied"] is None
+    assert all(r["code"] != "bound_crossed" for r in held["reasons"])
+    traffic(client, range(8, 60), {"v1": 1, "v2": 1})  # both arms convert 10 %: no difference
+    done = client.post(path).json()
+    assert (done["action"], done["applied"]) == ("rollback", "rollback")
+    assert done["reasons"][0]["code"] == "bound_crossed"
+    assert "the bound is at least 0.5" in done["reasons"][0]["message"]
+    assert client.post(path).status_code == 409  # it ended
+    assert client.post("/v1/experiments/999/evaluate").status_code == 404
+    refused = client.post("/v1/experiments", json={**EXPERIMENT, "bounds": [{"metric": "x"}]})
+    assert refused.status_code == 422 and "needs `min` or `max`" in str(refused.json())

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -40,7 +41,7 @@ from control_plane.store.models import (
 )
 from control_plane.workflows.labels import set_label
 
-__all__ = ["ACTOR", "Evaluator", "evaluate"]
+__all__ = ["ACTOR", "Evaluation", "Evaluator", "evaluate"]
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,45 @@ def _statistics(experiment: ExperimentPublic, decision: Decision) -> dict[str, A
     return public
 
 
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """One evaluation: what the analysis decided, what was done, why, and on what numbers."""
+
+    at: datetime
+    step: int
+    action: str
+    applied: str | None
+    reasons: list[dict[str, Any]]
+    statistics: dict[str, Any]
+
+
 def _reason(code: str, message: str) -> dict[str, Any]:
     return {"code": code, "message": message, "arm": None, "metric": None}
+
+
+def _crossed_bounds(
+    experiment: ExperimentPublic, statistics: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Reasons for each candidate metric beyond an absolute bound after enough runs."""
+    candidates = {str(a["version"]) for a in experiment.arms}
+    crossed = []
+    for bound in experiment.config.bounds:
+        for row in statistics["metrics"]:
+            if row["arm"] not in candidates or row["metric"] != bound.metric:
+                continue
+            mean, n = row.get("mean"), int(row["n"])
+            if mean is None or n < bound.after_runs:
+                continue
+            low = bound.min is not None and mean < bound.min
+            high = bound.max is not None and mean > bound.max
+            if low or high:
+                limit = f"at least {bound.min:g}" if low else f"at most {bound.max:g}"
+                crossed.append({
+                    "code": "bound_crossed", "arm": row["arm"], "metric": bound.metric,
+                    "message": f"{row['arm']}'s {bound.metric} is {mean:.4g} after {n} runs; "
+                               f"the bound is {limit}: roll back",
+                })  # fmt: skip
+    return crossed
 
 
 def _last_run_at(session: Session, experiment_id: int) -> datetime | None:
@@ -95,9 +133,11 @@ def _ramp_gate(experiment: ExperimentPublic, decision: Decision, now: datetime) 
     return True, "gate passed"
 
 
-def evaluate(session: Session, *, experiment_id: int, now: datetime | None = None) -> str | None:
-    """Analyse one running experiment and apply its rules; what was applied (``rollback``,
-    ``promote``, ``ramp``) or ``None``."""
+def evaluate(
+    session: Session, *, experiment_id: int, now: datetime | None = None
+) -> Evaluation | None:
+    """Analyse one running experiment and apply its rules (``applied``: ``rollback``,
+    ``promote``, ``ramp`` or ``None``); ``None`` when it is not running."""
     now = now or utcnow()
     experiment, decision = analyse(session, experiment_id=experiment_id)
     if experiment.status != "running":
@@ -112,6 +152,10 @@ def evaluate(session: Session, *, experiment_id: int, now: datetime | None = Non
         timeout_min = config.no_traffic_timeout_s / 60
         words = f"no run for {idle / 60:.0f} min (timeout {timeout_min:.0f} min): halt"
         reasons.insert(0, _reason("no_traffic", words))
+    crossed = _crossed_bounds(experiment, statistics)
+    if crossed and action not in ("halt",):
+        action = "rollback"
+        reasons[:0] = crossed
     applied: str | None = None
     target = f"{experiment.workflow}:{experiment.label}"
     last_step = not config.ramp or experiment.step == len(config.ramp) - 1
@@ -152,44 +196,37 @@ def evaluate(session: Session, *, experiment_id: int, now: datetime | None = Non
         audit(session, actor=ACTOR, action=f"experiment.{applied}", target_kind="experiment",
               target=str(experiment_id), before={"step": experiment.step, "arms": experiment.arms},
               after={"target": target, "action": action, "statistics": statistics})  # fmt: skip
-    _remember(session, experiment, action, applied, reasons, statistics, now)
-    return applied
+    evaluation = Evaluation(now, experiment.step, action, applied, reasons, statistics)
+    _remember(session, experiment.id, evaluation)
+    return evaluation
 
 
-def _remember(
-    session: Session,
-    experiment: ExperimentPublic,
-    action: str,
-    applied: str | None,
-    reasons: list[dict[str, Any]],
-    statistics: dict[str, Any],
-    now: datetime,
-) -> None:
-    """Store the decision when it is news (another action or other reasons) or acted on."""
+def _remember(session: Session, experiment_id: int, evaluation: Evaluation) -> None:
+    """Store the decision when it is news (another action, step or reasons) or acted on."""
     previous = session.exec(
         select(ExperimentDecisionRow)
-        .where(ExperimentDecisionRow.experiment_id == experiment.id)
+        .where(ExperimentDecisionRow.experiment_id == experiment_id)
         .order_by(col(ExperimentDecisionRow.id).desc())
         .limit(1)
     ).first()
-    codes = [r["code"] for r in reasons]
+    codes = [r["code"] for r in evaluation.reasons]
     if (
-        applied is None
+        evaluation.applied is None
         and previous is not None
-        and previous.action == action
-        and previous.step == experiment.step
+        and previous.action == evaluation.action
+        and previous.step == evaluation.step
         and [r["code"] for r in previous.reasons] == codes
     ):
         return
     session.add(
         ExperimentDecisionRow(
-            experiment_id=experiment.id,
-            at=now,
-            step=experiment.step,
-            action=action,
-            applied=applied,
-            reasons=reasons,
-            statistics=statistics,
+            experiment_id=experiment_id,
+            at=evaluation.at,
+            step=evaluation.step,
+            action=evaluation.action,
+            applied=evaluation.applied,
+            reasons=evaluation.reasons,
+            statistics=evaluation.statistics,
         )
     )
 
@@ -224,7 +261,8 @@ class Evaluator:
             assert experiment_id is not None
             try:
                 with session_scope(self._factory) as session:
-                    applied[experiment_id] = evaluate(session, experiment_id=experiment_id)
+                    done = evaluate(session, experiment_id=experiment_id)
+                applied[experiment_id] = done.applied if done is not None else None
             except Exception:  # one broken experiment must not stop the others
                 log.exception("evaluating experiment %s failed", experiment_id)
         return applied

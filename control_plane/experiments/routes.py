@@ -14,7 +14,8 @@ from sqlmodel import col, select
 from control_plane.api.auth import AdminDep, ViewerDep, auth_responses
 from control_plane.api.deps import SessionDep
 from control_plane.api.errors import error_responses
-from control_plane.experiments import results, service
+from control_plane.errors import Conflict
+from control_plane.experiments import evaluator, results, service
 from control_plane.experiments.schemas import ExperimentCreate, ExperimentPublic
 from control_plane.store.models import ExperimentDecisionRow
 from control_plane.workflows.schemas import UtcDatetime
@@ -126,3 +127,22 @@ def experiment_decisions(
                        reasons=r.reasons, statistics=r.statistics)
         for r in rows
     ]  # fmt: skip
+
+
+@router.post(
+    "/{experiment_id}/evaluate",
+    response_model=DecisionPublic,
+    responses={**auth_responses("admin"), **error_responses(404, 409, 422)},
+)
+def evaluate_experiment(
+    experiment_id: ExperimentId, session: SessionDep, principal: AdminDep
+) -> DecisionPublic:
+    """Apply the experiment's rules now, as the background evaluator does on its interval;
+    the decision, and what was done."""
+    experiment = service.get_experiment(session, experiment_id=experiment_id)
+    if experiment.status != "running":
+        raise Conflict(f"experiment {experiment_id} is {experiment.status}, not running")
+    done = evaluator.evaluate(session, experiment_id=experiment_id)
+    assert done is not None  # running, checked above
+    return DecisionPublic(at=done.at, step=done.step, action=done.action, applied=done.applied,
+                          reasons=done.reasons, statistics=done.statistics)  # fmt: skip

@@ -11,6 +11,7 @@ from control_plane.workflows.schemas import UtcDatetime
 
 __all__ = [
     "BUILTIN_METRICS",
+    "Bound",
     "CandidateShare",
     "ExperimentCreate",
     "ExperimentPublic",
@@ -63,6 +64,24 @@ class Guardrail(_Metric):
     relative: bool = Field(default=False, description="margin relative to the baseline")
 
 
+class Bound(BaseModel):
+    """An absolute limit on a candidate: crossing it after ``after_runs`` runs rolls it back
+    (with ``auto_rollback``), whatever the comparison with the baseline says. "Error rate above
+    5 % after 200 runs" is ``{metric: success, min: 0.95, after_runs: 200}``."""
+
+    model_config = ConfigDict(extra="forbid")
+    metric: str = Field(pattern=_METRIC, max_length=100)
+    min: float | None = Field(default=None, description="the candidate's mean must stay at least")
+    max: float | None = Field(default=None, description="the candidate's mean must stay at most")
+    after_runs: int = Field(default=100, ge=1, description="judged once the arm has this many")
+
+    @model_validator(mode="after")
+    def _limit(self) -> Bound:
+        if self.min is None and self.max is None:
+            raise ValueError(f"bound on {self.metric!r} needs `min` or `max`")
+        return self
+
+
 class CandidateShare(BaseModel):
     model_config = ConfigDict(extra="forbid")
     version: str = Field(min_length=1, max_length=64)
@@ -92,6 +111,7 @@ class ExperimentCreate(BaseModel):
     ramp: list[RampStep] = Field(default_factory=list, description="e.g. 1 → 5 → 25 → 50 %")
     primary: PrimaryMetric
     guardrails: list[Guardrail] = Field(default_factory=list, max_length=20)
+    bounds: list[Bound] = Field(default_factory=list, max_length=20)
     alpha: float = Field(default=0.05, gt=0, lt=0.5)
     min_runs_per_arm: int = Field(default=100, ge=1)
     method: Literal["fixed", "sequential"] = "sequential"
