@@ -303,6 +303,11 @@ def test_no_traffic_halts_without_acting(client: TestClient) -> None:
     assert evaluate(client) == {experiment["id"]: None}
     decision = client.get(f"/v1/experiments/{experiment['id']}/decisions").json()[0]
     assert decision["action"] == "halt" and decision["reasons"][0]["code"] == "no_traffic"
+    audited = client.get("/v1/audit", params={"target_kind": "experiment"}).json()[0]
+    assert audited["action"] == "experiment.decision" and audited["actor"] == "evaluator"
+    assert audited["after"]["action"] == "halt" and "statistics" in audited["after"]
+    evaluate(client)  # the same decision again is not news: nothing more is written
+    assert len(client.get(f"/v1/experiments/{experiment['id']}/decisions").json()) == 1
     assert client.get(f"/v1/experiments/{experiment['id']}").json()["status"] == "running"
 
 

@@ -10,8 +10,8 @@ applies its rules.
   at this step, and an analysis that neither halts nor rolls back.
 * no run for ``no_traffic_timeout_s``: the decision is ``halt`` and says so (nothing is acted on).
 
-Every new decision and every action is stored (``GET /v1/experiments/{id}/decisions``) with the
-statistics it rests on; actions are audited too. Actions are conditional updates on the
+Every new decision and every action is stored (``GET /v1/experiments/{id}/decisions``) and
+written to the audit log, with the statistics it rests on. Actions are conditional updates on the
 experiment's status and step, so two processes evaluating at once act once.
 """
 
@@ -218,6 +218,11 @@ def _remember(session: Session, experiment_id: int, evaluation: Evaluation) -> N
         and [r["code"] for r in previous.reasons] == codes
     ):
         return
+    if evaluation.applied is None:  # an action is audited with its own name
+        audit(session, actor=ACTOR, action="experiment.decision", target_kind="experiment",
+              target=str(experiment_id), before=None,
+              after={"step": evaluation.step, "action": evaluation.action,
+                     "statistics": evaluation.statistics})  # fmt: skip
     session.add(
         ExperimentDecisionRow(
             experiment_id=experiment_id,

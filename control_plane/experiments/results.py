@@ -60,6 +60,7 @@ def spec_of(experiment: ExperimentPublic) -> ExperimentSpec:
         alpha=config.alpha,
         min_runs_per_arm=config.min_runs_per_arm,
         method=config.method,
+        tuning_runs=config.tuning_runs,
     )
 
 

@@ -115,6 +115,12 @@ class ExperimentCreate(BaseModel):
     alpha: float = Field(default=0.05, gt=0, lt=0.5)
     min_runs_per_arm: int = Field(default=100, ge=1)
     method: Literal["fixed", "sequential"] = "sequential"
+    tuning_runs: int = Field(
+        default=10_000,
+        ge=10,
+        description="sequential method: the runs (both arms) its confidence sequence is tightest "
+        "at (Waudby-Smith et al.'s rho); the guarantee holds whatever it is",
+    )
     auto_rollback: bool = True
     auto_promote: bool = False
     no_traffic_timeout_s: float = Field(default=3600, gt=0)
