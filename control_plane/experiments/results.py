@@ -28,16 +28,21 @@ __all__ = ["ExperimentResults", "analyse", "data_of", "results", "spec_of", "to_
 _LABELS = {"success": "success rate", "latency_s": "latency", "cost_usd": "cost per run"}
 
 
+def _share(arm: dict[str, object]) -> float:
+    share = arm["share"]
+    assert isinstance(share, int | float)  # stored by ExperimentCreate.shares_at
+    return float(share)
+
+
 def spec_of(experiment: ExperimentPublic) -> ExperimentSpec:
     config: ExperimentCreate = experiment.config
-    candidate_share = sum(float(str(a["share"])) for a in experiment.arms)
+    arms = [ArmSpec(name=str(a["version"]), share=_share(a)) for a in experiment.arms]
+    candidate_share = sum(arm.share for arm in arms)
     primary = config.primary
     assert primary.kind is not None
     return ExperimentSpec(
         baseline=ArmSpec(name=experiment.baseline, share=max(0.0, 1.0 - candidate_share)),
-        candidates=tuple(
-            ArmSpec(name=str(a["version"]), share=float(str(a["share"]))) for a in experiment.arms
-        ),
+        candidates=tuple(arms),
         primary=PrimaryMetric(
             name=primary.name,
             kind=primary.kind,
