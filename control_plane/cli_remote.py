@@ -8,7 +8,9 @@ import argparse
 import json
 import math
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -257,15 +259,26 @@ def _serve(args: argparse.Namespace) -> int:
     from control_plane.api import create_app
 
     if args.workers > 1:
-        # Worker processes import the app themselves: uvicorn needs the factory's import path.
-        uvicorn.run(
-            "control_plane.api.app:create_app",
-            factory=True,
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-            log_level="info",
-        )
+        # Metrics of several workers are merged from files (prometheus-client's multiprocess
+        # mode): a fresh directory for this server unless the operator chose one (which must
+        # be empty). Set before any worker starts; workers inherit it.
+        own_dir = None
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            own_dir = tempfile.mkdtemp(prefix="rollgraph-metrics-")
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_dir
+        try:
+            # Worker processes import the app themselves: uvicorn needs the factory's path.
+            uvicorn.run(
+                "control_plane.api.app:create_app",
+                factory=True,
+                host=args.host,
+                port=args.port,
+                workers=args.workers,
+                log_level="info",
+            )
+        finally:
+            if own_dir is not None:
+                shutil.rmtree(own_dir, ignore_errors=True)
         return 0
     uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info")
     return 0

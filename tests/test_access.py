@@ -31,7 +31,7 @@ nodes:
 outputs:
   text: "${write.text}"
 """
-OPEN_PATHS = {"/healthz", "/readyz"}
+OPEN_PATHS = {"/healthz", "/readyz", "/metrics"}  # scrapers and probes carry no key
 
 
 @pytest.fixture
@@ -94,6 +94,7 @@ def test_every_route_but_health_and_docs_needs_a_key(client: TestClient) -> None
     assert checked >= 16
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").status_code == 200
+    assert client.get("/metrics").status_code == 200
     assert client.get("/openapi.json").status_code == 200
     assert client.get("/docs").status_code == 200
 

@@ -285,14 +285,15 @@ def test_a_ramp_advances_when_its_gate_passes(client: TestClient) -> None:
                      {"percent": 100}]}  # fmt: skip
     experiment = client.post("/v1/experiments", json=body).json()
     assert evaluate(client) == {experiment["id"]: None}  # no data: the gate holds
-    traffic(client, range(60), {"v1": 5, "v2": 5})
+    # 100 users at 20 %: fewer than 5 in the candidate arm has a chance of about 1 in 100,000.
+    traffic(client, range(100), {"v1": 5, "v2": 5})
     assert evaluate(client) == {experiment["id"]: "ramp"}
     moved = client.get(f"/v1/experiments/{experiment['id']}").json()
     assert (moved["step"], moved["arms"]) == (1, [{"version": "v2", "share": 0.5}])
     assert evaluate(client) == {experiment["id"]: None}  # no runs at step 1 yet
     held = client.get(f"/v1/experiments/{experiment['id']}/decisions").json()[0]
     assert any(r["code"] == "ramp_held" for r in held["reasons"])
-    traffic(client, range(60, 100), {"v1": 5, "v2": 5})
+    traffic(client, range(100, 140), {"v1": 5, "v2": 5})
     assert evaluate(client) == {experiment["id"]: "ramp"}
     assert client.get(f"/v1/experiments/{experiment['id']}").json()["step"] == 2
 

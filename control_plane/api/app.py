@@ -17,6 +17,10 @@ from control_plane.api.middleware import BodySizeLimit
 from control_plane.audit.routes import router as audit_router
 from control_plane.experiments.evaluator import Evaluator
 from control_plane.experiments.routes import router as experiments_router
+from control_plane.metrics import Metrics
+from control_plane.metrics.collector import StoreCollector
+from control_plane.metrics.http import HttpMetrics
+from control_plane.metrics.routes import router as metrics_router
 from control_plane.outcomes.routes import router as outcomes_router
 from control_plane.registry_cache import RegistryCache
 from control_plane.rollouts.routes import router as rollouts_router
@@ -49,7 +53,10 @@ def create_app(
         # One graph engine per process: shared provider limits and HTTP connection pools.
         app.state.runner = Runner((run_engine or graph_engine.Engine)())
         runs = Runs(
-            runner=app.state.runner, session_factory=app.state.session_factory, settings=settings
+            runner=app.state.runner,
+            session_factory=app.state.session_factory,
+            settings=settings,
+            metrics=metrics,
         )
         app.state.runs = runs
         await runs.start()  # fails the runs a stopped process left running
@@ -57,7 +64,9 @@ def create_app(
         cache = RegistryCache(app.state.session_factory, poll_s=settings.registry_poll_s)
         app.state.registry_cache = cache
         await cache.start()
-        evaluator = Evaluator(app.state.session_factory, interval_s=settings.experiment_eval_s)
+        evaluator = Evaluator(
+            app.state.session_factory, interval_s=settings.experiment_eval_s, metrics=metrics
+        )
         app.state.evaluator = evaluator
         await evaluator.start()
         try:
@@ -76,8 +85,14 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    # One per app (one per process in production): counters start at zero with the app.
+    metrics = Metrics()
+    metrics.add_collector(StoreCollector(lambda: getattr(app.state, "session_factory", None)))
+    app.state.metrics = metrics
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    # Added last, so outermost: it also counts the requests BodySizeLimit refuses.
+    app.add_middleware(HttpMetrics, metrics=metrics)
     app.include_router(workflows_router)
     app.include_router(rollouts_router)
     app.include_router(runs_router)
@@ -86,6 +101,7 @@ def create_app(
     # Every route above needs an API key; health probes and the OpenAPI document do not.
     app.include_router(keys_router)
     app.include_router(audit_router)
+    app.include_router(metrics_router)  # no key, like the health probes: scrapers have none
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -31,6 +31,7 @@ from analysis.decision import Decision
 from control_plane.audit.service import record as audit
 from control_plane.experiments.results import analyse, to_public
 from control_plane.experiments.schemas import ExperimentCreate, ExperimentPublic
+from control_plane.metrics import Metrics
 from control_plane.store.db import SessionFactory, session_scope
 from control_plane.store.models import (
     ExperimentDecisionRow,
@@ -64,6 +65,14 @@ class Evaluation:
     applied: str | None
     reasons: list[dict[str, Any]]
     statistics: dict[str, Any]
+    stored: bool = False  # a new decision row (news or acted on), not a repeat
+
+    def count(self, metrics: Metrics | None, experiment_id: int) -> None:
+        """Count this evaluation in ``metrics``; call it once its unit of work committed."""
+        if metrics is not None:
+            metrics.observe_evaluation(
+                experiment_id, action=self.action, applied=self.applied, stored=self.stored
+            )
 
 
 def _reason(code: str, message: str) -> dict[str, Any]:
@@ -197,12 +206,12 @@ def evaluate(
               target=str(experiment_id), before={"step": experiment.step, "arms": experiment.arms},
               after={"target": target, "action": action, "statistics": statistics})  # fmt: skip
     evaluation = Evaluation(now, experiment.step, action, applied, reasons, statistics)
-    _remember(session, experiment.id, evaluation)
-    return evaluation
+    return replace(evaluation, stored=_remember(session, experiment.id, evaluation))
 
 
-def _remember(session: Session, experiment_id: int, evaluation: Evaluation) -> None:
-    """Store the decision when it is news (another action, step or reasons) or acted on."""
+def _remember(session: Session, experiment_id: int, evaluation: Evaluation) -> bool:
+    """Store the decision when it is news (another action, step or reasons) or acted on;
+    whether it was stored."""
     previous = session.exec(
         select(ExperimentDecisionRow)
         .where(ExperimentDecisionRow.experiment_id == experiment_id)
@@ -217,7 +226,7 @@ def _remember(session: Session, experiment_id: int, evaluation: Evaluation) -> N
         and previous.step == evaluation.step
         and [r["code"] for r in previous.reasons] == codes
     ):
-        return
+        return False
     if evaluation.applied is None:  # an action is audited with its own name
         audit(session, actor=ACTOR, action="experiment.decision", target_kind="experiment",
               target=str(experiment_id), before=None,
@@ -234,14 +243,18 @@ def _remember(session: Session, experiment_id: int, evaluation: Evaluation) -> N
             statistics=evaluation.statistics,
         )
     )
+    return True
 
 
 class Evaluator:
     """Runs ``evaluate`` for every running experiment every ``interval_s`` seconds."""
 
-    def __init__(self, session_factory: SessionFactory, *, interval_s: float) -> None:
+    def __init__(
+        self, session_factory: SessionFactory, *, interval_s: float, metrics: Metrics | None = None
+    ) -> None:
         self._factory = session_factory
         self._interval_s = interval_s
+        self._metrics = metrics
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -267,6 +280,8 @@ class Evaluator:
             try:
                 with session_scope(self._factory) as session:
                     done = evaluate(session, experiment_id=experiment_id)
+                if done is not None:  # counted after the commit: a rolled-back one never was
+                    done.count(self._metrics, experiment_id)
                 applied[experiment_id] = done.applied if done is not None else None
             except Exception:  # one broken experiment must not stop the others
                 log.exception("evaluating experiment %s failed", experiment_id)

@@ -5,9 +5,10 @@ Handlers only translate HTTP to service calls; the session commits at the reques
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Path, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import col, select
 
@@ -17,6 +18,7 @@ from control_plane.api.errors import error_responses
 from control_plane.errors import Conflict
 from control_plane.experiments import evaluator, results, service
 from control_plane.experiments.schemas import ExperimentCreate, ExperimentPublic
+from control_plane.metrics import after_commit
 from control_plane.store.models import ExperimentDecisionRow
 from control_plane.workflows.schemas import UtcDatetime
 
@@ -135,7 +137,7 @@ def experiment_decisions(
     responses={**auth_responses("admin"), **error_responses(404, 409, 422)},
 )
 def evaluate_experiment(
-    experiment_id: ExperimentId, session: SessionDep, principal: AdminDep
+    experiment_id: ExperimentId, request: Request, session: SessionDep, principal: AdminDep
 ) -> DecisionPublic:
     """Apply the experiment's rules now, as the background evaluator does on its interval;
     the decision, and what was done."""
@@ -144,5 +146,7 @@ def evaluate_experiment(
         raise Conflict(f"experiment {experiment_id} is {experiment.status}, not running")
     done = evaluator.evaluate(session, experiment_id=experiment_id)
     assert done is not None  # running, checked above
+    # Counted when the request boundary commits the decision, not before.
+    after_commit(session, partial(done.count, request.app.state.metrics, experiment_id))
     return DecisionPublic(at=done.at, step=done.step, action=done.action, applied=done.applied,
                           reasons=done.reasons, statistics=done.statistics)  # fmt: skip

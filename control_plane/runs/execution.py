@@ -27,6 +27,7 @@ from sqlmodel import Session
 
 import engine
 from control_plane.errors import InvalidInput, Unavailable
+from control_plane.metrics import Metrics
 from control_plane.runs import idempotency, service
 from control_plane.runs.planning import RunPlan
 from control_plane.runs.runner import Runner
@@ -46,9 +47,16 @@ T = TypeVar("T")
 
 class Runs:
     def __init__(
-        self, *, runner: Runner, session_factory: SessionFactory, settings: Settings
+        self,
+        *,
+        runner: Runner,
+        session_factory: SessionFactory,
+        settings: Settings,
+        metrics: Metrics | None = None,
     ) -> None:
         self.runner = runner
+        # Counted after each write commits (the writer resolves only then): exactly once.
+        self.metrics = metrics
         self.settings = settings
         self.writer = BatchWriter(session_factory)
         self.shared = SharedSteps()
@@ -63,7 +71,12 @@ class Runs:
 
     async def sweep(self) -> int:
         """Fail the runs orphaned by a stopped process (they become resumable)."""
-        count = await self._write(lambda s: service.fail_orphans(s))
+        ended = await self._write(lambda s: service.fail_orphans(s))
+        count = len(ended)
+        if self.metrics is not None:
+            # Only the sweep whose update changed a row gets it back: one count per orphan.
+            for run in ended:
+                self.metrics.observe_failed_end(**run._asdict())
         if count:
             log.warning("marked %d interrupted run(s) failed; they can be resumed", count)
         return count
@@ -112,7 +125,11 @@ class Runs:
                 idempotency.complete(session, claim=claim, response=public)
             return public
 
-        return await self._write(record)
+        recorded = await self._write(record)
+        if self.metrics is not None:
+            self.metrics.observe_assignment(recorded)
+            self.metrics.observe_run(recorded, result, first_end=True)
+        return recorded
 
     async def run_async(
         self, plan: RunPlan, inputs: Mapping[str, Any], *, claim: idempotency.Claim | None
@@ -135,6 +152,8 @@ class Runs:
             return public
 
         accepted = await self._write(accept)
+        if self.metrics is not None:
+            self.metrics.observe_assignment(accepted)  # its end is counted when it ends
         steps = RunSteps(self.shared, persist=self._persister(run_id))
         job = self._finish_in_background(
             run_id, workflow, inputs, steps, deadline_s=deadline_s, attrs=plan.attrs
@@ -245,20 +264,27 @@ class Runs:
             with anyio.CancelScope(shield=True):
                 await self._give_back(run_id, reason or f"the run broke: {exc!r}", steps=steps)
             raise
-        return await self._write(
+        finished = await self._write(
             lambda s: service.finish_run(
                 s, run_id=run_id, result=result, steps=_to_keep(steps, result)
             )
         )
+        if self.metrics is not None:
+            # Attempt 1 is an accepted async run's first end; a later attempt is a resume.
+            self.metrics.observe_run(finished, result, first_end=finished.attempt <= 1)
+        return finished
 
     async def _give_back(self, run_id: str, error: str, *, steps: RunSteps | None = None) -> None:
         saved = steps.new if steps is not None and not steps.persisted else {}
         try:
-            await self.writer.submit(
+            ended = await self.writer.submit(
                 lambda s: service.interrupt_run(s, run_id=run_id, error=error, steps=saved)
             )
         except Exception:
             log.exception("could not store run %s as failed; the sweep will", run_id)
+            return  # counted by the sweep that fails it
+        if ended is not None and self.metrics is not None:
+            self.metrics.observe_failed_end(**ended._asdict())
 
 
 def _to_keep(steps: RunSteps, result: engine.RunResult) -> dict[str, str]:

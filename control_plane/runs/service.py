@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import delete, update
 from sqlmodel import Session, col, select
@@ -31,6 +31,7 @@ from control_plane.workflows import repository as workflows_repo
 
 __all__ = [
     "INTERRUPTED",
+    "EndedRun",
     "Resumption",
     "claim_resume",
     "deadline_after",
@@ -236,20 +237,37 @@ def claim_resume(session: Session, *, run_id: str, deadline_at: datetime) -> Res
     )
 
 
-def interrupt_run(session: Session, *, run_id: str, error: str, steps: Mapping[str, str]) -> None:
+class EndedRun(NamedTuple):
+    """A run this unit of work ended without a result (for the metrics)."""
+
+    workflow: str
+    version: str
+    mode: str
+    attempt: int
+
+
+_ENDED = (col(RunRow.workflow), col(RunRow.version), col(RunRow.mode), col(RunRow.attempt))
+
+
+def interrupt_run(
+    session: Session, *, run_id: str, error: str, steps: Mapping[str, str]
+) -> EndedRun | None:
     """Store a running run as failed when it was stopped (shutdown) or broke, with the steps it
-    completed, so that it can be resumed."""
-    session.execute(
+    completed, so that it can be resumed. The run, when this call is what ended it."""
+    ended = session.execute(
         update(RunRow)
         .where(col(RunRow.id) == run_id, col(RunRow.status) == "running")
         .values(status="failed", error=error, finished_at=utcnow(), deadline_at=None)
-    )
+        .returning(*_ENDED)
+    ).all()
     _save_steps(session, run_id, steps)
+    return EndedRun(*ended[0]) if ended else None
 
 
-def fail_orphans(session: Session, *, now: datetime | None = None) -> int:
+def fail_orphans(session: Session, *, now: datetime | None = None) -> list[EndedRun]:
     """Mark failed the runs still ``running`` past their deadline: their process stopped (the
-    engine ends every run by its deadline). They can be resumed. Returns how many."""
+    engine ends every run by its deadline). They can be resumed. Returns the runs this call
+    ended (``RETURNING``: of two sweeps at once, each run is returned to the one that won)."""
     cutoff = as_utc(now) if now is not None else utcnow()
     result = session.execute(
         update(RunRow)
@@ -258,8 +276,9 @@ def fail_orphans(session: Session, *, now: datetime | None = None) -> int:
             col(RunRow.deadline_at) < cutoff,
         )
         .values(status="failed", error=INTERRUPTED, finished_at=cutoff, deadline_at=None)
+        .returning(*_ENDED)
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return [EndedRun(*row) for row in result.all()]
 
 
 def deadline_after(seconds: float, *, margin_s: float) -> datetime:

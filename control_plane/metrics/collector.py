@@ -1,0 +1,140 @@
+"""Gauges read from the store at scrape time: rollout shares and experiment p-values.
+
+They describe state, not events, and every worker reads the same store, so they are computed
+on the scrape by whichever worker answers it: no per-process copies to merge, and an archived
+version or an ended experiment disappears from the next scrape by itself.
+
+* ``rollgraph_rollout_share_ratio{workflow,label,version}``: the share (0–1) of the label's
+  traffic each version is configured to get: a running experiment's arms, else the label's
+  rollout candidates; the label's own version gets the remainder. Archived versions are left
+  out (they serve no traffic), and so are candidates that no longer serve.
+* ``rollgraph_experiment_p_value{experiment,arm,metric}`` and
+  ``rollgraph_experiment_srm_p_value{experiment}``: from the latest stored decision of each
+  running experiment (``experiment`` is its id).
+
+A store that cannot be read leaves these gauges out of the scrape (logged) rather than failing
+it: the process's own counters are still worth collecting.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlmodel import Session, col, select
+
+from control_plane.runs.planning import read_route
+from control_plane.store.db import SessionFactory, session_scope
+from control_plane.store.models import (
+    ExperimentDecisionRow,
+    ExperimentRow,
+    LabelRow,
+    WorkflowRow,
+)
+
+__all__ = ["StoreCollector"]
+
+log = logging.getLogger(__name__)
+
+ROLLOUT_SHARE = "rollgraph_rollout_share_ratio"
+P_VALUE = "rollgraph_experiment_p_value"
+SRM_P_VALUE = "rollgraph_experiment_srm_p_value"
+
+
+def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
+    return (
+        GaugeMetricFamily(
+            ROLLOUT_SHARE,
+            "Configured share (0-1) of a label's traffic per active version",
+            labels=("workflow", "label", "version"),
+        ),
+        GaugeMetricFamily(
+            P_VALUE,
+            "p-value of a candidate arm against the baseline, from the latest decision of a "
+            "running experiment",
+            labels=("experiment", "arm", "metric"),
+        ),
+        GaugeMetricFamily(
+            SRM_P_VALUE,
+            "Sample-ratio-mismatch p-value from the latest decision of a running experiment",
+            labels=("experiment",),
+        ),
+    )
+
+
+def _shares(session: Session) -> Iterator[tuple[str, str, str, float]]:
+    labels = session.exec(
+        select(WorkflowRow.name, LabelRow.name)
+        .join(LabelRow, col(LabelRow.workflow_id) == col(WorkflowRow.id))
+        .order_by(col(WorkflowRow.name), col(LabelRow.name))
+    ).all()
+    for workflow, label in labels:
+        route = read_route(session, workflow=workflow, label=label)
+        allocation = route.allocation
+        candidates = [(arm.version, arm.share) for arm in allocation.candidates]
+        rest = max(0.0, 1.0 - math.fsum(share for _, share in candidates))
+        for version, share in [(allocation.baseline, rest), *candidates]:
+            data = route.versions.get(version)
+            if data is not None and data.status == "active":
+                yield workflow, label, version, share
+
+
+def _p_values(session: Session) -> Iterator[tuple[str, dict[str, Any]]]:
+    running = session.exec(
+        select(ExperimentRow.id)
+        .where(ExperimentRow.status == "running")
+        .order_by(col(ExperimentRow.id))
+    ).all()
+    for experiment_id in running:
+        latest = session.exec(
+            select(ExperimentDecisionRow)
+            .where(ExperimentDecisionRow.experiment_id == experiment_id)
+            .order_by(col(ExperimentDecisionRow.id).desc())
+            .limit(1)
+        ).first()
+        if latest is not None:
+            yield str(experiment_id), latest.statistics
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+class StoreCollector(Collector):
+    """Computes the store-backed gauges on each scrape, in one short read-only unit of work."""
+
+    def __init__(self, session_factory: Callable[[], SessionFactory | None]) -> None:
+        # A callable: the session factory exists only once the app's lifespan has started.
+        self._session_factory = session_factory
+
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        return _families()  # names only: registering must not read the store
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        factory = self._session_factory()
+        if factory is None:
+            return []
+        shares, p_values, srm = _families()
+        try:
+            with session_scope(factory) as session:
+                for workflow, label, version, share in _shares(session):
+                    shares.add_metric([workflow, label, version], share)
+                for experiment, statistics in _p_values(session):
+                    for row in statistics.get("metrics") or ():
+                        p = _finite(row.get("p_value"))
+                        if p is not None:
+                            p_values.add_metric([experiment, str(row["arm"]), row["metric"]], p)
+                    srm_p = _finite((statistics.get("srm") or {}).get("p_value"))
+                    if srm_p is not None:
+                        srm.add_metric([experiment], srm_p)
+        except Exception:  # the store may be away: the process's own metrics still count
+            log.exception("reading the store for /metrics failed")
+            return []
+        return [shares, p_values, srm]
