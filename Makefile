@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run example test lint typecheck bench bench-http lock clean
+.PHONY: run demo example test lint typecheck bench bench-http lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,13 @@ venv: $(STAMP)
 # v3.2, v3.3 rolled out to 10 %; it prints how to call it. Ctrl-C stops it.
 run: $(STAMP)
 	$(BIN)/python -m control_plane.demo
+
+# Two experiments on simulated users on the `demo` label of product-video (prod is left alone):
+# one ramps a candidate worse on a guardrail until it rolls back, one promotes a better one. It
+# uses the server at ROLLGRAPH_URL (default http://127.0.0.1:8000, e.g. `make run`) if one
+# answers, else its own in-process server on a temporary database; about half a minute.
+demo: $(STAMP)
+	$(BIN)/python -m control_plane.demo_experiment
 
 # One workflow run locally with the embedded engine, no server.
 example: $(STAMP)
