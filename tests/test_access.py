@@ -285,3 +285,19 @@ def test_the_dev_placeholder_is_an_admin_in_dev_and_refused_elsewhere(database_u
     dev = Settings(env="dev", database_url=database_url)
     with TestClient(create_app(dev), raise_server_exceptions=False) as client:
         assert client.get("/v1/keys", headers=bearer(DEV_ADMIN_KEY)).status_code == 200
+
+
+def test_a_busy_sqlite_store_is_a_503_to_retry_not_a_500() -> None:
+    import asyncio
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+    from starlette.requests import Request
+
+    from control_plane.api.errors import _unexpected
+
+    locked = OperationalError("INSERT ...", {}, sqlite3.OperationalError("database is locked"))
+    request = Request({"type": "http", "method": "POST", "path": "/v1/run", "headers": []})
+    response = asyncio.run(_unexpected(request, locked))
+    assert response.status_code == 503 and response.headers["retry-after"] == "1"
+    assert b"store_busy" in response.body

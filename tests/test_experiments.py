@@ -268,6 +268,9 @@ def test_the_evaluator_rolls_a_worse_candidate_back(client: TestClient) -> None:
     assert audit[0]["action"] == "experiment.rollback"
     assert audit[0]["after"]["statistics"]["reasons"]
     assert evaluate(client) == {}  # nothing runs any more
+    # Ended: its results are judged against the shares its traffic had, not the 0 % it ends on.
+    final = client.get(f"/v1/experiments/{experiment['id']}/results").json()
+    assert final["srm"]["flagged"] is False and final["action"] == "rollback"
 
 
 def test_the_evaluator_promotes_a_better_candidate_when_allowed(client: TestClient) -> None:

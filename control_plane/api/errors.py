@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from control_plane.errors import ControlPlaneError
@@ -78,6 +79,12 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, OperationalError) and "database is locked" in str(exc):
+        # SQLite refused a write transaction that raced another writer (a snapshot taken
+        # before the other commit cannot be upgraded): nothing was stored, a retry succeeds.
+        log.warning("store busy on %s %s: %s", request.method, request.url.path, exc.orig)
+        body = error_body("store_busy", "the store was busy; nothing was changed: retry")
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return JSONResponse(error_body("internal_error", "internal server error"), status_code=500)
 

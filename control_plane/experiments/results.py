@@ -36,7 +36,13 @@ def _share(arm: dict[str, object]) -> float:
 
 def spec_of(experiment: ExperimentPublic) -> ExperimentSpec:
     config: ExperimentCreate = experiment.config
-    arms = [ArmSpec(name=str(a["version"]), share=_share(a)) for a in experiment.arms]
+    # The shares the data was collected under: a rolled-back experiment's arms read 0 %, but
+    # its last step's traffic was split by the step's shares (else every ended experiment
+    # would read as a sample ratio mismatch).
+    shares = (
+        experiment.arms if experiment.status == "running" else config.shares_at(experiment.step)
+    )
+    arms = [ArmSpec(name=str(a["version"]), share=_share(a)) for a in shares]
     candidate_share = sum(arm.share for arm in arms)
     primary = config.primary
     assert primary.kind is not None

@@ -72,7 +72,10 @@ def check_metric_kind(session: Session, *, workflow: WorkflowRow, name: str, kin
         return
     known = session.get(MetricRow, (row_id(workflow), name))
     if known is None:
+        # Two first values of a new metric at once: both insert; one commit wins and the
+        # other request gets the guarded flush's 409 (retry), not a 500.
         session.add(MetricRow(workflow_id=row_id(workflow), name=name, kind=kind))
+        flush(session, f"metric {name!r} of {workflow.name}")
     elif known.kind != kind:
         raise ValueError(f"metric {name!r} of {workflow.name} is a {known.kind}, not a {kind}")
 
