@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo example test lint typecheck bench bench-http lock clean
+.PHONY: run demo example test lint typecheck bench bench-http bench-analysis lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,9 @@ bench: $(STAMP)
 
 bench-http: $(STAMP)
 	$(BIN)/python -m benchmarks.http --json
+
+bench-analysis: $(STAMP)
+	$(BIN)/python -m benchmarks.analysis --json
 
 # Re-pin every dependency (needs `uv`; the lock is committed, so nobody else has to run this).
 lock:
