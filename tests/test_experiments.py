@@ -334,3 +334,30 @@ def test_an_absolute_bound_rolls_back_without_a_significant_difference(
     assert client.post("/v1/experiments/999/evaluate").status_code == 404
     refused = client.post("/v1/experiments", json={**EXPERIMENT, "bounds": [{"metric": "x"}]})
     assert refused.status_code == 422 and "needs `min` or `max`" in str(refused.json())
+
+
+def test_one_process_at_a_time_evaluates_an_experiment(
+    client: TestClient, database_url: str
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("the advisory lock is PostgreSQL's; SQLite serves one machine")
+    from sqlalchemy import text
+
+    experiment = client.post("/v1/experiments", json=EXPERIMENT).json()
+    db = create_db_engine(database_url)
+    try:
+        with db.connect() as other:  # another process, in the middle of evaluating it
+            other.execute(
+                text("SELECT pg_advisory_lock(:space, :id)"),
+                {"space": 0x7267, "id": experiment["id"]},
+            )
+            assert evaluate(client) == {}
+            assert client.get(f"/v1/experiments/{experiment['id']}/decisions").json() == []
+            other.execute(
+                text("SELECT pg_advisory_unlock(:space, :id)"),
+                {"space": 0x7267, "id": experiment["id"]},
+            )
+        assert evaluate(client) == {experiment["id"]: None}
+        assert len(client.get(f"/v1/experiments/{experiment['id']}/decisions").json()) == 1
+    finally:
+        db.dispose()

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import func, text, update
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
@@ -246,6 +246,23 @@ def _remember(session: Session, experiment_id: int, evaluation: Evaluation) -> b
     return True
 
 
+_LOCK_CLASS = 0x7267  # "rg": the advisory-lock namespace of experiment evaluations
+
+
+def _claim(session: Session, experiment_id: int) -> bool:
+    """On PostgreSQL, one process at a time evaluates an experiment (every worker and replica
+    runs an evaluator): a transaction-level advisory lock, released at commit; the others skip
+    it this round rather than store the same decision again. SQLite serves one machine, where
+    the actions' conditional updates suffice."""
+    if session.get_bind().dialect.name != "postgresql":
+        return True
+    taken = session.execute(
+        text("SELECT pg_try_advisory_xact_lock(:space, :id)"),
+        {"space": _LOCK_CLASS, "id": experiment_id},
+    ).scalar()
+    return bool(taken)
+
+
 class Evaluator:
     """Runs ``evaluate`` for every running experiment every ``interval_s`` seconds."""
 
@@ -279,6 +296,8 @@ class Evaluator:
             assert experiment_id is not None
             try:
                 with session_scope(self._factory) as session:
+                    if not _claim(session, experiment_id):
+                        continue  # another process evaluates it right now
                     done = evaluate(session, experiment_id=experiment_id)
                 if done is not None:  # counted after the commit: a rolled-back one never was
                     done.count(self._metrics, experiment_id)
