@@ -5,6 +5,9 @@ connection's ``search_path`` (``options=-csearch_path=...`` in the URL), so migr
 and ``alembic_version`` live only there; the schema is dropped (CASCADE) after the test, and
 concurrent runs on the same server never see each other. When the server is unreachable the
 PostgreSQL variant is skipped, saying why, or fails under ``CI=true``.
+
+``serve`` starts a real ``rollgraph serve`` process (one or several workers) for end-to-end
+tests.
 """
 
 from __future__ import annotations
@@ -12,10 +15,16 @@ from __future__ import annotations
 import functools
 import os
 import secrets
+import socket
+import subprocess
+import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
@@ -105,3 +114,55 @@ def admin_key() -> str:
 def admin_headers(admin_key: str) -> dict[str, str]:
     """Headers that authenticate as ``bootstrap-admin``: pass as ``TestClient(headers=...)``."""
     return {"Authorization": f"Bearer {admin_key}"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def rollgraph_server(env: Mapping[str, str], *, workers: int = 1) -> Iterator[str]:
+    """``rollgraph serve`` on a free loopback port with ``env`` over this process's environment;
+    yields its URL once ``/readyz`` answers, and stops it afterwards."""
+    port = free_port()
+    command = [sys.executable, "-m", "control_plane.cli", "serve", "--port", str(port)]
+    proc = subprocess.Popen(
+        [*command, "--workers", str(workers)],
+        cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ, **env},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            if proc.poll() is not None:
+                raise AssertionError(f"the server exited: {proc.stderr.read().decode()[-2000:]}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the server did not become ready in 60 s")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+
+
+@pytest.fixture(scope="session")
+def serve() -> Callable[..., AbstractContextManager[str]]:
+    """``with serve(env, workers=2) as url:`` a real server (see ``rollgraph_server``)."""
+    return rollgraph_server

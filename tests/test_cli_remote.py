@@ -4,16 +4,13 @@ rollouts with several candidates, API keys and the audit log."""
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
-import httpx
 import pytest
 
 from control_plane.cli import main
@@ -31,40 +28,17 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
+def server(
+    tmp_path_factory: pytest.TempPathFactory, serve: Callable[..., AbstractContextManager[str]]
+) -> Iterator[str]:
     db = tmp_path_factory.mktemp("serve") / "rollgraph.db"
     env = {
-        **os.environ,
         "ROLLGRAPH_DATABASE_URL": f"sqlite:///{db}",
         "ROLLGRAPH_ENV": "dev",
         "ROLLGRAPH_ADMIN_KEY": ADMIN_KEY,
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "control_plane.cli", "serve", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
-            proc.kill()
-            raise RuntimeError(f"server did not start: {proc.stderr.read() if proc.stderr else ''}")
+    with serve(env) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        if proc.stderr:
-            proc.stderr.close()
 
 
 def cli(

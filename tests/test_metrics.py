@@ -6,13 +6,9 @@ summed over the workers of a real two-process server (multiprocess mode)."""
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -412,54 +408,28 @@ def test_p_values_of_a_running_experiment_come_from_its_latest_decision(
 
 
 # -- several worker processes ------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.mark.slow
 def test_counts_add_up_over_the_workers_of_a_real_server(
-    database_url: str, admin_key: str, tmp_path: Path
+    database_url: str,
+    admin_key: str,
+    tmp_path: Path,
+    serve: Callable[..., AbstractContextManager[str]],
 ) -> None:
     metrics_dir = tmp_path / "prometheus"
     metrics_dir.mkdir()  # empty at start, as multiprocess mode requires
-    port = _free_port()
     env = {
-        **os.environ,
         "ROLLGRAPH_ENV": "test",
         "ROLLGRAPH_ADMIN_KEY": admin_key,
         "ROLLGRAPH_DATABASE_URL": database_url,
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
     }
-    command = [sys.executable, "-m", "control_plane.cli", "serve", "--port", str(port)]
-    proc = subprocess.Popen(
-        [*command, "--workers", "2"],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {admin_key}"}
+    with serve(env, workers=2) as url:
 
-    def call(method: str, path: str, **kw: Any) -> httpx.Response:
-        # A new connection per request (no keep-alive): any worker may answer.
-        return httpx.request(method, f"{url}{path}", headers=headers, timeout=30, **kw)
+        def call(method: str, path: str, **kw: Any) -> httpx.Response:
+            # A new connection per request (no keep-alive): any worker may answer.
+            return httpx.request(method, f"{url}{path}", headers=headers, timeout=30, **kw)
 
-    try:
-        for _ in range(600):
-            if proc.poll() is not None:
-                raise AssertionError(f"the server exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        else:
-            raise AssertionError("the server did not become ready")
         assert call("POST", "/v1/workflows", json={"source": GREET}).status_code == 201
         assert call("PUT", "/v1/workflows/greet/labels/prod", json={"version": "v1"})
         body = {"workflow": "greet", "input": {"prompt": "hi"}}
@@ -478,12 +448,3 @@ def test_counts_add_up_over_the_workers_of_a_real_server(
             assert [(s.labels["version"], s.value) for s in shares] == [("v1", 1.0)]
         pids = {f.name.rsplit("_", 1)[-1] for f in metrics_dir.glob("counter_*.db")}
         assert len(pids) == 2, pids  # both workers counted runs
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        assert proc.stderr is not None
-        proc.stderr.close()

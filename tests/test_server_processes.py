@@ -10,12 +10,9 @@ Each request opens a new connection, so the kernel spreads them over the workers
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 import httpx
@@ -36,53 +33,17 @@ outputs:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
-def server(database_url: str, admin_key: str) -> Iterator[str]:
-    port = _free_port()
+def server(
+    database_url: str, admin_key: str, serve: Callable[..., AbstractContextManager[str]]
+) -> Iterator[str]:
     env = {
-        **os.environ,
         "ROLLGRAPH_ENV": "test",
         "ROLLGRAPH_ADMIN_KEY": admin_key,
         "ROLLGRAPH_DATABASE_URL": database_url,
     }
-    command = [sys.executable, "-m", "control_plane.cli", "serve", "--port", str(port)]
-    proc = subprocess.Popen(
-        [*command, "--workers", "2"],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            if proc.poll() is not None:
-                raise AssertionError(f"the server exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        else:
-            raise AssertionError("the server did not become ready")
+    with serve(env, workers=2) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        assert proc.stderr is not None
-        proc.stderr.close()
 
 
 def call(url: str, key: str, method: str, path: str, **kw: Any) -> httpx.Response:
