@@ -111,20 +111,28 @@ def _last_run_at(session: Session, experiment_id: int) -> datetime | None:
     return as_utc(latest) if latest is not None else None
 
 
-def _end(
-    session: Session, experiment: ExperimentPublic, *, status: str, outcome: str, arms: Any
-) -> bool:
-    """End the experiment if it is still running at the step we analysed; whether we did."""
-    ended = session.execute(
+def _change(session: Session, experiment: ExperimentPublic, **values: Any) -> bool:
+    """Update the experiment if it is still running at the step we analysed (another process
+    may have acted first); whether we did."""
+    changed = session.execute(
         update(ExperimentRow)
         .where(
             col(ExperimentRow.id) == experiment.id,
             col(ExperimentRow.status) == "running",
             col(ExperimentRow.step) == experiment.step,
         )
-        .values(status=status, outcome=outcome, ended_at=utcnow(), arms=arms)
+        .values(**values)
     )
-    return bool(ended.rowcount == 1)  # type: ignore[attr-defined]
+    return bool(changed.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def _end(
+    session: Session, experiment: ExperimentPublic, *, status: str, outcome: str, arms: Any
+) -> bool:
+    """End the experiment if it is still running at the step we analysed; whether we did."""
+    return _change(
+        session, experiment, status=status, outcome=outcome, ended_at=utcnow(), arms=arms
+    )
 
 
 def _ramp_gate(experiment: ExperimentPublic, decision: Decision, now: datetime) -> tuple[bool, str]:
@@ -185,21 +193,10 @@ def evaluate(
         if not passed:
             reasons.append(_reason("ramp_held", f"the ramp stays at step {experiment.step}: {why}"))
         else:
-            body = ExperimentCreate.model_validate(config.model_dump())
-            moved = session.execute(
-                update(ExperimentRow)
-                .where(
-                    col(ExperimentRow.id) == experiment_id,
-                    col(ExperimentRow.status) == "running",
-                    col(ExperimentRow.step) == experiment.step,
-                )
-                .values(
-                    step=experiment.step + 1,
-                    step_started_at=now,
-                    arms=body.shares_at(experiment.step + 1),
-                )
-            )
-            if moved.rowcount == 1:  # type: ignore[attr-defined]
+            step = experiment.step + 1
+            if _change(
+                session, experiment, step=step, step_started_at=now, arms=config.shares_at(step)
+            ):
                 applied = "ramp"
     if applied is not None:
         audit(session, actor=ACTOR, action=f"experiment.{applied}", target_kind="experiment",

@@ -94,7 +94,8 @@ def experiment_results(
 
 
 class DecisionPublic(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    # Read from a stored decision row or from a fresh evaluation: the same attributes.
+    model_config = ConfigDict(frozen=True, from_attributes=True)
     at: UtcDatetime
     step: int
     action: str = Field(
@@ -124,11 +125,7 @@ def experiment_decisions(
         .order_by(col(ExperimentDecisionRow.id).desc())
         .limit(limit)
     ).all()
-    return [
-        DecisionPublic(at=r.at, step=r.step, action=r.action, applied=r.applied,
-                       reasons=r.reasons, statistics=r.statistics)
-        for r in rows
-    ]  # fmt: skip
+    return [DecisionPublic.model_validate(r) for r in rows]
 
 
 @router.post(
@@ -148,5 +145,4 @@ def evaluate_experiment(
     assert done is not None  # running, checked above
     # Counted when the request boundary commits the decision, not before.
     after_commit(session, partial(done.count, request.app.state.metrics, experiment_id))
-    return DecisionPublic(at=done.at, step=done.step, action=done.action, applied=done.applied,
-                          reasons=done.reasons, statistics=done.statistics)  # fmt: skip
+    return DecisionPublic.model_validate(done)
