@@ -4,10 +4,16 @@ They describe state, not events, and every worker reads the same store, so they 
 on the scrape by whichever worker answers it: no per-process copies to merge, and an archived
 version or an ended experiment disappears from the next scrape by itself.
 
-* ``rollgraph_rollout_share_ratio{workflow,label,version}``: the share (0–1) of the label's
-  traffic each version is configured to get: a running experiment's arms, else the label's
-  rollout candidates; the label's own version gets the remainder. Archived versions are left
-  out (they serve no traffic), and so are candidates that no longer serve.
+* ``rollgraph_rollout_share_ratio{workflow,label,version,role}``: the share (0–1) of the
+  label's traffic each version is configured to get: a running experiment's arms, else the
+  label's rollout candidates (``role="candidate"``); the label's own version gets the remainder
+  (``role="baseline"``, so alerts can compare a candidate with its baseline). Archived versions
+  are left out (they serve no traffic), and so are candidates that no longer serve.
+* ``rollgraph_experiment_info{experiment,name,workflow,label,baseline}`` (1 per running
+  experiment: joins an experiment id to its workflow and label),
+  ``rollgraph_experiment_step_started_timestamp_seconds{experiment}`` (when the current ramp
+  step began) and ``rollgraph_experiment_ramp_steps_remaining{experiment}`` (steps still ahead;
+  0 without a ramp): together they tell a ramp that stopped advancing.
 * ``rollgraph_experiment_p_value{experiment,arm,metric}`` and
   ``rollgraph_experiment_srm_p_value{experiment}``: from the latest stored decision of each
   running experiment (``experiment`` is its id).
@@ -21,6 +27,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC
 from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
@@ -43,14 +50,18 @@ log = logging.getLogger(__name__)
 ROLLOUT_SHARE = "rollgraph_rollout_share_ratio"
 P_VALUE = "rollgraph_experiment_p_value"
 SRM_P_VALUE = "rollgraph_experiment_srm_p_value"
+EXPERIMENT_INFO = "rollgraph_experiment_info"
+STEP_STARTED = "rollgraph_experiment_step_started_timestamp_seconds"
+STEPS_REMAINING = "rollgraph_experiment_ramp_steps_remaining"
 
 
-def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
+def _families() -> tuple[GaugeMetricFamily, ...]:
     return (
         GaugeMetricFamily(
             ROLLOUT_SHARE,
-            "Configured share (0-1) of a label's traffic per active version",
-            labels=("workflow", "label", "version"),
+            "Configured share (0-1) of a label's traffic per active version; role is baseline "
+            "(the label's version) or candidate",
+            labels=("workflow", "label", "version", "role"),
         ),
         GaugeMetricFamily(
             P_VALUE,
@@ -63,10 +74,25 @@ def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily
             "Sample-ratio-mismatch p-value from the latest decision of a running experiment",
             labels=("experiment",),
         ),
+        GaugeMetricFamily(
+            EXPERIMENT_INFO,
+            "1 per running experiment, labelled with its name, workflow, label and baseline",
+            labels=("experiment", "name", "workflow", "label", "baseline"),
+        ),
+        GaugeMetricFamily(
+            STEP_STARTED,
+            "Unix time at which a running experiment's current ramp step began",
+            labels=("experiment",),
+        ),
+        GaugeMetricFamily(
+            STEPS_REMAINING,
+            "Ramp steps still ahead of a running experiment (0 without a ramp or at its last)",
+            labels=("experiment",),
+        ),
     )
 
 
-def _shares(session: Session) -> Iterator[tuple[str, str, str, float]]:
+def _shares(session: Session) -> Iterator[tuple[str, str, str, str, float]]:
     labels = session.exec(
         select(WorkflowRow.name, LabelRow.name)
         .join(LabelRow, col(LabelRow.workflow_id) == col(WorkflowRow.id))
@@ -77,10 +103,27 @@ def _shares(session: Session) -> Iterator[tuple[str, str, str, float]]:
         allocation = route.allocation
         candidates = [(arm.version, arm.share) for arm in allocation.candidates]
         rest = max(0.0, 1.0 - math.fsum(share for _, share in candidates))
-        for version, share in [(allocation.baseline, rest), *candidates]:
+        roles = [(allocation.baseline, "baseline", rest)]
+        roles += [(version, "candidate", share) for version, share in candidates]
+        for version, role, share in roles:
             data = route.versions.get(version)
             if data is not None and data.status == "active":
-                yield workflow, label, version, share
+                yield workflow, label, version, role, share
+
+
+def _running(session: Session) -> Iterator[tuple[ExperimentRow, str]]:
+    rows = session.exec(
+        select(ExperimentRow, WorkflowRow.name)
+        .join(WorkflowRow, col(WorkflowRow.id) == col(ExperimentRow.workflow_id))
+        .where(ExperimentRow.status == "running")
+        .order_by(col(ExperimentRow.id))
+    ).all()
+    yield from rows
+
+
+def _steps_remaining(row: ExperimentRow) -> int:
+    ramp = row.config.get("ramp") or ()
+    return max(0, len(ramp) - 1 - row.step)
 
 
 def _p_values(session: Session) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -121,11 +164,20 @@ class StoreCollector(Collector):
         factory = self._session_factory()
         if factory is None:
             return []
-        shares, p_values, srm = _families()
+        families = _families()
+        shares, p_values, srm, info, step_started, remaining = families
         try:
             with session_scope(factory) as session:
-                for workflow, label, version, share in _shares(session):
-                    shares.add_metric([workflow, label, version], share)
+                for workflow, label, version, role, share in _shares(session):
+                    shares.add_metric([workflow, label, version, role], share)
+                for row, workflow in _running(session):
+                    ident = str(row.id)
+                    info.add_metric([ident, row.name, workflow, row.label, row.baseline], 1)
+                    started = row.step_started_at
+                    if started.tzinfo is None:  # SQLite hands back naive UTC
+                        started = started.replace(tzinfo=UTC)
+                    step_started.add_metric([ident], started.timestamp())
+                    remaining.add_metric([ident], _steps_remaining(row))
                 for experiment, statistics in _p_values(session):
                     for row in statistics.get("metrics") or ():
                         p = _finite(row.get("p_value"))
@@ -137,4 +189,4 @@ class StoreCollector(Collector):
         except Exception:  # the store may be away: the process's own metrics still count
             log.exception("reading the store for /metrics failed")
             return []
-        return [shares, p_values, srm]
+        return list(families)
