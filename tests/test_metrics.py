@@ -405,6 +405,45 @@ def test_p_values_of_a_running_experiment_come_from_its_latest_decision(
         if s.name == "rollgraph_rollout_share_ratio" and s.labels["label"] == "prod"
     }
     assert shares == pytest.approx({"v1": 0.5, "v2": 0.5})  # the experiment's arms
+    roles = {
+        s.labels["version"]: s.labels["role"]
+        for s in found
+        if s.name == "rollgraph_rollout_share_ratio" and s.labels["label"] == "prod"
+    }
+    assert roles == {"v1": "baseline", "v2": "candidate"}
+    info = [s for s in found if s.name == "rollgraph_experiment_info"]
+    assert [(s.labels, s.value) for s in info] == [
+        (
+            {
+                "experiment": ident,
+                "name": experiment["name"],
+                "workflow": "greet",
+                "label": "prod",
+                "baseline": "v1",
+            },
+            1.0,
+        )
+    ]
+    assert total(found, "rollgraph_experiment_ramp_steps_remaining", experiment=ident) == 0
+
+
+def test_a_ramp_exports_when_its_step_began_and_the_steps_ahead(greet: TestClient) -> None:
+    body = {
+        **{k: v for k, v in EXPERIMENT.items() if k != "candidates"},
+        "candidate": "v2",
+        "ramp": [{"percent": 10}, {"percent": 25}, {"percent": 50}],
+    }
+    before = time.time()
+    created = greet.post("/v1/experiments", json=body)
+    assert created.status_code == 201, created.json()
+    ident = str(created.json()["id"])
+    found = scrape(greet)
+    assert total(found, "rollgraph_experiment_ramp_steps_remaining", experiment=ident) == 2
+    began = total(found, "rollgraph_experiment_step_started_timestamp_seconds", experiment=ident)
+    assert before - 1 <= began <= time.time() + 1  # Unix seconds, not local time
+    greet.post(f"/v1/experiments/{ident}/stop")
+    found = scrape(greet)
+    assert not [s for s in found if s.labels.get("experiment") == ident and "info" in s.name]
 
 
 # -- several worker processes ------------------------------------------------------------------
