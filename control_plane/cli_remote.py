@@ -284,6 +284,12 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker(args: argparse.Namespace) -> int:
+    from control_plane.worker import main
+
+    return main(args.name, args.concurrency, args.metrics_port)
+
+
 def remote_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--url", default=os.environ.get("ROLLGRAPH_URL", DEFAULT_URL))
     p.add_argument("--api-key", default=os.environ.get("ROLLGRAPH_API_KEY"))
@@ -300,6 +306,11 @@ def add_remote_commands(sub: Any) -> None:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=_positive_int, default=1, help="worker processes (default: 1)")
     p.set_defaults(func=_serve)
+    p = sub.add_parser("worker", help="run queued async runs from Redis (needs REDIS_URL)")
+    p.add_argument("--name", help="consumer name (default: host-pid)")
+    p.add_argument("--concurrency", type=_positive_int, help="runs in flight (default: 4)")
+    p.add_argument("--metrics-port", type=int, help="serve /metrics on 127.0.0.1:PORT")
+    p.set_defaults(func=_worker)
     p = remote_parser("apply", "store a definition as a new immutable version")
     p.add_argument("file", metavar="FILE")
     p.add_argument("--version", help="version label (default: the file's `version:` or next)")

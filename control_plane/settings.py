@@ -50,6 +50,19 @@ class Settings(BaseSettings):
     # How often each process reads the registry's generation: the longest a change made by
     # another process (worker or replica) stays unseen by this one's cache of keys and routes.
     registry_poll_s: float = Field(default=0.1, gt=0)
+    # Scale-out (several replicas and `rollgraph worker` processes): unset, everything stays in
+    # this process and the store (the embedded default). Hosting platforms hand out REDIS_URL.
+    redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("ROLLGRAPH_REDIS_URL", "REDIS_URL")
+    )
+    redis_prefix: str = Field(default="rollgraph", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    # A Redis call slower than this counts as Redis being away: a sync run falls back to its
+    # local cache rather than wait on it.
+    redis_timeout_s: float = Field(default=0.5, gt=0)
+    # A queued run whose worker has not reported for this long is handed to another worker.
+    queue_visibility_timeout_s: float = Field(default=30.0, gt=0)
+    queue_max_deliveries: int = Field(default=3, ge=1)  # then it goes to the dead-letter stream
+    worker_concurrency: int = Field(default=4, ge=1)  # runs in flight per worker process
 
     @model_validator(mode="after")
     def _refuse_weak_admin_key(self) -> Settings:

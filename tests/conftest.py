@@ -166,3 +166,33 @@ def rollgraph_server(env: Mapping[str, str], *, workers: int = 1) -> Iterator[st
 def serve() -> Callable[..., AbstractContextManager[str]]:
     """``with serve(env, workers=2) as url:`` a real server (see ``rollgraph_server``)."""
     return rollgraph_server
+
+
+@contextmanager
+def rollgraph_worker(env: Mapping[str, str], *, name: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``rollgraph worker --name NAME`` with ``env`` over this process's environment; yields the
+    process (a test may kill it) and stops it afterwards."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "control_plane.cli", "worker", "--name", name],
+        cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ, **env},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture(scope="session")
+def worker() -> Callable[..., AbstractContextManager[subprocess.Popen[bytes]]]:
+    """``with worker(env, name="w1") as proc:`` a real ``rollgraph worker`` process."""
+    return rollgraph_worker

@@ -22,6 +22,8 @@ from control_plane.metrics.collector import StoreCollector
 from control_plane.metrics.http import HttpMetrics
 from control_plane.metrics.routes import router as metrics_router
 from control_plane.outcomes.routes import router as outcomes_router
+from control_plane.queue.routes import router as queue_router
+from control_plane.redis_link import RedisLink
 from control_plane.registry_cache import RegistryCache
 from control_plane.rollouts.routes import router as rollouts_router
 from control_plane.runs.execution import Runs
@@ -30,6 +32,7 @@ from control_plane.runs.runner import Runner
 from control_plane.settings import Settings, get_settings
 from control_plane.store.db import create_db_engine, make_session_factory
 from control_plane.store.migrations import upgrade_to_head
+from control_plane.worker import queue_of
 from control_plane.workflows.routes import router as workflows_router
 
 __all__ = ["create_app"]
@@ -52,11 +55,26 @@ def create_app(
         app.state.session_factory = make_session_factory(engine)
         # One graph engine per process: shared provider limits and HTTP connection pools.
         app.state.runner = Runner((run_engine or graph_engine.Engine)())
+        # With Redis: steps shared across replicas, async runs queued for `rollgraph worker`.
+        link = queue = None
+        if settings.redis_url:
+            link = RedisLink(
+                settings.redis_url,
+                prefix=settings.redis_prefix,
+                timeout_s=settings.redis_timeout_s,
+                metrics=metrics,
+            )
+            # Workers create the consumer group (from the stream's start): the server only adds.
+            queue = queue_of(link, settings)
+        app.state.redis = link
+        app.state.queue = queue
         runs = Runs(
             runner=app.state.runner,
             session_factory=app.state.session_factory,
             settings=settings,
             metrics=metrics,
+            redis=link,
+            queue=queue,
         )
         app.state.runs = runs
         await runs.start()  # fails the runs a stopped process left running
@@ -76,6 +94,8 @@ def create_app(
             await runs.aclose()  # async runs finish or are stored interrupted; writes drain
             await cache.aclose()
             await app.state.runner.aclose()
+            if link is not None:
+                await link.aclose()
             engine.dispose()
 
     app = FastAPI(
@@ -98,6 +118,7 @@ def create_app(
     app.include_router(runs_router)
     app.include_router(outcomes_router)
     app.include_router(experiments_router)
+    app.include_router(queue_router)
     # Every route above needs an API key; health probes and the OpenAPI document do not.
     app.include_router(keys_router)
     app.include_router(audit_router)

@@ -214,6 +214,18 @@ class Metrics:
             ("route", "method"),
         )
 
+        self.redis_errors = counter(
+            "redis_errors",
+            "Redis calls that failed or timed out (Redis away: sync runs fall back to local "
+            "caches, async submissions are refused with 503), by operation",
+            ("operation",),
+        )
+        self.dead_letters = counter(
+            "run_dead_letters",
+            "Queued runs moved to the dead-letter stream (failed, or deliveries ran out)",
+            (),
+        )
+
     def add_collector(self, collector: Collector) -> None:
         self.registry.register(collector)
 

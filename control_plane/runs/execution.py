@@ -10,6 +10,9 @@ orphaned by a process that stopped.
 * Async: check the input, store the run ``running`` and only then answer 202; the run goes on
   in a task and its steps are stored as they complete, so it survives its process (resumable).
 * Resume: a failed run runs again under its run id with its completed steps preloaded.
+* Queued (with Redis, ``queue`` set): an async run is stored ``queued`` and put on the run
+  queue, and a ``rollgraph worker`` runs it (``execute_queued``) with its steps written to Redis
+  as they complete; a worker that takes over a dead worker's run goes on from those steps.
 
 On shutdown, async runs get ``shutdown_grace_s`` to finish; the rest are stopped and stored as
 interrupted (resumable), and the writer drains before the process exits.
@@ -18,8 +21,9 @@ interrupted (resumable), and the writer drains before the process exits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 import anyio
@@ -28,8 +32,11 @@ from sqlmodel import Session
 import engine
 from control_plane.errors import InvalidInput, Unavailable
 from control_plane.metrics import Metrics
+from control_plane.queue import Delivery, Fatal, RunQueue
+from control_plane.redis_link import RedisLink, RedisUnavailable
 from control_plane.runs import idempotency, service
 from control_plane.runs.planning import RunPlan
+from control_plane.runs.remote_steps import RemoteSteps
 from control_plane.runs.runner import Runner
 from control_plane.runs.schemas import RunPublic
 from control_plane.runs.steps import RunSteps, SharedSteps
@@ -53,8 +60,14 @@ class Runs:
         session_factory: SessionFactory,
         settings: Settings,
         metrics: Metrics | None = None,
+        redis: RedisLink | None = None,
+        queue: RunQueue | None = None,
     ) -> None:
         self.runner = runner
+        self.redis = redis
+        # Steps shared with every replica and worker through Redis, when there is one.
+        self.remote = RemoteSteps(redis) if redis is not None else None
+        self.queue = queue
         # Counted after each write commits (the writer resolves only then): exactly once.
         self.metrics = metrics
         self.settings = settings
@@ -111,7 +124,7 @@ class Runs:
         self, plan: RunPlan, inputs: Mapping[str, Any], *, claim: idempotency.Claim | None
     ) -> RunPublic:
         workflow = self._workflow(plan)
-        steps = RunSteps(self.shared)
+        steps = RunSteps(self.shared, remote=self.remote)
         deadline_s = self.settings.run_deadline_s
         result = await self._engine_run(
             workflow, inputs, plan=plan, deadline_s=deadline_s, attrs=plan.attrs, cache=steps
@@ -140,6 +153,8 @@ class Runs:
         except engine.InputBindingError as exc:
             raise self._invalid_input(plan, exc) from exc
         run_id = engine.new_run_id()
+        if self.queue is not None:
+            return await self._enqueue(plan, inputs, run_id=run_id, claim=claim)
         deadline_s = self.settings.async_run_deadline_s
         deadline_at = service.deadline_after(deadline_s, margin_s=self.settings.run_store_margin_s)
 
@@ -154,7 +169,7 @@ class Runs:
         accepted = await self._write(accept)
         if self.metrics is not None:
             self.metrics.observe_assignment(accepted)  # its end is counted when it ends
-        steps = RunSteps(self.shared, persist=self._persister(run_id))
+        steps = RunSteps(self.shared, persist=self._persister(run_id), remote=self.remote)
         job = self._finish_in_background(
             run_id, workflow, inputs, steps, deadline_s=deadline_s, attrs=plan.attrs
         )
@@ -179,7 +194,7 @@ class Runs:
             raise
         attrs = {"reason": "resume", "attempt": run.attempt, "original_reason": run.reason}
         persist = self._persister(run_id) if asynchronous else None
-        steps = RunSteps(self.shared, saved=ticket.steps, persist=persist)
+        steps = RunSteps(self.shared, saved=ticket.steps, persist=persist, remote=self.remote)
         job = self._finish_in_background(
             run_id,
             workflow,
@@ -193,6 +208,133 @@ class Runs:
             self._spawn(job)
             return run
         return await job
+
+    # -- the run queue (Redis) -----------------------------------------------------------------
+    async def _enqueue(
+        self,
+        plan: RunPlan,
+        inputs: Mapping[str, Any],
+        *,
+        run_id: str,
+        claim: idempotency.Claim | None,
+    ) -> RunPublic:
+        """Store the run ``queued``, then put it on the queue; answered only once both hold.
+        Stored first, so a worker never reads a message whose run is not there yet. When the
+        queue cannot take it, the run is stored failed (resumable, never left ``queued``), the
+        idempotency key is freed, and the client gets a 503."""
+        assert self.queue is not None
+        if self.redis is not None and not self.redis.up:
+            # The breaker is open: refuse before storing anything.
+            await self.redis.call("queue.check", lambda c: c.ping())
+        # Queued time counts: a run that no worker picks up is failed by the sweep at the end.
+        deadline_s = 2 * self.settings.async_run_deadline_s
+        deadline_at = service.deadline_after(deadline_s, margin_s=self.settings.run_store_margin_s)
+
+        def accept(session: Session) -> RunPublic:
+            public = service.start_run(
+                session,
+                plan=plan,
+                run_id=run_id,
+                inputs=inputs,
+                deadline_at=deadline_at,
+                status="queued",
+            )
+            if claim is not None:
+                idempotency.complete(session, claim=claim, response=public)
+            return public
+
+        accepted = await self._write(accept)
+        try:
+            queue = self.queue
+            await self._queue_call("queue.enqueue", lambda: queue.enqueue(run_id))
+        except RedisUnavailable:
+            error = "not queued: Redis was unavailable when the run was submitted"
+
+            def refuse(session: Session) -> service.EndedRun | None:
+                if claim is not None:
+                    idempotency.withdraw(session, claim=claim, run_id=run_id)
+                return service.fail_unstarted(session, run_id=run_id, error=error)
+
+            ended = await self._write(refuse)
+            if self.metrics is not None:
+                self.metrics.observe_assignment(accepted)
+                if ended is not None:
+                    self.metrics.observe_failed_end(**ended._asdict())
+            raise
+        if self.metrics is not None:
+            self.metrics.observe_assignment(accepted)  # its end is counted by the worker
+        return accepted
+
+    async def _queue_call(self, operation: str, work: Callable[[], Awaitable[T]]) -> T:
+        """A queue operation through the Redis link's breaker (timeout, error count, 503)."""
+        assert self.redis is not None
+
+        async def call(_client: object) -> T:
+            return await work()
+
+        return await self.redis.call(operation, call)
+
+    async def execute_queued(self, delivery: Delivery) -> None:
+        """A worker's handler: run a queued run to its end (or on from its completed steps when
+        ``delivery`` is a reclaimed one). Returns when the run is stored (the message is then
+        acknowledged); raises ``Fatal`` when the run failed for good (dead-lettered, with its
+        error; it stays resumable)."""
+        run_id = delivery.run_id
+        deadline_s = self.settings.async_run_deadline_s
+        deadline_at = service.deadline_after(deadline_s, margin_s=self.settings.run_store_margin_s)
+        ticket = await self._write(
+            lambda s: service.claim_queued(
+                s, run_id=run_id, deadline_at=deadline_at, reclaim=delivery.deliveries > 1
+            )
+        )
+        if ticket is None:
+            log.info("run %s has nothing left to run (ended or unknown); acknowledged", run_id)
+            return
+        run = ticket.run
+        saved = dict(ticket.steps)
+        if self.remote is not None:
+            # Unavailable: the store's copy (steps persisted while Redis was away) serves.
+            with contextlib.suppress(RedisUnavailable):
+                saved.update(await self.remote.load(run_id))
+        workflow = self.runner.workflow(
+            version=run.version, digest=ticket.digest, definition=ticket.definition
+        )
+        steps = RunSteps(
+            self.shared,
+            saved=saved,
+            persist=self._persister(run_id),
+            remote=self.remote,
+            run_id=run_id,
+        )
+        attrs = {"reason": run.reason, "deliveries": delivery.deliveries}
+        finished = await self._finish_in_background(
+            run_id,
+            workflow,
+            ticket.inputs,
+            steps,
+            deadline_s=deadline_s,
+            attrs=attrs,
+            give_back_on_cancel=False,
+            # Taken over from a worker that stopped: read the steps it completed.
+            resumed=bool(saved),
+        )
+        if finished.status == "succeeded":
+            if self.remote is not None:
+                with contextlib.suppress(RedisUnavailable):
+                    await self.remote.forget(run_id)  # expires anyway
+            return
+        raise Fatal(finished.error or "the run failed")
+
+    async def dead_lettered(self, delivery: Delivery, error: str) -> None:
+        """A queued run went to the dead-letter stream: it failed (stored already), or its
+        deliveries ran out (stored failed now, with why). Either way it can be resumed."""
+        ended = await self._write(
+            lambda s: service.fail_unstarted(s, run_id=delivery.run_id, error=error)
+        )
+        if self.metrics is not None:
+            self.metrics.dead_letters.inc()
+            if ended is not None:
+                self.metrics.observe_failed_end(**ended._asdict())
 
     # -- helpers ------------------------------------------------------------------------------
     def _workflow(self, plan: RunPlan) -> engine.Workflow:
@@ -253,16 +395,23 @@ class Runs:
         workflow: engine.Workflow,
         inputs: Mapping[str, Any],
         steps: RunSteps,
+        give_back_on_cancel: bool = True,
         **kw: Any,
     ) -> RunPublic:
         """Run an accepted (or resumed) run to its end and store it; when it is stopped or the
         engine breaks, store it failed (resumable) rather than leave it running."""
         try:
             result = await self.runner.run(workflow, inputs, cache=steps, run_id=run_id, **kw)
+        except asyncio.CancelledError:
+            if give_back_on_cancel:
+                with anyio.CancelScope(shield=True):
+                    await self._give_back(run_id, service.INTERRUPTED, steps=steps)
+            # Else a queued run: it stays running, and its message is handed to another
+            # worker after the visibility timeout, which goes on from its completed steps.
+            raise
         except BaseException as exc:
-            reason = service.INTERRUPTED if isinstance(exc, asyncio.CancelledError) else None
             with anyio.CancelScope(shield=True):
-                await self._give_back(run_id, reason or f"the run broke: {exc!r}", steps=steps)
+                await self._give_back(run_id, f"the run broke: {exc!r}", steps=steps)
             raise
         finished = await self._write(
             lambda s: service.finish_run(

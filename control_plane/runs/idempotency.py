@@ -43,6 +43,7 @@ __all__ = [
     "release",
     "request_hash",
     "take_over",
+    "withdraw",
 ]
 
 HEADER: Final = "Idempotency-Key"
@@ -140,4 +141,12 @@ def release(session: Session, *, claim: Claim) -> None:
     """Delete a claim whose request ended without a response."""
     row = session.get(IdempotencyKeyRow, claim.id)
     if row is not None and _held(row, claim):
+        session.delete(row)
+
+
+def withdraw(session: Session, *, claim: Claim, run_id: str) -> None:
+    """Delete a claim completed with ``run_id`` whose response was never sent (an async run that
+    could not be queued): the client's retry with the same key then runs it anew."""
+    row = session.get(IdempotencyKeyRow, claim.id)
+    if row is not None and row.run_id == run_id:
         session.delete(row)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import delete, update
 from sqlmodel import Session, col, select
@@ -143,8 +143,10 @@ def start_run(
     run_id: str,
     inputs: Mapping[str, Any],
     deadline_at: datetime,
+    status: Literal["running", "queued"] = "running",
 ) -> RunPublic:
-    """Store an accepted async run as ``running``, before it is answered."""
+    """Store an accepted async run as ``running`` (this process runs it) or ``queued`` (a
+    worker will), before it is answered."""
     row = RunRow(
         id=run_id,
         workflow=plan.workflow,
@@ -153,7 +155,7 @@ def start_run(
         label=plan.label,
         user_id=plan.user_id,
         mode="async",
-        status="running",
+        status=status,
         reason=plan.reason,
         input=dict(inputs),
         deadline_at=deadline_at,
@@ -235,6 +237,53 @@ def claim_resume(session: Session, *, run_id: str, deadline_at: datetime) -> Res
         inputs=dict(row.input),
         steps={s.key: s.value for s in steps},
     )
+
+
+def claim_queued(
+    session: Session, *, run_id: str, deadline_at: datetime, reclaim: bool
+) -> Resumption | None:
+    """Take a queued run for this worker: ``queued`` → ``running``, atomically, so that of two
+    workers handed the same message one runs it. ``reclaim``: the message was delivered before
+    to a worker that stopped reporting; its run may be ``running`` and is taken over (it goes on
+    from its completed steps). ``None`` when there is nothing to run: the run ended already (a
+    message delivered again after its run was stored) or is unknown."""
+    allowed = ("queued", "running") if reclaim else ("queued",)
+    claimed = session.execute(
+        update(RunRow)
+        .where(col(RunRow.id) == run_id, col(RunRow.status).in_(allowed))
+        .values(status="running", deadline_at=deadline_at)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    row = repo.get_run(session, run_id)
+    assert row is not None
+    session.refresh(row)
+    wf = workflows_repo.get_workflow(session, row.workflow)
+    version = None
+    if wf is not None and wf.id is not None:
+        version = workflows_repo.get_version(session, wf.id, row.version)
+    if version is None or row.input is None:
+        raise Conflict(f"run {run_id} was stored without what a run needs")
+    steps = session.exec(select(RunStepRow).where(RunStepRow.run_id == run_id)).all()
+    return Resumption(
+        run=public(row),
+        digest=version.digest,
+        definition=version.definition,
+        inputs=dict(row.input),
+        steps={s.key: s.value for s in steps},
+    )
+
+
+def fail_unstarted(session: Session, *, run_id: str, error: str) -> EndedRun | None:
+    """Store a ``queued`` or ``running`` run as failed without a result (it could not be
+    queued, or its deliveries ran out): resumable. The run, when this call ended it."""
+    ended = session.execute(
+        update(RunRow)
+        .where(col(RunRow.id) == run_id, col(RunRow.status).in_(("queued", "running")))
+        .values(status="failed", error=error, finished_at=utcnow(), deadline_at=None)
+        .returning(*_ENDED)
+    ).all()
+    return EndedRun(*ended[0]) if ended else None
 
 
 class EndedRun(NamedTuple):

@@ -10,17 +10,25 @@ store when it resumes; what happens to them afterwards is the caller's choice, m
 * an async run, which may outlive its process, also hands each step to ``persist`` as it
   completes (the batch writer), so a run interrupted by a crash resumes after its last step.
 
-Shared entries go to ``SharedSteps``, a bounded in-memory LRU with expiry: per process, because
-the embedded server has no shared store for them (a Redis-backed one belongs to scale-out).
+Shared entries go to ``SharedSteps``, a bounded in-memory LRU with expiry, per process.
+
+With Redis (``REDIS_URL``, see ``remote_steps``), ``remote`` shares both across the deployment:
+shared entries are read through to Redis on a local miss and written to both; a queued run's own
+steps are written to Redis as they complete (awaited, so a worker that dies after a step leaves
+it for the worker that takes the run over). When Redis is away, the local cache serves shared
+entries and the store's ``persist`` takes the run's steps: nothing fails for want of Redis.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Final
 
+from control_plane.redis_link import RedisUnavailable
+from control_plane.runs.remote_steps import RemoteSteps
 from engine import CachedStep
 
 __all__ = ["RunSteps", "SharedSteps"]
@@ -68,8 +76,12 @@ class RunSteps:
         *,
         saved: Mapping[str, str] | None = None,
         persist: Callable[[str, str], object] | None = None,
+        remote: RemoteSteps | None = None,
+        run_id: str | None = None,
     ) -> None:
         self._shared = shared
+        self._remote = remote
+        self._run_id = run_id  # where the run's steps go in ``remote`` (None: not there)
         self._saved = dict(saved or {})  # key → encoded step, from the store
         # Completed in this attempt, encoded only when stored: most runs succeed and never are.
         self._new: dict[str, CachedStep] = {}
@@ -82,7 +94,16 @@ class RunSteps:
 
     async def get(self, key: str) -> CachedStep | None:
         if key.startswith(_SHARED):
-            return self._shared.get(key)
+            local = self._shared.get(key)
+            if local is not None or self._remote is None:
+                return local
+            try:
+                encoded = await self._remote.shared_get(key)
+            except RedisUnavailable:
+                return None
+            if encoded is None:
+                return None
+            return CachedStep.decode(encoded)
         if key.startswith(_RUN):
             name = self._store_key(key)
             step = self._new.get(name)
@@ -95,11 +116,21 @@ class RunSteps:
     async def put(self, key: str, step: CachedStep, *, ttl_s: float | None = None) -> None:
         if key.startswith(_SHARED):
             self._shared.put(key, step, ttl_s)
+            if self._remote is not None:
+                # Counted and logged by the link; this process still has the entry.
+                with contextlib.suppress(RedisUnavailable):
+                    await self._remote.shared_put(key, step.encode(), ttl_s)
             return
         if not key.startswith(_RUN):
             return
         name = self._store_key(key)
         self._new[name] = step
+        if self._remote is not None and self._run_id is not None:
+            try:
+                await self._remote.save(self._run_id, name, step.encode())
+                return
+            except RedisUnavailable:
+                pass  # the store takes it instead
         if self._persist is not None:
             self._persist(name, step.encode())
 
@@ -113,5 +144,6 @@ class RunSteps:
 
     @property
     def persisted(self) -> bool:
-        """Whether each step was handed to the store as it completed."""
-        return self._persist is not None
+        """Whether each step was handed to the store as it completed (with Redis, steps may have
+        gone there instead, so a failed run stores them all when it ends)."""
+        return self._persist is not None and self._remote is None

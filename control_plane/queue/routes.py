@@ -1,0 +1,90 @@
+"""``GET /v1/queue`` and ``GET /v1/queue/dead-letters``: the run queue as operators see it.
+
+Only with Redis (``REDIS_URL``): on the embedded default async runs run inside the server and
+there is no queue, which the answer says (``enabled: false``; dead letters: 404 ``no_queue``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, Field
+
+from control_plane.api.auth import ViewerDep, auth_responses
+from control_plane.api.errors import error_responses
+from control_plane.errors import NotFound
+from control_plane.queue.streams import RunQueue
+from control_plane.redis_link import RedisLink
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/queue", tags=["queue"])
+
+
+class QueuePublic(BaseModel):
+    enabled: bool = Field(description="whether async runs go through the Redis run queue")
+    stream: str | None = None
+    length: int | None = Field(default=None, description="entries on the stream")
+    pending: int | None = Field(default=None, description="delivered, not yet acknowledged")
+    dead: int | None = Field(default=None, description="entries in the dead-letter stream")
+
+
+class DeadLetterPublic(BaseModel):
+    id: str = Field(description="the entry's id in the dead-letter stream")
+    run_id: str
+    error: str
+    deliveries: int
+    at: datetime
+
+
+def _queue(request: Request) -> tuple[RunQueue, RedisLink] | None:
+    queue: RunQueue | None = getattr(request.app.state, "queue", None)
+    link: RedisLink | None = getattr(request.app.state, "redis", None)
+    return None if queue is None or link is None else (queue, link)
+
+
+@router.get(
+    "", response_model=QueuePublic, responses={**auth_responses("viewer"), **error_responses(503)}
+)
+async def queue_status(request: Request, principal: ViewerDep) -> QueuePublic:
+    """How many runs wait, run and failed for good (503 when Redis does not answer)."""
+    found = _queue(request)
+    if found is None:
+        return QueuePublic(enabled=False)
+    queue, link = found
+    stats = await link.call("queue.stats", lambda _c: queue.stats())
+    return QueuePublic(
+        enabled=True,
+        stream=queue.stream,
+        length=stats.length,
+        pending=stats.pending,
+        dead=stats.dead,
+    )
+
+
+@router.get(
+    "/dead-letters",
+    response_model=list[DeadLetterPublic],
+    responses={**auth_responses("viewer"), **error_responses(404, 503)},
+)
+async def dead_letters(
+    request: Request,
+    principal: ViewerDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    before: Annotated[str | None, Query(max_length=64, pattern=r"^\d+-\d+$")] = None,
+) -> list[DeadLetterPublic]:
+    """Queued runs that failed for good, newest first, with their error; page with `before`
+    (the last entry's `id`). Each can be resumed with `POST /v1/runs/{run_id}/resume`."""
+    found = _queue(request)
+    if found is None:
+        raise NotFound("there is no run queue: async runs use one only with REDIS_URL set")
+    queue, link = found
+    entries = await link.call(
+        "queue.dead_letters", lambda _c: queue.dead_letters(limit=limit, before=before)
+    )
+    return [
+        DeadLetterPublic(id=e.id, run_id=e.run_id, error=e.error, deliveries=e.deliveries, at=e.at)
+        for e in entries
+    ]

@@ -1,0 +1,130 @@
+"""The process's link to Redis (``REDIS_URL``), and what happens when Redis is away.
+
+Redis carries what several replicas and workers must share: the step cache, the run queue and
+registry change notifications. It is not the system of record (the store is), so an outage must
+degrade, not break: a synchronous run goes on with its local cache, and only what cannot be done
+without Redis (accepting an async run onto the queue) is refused with a 503.
+
+Every call goes through ``RedisLink.call``, a circuit breaker:
+
+* a call that fails or takes longer than ``timeout_s`` marks Redis **down** for ``retry_s``; it
+  raises ``RedisUnavailable`` (a 503 where it reaches a client), is counted in
+  ``rollgraph_redis_errors_total{operation}`` and logged once per outage, not once per call;
+* while down, calls fail at once without touching the network, so a dead Redis costs a sync run
+  nothing (no connect timeout per step); the first call after ``retry_s`` probes it again.
+
+redis-py's own retries are off: the breaker decides, and a caller that can fall back wants the
+answer now rather than after three reconnect attempts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import redis.asyncio as aioredis
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from control_plane.errors import Unavailable
+from control_plane.metrics import Metrics
+
+__all__ = ["RedisLink", "RedisUnavailable"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class RedisUnavailable(Unavailable):
+    """Redis did not answer (or the breaker is open): a 503 with ``Retry-After``."""
+
+    code = "redis_unavailable"
+
+
+class RedisLink:
+    """One client (a connection pool) per process, behind a circuit breaker."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "rollgraph",
+        timeout_s: float = 0.5,
+        retry_s: float = 1.0,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.timeout_s = timeout_s
+        self.retry_s = retry_s
+        self.metrics = metrics
+        self.client: aioredis.Redis = aioredis.Redis.from_url(
+            url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0),
+            retry_on_timeout=False,
+            health_check_interval=15,
+        )
+        self._down_until = 0.0  # monotonic time before which calls fail fast
+        self._down = False
+
+    def key(self, *parts: str) -> str:
+        """A key in this deployment's namespace: ``<prefix>:<part>:<part>``."""
+        return ":".join((self.prefix, *parts))
+
+    @property
+    def up(self) -> bool:
+        """False from a failed call until a call succeeds again."""
+        return not self._down
+
+    async def call(self, operation: str, work: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
+        """``work(client)`` within the timeout; ``RedisUnavailable`` when Redis is away."""
+        if self._down and time.monotonic() < self._down_until:
+            raise RedisUnavailable(f"Redis at {self._safe_url} is unavailable; retry shortly")
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                result = await work(self.client)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._failed(operation, exc)
+            raise RedisUnavailable(
+                f"Redis at {self._safe_url} is unavailable ({type(exc).__name__}); retry shortly"
+            ) from exc
+        if self._down:
+            self._down = False
+            log.warning("Redis at %s answers again", self._safe_url)
+        return result
+
+    def _failed(self, operation: str, exc: BaseException) -> None:
+        if self.metrics is not None:
+            self.metrics.redis_errors.labels(operation).inc()
+        if not self._down:
+            log.warning(
+                "Redis at %s is unavailable (%s: %s); falling back where possible",
+                self._safe_url,
+                type(exc).__name__,
+                exc,
+            )
+        self._down = True
+        self._down_until = time.monotonic() + self.retry_s
+
+    @property
+    def _safe_url(self) -> str:
+        # Never log a password: redis://:secret@host → redis://host
+        head, _, rest = self.url.partition("://")
+        return f"{head}://{rest.rpartition('@')[2]}"
+
+    async def ping(self) -> bool:
+        try:
+            await self.call("ping", lambda c: c.ping())
+        except RedisUnavailable:
+            return False
+        return True
+
+    async def aclose(self) -> None:
+        await self.client.aclose()

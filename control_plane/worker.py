@@ -1,0 +1,133 @@
+"""``rollgraph worker``: a process that runs queued async runs from the Redis run queue.
+
+API replicas started with ``REDIS_URL`` store an async run ``queued`` and put it on the queue;
+any number of workers (on any machines, against the same store and Redis) take runs from it as
+one consumer group. Delivery is at least once: a worker that dies stops acknowledging, and after
+``ROLLGRAPH_QUEUE_VISIBILITY_TIMEOUT_S`` another worker takes the run over and goes on from the
+steps the first one completed (they are in Redis), so nothing completed is run or billed twice.
+A run that fails for good, or whose deliveries run out, lands in the dead-letter stream with its
+error (``GET /v1/queue/dead-letters``) and stays resumable.
+
+SIGTERM or SIGINT stops taking runs; runs in flight get ``shutdown_grace_s`` to end, the rest
+stay ``running`` and are taken over by another worker.
+
+Metrics: with ``PROMETHEUS_MULTIPROC_DIR`` shared with a server on the same machine, that
+server's ``/metrics`` includes the worker's counters; else ``--metrics-port`` serves them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+
+from prometheus_client import start_http_server
+
+import engine as graph_engine
+from control_plane.metrics import Metrics
+from control_plane.queue import RunQueue, Worker
+from control_plane.redis_link import RedisLink
+from control_plane.runs.execution import Runs
+from control_plane.runs.runner import Runner
+from control_plane.settings import Settings, get_settings
+from control_plane.store.db import create_db_engine, make_session_factory
+from control_plane.store.migrations import upgrade_to_head
+
+__all__ = ["default_consumer", "run_worker"]
+
+log = logging.getLogger(__name__)
+
+
+def default_consumer() -> str:
+    """Unique per process and readable in ``XINFO CONSUMERS``: host and pid."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def queue_of(link: RedisLink, settings: Settings) -> RunQueue:
+    return RunQueue(
+        link.client,
+        prefix=settings.redis_prefix,
+        visibility_timeout_s=settings.queue_visibility_timeout_s,
+        max_deliveries=settings.queue_max_deliveries,
+    )
+
+
+async def run_worker(
+    settings: Settings,
+    *,
+    consumer: str | None = None,
+    concurrency: int | None = None,
+    metrics_port: int | None = None,
+    stop: asyncio.Event | None = None,
+) -> int:
+    """Consume the run queue until ``stop`` is set (or SIGTERM/SIGINT); the exit status."""
+    if not settings.redis_url:
+        print(
+            "rollgraph worker: set REDIS_URL (e.g. redis://127.0.0.1:6379/0): workers take "
+            "queued runs from Redis; without it, async runs run inside the server",
+            file=sys.stderr,
+        )
+        return 2
+    db = create_db_engine(settings.database_url)
+    upgrade_to_head(db)
+    metrics = Metrics()
+    if metrics_port is not None:
+        start_http_server(metrics_port, addr="127.0.0.1", registry=metrics.registry)
+    link = RedisLink(
+        settings.redis_url,
+        prefix=settings.redis_prefix,
+        timeout_s=settings.redis_timeout_s,
+        metrics=metrics,
+    )
+    queue = queue_of(link, settings)
+    runner = Runner(graph_engine.Engine())
+    runs = Runs(
+        runner=runner,
+        session_factory=make_session_factory(db),
+        settings=settings,
+        metrics=metrics,
+        redis=link,
+        queue=queue,
+    )
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    name = consumer or default_consumer()
+    worker = Worker(
+        queue,
+        runs.execute_queued,
+        consumer=name,
+        concurrency=concurrency or settings.worker_concurrency,
+        on_dead=runs.dead_lettered,
+        stop_grace_s=settings.shutdown_grace_s,
+    )
+    await runs.start()
+    log.warning("worker %s takes runs from %s", name, queue.stream)
+    try:
+        await worker.run(stop)
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        await runs.aclose()
+        await runner.aclose()
+        await link.aclose()
+        db.dispose()
+    return 0
+
+
+def main(
+    consumer: str | None, concurrency: int | None, metrics_port: int | None
+) -> int:  # pragma: no cover - the CLI's entry
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        settings = get_settings()
+    except ValueError as exc:
+        print(f"rollgraph worker: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(
+        run_worker(settings, consumer=consumer, concurrency=concurrency, metrics_port=metrics_port)
+    )
