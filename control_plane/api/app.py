@@ -25,6 +25,7 @@ from control_plane.outcomes.routes import router as outcomes_router
 from control_plane.queue.routes import router as queue_router
 from control_plane.redis_link import RedisLink
 from control_plane.registry_cache import RegistryCache
+from control_plane.registry_notify import RegistryNotifier
 from control_plane.rollouts.routes import router as rollouts_router
 from control_plane.runs.execution import Runs
 from control_plane.runs.routes import router as runs_router
@@ -82,6 +83,11 @@ def create_app(
         cache = RegistryCache(app.state.session_factory, poll_s=settings.registry_poll_s)
         app.state.registry_cache = cache
         await cache.start()
+        notifier = None
+        if link is not None:  # changes announced to every replica at once (the poll stays)
+            notifier = RegistryNotifier(cache, link, app.state.session_factory)
+            await notifier.start()
+        app.state.registry_notifier = notifier
         evaluator = Evaluator(
             app.state.session_factory, interval_s=settings.experiment_eval_s, metrics=metrics
         )
@@ -92,6 +98,8 @@ def create_app(
         finally:
             await evaluator.aclose()
             await runs.aclose()  # async runs finish or are stored interrupted; writes drain
+            if notifier is not None:
+                await notifier.aclose()
             await cache.aclose()
             await app.state.runner.aclose()
             if link is not None:
