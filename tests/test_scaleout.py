@@ -22,6 +22,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -358,3 +359,59 @@ def test_redis_stopped_and_started_under_load_loses_nothing(
                     lambda run_id=run_id: ended(client, run_id), timeout_s=60, what=run_id
                 )
                 assert run["status"] == "succeeded", run
+
+
+# -- dead letters ------------------------------------------------------------------------------
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_queued_run_that_fails_for_good_is_dead_lettered_with_its_error(
+    database_url: str, admin_key: str, prefix: str, serve: Serve, worker: Worker
+) -> None:
+    env = env_for(database_url, admin_key, REDIS_URL, prefix)
+    failing = GREET.format(version="v1", model="writer-small").replace(
+        "    with: {model", "    timeout_s: 0.001\n    retry: {max_attempts: 1}\n    with: {model"
+    )
+    with serve(env) as url, worker(env, name="w1"), api(url, admin_key) as client:
+        assert client.post("/v1/workflows", json={"source": failing}).status_code == 201
+        assert client.put("/v1/workflows/greet/labels/prod", json={"version": "v1"}).is_success
+        body = {"workflow": "greet", "input": {"prompt": "hi"}, "mode": "async"}
+        run_id = client.post("/v1/run", json=body).json()["run_id"]
+        run = wait_for(lambda: ended(client, run_id), timeout_s=30, what="the run to end")
+        assert run["status"] == "failed"
+        letters = wait_for(
+            lambda: client.get("/v1/queue/dead-letters").json(), timeout_s=10, what="a letter"
+        )
+        assert [letter["run_id"] for letter in letters] == [run_id]
+        assert "timed out" in letters[0]["error"] or letters[0]["error"] == run["error"]
+        queue = client.get("/v1/queue").json()
+        assert queue["enabled"] and queue["dead"] == 1 and queue["pending"] == 0
+        # Still resumable, like any failed run.
+        assert client.post(f"/v1/runs/{run_id}/resume").status_code == 200
+
+
+def test_without_redis_there_is_no_queue_and_no_worker(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from control_plane.api import create_app
+    from control_plane.settings import Settings
+
+    settings = Settings(
+        env="dev", database_url=f"sqlite:///{tmp_path / 'db.sqlite'}", redis_url=None
+    )
+    with TestClient(create_app(settings)) as client:
+        headers = {"Authorization": f"Bearer {settings.admin_key}"}
+        assert client.get("/v1/queue", headers=headers).json() == {
+            "enabled": False, "stream": None, "length": None, "pending": None, "dead": None,
+        }  # fmt: skip
+        missing = client.get("/v1/queue/dead-letters", headers=headers)
+        assert missing.status_code == 404
+        assert "REDIS_URL" in missing.json()["error"]["message"]
+    done = subprocess.run(
+        [sys.executable, "-m", "control_plane.cli", "worker"],
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if "REDIS_URL" not in k},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "set REDIS_URL" in done.stderr and "Traceback" not in done.stderr
