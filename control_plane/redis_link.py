@@ -32,6 +32,7 @@ from redis.retry import Retry
 
 from control_plane.errors import Unavailable
 from control_plane.metrics import Metrics
+from control_plane.settings import Settings
 
 __all__ = ["RedisLink", "RedisUnavailable"]
 
@@ -73,6 +74,17 @@ class RedisLink:
         )
         self._down_until = 0.0  # monotonic time before which calls fail fast
         self._down = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, metrics: Metrics | None = None) -> RedisLink:
+        """The link ``settings`` configure (``redis_url`` must be set)."""
+        assert settings.redis_url is not None
+        return cls(
+            settings.redis_url,
+            prefix=settings.redis_prefix,
+            timeout_s=settings.redis_timeout_s,
+            metrics=metrics,
+        )
 
     def key(self, *parts: str) -> str:
         """A key in this deployment's namespace: ``<prefix>:<part>:<part>``."""

@@ -76,12 +76,7 @@ async def run_worker(
     metrics = Metrics()
     if metrics_port is not None:
         start_http_server(metrics_port, addr="127.0.0.1", registry=metrics.registry)
-    link = RedisLink(
-        settings.redis_url,
-        prefix=settings.redis_prefix,
-        timeout_s=settings.redis_timeout_s,
-        metrics=metrics,
-    )
+    link = RedisLink.from_settings(settings, metrics=metrics)
     queue = queue_of(link, settings)
     runner = Runner(graph_engine.Engine())
     runs = Runs(

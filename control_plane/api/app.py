@@ -59,12 +59,7 @@ def create_app(
         # With Redis: steps shared across replicas, async runs queued for `rollgraph worker`.
         link = queue = None
         if settings.redis_url:
-            link = RedisLink(
-                settings.redis_url,
-                prefix=settings.redis_prefix,
-                timeout_s=settings.redis_timeout_s,
-                metrics=metrics,
-            )
+            link = RedisLink.from_settings(settings, metrics=metrics)
             # Workers create the consumer group (from the stream's start): the server only adds.
             queue = queue_of(link, settings)
         app.state.redis = link

@@ -26,7 +26,14 @@ from control_plane.experiments.stats import add_run_facts
 from control_plane.runs import repository as repo
 from control_plane.runs.planning import RunPlan
 from control_plane.runs.schemas import RunDetail, RunMode, RunPublic, RunStatus
-from control_plane.store.models import RunRow, RunStepRow, RunTraceRow, as_utc, utcnow
+from control_plane.store.models import (
+    RunRow,
+    RunStepRow,
+    RunTraceRow,
+    VersionRow,
+    as_utc,
+    utcnow,
+)
 from control_plane.workflows import repository as workflows_repo
 
 __all__ = [
@@ -211,10 +218,7 @@ def claim_resume(session: Session, *, run_id: str, deadline_at: datetime) -> Res
     if row.status != "failed":
         what = "is still running" if row.status in ("queued", "running") else "succeeded"
         raise Conflict(f"run {run_id} {what}; only a failed run can be resumed")
-    wf = workflows_repo.get_workflow(session, row.workflow)
-    version = None
-    if wf is not None and wf.id is not None:
-        version = workflows_repo.get_version(session, wf.id, row.version)
+    version = _version_of(session, row)
     if version is None or row.input is None:
         raise Conflict(f"run {run_id} was stored without what a resume needs; run it again")
     if version.status != "active":
@@ -229,7 +233,19 @@ def claim_resume(session: Session, *, run_id: str, deadline_at: datetime) -> Res
     if claimed.rowcount != 1:  # type: ignore[attr-defined]
         raise Conflict(f"run {run_id} is being resumed by another request")
     session.refresh(row)
-    steps = session.exec(select(RunStepRow).where(RunStepRow.run_id == run_id)).all()
+    return _resumption(session, row, version)
+
+
+def _version_of(session: Session, row: RunRow) -> VersionRow | None:
+    wf = workflows_repo.get_workflow(session, row.workflow)
+    if wf is None or wf.id is None:
+        return None
+    return workflows_repo.get_version(session, wf.id, row.version)
+
+
+def _resumption(session: Session, row: RunRow, version: VersionRow) -> Resumption:
+    assert row.input is not None
+    steps = session.exec(select(RunStepRow).where(RunStepRow.run_id == row.id)).all()
     return Resumption(
         run=public(row),
         digest=version.digest,
@@ -258,20 +274,10 @@ def claim_queued(
     row = repo.get_run(session, run_id)
     assert row is not None
     session.refresh(row)
-    wf = workflows_repo.get_workflow(session, row.workflow)
-    version = None
-    if wf is not None and wf.id is not None:
-        version = workflows_repo.get_version(session, wf.id, row.version)
+    version = _version_of(session, row)
     if version is None or row.input is None:
         raise Conflict(f"run {run_id} was stored without what a run needs")
-    steps = session.exec(select(RunStepRow).where(RunStepRow.run_id == run_id)).all()
-    return Resumption(
-        run=public(row),
-        digest=version.digest,
-        definition=version.definition,
-        inputs=dict(row.input),
-        steps={s.key: s.value for s in steps},
-    )
+    return _resumption(session, row, version)
 
 
 def fail_unstarted(session: Session, *, run_id: str, error: str) -> EndedRun | None:
