@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo example test lint typecheck bench bench-http bench-analysis lock clean
+.PHONY: run demo example test lint typecheck bench bench-http bench-analysis bench-scale lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ bench-http: $(STAMP)
 
 bench-analysis: $(STAMP)
 	$(BIN)/python -m benchmarks.analysis --json
+
+# Async runs through the Redis queue with 1 and 2 `rollgraph worker` processes, and the queue's
+# extra latency over a direct run (needs the machine's PostgreSQL and Redis).
+bench-scale: $(STAMP)
+	$(BIN)/python -m benchmarks.scale --json
 
 # Re-pin every dependency (needs `uv`; the lock is committed, so nobody else has to run this).
 lock:

@@ -287,7 +287,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     from control_plane.worker import main
 
-    return main(args.name, args.concurrency, args.metrics_port)
+    return main(args.name, args.concurrency, args.metrics_port, args.metrics_host)
 
 
 def remote_options(p: argparse.ArgumentParser) -> None:
@@ -309,7 +309,8 @@ def add_remote_commands(sub: Any) -> None:
     p = sub.add_parser("worker", help="run queued async runs from Redis (needs REDIS_URL)")
     p.add_argument("--name", help="consumer name (default: host-pid)")
     p.add_argument("--concurrency", type=_positive_int, help="runs in flight (default: 4)")
-    p.add_argument("--metrics-port", type=int, help="serve /metrics on 127.0.0.1:PORT")
+    p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    p.add_argument("--metrics-host", default="127.0.0.1", help="address for --metrics-port")
     p.set_defaults(func=_worker)
     p = remote_parser("apply", "store a definition as a new immutable version")
     p.add_argument("file", metavar="FILE")

@@ -23,7 +23,9 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 
+import redis.asyncio as aioredis
 from prometheus_client import start_http_server
 
 import engine as graph_engine
@@ -40,15 +42,17 @@ __all__ = ["default_consumer", "run_worker"]
 
 log = logging.getLogger(__name__)
 
+_CONSUMER_SOCKET_TIMEOUT_S = 10.0  # above the Worker's 1 s blocking read
+
 
 def default_consumer() -> str:
     """Unique per process and readable in ``XINFO CONSUMERS``: host and pid."""
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-def queue_of(link: RedisLink, settings: Settings) -> RunQueue:
+def queue_of(link: RedisLink, settings: Settings, client: aioredis.Redis | None = None) -> RunQueue:
     return RunQueue(
-        link.client,
+        client or link.client,
         prefix=settings.redis_prefix,
         visibility_timeout_s=settings.queue_visibility_timeout_s,
         max_deliveries=settings.queue_max_deliveries,
@@ -61,9 +65,13 @@ async def run_worker(
     consumer: str | None = None,
     concurrency: int | None = None,
     metrics_port: int | None = None,
+    metrics_host: str = "127.0.0.1",
     stop: asyncio.Event | None = None,
+    run_engine: Callable[[], graph_engine.Engine] | None = None,
 ) -> int:
-    """Consume the run queue until ``stop`` is set (or SIGTERM/SIGINT); the exit status."""
+    """Consume the run queue until ``stop`` is set (or SIGTERM/SIGINT); the exit status.
+    ``run_engine`` builds the process's graph engine (default: simulated and OpenAI-compatible
+    providers; benchmarks pass one with their own node kinds)."""
     if not settings.redis_url:
         print(
             "rollgraph worker: set REDIS_URL (e.g. redis://127.0.0.1:6379/0): workers take "
@@ -75,10 +83,18 @@ async def run_worker(
     upgrade_to_head(db)
     metrics = Metrics()
     if metrics_port is not None:
-        start_http_server(metrics_port, addr="127.0.0.1", registry=metrics.registry)
+        start_http_server(metrics_port, addr=metrics_host, registry=metrics.registry)
     link = RedisLink.from_settings(settings, metrics=metrics)
-    queue = queue_of(link, settings)
-    runner = Runner(graph_engine.Engine())
+    # The consumer blocks on the stream for up to a second at a time: a client of its own with a
+    # socket timeout above that (the link's is short, to fail fast for servers).
+    consumer_client = aioredis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=_CONSUMER_SOCKET_TIMEOUT_S,
+        socket_connect_timeout=settings.redis_timeout_s,
+        health_check_interval=15,
+    )
+    queue = queue_of(link, settings, consumer_client)
+    runner = Runner((run_engine or graph_engine.Engine)())
     runs = Runs(
         runner=runner,
         session_factory=make_session_factory(db),
@@ -110,12 +126,16 @@ async def run_worker(
         await runs.aclose()
         await runner.aclose()
         await link.aclose()
+        await consumer_client.aclose()
         db.dispose()
     return 0
 
 
 def main(
-    consumer: str | None, concurrency: int | None, metrics_port: int | None
+    consumer: str | None,
+    concurrency: int | None,
+    metrics_port: int | None,
+    metrics_host: str = "127.0.0.1",
 ) -> int:  # pragma: no cover - the CLI's entry
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
@@ -124,5 +144,11 @@ def main(
         print(f"rollgraph worker: {exc}", file=sys.stderr)
         return 2
     return asyncio.run(
-        run_worker(settings, consumer=consumer, concurrency=concurrency, metrics_port=metrics_port)
+        run_worker(
+            settings,
+            consumer=consumer,
+            concurrency=concurrency,
+            metrics_port=metrics_port,
+            metrics_host=metrics_host,
+        )
     )
