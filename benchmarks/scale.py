@@ -24,7 +24,6 @@ import asyncio
 import json
 import os
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,6 +40,7 @@ import yaml
 
 import engine
 from benchmarks._common import bench_registry, rollgraph_definition
+from benchmarks.http import _free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get(
@@ -78,13 +78,6 @@ def _work(name: str) -> int:
     from control_plane.worker import run_worker
 
     return asyncio.run(run_worker(get_settings(), consumer=name, run_engine=bench_engine))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextmanager

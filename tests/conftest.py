@@ -15,16 +15,13 @@ from __future__ import annotations
 import functools
 import os
 import secrets
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
@@ -32,6 +29,7 @@ from sqlmodel import Session
 
 from control_plane.store.db import create_db_engine, make_session_factory
 from control_plane.store.migrations import upgrade_to_head
+from tests.processes import free_port, stop, wait_ready
 
 POSTGRES_URL = os.environ.get(
     "ROLLGRAPH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -116,13 +114,6 @@ def admin_headers(admin_key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {admin_key}"}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextmanager
 def rollgraph_server(env: Mapping[str, str], *, workers: int = 1) -> Iterator[str]:
     """``rollgraph serve`` on a free loopback port with ``env`` over this process's environment;
@@ -138,28 +129,18 @@ def rollgraph_server(env: Mapping[str, str], *, workers: int = 1) -> Iterator[st
         stderr=subprocess.PIPE,
     )
     assert proc.stderr is not None
+    stderr = proc.stderr
     url = f"http://127.0.0.1:{port}"
+
+    def output() -> str:  # read only once it exited: a live server's stderr would block
+        return stderr.read().decode()
+
     try:
-        for _ in range(600):
-            if proc.poll() is not None:
-                raise AssertionError(f"the server exited: {proc.stderr.read().decode()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        else:
-            raise AssertionError("the server did not become ready in 60 s")
+        wait_ready(proc, f"{url}/readyz", timeout_s=60, what="the server", output=output)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        proc.stderr.close()
+        stop(proc)
+        stderr.close()
 
 
 @pytest.fixture(scope="session")
@@ -183,13 +164,7 @@ def rollgraph_worker(env: Mapping[str, str], *, name: str) -> Iterator[subproces
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop(proc)
 
 
 @pytest.fixture(scope="session")

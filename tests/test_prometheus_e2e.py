@@ -21,7 +21,6 @@ import math
 import os
 import random
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -37,6 +36,7 @@ from sqlalchemy import text
 
 from control_plane.store.db import create_db_engine
 from tests.grafana import fill, load_dashboards, panel_queries
+from tests.processes import free_port, stop, wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -90,13 +90,6 @@ USERS_IN_FLIGHT = 8
 RATE_INTERVAL = "1m"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _prometheus_binary() -> str:
     found = shutil.which("prometheus")
     if found is None:
@@ -137,25 +130,16 @@ def prometheus(target: str, workdir: Path) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(300):
-            if proc.poll() is not None:
-                raise AssertionError(f"prometheus exited: {_tail(workdir / 'prometheus.log')}")
-            try:
-                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        else:
-            raise AssertionError("prometheus did not become ready in 30 s")
+        wait_ready(
+            proc,
+            f"{url}/-/ready",
+            timeout_s=30,
+            what="prometheus",
+            output=lambda: _tail(workdir / "prometheus.log"),
+        )
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, timeout_s=10)
         log.close()
 
 

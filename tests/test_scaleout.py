@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -34,6 +33,8 @@ from typing import Any
 import httpx
 import pytest
 import redis
+
+from tests.processes import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -251,13 +252,6 @@ def test_a_rollback_through_one_replica_is_served_by_the_other_within_a_second(
 
 
 # -- Redis stopped and started under load ------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextmanager
 def own_redis(workdir: Path) -> Iterator[tuple[str, Callable[[], None], Callable[[], None]]]:
     """A ``redis-server`` of this test's own on a free port, with an fsync'ed append-only file
@@ -268,7 +262,7 @@ def own_redis(workdir: Path) -> Iterator[tuple[str, Callable[[], None], Callable
         if os.environ.get("CI") == "true":
             pytest.fail("redis-server is not installed")
         pytest.skip("redis-server is not installed")
-    port = _free_port()
+    port = free_port()
     url = f"redis://127.0.0.1:{port}/0"
     command = [
         binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(workdir),
