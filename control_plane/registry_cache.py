@@ -112,6 +112,7 @@ class RegistryCache:
         self._stop = asyncio.Event()
         self._failing = False
         self._watched: sessionmaker[Any] | None = None
+        self._listeners: list[Callable[[int], None]] = []
 
     @property
     def generation(self) -> int:
@@ -182,10 +183,20 @@ class RegistryCache:
         event.listen(factory, "after_soft_rollback", self._after_soft_rollback)
         self._watched = factory
 
+    def on_commit(self, listener: Callable[[int], None]) -> None:
+        """Call ``listener(generation)`` when this process commits a registry change (in the
+        committing thread, after the cache has learnt of it): for telling other processes."""
+        self._listeners.append(listener)
+
     def _after_commit(self, session: Session) -> None:
         generation = session.info.pop(GENERATION_INFO_KEY, None)
         if generation is not None:
             self.observe(generation)
+            for listener in self._listeners:
+                try:
+                    listener(generation)
+                except Exception:  # the commit happened; a failing listener must not undo it
+                    log.exception("a registry change listener failed")
 
     @staticmethod
     def _after_soft_rollback(session: Session, previous: SessionTransaction) -> None:

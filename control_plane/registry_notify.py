@@ -14,16 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
-from sqlalchemy import event
-from sqlalchemy.orm import sessionmaker
-from sqlmodel import Session
 
 from control_plane.redis_link import RedisLink, RedisUnavailable
-from control_plane.registry_cache import GENERATION_INFO_KEY, RegistryCache
+from control_plane.registry_cache import RegistryCache
 
 __all__ = ["RegistryNotifier"]
 
@@ -33,38 +29,25 @@ _RESUBSCRIBE_S = 1.0
 
 
 class RegistryNotifier:
-    def __init__(
-        self, cache: RegistryCache, link: RedisLink, session_factory: sessionmaker[Any]
-    ) -> None:
+    def __init__(self, cache: RegistryCache, link: RedisLink) -> None:
         self.cache = cache
         self.link = link
         self.channel = link.key("registry")
-        self._factory = session_factory
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._publishing: set[asyncio.Task[None]] = set()
-        self.received = 0  # messages that led to a read (for tests and debugging)
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        # Before the cache's own hook pops the generation from session.info: listeners run in
-        # the order they were added, and the cache watched the factory first, so read it here
-        # in before_commit, while the transaction still holds it.
-        event.listen(self._factory, "before_commit", self._before_commit)
-        event.listen(self._factory, "after_commit", self._after_commit)
+        self.cache.on_commit(self._committed)
         self._task = asyncio.create_task(self._listen(), name="registry-notifications")
 
-    def _before_commit(self, session: Session) -> None:
-        generation = session.info.get(GENERATION_INFO_KEY)
-        if generation is not None:
-            session.info["rollgraph.registry_publish"] = generation
-
-    def _after_commit(self, session: Session) -> None:
-        generation = session.info.pop("rollgraph.registry_publish", None)
-        if generation is None or self._loop is None or self._loop.is_closed():
-            return
+    def _committed(self, generation: int) -> None:
+        loop = self._loop
+        if self._task is None or loop is None or loop.is_closed():
+            return  # stopped: the other processes' pollers will see the change
         # Commits happen in worker threads: hand the publish to the event loop.
-        self._loop.call_soon_threadsafe(self._spawn_publish, int(generation))
+        loop.call_soon_threadsafe(self._spawn_publish, generation)
 
     def _spawn_publish(self, generation: int) -> None:
         task = asyncio.create_task(self._publish(generation))
@@ -96,7 +79,6 @@ class RegistryNotifier:
                     await pubsub.subscribe(self.channel)
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
-                            self.received += 1
                             await self.cache.poll()  # the versioned read
             except asyncio.CancelledError:
                 raise
@@ -105,8 +87,6 @@ class RegistryNotifier:
                 await asyncio.sleep(_RESUBSCRIBE_S)
 
     async def aclose(self) -> None:
-        event.remove(self._factory, "before_commit", self._before_commit)
-        event.remove(self._factory, "after_commit", self._after_commit)
         task, self._task = self._task, None
         if task is not None:
             task.cancel()

@@ -80,7 +80,7 @@ def create_app(
         await cache.start()
         notifier = None
         if link is not None:  # changes announced to every replica at once (the poll stays)
-            notifier = RegistryNotifier(cache, link, app.state.session_factory)
+            notifier = RegistryNotifier(cache, link)
             await notifier.start()
         app.state.registry_notifier = notifier
         evaluator = Evaluator(
