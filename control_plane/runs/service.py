@@ -283,13 +283,7 @@ def claim_queued(
 def fail_unstarted(session: Session, *, run_id: str, error: str) -> EndedRun | None:
     """Store a ``queued`` or ``running`` run as failed without a result (it could not be
     queued, or its deliveries ran out): resumable. The run, when this call ended it."""
-    ended = session.execute(
-        update(RunRow)
-        .where(col(RunRow.id) == run_id, col(RunRow.status).in_(("queued", "running")))
-        .values(status="failed", error=error, finished_at=utcnow(), deadline_at=None)
-        .returning(*_ENDED)
-    ).all()
-    return EndedRun(*ended[0]) if ended else None
+    return _fail(session, run_id=run_id, error=error, statuses=("queued", "running"))
 
 
 class EndedRun(NamedTuple):
@@ -309,13 +303,21 @@ def interrupt_run(
 ) -> EndedRun | None:
     """Store a running run as failed when it was stopped (shutdown) or broke, with the steps it
     completed, so that it can be resumed. The run, when this call is what ended it."""
+    ended = _fail(session, run_id=run_id, error=error, statuses=("running",))
+    _save_steps(session, run_id, steps)
+    return ended
+
+
+def _fail(
+    session: Session, *, run_id: str, error: str, statuses: tuple[str, ...]
+) -> EndedRun | None:
+    # Conditional: of two processes ending the same run, RETURNING hands it to the one that did.
     ended = session.execute(
         update(RunRow)
-        .where(col(RunRow.id) == run_id, col(RunRow.status) == "running")
+        .where(col(RunRow.id) == run_id, col(RunRow.status).in_(statuses))
         .values(status="failed", error=error, finished_at=utcnow(), deadline_at=None)
         .returning(*_ENDED)
     ).all()
-    _save_steps(session, run_id, steps)
     return EndedRun(*ended[0]) if ended else None
 
 
