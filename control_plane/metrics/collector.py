@@ -27,7 +27,6 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC
 from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
@@ -41,6 +40,7 @@ from control_plane.store.models import (
     ExperimentRow,
     LabelRow,
     WorkflowRow,
+    as_utc,
 )
 
 __all__ = ["StoreCollector"]
@@ -126,21 +126,14 @@ def _steps_remaining(row: ExperimentRow) -> int:
     return max(0, len(ramp) - 1 - row.step)
 
 
-def _p_values(session: Session) -> Iterator[tuple[str, dict[str, Any]]]:
-    running = session.exec(
-        select(ExperimentRow.id)
-        .where(ExperimentRow.status == "running")
-        .order_by(col(ExperimentRow.id))
-    ).all()
-    for experiment_id in running:
-        latest = session.exec(
-            select(ExperimentDecisionRow)
-            .where(ExperimentDecisionRow.experiment_id == experiment_id)
-            .order_by(col(ExperimentDecisionRow.id).desc())
-            .limit(1)
-        ).first()
-        if latest is not None:
-            yield str(experiment_id), latest.statistics
+def _latest_statistics(session: Session, experiment_id: int | None) -> dict[str, Any] | None:
+    latest = session.exec(
+        select(ExperimentDecisionRow)
+        .where(ExperimentDecisionRow.experiment_id == experiment_id)
+        .order_by(col(ExperimentDecisionRow.id).desc())
+        .limit(1)
+    ).first()
+    return None if latest is None else latest.statistics
 
 
 def _finite(value: Any) -> float | None:
@@ -173,19 +166,19 @@ class StoreCollector(Collector):
                 for row, workflow in _running(session):
                     ident = str(row.id)
                     info.add_metric([ident, row.name, workflow, row.label, row.baseline], 1)
-                    started = row.step_started_at
-                    if started.tzinfo is None:  # SQLite hands back naive UTC
-                        started = started.replace(tzinfo=UTC)
-                    step_started.add_metric([ident], started.timestamp())
+                    step_started.add_metric([ident], as_utc(row.step_started_at).timestamp())
                     remaining.add_metric([ident], _steps_remaining(row))
-                for experiment, statistics in _p_values(session):
-                    for row in statistics.get("metrics") or ():
-                        p = _finite(row.get("p_value"))
+                    statistics = _latest_statistics(session, row.id)
+                    if statistics is None:
+                        continue
+                    for metric in statistics.get("metrics") or ():
+                        p = _finite(metric.get("p_value"))
                         if p is not None:
-                            p_values.add_metric([experiment, str(row["arm"]), row["metric"]], p)
+                            labels = [ident, str(metric["arm"]), metric["metric"]]
+                            p_values.add_metric(labels, p)
                     srm_p = _finite((statistics.get("srm") or {}).get("p_value"))
                     if srm_p is not None:
-                        srm.add_metric([experiment], srm_p)
+                        srm.add_metric([ident], srm_p)
         except Exception:  # the store may be away: the process's own metrics still count
             log.exception("reading the store for /metrics failed")
             return []
