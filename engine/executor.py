@@ -1,4 +1,4 @@
-"""Running one workflow: dataflow order, retries, timeouts, skips, cancellation, step cache.
+"""Running one workflow: dataflow order, conditions, skips, pruning, cancellation, the deadline.
 
 A node starts the moment its last dependency completes, so independent branches overlap and a
 run lasts as long as its slowest path, never "layer by layer". Scheduling works in chains: the
@@ -7,26 +7,25 @@ spawns tasks only for the others, so a chain of steps costs one task, not one pe
 
 When a required node fails for good the run fails and every in-flight node is cancelled; when a
 node is skipped, in-flight nodes that can no longer reach an output are cancelled too.
+
+How a single step runs (parameters, step cache, retries, timeouts, output checks) is in
+``engine.step_runner``; ``RunState`` adds the scheduling to it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from engine.cache import CachedStep, StepCache
-from engine.codec import step_key
+from engine.cache import StepCache
 from engine.context import NodeContext, Runtime
-from engine.errors import NodeError
-from engine.registry import KindFn, NodeResult
-from engine.spec import FallbackSpec, RetrySpec
-from engine.trace import RunId, StepStatus, StepTrace, Trace
-from engine.types import check_value
+from engine.spec import FallbackSpec
+from engine.step_runner import StepFailed, StepRunner, as_node_error, backoff_delay
+from engine.trace import StepStatus, StepTrace, Trace
 from engine.workflow import CompiledNode, Workflow
 
+# backoff_delay lives in engine.step_runner; it stays importable from here for existing callers.
 __all__ = ["RunState", "backoff_delay"]
 
 _now = time.perf_counter
@@ -34,40 +33,12 @@ _FINISHED = frozenset({"succeeded", "failed", "skipped", "cancelled", "fallback"
 _UNNEEDED = "no longer needed: nothing downstream can use it"
 
 
-class _StepFailed(Exception):
-    def __init__(self, error: NodeError, attempts: int) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.attempts = attempts
-
-
-def backoff_delay(policy: RetrySpec, attempt: int, rng: random.Random) -> float:
-    """Delay before attempt ``attempt + 1``: exponential with "full jitter".
-
-    Full jitter (uniform in [0, base]) spreads retries of many runs hitting the same rate limit
-    apart; see M. Brooker, "Exponential Backoff And Jitter", AWS Architecture Blog, 2015.
-    """
-    base = policy.initial_s * (2 ** (attempt - 1) if policy.backoff == "exponential" else 1)
-    base = min(base, policy.max_s)
-    return rng.uniform(0, base) if policy.jitter else base
-
-
-def _as_node_error(exc: Exception, timeout: float | None) -> NodeError:
-    if isinstance(exc, NodeError):
-        return exc
-    if isinstance(exc, TimeoutError):
-        return NodeError(f"timed out after {timeout:g}s", retryable=True, code="timeout")
-    # A bug in a kind must not crash the engine; it fails the step with what happened.
-    return NodeError(f"{type(exc).__name__}: {exc}", code="internal_error")
-
-
-class RunState:
+class RunState(StepRunner):
     """The mutable state of one run. Created per run; never shared between runs."""
 
     # Defaults on the class: a run only writes the attributes it changes.
     stopped = False  # the run failed or ended: start nothing more
     done: asyncio.Future[None] | None = None
-    _rng: random.Random | None = None
 
     def __init__(
         self,
@@ -78,14 +49,7 @@ class RunState:
         inputs: dict[str, Any],
         seed: int,
     ) -> None:
-        self.wf = workflow
-        self.runtime = runtime
-        self.cache = cache
-        self.trace = trace
-        self.steps = trace.steps
-        self.run_id: RunId = trace.run_id
-        self.seed = seed
-        self.scope: dict[str, Mapping[str, Any]] = {"inputs": inputs}
+        super().__init__(workflow, runtime, cache, trace, inputs, seed)
         self.waiting = workflow.waiting.copy()
         self.skip_reason: dict[str, str] = {}
         self.unneeded: set[str] = set()
@@ -94,14 +58,6 @@ class RunState:
         self.remaining = len(workflow.nodes)
         self.loop: asyncio.AbstractEventLoop
 
-    @property
-    def rng(self) -> random.Random:
-        # Only retries draw from it; seeding one costs more than a whole no-op step.
-        if self._rng is None:
-            self._rng = random.Random(self.seed)
-        return self._rng
-
-    # -- scheduling -----------------------------------------------------------------------
     async def execute(self, deadline_s: float | None) -> None:
         self.loop = asyncio.get_running_loop()
         first = self._advance(list(self.wf.root_nodes))
@@ -125,6 +81,18 @@ class RunState:
                     if step.status == "pending":
                         step.status = "cancelled"
                         step.reason = step.reason or "the run ended before this step could start"
+
+    def outputs(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, resolve, literal in self.wf.outputs:
+            if resolve is None:
+                values[name] = literal
+                continue
+            try:
+                values[name] = resolve(self.scope)
+            except KeyError:  # it reads a node that was skipped
+                values[name] = None
+        return values
 
     async def _drive(self, first: CompiledNode | None) -> None:
         """Run the first chain in the caller's task, then wait for the spawned ones."""
@@ -169,7 +137,7 @@ class RunState:
                                 params,
                             )
                         except Exception as exc:
-                            raise _StepFailed(_as_node_error(exc, None), 1) from None
+                            raise StepFailed(as_node_error(exc, None), 1) from None
                         if type(result) is dict and result.keys() == node.unchecked_keys:
                             # Exactly the declared json outputs: nothing to check or drop.
                             scope[node.id] = result
@@ -181,17 +149,11 @@ class RunState:
                     else:
                         ready = await self._step(node, step)
                 except asyncio.CancelledError:
-                    step.ended = _now()
-                    step.status = "cancelled"
-                    if self.stopped or node.id not in self.unneeded:
-                        step.reason = step.reason or "the run failed or ended"
+                    pruned = self._on_cancelled(node, step, task)
+                    if pruned is None:
                         raise
-                    # Pruned: this task was cancelled for this node only; carry on with the run.
-                    assert task is not None  # pruning happens only where `track` holds
-                    task.uncancel()
-                    step.reason = _UNNEEDED
-                    ready = self._release(node, skipped=f"upstream {node.id!r} was cancelled")
-                except _StepFailed as failed:
+                    ready = pruned
+                except StepFailed as failed:
                     ready = self._on_failure(node, step, failed)
                 node = self._advance(ready)
         except Exception as exc:
@@ -204,15 +166,24 @@ class RunState:
         if node.when is not None and bool(node.when(self.scope)) == node.when_negated:
             step.ended = step.started
             return self._finish_skipped(node, f"when {node.spec.when!r} is false", "skipped")
-        return await self._full_step(node, step)
+        await self._run_step(node, step)
+        return self._release(node)
 
-    def _finish_result(self, node: CompiledNode, step: StepTrace, result: Any) -> None:
-        """Record what a kind returned: a ``NodeResult`` or a mapping of outputs to check."""
-        if isinstance(result, NodeResult):
-            outputs = self._check_outputs(node, result.outputs, step.attempts)
-            self._record(node, step, outputs, result.cost_usd, result.usage, result.meta)
-        else:
-            self._record(node, step, self._check_outputs(node, result, step.attempts), 0.0)
+    def _on_cancelled(
+        self, node: CompiledNode, step: StepTrace, task: asyncio.Task[Any] | None
+    ) -> list[CompiledNode] | None:
+        """Record a cancelled step: the consumers now ready when only this node was pruned,
+        ``None`` when the run is stopping and the cancellation must propagate."""
+        step.ended = _now()
+        step.status = "cancelled"
+        if self.stopped or node.id not in self.unneeded:
+            step.reason = step.reason or "the run failed or ended"
+            return None
+        # Pruned: this task was cancelled for this node only; carry on with the run.
+        assert task is not None  # pruning happens only where `track` holds
+        task.uncancel()
+        step.reason = _UNNEEDED
+        return self._release(node, skipped=f"upstream {node.id!r} was cancelled")
 
     def _advance(self, ready: list[CompiledNode]) -> CompiledNode | None:
         """Start what became ready: skip what must be skipped, spawn a task for all but one,
@@ -308,175 +279,10 @@ class RunState:
             if steps[node_id].status == "running" and task is not None and task is not current:
                 task.cancel()
 
-    # -- one node -------------------------------------------------------------------------
-    async def _full_step(self, node: CompiledNode, step: StepTrace) -> list[CompiledNode]:
-        params = self._params(node)
-        key = None
-        if self.cache is not None:
-            key = step_key(self.wf.digest, node.id, self._key_params(node, params))
-            hit = None
-            if self.trace.resumed:
-                hit = await self.cache.get(f"run:{self.run_id}:{key}")
-            if hit is None and node.cache is not None:
-                hit = await self.cache.get(f"shared:{key}")
-            if hit is not None:
-                self._record(node, step, hit.outputs, 0.0, hit.usage, hit.meta)
-                step.attempts = hit.attempts
-                step.cache_hit = True
-                step.cost_saved_usd = hit.cost_usd
-                return self._release(node)
-        result = await self._call(node, step, node.fn, params)
-        outputs = self._check_outputs(node, result.outputs, step.attempts)
-        self._record(node, step, outputs, result.cost_usd, result.usage, result.meta)
-        if self.cache is not None and key is not None:
-            entry = CachedStep(outputs, result.cost_usd, result.usage, result.meta, step.attempts)
-            await self.cache.put(f"run:{self.run_id}:{key}", entry)
-            if node.cache is not None:
-                await self.cache.put(f"shared:{key}", entry, ttl_s=node.cache.ttl_s)
-        return self._release(node)
-
-    def _params(self, node: CompiledNode) -> dict[str, Any]:
-        scope = self.scope
-        try:
-            if node.map_plan is not None:
-                assert node.items is not None
-                return {
-                    "items": node.items(scope),
-                    "concurrency": node.map_plan.concurrency,
-                    "output": node.map_plan.output,
-                    "run_item": self._item_runner(node),
-                }
-            params = dict(node.static)
-            try:
-                for name, source, field in node.direct:
-                    params[name] = scope[source][field]
-                for name, resolve in node.resolvers:
-                    params[name] = resolve(scope)
-            except KeyError:
-                # Only optional parameters can read a skipped node (required ones skip the
-                # node before it starts): resolve one by one and leave those out.
-                if not node.optional_deps:
-                    raise
-                params = self._params_without_skipped(node)
-            for name, vtype in node.runtime_checks:
-                params[name] = check_value(params[name], vtype)
-            return params
-        except (ValueError, KeyError) as exc:
-            raise _StepFailed(NodeError(f"bad input: {exc}", code="bad_input"), 0) from None
-
-    def _params_without_skipped(self, node: CompiledNode) -> dict[str, Any]:
-        scope = self.scope
-        params = dict(node.static)
-        for name, source, field in node.direct:
-            if source in scope:
-                params[name] = scope[source][field]
-        for name, resolve in node.resolvers:
-            try:
-                params[name] = resolve(scope)
-            except KeyError:
-                continue
-        return params
-
-    def _key_params(self, node: CompiledNode, params: dict[str, Any]) -> dict[str, Any]:
-        if node.map_plan is None:
-            return params
-        # The per-item parameters are only known per item; the items and every upstream value
-        # the inner node can read determine them.
-        return {"items": params["items"], "deps": {d: self.scope[d] for d in sorted(node.deps)}}
-
-    def _item_runner(
-        self, node: CompiledNode
-    ) -> Callable[[NodeContext, int, Any], Awaitable[NodeResult]]:
-        plan = node.map_plan
-        assert plan is not None
-        step = self.steps[node.id]
-
-        async def run_item(ctx: NodeContext, index: int, item: Any) -> NodeResult:
-            scope = dict(self.scope)
-            scope["item"] = {"": item}
-            params = dict(plan.static)
-            for name, resolve in plan.resolvers:
-                params[name] = resolve(scope)
-            inner = StepTrace(node=f"{node.id}[{index}]", kind=plan.kind.name)
-            try:
-                return await self._call(node, inner, plan.kind.fn, params, item=index)
-            finally:
-                step.add_meta({"item_attempts": step.meta.get("item_attempts", 0) + inner.attempts})
-
-        return run_item
-
-    async def _call(
-        self,
-        node: CompiledNode,
-        step: StepTrace,
-        fn: KindFn,
-        params: dict[str, Any],
-        item: int | None = None,
-    ) -> NodeResult:
-        """Call a kind with the node's timeout and retry policy."""
-        policy = node.policy
-        timeout = node.timeout_s
-        name = node.id if item is None else f"{node.id}[{item}]"
-        attempt = 0
-        while True:
-            attempt += 1
-            step.attempts = attempt
-            ctx = NodeContext(self.runtime, self.run_id, name, self.seed, attempt)
-            try:
-                if timeout is None:
-                    result = await fn(ctx, params)
-                else:
-                    async with asyncio.timeout(timeout):
-                        result = await fn(ctx, params)
-                return result if isinstance(result, NodeResult) else NodeResult(outputs=result)
-            except _StepFailed as exc:  # a map item that failed for good
-                raise _StepFailed(exc.error, attempt) from None
-            except Exception as exc:
-                error = _as_node_error(exc, timeout)
-            if not error.retryable or policy is None or attempt >= policy.max_attempts:
-                raise _StepFailed(error, attempt)
-            await asyncio.sleep(backoff_delay(policy, attempt, self.rng))
-
-    def _check_outputs(
-        self, node: CompiledNode, outputs: dict[str, Any], attempts: int
-    ) -> dict[str, Any]:
-        try:
-            checked = {name: outputs[name] for name in node.output_names}
-            for name, vtype in node.typed_outputs:
-                checked[name] = check_value(checked[name], vtype)
-        except KeyError as exc:
-            error = NodeError(f"{node.kind.name} returned no output {exc}", code="bad_output")
-            raise _StepFailed(error, attempts) from None
-        except ValueError as exc:
-            error = NodeError(f"{node.kind.name} output: {exc}", code="bad_output")
-            raise _StepFailed(error, attempts) from None
-        return checked
-
-    def _record(
-        self,
-        node: CompiledNode,
-        step: StepTrace,
-        outputs: dict[str, Any],
-        cost: float,
-        usage: dict[str, float] | None = None,
-        meta: dict[str, Any] | None = None,
-    ) -> None:
-        self.scope[node.id] = outputs
-        step.ended = _now()
-        step.status = "succeeded"
-        step.cost_usd = cost
-        if usage:
-            step.usage = usage
-        if meta:
-            step.add_meta(meta)
-
     def _on_failure(
-        self, node: CompiledNode, step: StepTrace, failed: _StepFailed
+        self, node: CompiledNode, step: StepTrace, failed: StepFailed
     ) -> list[CompiledNode]:
-        step.ended = _now()
-        step.attempts = failed.attempts
-        step.error = str(failed.error)
-        step.error_code = failed.error.code
+        self._record_failure(step, failed)
         policy = node.spec.on_failure
         if isinstance(policy, FallbackSpec):
             step.status = "fallback"
@@ -492,15 +298,3 @@ class RunState:
             return ready
         self._fail_run(f"node {node.id!r} failed: {failed.error}", failed.error.code)
         return []
-
-    def outputs(self) -> dict[str, Any]:
-        values: dict[str, Any] = {}
-        for name, resolve, literal in self.wf.outputs:
-            if resolve is None:
-                values[name] = literal
-                continue
-            try:
-                values[name] = resolve(self.scope)
-            except KeyError:  # it reads a node that was skipped
-                values[name] = None
-        return values

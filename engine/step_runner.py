@@ -1,0 +1,270 @@
+"""Running one step of a run: its parameters, the step cache, attempts, and what its trace records.
+
+A step resolves its parameters from the values produced so far, is answered from the step cache
+when it can be (a resumed run's own steps first, then the shared cache for nodes that opt in),
+and otherwise calls its kind, retrying with jittered backoff under the node's retry policy and
+timeout; outputs are checked against the kind's declared types before anything downstream sees
+them. A step that fails for good raises ``StepFailed``; what happens next (a fallback, a skip, a
+failed run) is the scheduler's decision, in ``engine.executor``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from engine.cache import CachedStep, StepCache
+from engine.codec import step_key
+from engine.context import NodeContext, Runtime
+from engine.errors import NodeError
+from engine.registry import KindFn, NodeResult
+from engine.spec import RetrySpec
+from engine.trace import RunId, StepTrace, Trace
+from engine.types import check_value
+from engine.workflow import CompiledNode, Workflow
+
+__all__ = ["StepFailed", "StepRunner", "as_node_error", "backoff_delay"]
+
+_now = time.perf_counter
+
+
+class StepFailed(Exception):
+    """A step failed for good, after ``attempts`` attempts (none when its inputs were bad)."""
+
+    def __init__(self, error: NodeError, attempts: int) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.attempts = attempts
+
+
+def backoff_delay(policy: RetrySpec, attempt: int, rng: random.Random) -> float:
+    """Delay before attempt ``attempt + 1``: exponential with "full jitter".
+
+    Full jitter (uniform in [0, base]) spreads retries of many runs hitting the same rate limit
+    apart; see M. Brooker, "Exponential Backoff And Jitter", AWS Architecture Blog, 2015.
+    """
+    base = policy.initial_s * (2 ** (attempt - 1) if policy.backoff == "exponential" else 1)
+    base = min(base, policy.max_s)
+    return rng.uniform(0, base) if policy.jitter else base
+
+
+def as_node_error(exc: Exception, timeout: float | None) -> NodeError:
+    if isinstance(exc, NodeError):
+        return exc
+    if isinstance(exc, TimeoutError):
+        return NodeError(f"timed out after {timeout:g}s", retryable=True, code="timeout")
+    # A bug in a kind must not crash the engine; it fails the step with what happened.
+    return NodeError(f"{type(exc).__name__}: {exc}", code="internal_error")
+
+
+class StepRunner:
+    """What the steps of one run share, and how any one of them runs.
+
+    The executor's ``RunState`` extends this class rather than holding an instance: its inline
+    fast path reads these attributes directly, and a run creates one object, not two.
+    """
+
+    _rng: random.Random | None = None
+
+    def __init__(
+        self,
+        workflow: Workflow,
+        runtime: Runtime,
+        cache: StepCache | None,
+        trace: Trace,
+        inputs: dict[str, Any],
+        seed: int,
+    ) -> None:
+        self.wf = workflow
+        self.runtime = runtime
+        self.cache = cache
+        self.trace = trace
+        self.steps = trace.steps
+        self.run_id: RunId = trace.run_id
+        self.seed = seed
+        self.scope: dict[str, Mapping[str, Any]] = {"inputs": inputs}
+
+    @property
+    def rng(self) -> random.Random:
+        # Only retries draw from it; seeding one costs more than a whole no-op step.
+        if self._rng is None:
+            self._rng = random.Random(self.seed)
+        return self._rng
+
+    async def _run_step(self, node: CompiledNode, step: StepTrace) -> None:
+        """Parameters, then the step cache, else the kind's attempts; the outcome recorded."""
+        params = self._params(node)
+        key = None
+        if self.cache is not None:
+            key = step_key(self.wf.digest, node.id, self._key_params(node, params))
+            hit = None
+            if self.trace.resumed:
+                hit = await self.cache.get(f"run:{self.run_id}:{key}")
+            if hit is None and node.cache is not None:
+                hit = await self.cache.get(f"shared:{key}")
+            if hit is not None:
+                self._record(node, step, hit.outputs, 0.0, hit.usage, hit.meta)
+                step.attempts = hit.attempts
+                step.cache_hit = True
+                step.cost_saved_usd = hit.cost_usd
+                return
+        result = await self._call(node, step, node.fn, params)
+        outputs = self._check_outputs(node, result.outputs, step.attempts)
+        self._record(node, step, outputs, result.cost_usd, result.usage, result.meta)
+        if self.cache is not None and key is not None:
+            entry = CachedStep(outputs, result.cost_usd, result.usage, result.meta, step.attempts)
+            await self.cache.put(f"run:{self.run_id}:{key}", entry)
+            if node.cache is not None:
+                await self.cache.put(f"shared:{key}", entry, ttl_s=node.cache.ttl_s)
+
+    def _params(self, node: CompiledNode) -> dict[str, Any]:
+        scope = self.scope
+        try:
+            if node.map_plan is not None:
+                assert node.items is not None
+                return {
+                    "items": node.items(scope),
+                    "concurrency": node.map_plan.concurrency,
+                    "output": node.map_plan.output,
+                    "run_item": self._item_runner(node),
+                }
+            params = dict(node.static)
+            try:
+                for name, source, field in node.direct:
+                    params[name] = scope[source][field]
+                for name, resolve in node.resolvers:
+                    params[name] = resolve(scope)
+            except KeyError:
+                # Only optional parameters can read a skipped node (required ones skip the
+                # node before it starts): resolve one by one and leave those out.
+                if not node.optional_deps:
+                    raise
+                params = self._params_without_skipped(node)
+            for name, vtype in node.runtime_checks:
+                params[name] = check_value(params[name], vtype)
+            return params
+        except (ValueError, KeyError) as exc:
+            raise StepFailed(NodeError(f"bad input: {exc}", code="bad_input"), 0) from None
+
+    def _params_without_skipped(self, node: CompiledNode) -> dict[str, Any]:
+        scope = self.scope
+        params = dict(node.static)
+        for name, source, field in node.direct:
+            if source in scope:
+                params[name] = scope[source][field]
+        for name, resolve in node.resolvers:
+            try:
+                params[name] = resolve(scope)
+            except KeyError:
+                continue
+        return params
+
+    def _key_params(self, node: CompiledNode, params: dict[str, Any]) -> dict[str, Any]:
+        if node.map_plan is None:
+            return params
+        # The per-item parameters are only known per item; the items and every upstream value
+        # the inner node can read determine them.
+        return {"items": params["items"], "deps": {d: self.scope[d] for d in sorted(node.deps)}}
+
+    def _item_runner(
+        self, node: CompiledNode
+    ) -> Callable[[NodeContext, int, Any], Awaitable[NodeResult]]:
+        plan = node.map_plan
+        assert plan is not None
+        step = self.steps[node.id]
+
+        async def run_item(ctx: NodeContext, index: int, item: Any) -> NodeResult:
+            scope = dict(self.scope)
+            scope["item"] = {"": item}
+            params = dict(plan.static)
+            for name, resolve in plan.resolvers:
+                params[name] = resolve(scope)
+            inner = StepTrace(node=f"{node.id}[{index}]", kind=plan.kind.name)
+            try:
+                return await self._call(node, inner, plan.kind.fn, params, item=index)
+            finally:
+                step.add_meta({"item_attempts": step.meta.get("item_attempts", 0) + inner.attempts})
+
+        return run_item
+
+    async def _call(
+        self,
+        node: CompiledNode,
+        step: StepTrace,
+        fn: KindFn,
+        params: dict[str, Any],
+        item: int | None = None,
+    ) -> NodeResult:
+        """Call a kind with the node's timeout and retry policy."""
+        policy = node.policy
+        timeout = node.timeout_s
+        name = node.id if item is None else f"{node.id}[{item}]"
+        attempt = 0
+        while True:
+            attempt += 1
+            step.attempts = attempt
+            ctx = NodeContext(self.runtime, self.run_id, name, self.seed, attempt)
+            try:
+                if timeout is None:
+                    result = await fn(ctx, params)
+                else:
+                    async with asyncio.timeout(timeout):
+                        result = await fn(ctx, params)
+                return result if isinstance(result, NodeResult) else NodeResult(outputs=result)
+            except StepFailed as exc:  # a map item that failed for good
+                raise StepFailed(exc.error, attempt) from None
+            except Exception as exc:
+                error = as_node_error(exc, timeout)
+            if not error.retryable or policy is None or attempt >= policy.max_attempts:
+                raise StepFailed(error, attempt)
+            await asyncio.sleep(backoff_delay(policy, attempt, self.rng))
+
+    def _finish_result(self, node: CompiledNode, step: StepTrace, result: Any) -> None:
+        """Record what a kind returned: a ``NodeResult`` or a mapping of outputs to check."""
+        if isinstance(result, NodeResult):
+            outputs = self._check_outputs(node, result.outputs, step.attempts)
+            self._record(node, step, outputs, result.cost_usd, result.usage, result.meta)
+        else:
+            self._record(node, step, self._check_outputs(node, result, step.attempts), 0.0)
+
+    def _check_outputs(
+        self, node: CompiledNode, outputs: dict[str, Any], attempts: int
+    ) -> dict[str, Any]:
+        try:
+            checked = {name: outputs[name] for name in node.output_names}
+            for name, vtype in node.typed_outputs:
+                checked[name] = check_value(checked[name], vtype)
+        except KeyError as exc:
+            error = NodeError(f"{node.kind.name} returned no output {exc}", code="bad_output")
+            raise StepFailed(error, attempts) from None
+        except ValueError as exc:
+            error = NodeError(f"{node.kind.name} output: {exc}", code="bad_output")
+            raise StepFailed(error, attempts) from None
+        return checked
+
+    def _record(
+        self,
+        node: CompiledNode,
+        step: StepTrace,
+        outputs: dict[str, Any],
+        cost: float,
+        usage: dict[str, float] | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        self.scope[node.id] = outputs
+        step.ended = _now()
+        step.status = "succeeded"
+        step.cost_usd = cost
+        if usage:
+            step.usage = usage
+        if meta:
+            step.add_meta(meta)
+
+    def _record_failure(self, step: StepTrace, failed: StepFailed) -> None:
+        step.ended = _now()
+        step.attempts = failed.attempts
+        step.error = str(failed.error)
+        step.error_code = failed.error.code
