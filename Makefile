@@ -18,14 +18,14 @@ venv: $(STAMP)
 # The server on the embedded default (SQLite under var/, no Redis): examples applied, prod on
 # v3.2, v3.3 rolled out to 10 %; it prints how to call it. Ctrl-C stops it.
 run: $(STAMP)
-	$(BIN)/python -m control_plane.demo
+	$(BIN)/python -m demos.server
 
 # Two experiments on simulated users on the `demo` label of product-video (prod is left alone):
 # one ramps a candidate worse on a guardrail until it rolls back, one promotes a better one. It
 # uses the server at ROLLGRAPH_URL (default http://127.0.0.1:8000, e.g. `make run`) if one
 # answers, else its own in-process server on a temporary database; about half a minute.
 demo: $(STAMP)
-	$(BIN)/python -m control_plane.demo_experiment
+	$(BIN)/python -m demos.experiments
 
 # One workflow run locally with the embedded engine, no server.
 example: $(STAMP)

@@ -41,7 +41,7 @@ import httpx
 import mmh3
 
 from benchmarks.report import report
-from control_plane.router import Allocation, Arm, assign
+from control_plane.rollouts.assignment import Allocation, Arm, assign
 
 __all__ = ["build_app", "main", "measure", "router_ns"]
 
@@ -75,7 +75,7 @@ def build_app(kind: str, database_url: str, admin_key: str) -> Any:
 
         return bare
     import engine
-    from control_plane.api import create_app
+    from control_plane.app import create_app
     from control_plane.settings import Settings
     from engine.providers import SimProvider
 

@@ -66,7 +66,7 @@ def definition() -> str:
 def _serve(port: int) -> None:
     import uvicorn
 
-    from control_plane.api import create_app
+    from control_plane.app import create_app
 
     uvicorn.run(
         create_app(run_engine=bench_engine), host="127.0.0.1", port=port, log_level="warning"

@@ -30,19 +30,19 @@ from prometheus_client import start_http_server
 
 import engine as graph_engine
 from control_plane.metrics import Metrics
-from control_plane.queue import RunQueue, Worker
-from control_plane.redis_link import RedisLink
+from control_plane.queue import Consumer, RunQueue
+from control_plane.runs.compiler import Compiler
 from control_plane.runs.execution import Runs
-from control_plane.runs.runner import Runner
 from control_plane.settings import Settings, get_settings
 from control_plane.store.db import create_db_engine, make_session_factory
 from control_plane.store.migrations import upgrade_to_head
+from control_plane.store.redis import RedisLink
 
 __all__ = ["default_consumer", "run_worker"]
 
 log = logging.getLogger(__name__)
 
-_CONSUMER_SOCKET_TIMEOUT_S = 10.0  # above the Worker's 1 s blocking read
+_CONSUMER_SOCKET_TIMEOUT_S = 10.0  # above the Consumer's 1 s blocking read
 
 
 def default_consumer() -> str:
@@ -94,7 +94,7 @@ async def run_worker(
         health_check_interval=15,
     )
     queue = queue_of(link, settings, consumer_client)
-    runner = Runner((run_engine or graph_engine.Engine)())
+    runner = Compiler((run_engine or graph_engine.Engine)())
     runs = Runs(
         runner=runner,
         session_factory=make_session_factory(db),
@@ -108,7 +108,7 @@ async def run_worker(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     name = consumer or default_consumer()
-    worker = Worker(
+    worker = Consumer(
         queue,
         runs.execute_queued,
         consumer=name,

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from sqlalchemy import inspect, text
 
 import engine
-from control_plane.api import create_app
+from control_plane.app import create_app
 from control_plane.settings import DEV_ADMIN_KEY, Settings
 from control_plane.store.db import create_db_engine
 from engine.providers import default_providers

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from control_plane.api import create_app
+from control_plane.app import create_app
 from control_plane.settings import Settings
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "product-video"

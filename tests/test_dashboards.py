@@ -25,8 +25,8 @@ from fastapi.testclient import TestClient
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
 
-from control_plane.api import create_app
-from control_plane.metrics.collector import StoreCollector
+from control_plane.app import create_app
+from control_plane.experiments.gauges import StoreCollector
 from control_plane.settings import Settings
 from tests.grafana import (
     DASHBOARDS_DIR,

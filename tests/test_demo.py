@@ -1,4 +1,4 @@
-"""``python -m control_plane.demo`` serves the example set up (prod on v3.2, v3.3 at 10 %), stops
+"""``python -m demos.server`` serves the example set up (prod on v3.2, v3.3 at 10 %), stops
 cleanly on Ctrl-C (SIGINT), and starting it again on the same database changes nothing."""
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def _demo_once(database_url: str, admin_key: str, log: Path) -> tuple[dict[str, 
     it with SIGINT (Ctrl-C); its standard output is returned too."""
     port = _free_port()
     env = {**os.environ, "ROLLGRAPH_ENV": "test", "ROLLGRAPH_ADMIN_KEY": admin_key}
-    command = [sys.executable, "-m", "control_plane.demo", "--port", str(port)]
+    command = [sys.executable, "-m", "demos.server", "--port", str(port)]
     with log.open("w") as stderr:  # a file: nobody has to drain it while the demo runs
         proc = subprocess.Popen(
             [*command, "--database-url", database_url, "--time-scale", "0"],

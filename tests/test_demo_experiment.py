@@ -1,4 +1,4 @@
-"""``make demo`` (``python -m control_plane.demo_experiment``): against its own in-process server,
+"""``make demo`` (``python -m demos.experiments``): against its own in-process server,
 the candidate worse on a guardrail is rolled back and the better one promoted; a URL where no
 rollgraph server answers is a message and exit status 1, never a traceback."""
 
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from control_plane.demo_experiment import SCENARIOS, Scenario, main
 from control_plane.experiments.schemas import ExperimentCreate
+from demos.experiments import SCENARIOS, Scenario, main
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "product-video"
 

@@ -13,10 +13,10 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 import engine
-from control_plane.api import create_app
+from control_plane.app import create_app
 from control_plane.settings import Settings
 from control_plane.store.db import create_db_engine
-from control_plane.store.models import ArmStatRow
+from control_plane.store.tables import ArmStatRow
 from engine.providers import default_providers
 
 V1 = """

@@ -34,7 +34,7 @@ from schemathesis.checks import (
 from schemathesis.python.asgi import shutdown_lifespans
 
 import engine
-from control_plane.api import create_app
+from control_plane.app import create_app
 from control_plane.settings import Settings
 from engine.providers import SimProvider
 

@@ -14,8 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 import engine
-from control_plane.api import create_app
-from control_plane.runs.runner import Runner
+from control_plane.app import create_app
+from control_plane.runs.compiler import Compiler
 from control_plane.settings import Settings
 from engine.providers import default_providers
 
@@ -62,8 +62,8 @@ def stored_runs(client: TestClient) -> list[dict[str, Any]]:
     return runs
 
 
-def runner_of(client: TestClient) -> Runner:
-    runner: Runner = client.app.state.runner  # type: ignore[attr-defined]
+def runner_of(client: TestClient) -> Compiler:
+    runner: Compiler = client.app.state.compiler  # type: ignore[attr-defined]
     return runner
 
 

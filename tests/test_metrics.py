@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 import engine
-from control_plane.api import create_app
+from control_plane.app import create_app
 from control_plane.metrics import assignment_reason
 from control_plane.settings import Settings
 from engine.providers import default_providers

@@ -24,7 +24,7 @@ import redis.asyncio as aredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from control_plane.queue import Delivery, Fatal, RunQueue, Worker
+from control_plane.queue import Consumer, Delivery, Fatal, RunQueue
 
 REDIS_HOST = "127.0.0.1"
 REDIS_PORT = 6379
@@ -285,7 +285,7 @@ def test_dead_letters_page_newest_first(prefix: str) -> None:
     with_queue(prefix, body)
 
 
-def start(worker: Worker) -> tuple[asyncio.Event, asyncio.Task[None]]:
+def start(worker: Consumer) -> tuple[asyncio.Event, asyncio.Task[None]]:
     stop = asyncio.Event()
     return stop, asyncio.create_task(worker.run(stop))
 
@@ -306,7 +306,7 @@ def test_worker_runs_messages_concurrently_and_acks_them(prefix: str) -> None:
     async def body(queue: RunQueue) -> None:
         for i in range(20):
             await queue.enqueue(f"run-{i}")
-        stop, task = start(Worker(queue, handle, consumer="w", concurrency=4, block_ms=20))
+        stop, task = start(Consumer(queue, handle, consumer="w", concurrency=4, block_ms=20))
         await until(lambda: len(done) == 20, "20 runs")
         stop.set()
         await task
@@ -329,7 +329,7 @@ def test_a_failed_run_is_redelivered_until_it_succeeds(prefix: str) -> None:
     async def body(queue: RunQueue) -> None:
         await queue.enqueue("run-1")
         stops, tasks = zip(
-            *(start(Worker(queue, handle, consumer=c, block_ms=20)) for c in ("a", "b")),
+            *(start(Consumer(queue, handle, consumer=c, block_ms=20)) for c in ("a", "b")),
             strict=True,
         )
         await until(lambda: bool(succeeded), "the retry to succeed")
@@ -353,7 +353,7 @@ def test_heartbeat_keeps_a_slow_run_on_its_worker(prefix: str) -> None:
             done.set()
 
         await queue.enqueue("run-1")
-        stop, task = start(Worker(queue, handle, consumer="slow", block_ms=20))
+        stop, task = start(Consumer(queue, handle, consumer="slow", block_ms=20))
         await asyncio.wait_for(started.wait(), DEADLINE_S)
         while not done.is_set():
             assert await queue.receive("other", block_ms=20) is None
@@ -379,7 +379,7 @@ def test_a_stopped_worker_leaves_its_run_to_another_worker(prefix: str) -> None:
                 raise
 
         await queue.enqueue("run-1")
-        stop, task = start(Worker(queue, hang, consumer="a", stop_grace_s=0.05, block_ms=20))
+        stop, task = start(Consumer(queue, hang, consumer="a", stop_grace_s=0.05, block_ms=20))
         await asyncio.wait_for(started.wait(), DEADLINE_S)
         stop.set()
         await task
@@ -391,7 +391,7 @@ def test_a_stopped_worker_leaves_its_run_to_another_worker(prefix: str) -> None:
         async def handle(delivery: Delivery) -> None:
             finished.append(delivery)
 
-        stop, task = start(Worker(queue, handle, consumer="b", block_ms=20))
+        stop, task = start(Consumer(queue, handle, consumer="b", block_ms=20))
         await until(lambda: bool(finished), "worker b to take over the run")
         stop.set()
         await task
@@ -413,7 +413,7 @@ def test_too_many_deliveries_dead_letter_without_running(prefix: str) -> None:
     async def body(queue: RunQueue) -> None:
         await queue.enqueue("run-1")
         assert await queue.receive("crashed", block_ms=0) is not None  # and never acked
-        stop, task = start(Worker(queue, handle, consumer="w", on_dead=on_dead, block_ms=20))
+        stop, task = start(Consumer(queue, handle, consumer="w", on_dead=on_dead, block_ms=20))
         await until(lambda: bool(dead), "on_dead")
         stop.set()
         await task
@@ -439,7 +439,7 @@ def test_fatal_dead_letters_the_run(prefix: str) -> None:
 
     async def body(queue: RunQueue) -> None:
         await queue.enqueue("run-1")
-        stop, task = start(Worker(queue, handle, consumer="w", on_dead=on_dead, block_ms=20))
+        stop, task = start(Consumer(queue, handle, consumer="w", on_dead=on_dead, block_ms=20))
         await until(lambda: bool(dead), "on_dead")
         stop.set()
         await task
@@ -468,7 +468,7 @@ def test_worker_rides_out_an_unreachable_redis(caplog: pytest.LogCaptureFixture)
         # No client-side retries, so that the worker's own retry loop is what is exercised.
         client = aredis.Redis(host="127.0.0.1", port=port, retry=Retry(NoBackoff(), 0))
         try:
-            worker = Worker(RunQueue(client, prefix="unreachable"), never, consumer="w")
+            worker = Consumer(RunQueue(client, prefix="unreachable"), never, consumer="w")
             stop, task = start(worker)
             await until(
                 lambda: any("Redis unavailable" in r.getMessage() for r in caplog.records),

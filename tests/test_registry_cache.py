@@ -21,13 +21,14 @@ from sqlmodel import Session
 
 import engine
 from control_plane.access import service as access
-from control_plane.api import create_app
+from control_plane.app import create_app
 from control_plane.errors import Conflict, NotFound
-from control_plane.registry_cache import RegistryCache, read_generation
+from control_plane.registry.cache import RegistryCache
 from control_plane.runs import planning
 from control_plane.runs.schemas import RunRequest
 from control_plane.settings import Settings
 from control_plane.store.db import make_session_factory, session_scope
+from control_plane.store.generation import read_generation
 from control_plane.workflows import labels
 from engine.providers import default_providers
 
@@ -238,7 +239,7 @@ def test_the_poller_survives_store_errors(
         return real_read()
 
     assert plan(client, user_id="u1").version == "v1"  # warm
-    with caplog.at_level(logging.WARNING, logger="control_plane.registry_cache"):
+    with caplog.at_level(logging.WARNING, logger="control_plane.registry.cache"):
         monkeypatch.setattr(cache, "_poll_read", flaky)
         eventually(lambda: len(failed) >= 3)
         factory = make_session_factory(client.app.state.db_engine)  # type: ignore[attr-defined]

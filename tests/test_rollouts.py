@@ -13,12 +13,12 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, col, create_engine, select
 
 import engine
-from control_plane.api import create_app
+from control_plane.app import create_app
 from control_plane.rollouts import service
-from control_plane.router import assign
+from control_plane.rollouts.assignment import assign
 from control_plane.settings import Settings
 from control_plane.store.db import make_session_factory
-from control_plane.store.models import AuditRow
+from control_plane.store.tables import AuditRow
 from engine.providers import default_providers
 
 V1 = """

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 import engine
-from control_plane.api import create_app
+from control_plane.app import create_app
 from control_plane.settings import Settings
 from engine.providers import default_providers
 
@@ -211,7 +211,7 @@ def test_runs_list_filters(client: TestClient) -> None:
 def test_cli_run_trace_and_rollout(
     client: TestClient, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import control_plane.cli_remote as cli_remote
+    import control_plane.cli.remote as cli_remote
     from control_plane.cli import main
     from control_plane.client import Client
 

@@ -22,12 +22,13 @@ from sqlalchemy import update
 from sqlmodel import Session, select
 
 import engine
-from control_plane.api import create_app
+from control_plane.app import create_app
+from control_plane.kit.time import utcnow
 from control_plane.runs import service
 from control_plane.runs.execution import Runs
 from control_plane.settings import Settings
 from control_plane.store.db import create_db_engine, make_session_factory, session_scope
-from control_plane.store.models import IdempotencyKeyRow, RunRow, RunStepRow, utcnow
+from control_plane.store.tables import IdempotencyKeyRow, RunRow, RunStepRow
 
 SOURCE = """
 name: billing

@@ -390,7 +390,7 @@ def test_a_queued_run_that_fails_for_good_is_dead_lettered_with_its_error(
 def test_without_redis_there_is_no_queue_and_no_worker(tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
-    from control_plane.api import create_app
+    from control_plane.app import create_app
     from control_plane.settings import Settings
 
     settings = Settings(

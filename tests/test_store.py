@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, select
 
-import control_plane.store.models as models
+import control_plane.store.tables as models
 from control_plane import store as store_package
 from control_plane.settings import DEV_ADMIN_KEY, Settings, get_settings
 from control_plane.store import (
@@ -40,8 +40,7 @@ MODEL_TABLES = {
 }
 # Revisions are numbered files; the newest is the head.
 LATEST_REVISION = max(
-    p.name[:4]
-    for p in (Path(store_package.__file__).parents[1] / "migrations" / "versions").glob("0*.py")
+    p.name[:4] for p in (Path(store_package.__file__).parent / "alembic" / "versions").glob("0*.py")
 )
 
 

@@ -17,7 +17,7 @@ from control_plane.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
-from control_plane.store.models import AuditRow, LabelEventRow, VersionRow, WorkflowRow
+from control_plane.store.tables import AuditRow, LabelEventRow, VersionRow, WorkflowRow
 from control_plane.workflows import diff_versions, service
 from control_plane.workflows.schemas import ApplyResult
 from control_plane.workflows.service import next_version_label

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from sqlmodel import Session, col, select
 
-from control_plane.store.models import ApiKeyRow
+from control_plane.store.tables import ApiKeyRow
 
 __all__ = ["get_key", "keys_with_prefix", "list_keys"]
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from control_plane.access import service
+from control_plane.access.deps import AdminDep, auth_responses
 from control_plane.access.schemas import KeyCreate, KeyCreated, KeyPublic
-from control_plane.api.auth import AdminDep, auth_responses
 from control_plane.api.deps import SessionDep
 from control_plane.api.errors import error_responses
 from control_plane.api.params import KeyName

@@ -14,7 +14,7 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from control_plane.workflows.schemas import UtcDatetime
+from control_plane.kit.time import UtcDatetime
 
 __all__ = [
     "KEY_NAME_PATTERN",

@@ -28,8 +28,9 @@ from control_plane.access import repository as repo
 from control_plane.access.schemas import KeyCreated, KeyPublic, Principal, Role
 from control_plane.audit.service import record
 from control_plane.errors import Conflict, NotFound, Unauthorized
-from control_plane.store.models import ApiKeyRow, utcnow
-from control_plane.workflows._shared import flush
+from control_plane.kit.session import flush
+from control_plane.kit.time import utcnow
+from control_plane.store.tables import ApiKeyRow
 
 __all__ = [
     "BOOTSTRAP_ADMIN",

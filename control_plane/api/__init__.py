@@ -1,5 +1,2 @@
-"""The HTTP layer: app factory, dependencies, error rendering, middleware."""
-
-from control_plane.api.app import create_app
-
-__all__ = ["create_app"]
+"""The web kit every resource's routes use: dependency aliases, error rendering, middleware and
+path parameters. It knows no domain; the app (``control_plane.app``) assembles the routes."""

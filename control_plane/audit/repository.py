@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
-from control_plane.store.models import AuditRow
+from control_plane.store.tables import AuditRow
 
 __all__ = ["list_entries"]
 

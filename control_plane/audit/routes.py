@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from control_plane.api.auth import AdminDep, auth_responses
+from control_plane.access.deps import AdminDep, auth_responses
 from control_plane.api.deps import SessionDep
 from control_plane.api.errors import error_responses
 from control_plane.audit import service

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from control_plane.workflows.schemas import UtcDatetime
+from control_plane.kit.time import UtcDatetime
 
 __all__ = ["AuditEntryPublic"]
 

@@ -14,8 +14,9 @@ from sqlmodel import Session
 
 from control_plane.audit import repository as repo
 from control_plane.audit.schemas import AuditEntryPublic
-from control_plane.registry_cache import bump_generation
-from control_plane.store.models import AuditRow, as_utc
+from control_plane.kit.time import as_utc
+from control_plane.store.generation import bump_generation
+from control_plane.store.tables import AuditRow
 
 __all__ = ["list_entries", "record"]
 

@@ -31,15 +31,10 @@ from analysis.decision import Decision
 from control_plane.audit.service import record as audit
 from control_plane.experiments.results import analyse, to_public
 from control_plane.experiments.schemas import ExperimentCreate, ExperimentPublic
+from control_plane.kit.time import as_utc, utcnow
 from control_plane.metrics import Metrics
 from control_plane.store.db import SessionFactory, session_scope
-from control_plane.store.models import (
-    ExperimentDecisionRow,
-    ExperimentRow,
-    RunRow,
-    as_utc,
-    utcnow,
-)
+from control_plane.store.tables import ExperimentDecisionRow, ExperimentRow, RunRow
 from control_plane.workflows.labels import set_label
 
 __all__ = ["ACTOR", "Evaluation", "Evaluator", "evaluate"]

@@ -21,7 +21,7 @@ from analysis.stats import ArmData, MeanStats, MetricStats, ProportionStats
 from control_plane.experiments.schemas import ExperimentCreate, ExperimentPublic
 from control_plane.experiments.service import get_experiment
 from control_plane.experiments.stats import stats_of
-from control_plane.store.models import ArmStatRow
+from control_plane.store.tables import ArmStatRow
 
 __all__ = ["ExperimentResults", "analyse", "data_of", "results", "spec_of", "to_public"]
 

@@ -12,15 +12,15 @@ from fastapi import APIRouter, Path, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import col, select
 
-from control_plane.api.auth import AdminDep, ViewerDep, auth_responses
+from control_plane.access.deps import AdminDep, ViewerDep, auth_responses
 from control_plane.api.deps import SessionDep
 from control_plane.api.errors import error_responses
 from control_plane.errors import Conflict
 from control_plane.experiments import evaluator, results, service
 from control_plane.experiments.schemas import ExperimentCreate, ExperimentPublic
+from control_plane.kit.time import UtcDatetime
 from control_plane.metrics import after_commit
-from control_plane.store.models import ExperimentDecisionRow
-from control_plane.workflows.schemas import UtcDatetime
+from control_plane.store.tables import ExperimentDecisionRow
 
 __all__ = ["DecisionPublic", "router"]
 

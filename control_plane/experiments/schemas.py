@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from control_plane.workflows.schemas import UtcDatetime
+from control_plane.kit.time import UtcDatetime
 
 __all__ = [
     "BUILTIN_METRICS",

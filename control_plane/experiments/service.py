@@ -18,16 +18,18 @@ from sqlmodel import Session, col, select
 from control_plane.audit.service import record as audit
 from control_plane.errors import Conflict, NotFound
 from control_plane.experiments.schemas import BUILTIN_METRICS, ExperimentCreate, ExperimentPublic
+from control_plane.kit.session import flush
+from control_plane.kit.time import utcnow
 from control_plane.rollouts.service import label_version
-from control_plane.store.models import ExperimentRow, MetricRow, WorkflowRow, utcnow
-from control_plane.workflows._shared import flush, row_id, version_row, workflow_row
+from control_plane.store.tables import ExperimentRow, MetricRow, WorkflowRow
+from control_plane.workflows.lookup import row_id, version_row, workflow_row
+from control_plane.workflows.ownership import running_on
 
 __all__ = [
     "check_metric_kind",
     "get_experiment",
     "list_experiments",
     "public",
-    "running_on",
     "start_experiment",
     "stop_experiment",
 ]
@@ -51,15 +53,6 @@ def public(row: ExperimentRow, workflow: str) -> ExperimentPublic:
         ended_at=row.ended_at,
         outcome=row.outcome,
     )
-
-
-def running_on(session: Session, *, workflow_id: int, label: str) -> ExperimentRow | None:
-    query = select(ExperimentRow).where(
-        ExperimentRow.workflow_id == workflow_id,
-        ExperimentRow.label == label,
-        ExperimentRow.status == "running",
-    )
-    return session.exec(query).first()
 
 
 def check_metric_kind(session: Session, *, workflow: WorkflowRow, name: str, kind: str) -> None:

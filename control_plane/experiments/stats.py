@@ -18,7 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
 from control_plane.experiments.schemas import BUILTIN_METRICS
-from control_plane.store.models import ArmStatRow, RunRow
+from control_plane.store.tables import ArmStatRow, RunRow
 
 __all__ = ["add_observation", "add_run_facts", "stats_of"]
 

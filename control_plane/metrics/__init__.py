@@ -8,7 +8,7 @@ was committed.
 * ``routes``: the ``/metrics`` endpoint, classic text or OpenMetrics as the scraper asks.
 """
 
-from control_plane.metrics.registry import (
+from control_plane.metrics.instruments import (
     DURATION_BUCKETS,
     Metrics,
     after_commit,

@@ -16,7 +16,7 @@ from typing import Any
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from control_plane.metrics.registry import Metrics
+from control_plane.metrics.instruments import Metrics
 
 __all__ = ["UNMATCHED", "HttpMetrics", "route_template"]
 

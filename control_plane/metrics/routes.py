@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from prometheus_client.exposition import choose_encoder
 
-from control_plane.metrics.registry import Metrics
+from control_plane.metrics.instruments import Metrics
 
 __all__ = ["router"]
 

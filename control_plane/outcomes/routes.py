@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
-from control_plane.api.auth import RunnerDep, auth_responses
+from control_plane.access.deps import RunnerDep, auth_responses
 from control_plane.api.deps import SessionDep
 from control_plane.api.errors import error_responses
 from control_plane.metrics import Metrics, after_commit

@@ -22,7 +22,7 @@ from control_plane.experiments.schemas import BUILTIN_METRICS
 from control_plane.experiments.service import check_metric_kind
 from control_plane.experiments.stats import add_observation
 from control_plane.runs import repository as runs_repo
-from control_plane.store.models import OutcomeRow
+from control_plane.store.tables import OutcomeRow
 from control_plane.workflows import repository as workflows_repo
 
 __all__ = ["record_outcomes"]

@@ -1,10 +1,12 @@
-"""The durable run queue: runs on a Redis Stream, consumed by a group of workers.
+"""The durable run queue: runs on a Redis Stream, consumed by a group of ``rollgraph worker``
+processes.
 
 ``streams`` holds the queue primitives (``RunQueue``: enqueue, receive with a visibility
-timeout, heartbeat, ack, dead letters); ``worker`` the loop that runs them (``Worker``).
+timeout, heartbeat, ack, dead letters); ``consumer`` the loop that takes and runs them
+(``Consumer``), one per worker process.
 """
 
+from control_plane.queue.consumer import Consumer, Fatal
 from control_plane.queue.streams import DeadLetter, Delivery, QueueStats, RunQueue
-from control_plane.queue.worker import Fatal, Worker
 
-__all__ = ["DeadLetter", "Delivery", "Fatal", "QueueStats", "RunQueue", "Worker"]
+__all__ = ["Consumer", "DeadLetter", "Delivery", "Fatal", "QueueStats", "RunQueue"]

@@ -12,11 +12,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
-from control_plane.api.auth import ViewerDep, auth_responses
+from control_plane.access.deps import ViewerDep, auth_responses
 from control_plane.api.errors import error_responses
 from control_plane.errors import NotFound
 from control_plane.queue.streams import RunQueue
-from control_plane.redis_link import RedisLink
+from control_plane.store.redis import RedisLink
 
 __all__ = ["router"]
 

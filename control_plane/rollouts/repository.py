@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import Session, select
 
-from control_plane.store.models import RolloutRow
+from control_plane.store.tables import RolloutRow
 
 __all__ = ["get_rollout"]
 

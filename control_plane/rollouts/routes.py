@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from control_plane.api.auth import AdminDep, ViewerDep, auth_responses
+from control_plane.access.deps import AdminDep, ViewerDep, auth_responses
 from control_plane.api.deps import SessionDep
 from control_plane.api.errors import error_responses
 from control_plane.api.params import LabelName, WorkflowName

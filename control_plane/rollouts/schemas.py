@@ -12,7 +12,7 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from control_plane.workflows.schemas import UtcDatetime
+from control_plane.kit.time import UtcDatetime
 
 __all__ = [
     "MAX_CANDIDATES",

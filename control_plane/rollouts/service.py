@@ -1,6 +1,6 @@
 """Rollouts: one or more candidate versions each take a percent of a label's traffic, the rest
-stays on the label's version (the baseline). Users are split by ``control_plane.router.assign``:
-sticky per (salt, user id), and raising the total percentage only adds users.
+stays on the label's version (the baseline). Users are split by ``assignment.assign``: sticky
+per (salt, user id), and raising the total percentage only adds users.
 
 Functions take the caller's ``Session`` and never commit; the request boundary does. Every change
 writes an audit row with the candidates before and after.
@@ -15,14 +15,17 @@ from typing import Any
 
 from sqlmodel import Session
 
+from control_plane.audit.service import record as audit
 from control_plane.errors import Conflict, NotFound
-from control_plane.experiments.guard import refuse_while_running
+from control_plane.kit.session import flush
+from control_plane.kit.time import utcnow
 from control_plane.rollouts import repository as rollout_repo
+from control_plane.rollouts.assignment import Allocation, Arm
 from control_plane.rollouts.schemas import CandidatePublic, RolloutPublic, check_candidates
-from control_plane.router import Allocation, Arm
-from control_plane.store.models import RolloutRow, VersionRow, WorkflowRow, utcnow
+from control_plane.store.tables import RolloutRow, VersionRow, WorkflowRow
 from control_plane.workflows import repository as repo
-from control_plane.workflows._shared import audit, flush, row_id, version_row, workflow_row
+from control_plane.workflows.lookup import row_id, version_row, workflow_row
+from control_plane.workflows.ownership import refuse_while_running
 
 __all__ = ["allocation_for", "get_rollout", "label_version", "set_rollout"]
 

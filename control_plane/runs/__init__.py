@@ -3,6 +3,6 @@ engine and stores the run and its trace. ``service`` (use cases), ``repository``
 ``runner`` (the engine and its compiled workflows), ``schemas``, ``routes`` (HTTP)."""
 
 from control_plane.runs import service
-from control_plane.runs.runner import Runner
+from control_plane.runs.compiler import Compiler
 
-__all__ = ["Runner", "service"]
+__all__ = ["Compiler", "service"]

@@ -1,7 +1,7 @@
 """Executing runs for the HTTP layer: sync, async and resumed, with their writes batched.
 
 ``Runs`` is the process's run machinery, created in the app's lifespan: the engine
-(``Runner``), the batch writer (every run's writes go through it, so concurrent runs share
+(``Compiler``), the batch writer (every run's writes go through it, so concurrent runs share
 transactions), the shared step cache, the async runs in flight, and the sweep that fails runs
 orphaned by a process that stopped.
 
@@ -33,17 +33,17 @@ import engine
 from control_plane.errors import InvalidInput, Unavailable
 from control_plane.metrics import Metrics
 from control_plane.queue import Delivery, Fatal, RunQueue
-from control_plane.redis_link import RedisLink, RedisUnavailable
 from control_plane.runs import idempotency, service
+from control_plane.runs.compiler import Compiler
 from control_plane.runs.planning import RunPlan
 from control_plane.runs.remote_steps import RemoteSteps
-from control_plane.runs.runner import Runner
 from control_plane.runs.schemas import RunPublic
 from control_plane.runs.steps import RunSteps, SharedSteps
 from control_plane.runs.writer import BatchWriter, WriterClosed
 from control_plane.settings import Settings
 from control_plane.store.db import SessionFactory
-from control_plane.store.models import RunStepRow
+from control_plane.store.redis import RedisLink, RedisUnavailable
+from control_plane.store.tables import RunStepRow
 
 __all__ = ["Runs"]
 
@@ -56,7 +56,7 @@ class Runs:
     def __init__(
         self,
         *,
-        runner: Runner,
+        runner: Compiler,
         session_factory: SessionFactory,
         settings: Settings,
         metrics: Metrics | None = None,

@@ -28,8 +28,9 @@ from sqlalchemy import and_, or_, update
 from sqlmodel import Session, col, select
 
 from control_plane.errors import Conflict
+from control_plane.kit.time import as_utc
 from control_plane.runs.schemas import RunPublic, RunRequest
-from control_plane.store.models import IdempotencyKeyRow, as_utc
+from control_plane.store.tables import IdempotencyKeyRow
 
 __all__ = [
     "HEADER",

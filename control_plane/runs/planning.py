@@ -14,29 +14,22 @@ thread) only when the cache has nothing valid. Errors are never cached.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlmodel import Session
 
 from control_plane.errors import Conflict
-from control_plane.experiments.service import running_on
-from control_plane.registry_cache import RegistryCache
-from control_plane.rollouts.service import allocation_for
-from control_plane.router import Allocation, Arm, assign
+from control_plane.registry.cache import RegistryCache
+from control_plane.rollouts.assignment import assign
+from control_plane.rollouts.routing import Route, VersionData, read_pin, read_route
 from control_plane.runs.schemas import RunRequest
-from control_plane.store.models import VersionRow
-from control_plane.workflows._shared import row_id, version_row, workflow_row
 
 __all__ = [
     "DEFAULT_LABEL",
-    "Route",
     "RunPlan",
-    "VersionData",
     "plan",
     "plan_run",
-    "read_pin",
     "read_route",
 ]
 
@@ -57,59 +50,6 @@ class RunPlan:
     attrs: dict[str, Any] = field(default_factory=dict)
     experiment_id: int | None = None  # the experiment that routed the run, and its ramp step
     experiment_step: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class VersionData:
-    """What a run needs of a stored version (a detached copy: cached across sessions)."""
-
-    version: str
-    digest: str
-    definition: str
-    status: str
-
-    @classmethod
-    def of(cls, row: VersionRow) -> VersionData:
-        return cls(row.version, row.digest, row.definition, row.status)
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """How a label routes: the router's allocation, and every version it can choose."""
-
-    label: str
-    allocation: Allocation
-    versions: Mapping[str, VersionData]
-    experiment_id: int | None = None  # a running experiment owns the label's traffic
-    experiment_step: int = 0
-
-
-def read_pin(session: Session, *, workflow: str, version: str) -> VersionData:
-    """A version for a pin, archived or not; ``NotFound`` naming what exists."""
-    return VersionData.of(version_row(session, workflow_row(session, workflow), version))
-
-
-def read_route(session: Session, *, workflow: str, label: str) -> Route:
-    """The label's allocation and the versions it can choose: a running experiment's arms under
-    its salt, else the label's version plus the serving candidates of its rollout. ``NotFound``
-    for an unknown workflow or label, naming what exists."""
-    wf = workflow_row(session, workflow)
-    experiment = running_on(session, workflow_id=row_id(wf), label=label)
-    if experiment is not None:
-        arms = tuple((str(a["version"]), float(a["share"])) for a in experiment.arms)
-        allocation = Allocation(
-            experiment.salt, experiment.baseline, tuple(Arm(v, s) for v, s in arms)
-        )
-    else:
-        allocation = allocation_for(session, workflow=workflow, label=label)
-    chosen = (allocation.baseline, *(arm.version for arm in allocation.candidates))
-    return Route(
-        label=label,
-        allocation=allocation,
-        versions={v: VersionData.of(version_row(session, wf, v)) for v in chosen},
-        experiment_id=experiment.id if experiment is not None else None,
-        experiment_step=experiment.step if experiment is not None else 0,
-    )
 
 
 def _plan(

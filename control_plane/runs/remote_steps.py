@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from control_plane.redis_link import RedisLink
+from control_plane.store.redis import RedisLink
 
 __all__ = ["RemoteSteps"]
 

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
-from control_plane.store.models import RunRow, RunTraceRow
+from control_plane.store.tables import RunRow, RunTraceRow
 
 __all__ = ["get_run", "get_trace", "list_runs"]
 

@@ -28,10 +28,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
-from control_plane.api.auth import Principal, RunnerDep, ViewerDep, auth_responses
+from control_plane.access.deps import Principal, RunnerDep, ViewerDep, auth_responses
 from control_plane.api.deps import SessionDep, SettingsDep
 from control_plane.api.errors import ErrorBody, error_responses
 from control_plane.errors import IdempotencyInProgress, IdempotencyKeyReused
+from control_plane.kit.time import utcnow
 from control_plane.runs import idempotency, planning, service
 from control_plane.runs.execution import Runs
 from control_plane.runs.schemas import (
@@ -44,7 +45,6 @@ from control_plane.runs.schemas import (
 )
 from control_plane.settings import Settings
 from control_plane.store.db import session_scope
-from control_plane.store.models import utcnow
 
 __all__ = ["router"]
 

@@ -23,17 +23,11 @@ from sqlmodel import Session, col, select
 import engine
 from control_plane.errors import Conflict, NotFound
 from control_plane.experiments.stats import add_run_facts
+from control_plane.kit.time import as_utc, utcnow
 from control_plane.runs import repository as repo
 from control_plane.runs.planning import RunPlan
 from control_plane.runs.schemas import RunDetail, RunMode, RunPublic, RunStatus
-from control_plane.store.models import (
-    RunRow,
-    RunStepRow,
-    RunTraceRow,
-    VersionRow,
-    as_utc,
-    utcnow,
-)
+from control_plane.store.tables import RunRow, RunStepRow, RunTraceRow, VersionRow
 from control_plane.workflows import repository as workflows_repo
 
 __all__ = [

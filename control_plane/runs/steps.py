@@ -27,8 +27,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Final
 
-from control_plane.redis_link import RedisUnavailable
 from control_plane.runs.remote_steps import RemoteSteps
+from control_plane.store.redis import RedisUnavailable
 from engine import CachedStep
 
 __all__ = ["RunSteps", "SharedSteps"]

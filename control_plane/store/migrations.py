@@ -1,6 +1,6 @@
 """Alembic, configured in code: no ``alembic.ini`` to ship, find or keep in sync.
 
-The scripts live in ``control_plane/migrations`` (``env.py`` and ``versions/``); the server calls
+The scripts live in ``control_plane/store/alembic`` (``env.py`` and ``versions/``); the server calls
 ``upgrade_to_head`` on start, and applying it to an up-to-date database is a no-op.
 """
 
@@ -30,7 +30,7 @@ __all__ = [
     "upgrade_to_head",
 ]
 
-SCRIPT_LOCATION: Final = Path(__file__).resolve().parent.parent / "migrations"
+SCRIPT_LOCATION: Final = Path(__file__).resolve().parent / "alembic"
 _LOCK_KEY: Final = 0x726F6C6C67  # "rollg": the advisory lock that serialises migrations
 
 

@@ -10,19 +10,20 @@ from typing import Literal
 
 from sqlmodel import Session
 
+from control_plane.audit.service import record as audit
 from control_plane.errors import Conflict, NotFound
-from control_plane.experiments.guard import refuse_while_running
-from control_plane.store.models import LabelEventRow, LabelRow, VersionRow, WorkflowRow, utcnow
+from control_plane.kit.session import flush
+from control_plane.kit.time import utcnow
+from control_plane.store.tables import LabelEventRow, LabelRow, VersionRow, WorkflowRow
 from control_plane.workflows import repository as repo
-from control_plane.workflows._shared import (
-    audit,
-    flush,
+from control_plane.workflows.lookup import (
     label_public,
     row_id,
     version_detail,
     version_row,
     workflow_row,
 )
+from control_plane.workflows.ownership import refuse_while_running
 from control_plane.workflows.schemas import LabelEventPublic, LabelPublic, VersionDetail
 
 __all__ = [

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from control_plane.store.models import LabelEventRow, LabelRow, VersionRow, WorkflowRow
+from control_plane.store.tables import LabelEventRow, LabelRow, VersionRow, WorkflowRow
 
 __all__ = [
     "get_label",

@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from control_plane.api.auth import AdminDep, ViewerDep, auth_responses
+from control_plane.access.deps import AdminDep, ViewerDep, auth_responses
 from control_plane.api.deps import SessionDep
 from control_plane.api.errors import error_responses
 from control_plane.api.params import LabelName, VersionLabel, WorkflowName
@@ -71,7 +71,7 @@ def apply_workflow(
         source=body.source,
         version=body.version,
         actor=principal.name,
-        define=request.app.state.runner.engine.define,
+        define=request.app.state.compiler.engine.define,
     )
     if not result.created:
         response.status_code = status.HTTP_200_OK

@@ -3,12 +3,11 @@ serialise them as they are and the tables can change without breaking clients.""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from control_plane.store.models import as_utc
+from control_plane.kit.time import UtcDatetime
 
 __all__ = [
     "ApplyResult",
@@ -23,9 +22,6 @@ __all__ = [
     "VersionPublic",
     "WorkflowPublic",
 ]
-
-
-UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
 
 
 class _Public(BaseModel):

@@ -15,19 +15,11 @@ from collections.abc import Callable, Sequence
 from sqlmodel import Session
 
 import engine
+from control_plane.audit.service import record as audit
 from control_plane.errors import Conflict, InvalidDefinition
-from control_plane.store.models import VersionRow, WorkflowRow
+from control_plane.kit.session import flush
+from control_plane.store.tables import VersionRow, WorkflowRow
 from control_plane.workflows import repository as repo
-from control_plane.workflows._shared import (
-    audit,
-    flush,
-    label_public,
-    row_id,
-    version_detail,
-    version_public,
-    version_row,
-    workflow_row,
-)
 from control_plane.workflows.diff import diff_versions
 
 # Label use cases live in their own module; they are part of this service's surface.
@@ -38,6 +30,14 @@ from control_plane.workflows.labels import (
     resolve_label,
     rollback_label,
     set_label,
+)
+from control_plane.workflows.lookup import (
+    label_public,
+    row_id,
+    version_detail,
+    version_public,
+    version_row,
+    workflow_row,
 )
 from control_plane.workflows.schemas import (
     ApplyResult,

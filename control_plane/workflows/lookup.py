@@ -1,23 +1,18 @@
-"""Helpers the workflow and label services share: row look-ups that raise ``NotFound`` with
-what does exist, conversions to public schemas, the audit write, and the guarded flush."""
+"""Look-ups of workflows and versions that raise ``NotFound`` naming what does exist, and their
+conversions to public schemas: used by every domain that takes a workflow or version name."""
 
 from __future__ import annotations
 
 import json
 
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-# The audit writer, under the name these services have always called it by.
-from control_plane.audit.service import record as audit
-from control_plane.errors import Conflict, NotFound
-from control_plane.store.models import LabelRow, VersionRow, WorkflowRow
+from control_plane.errors import NotFound
+from control_plane.store.tables import LabelRow, VersionRow, WorkflowRow
 from control_plane.workflows import repository as repo
 from control_plane.workflows.schemas import LabelPublic, VersionDetail, VersionPublic
 
 __all__ = [
-    "audit",
-    "flush",
     "label_public",
     "row_id",
     "version_detail",
@@ -25,14 +20,6 @@ __all__ = [
     "version_row",
     "workflow_row",
 ]
-
-
-def flush(session: Session, what: str) -> None:
-    # Two writers racing on the same name or label: the loser gets a 409, not a 500.
-    try:
-        session.flush()
-    except IntegrityError as exc:
-        raise Conflict(f"{what} was changed concurrently; retry the request") from exc
 
 
 def workflow_row(session: Session, name: str) -> WorkflowRow:

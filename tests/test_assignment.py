@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from control_plane.router import (
+from control_plane.rollouts.assignment import (
     BUCKETS,
     Allocation,
     Arm,
@@ -35,7 +35,9 @@ from control_plane.router import (
     share_to_buckets,
 )
 
-CASES_PATH = Path(__file__).resolve().parents[1] / "control_plane" / "assignment_cases.json"
+CASES_PATH = (
+    Path(__file__).resolve().parents[1] / "control_plane" / "rollouts" / "assignment_cases.json"
+)
 CASES: list[dict[str, Any]] = json.loads(CASES_PATH.read_text(encoding="utf-8"))
 N = 100_000
 IDS = [f"user-{i}" for i in range(N)]
@@ -65,7 +67,7 @@ def test_published_case_reproduces(case: dict[str, Any]) -> None:
 
 
 def test_published_cases_match_the_generator_and_cover_the_spec() -> None:
-    # The file is exactly what `python -m control_plane.router --write-cases` writes.
+    # The file is exactly what `python -m control_plane.rollouts.assignment --write-cases` writes.
     assert assignment_cases() == CASES
     text = json.dumps(CASES, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     assert CASES_PATH.read_text(encoding="utf-8") == text

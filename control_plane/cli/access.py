@@ -11,7 +11,7 @@ import json
 import sys
 from typing import Any
 
-from control_plane.cli_remote import remote_command, remote_options
+from control_plane.cli.remote import remote_command, remote_options
 from control_plane.client import Client
 
 __all__ = ["add_access_commands"]

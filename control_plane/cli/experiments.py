@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from control_plane.cli_remote import remote_command, remote_options
+from control_plane.cli.remote import remote_command, remote_options
 from control_plane.client import Client
 
 __all__ = ["add_experiment_commands", "render_results"]

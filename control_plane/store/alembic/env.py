@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
-import control_plane.store.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+import control_plane.store.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
 from control_plane.store.db import create_db_engine
 
 config = context.config

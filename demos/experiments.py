@@ -1,7 +1,7 @@
 """``make demo``: two experiments on simulated users, from the first batch to their ending.
 
-    python -m control_plane.demo_experiment               # the server at ROLLGRAPH_URL, or its own
-    python -m control_plane.demo_experiment --own-server  # its own even when a server answers
+    python -m demos.experiments               # the server at ROLLGRAPH_URL, or its own
+    python -m demos.experiments --own-server  # its own even when a server answers
 
 Both run on the ``demo`` label of product-video, so ``prod`` (v3.2 with v3.3 at 10 %, as ``make
 run`` sets it up) is never touched and the demo can run again and again on the same server:
@@ -52,7 +52,7 @@ from typing import Any, Final, TextIO
 import httpx
 import yaml
 
-from control_plane.cli_experiments import render_results
+from control_plane.cli.experiments import render_results
 from control_plane.client import ApiError, Client
 from control_plane.experiments.schemas import BUILTIN_METRICS
 from control_plane.settings import DEV_ADMIN_KEY
@@ -183,7 +183,7 @@ def own_server() -> Iterator[tuple[str, str]]:
     import uvicorn
 
     import engine
-    from control_plane.api import create_app
+    from control_plane.app import create_app
     from control_plane.settings import Settings
     from engine.providers import default_providers
 
@@ -550,7 +550,7 @@ def _message(exc: BaseException, url: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m control_plane.demo_experiment",
+        prog="python -m demos.experiments",
         description="Two experiments on simulated users: one rolled back, one promoted.",
     )
     parser.add_argument("--seed", type=int, default=7, help="the simulated users' draws")

@@ -18,8 +18,8 @@ import logging
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from control_plane.redis_link import RedisLink, RedisUnavailable
-from control_plane.registry_cache import RegistryCache
+from control_plane.registry.cache import RegistryCache
+from control_plane.store.redis import RedisLink, RedisUnavailable
 
 __all__ = ["RegistryNotifier"]
 

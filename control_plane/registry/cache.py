@@ -31,54 +31,21 @@ from collections.abc import Callable, Hashable
 from typing import Any, Final, TypeVar
 
 import anyio.to_thread
-from sqlalchemy import Table, event, select, update
+from sqlalchemy import event
 from sqlalchemy.orm import SessionTransaction, sessionmaker
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from control_plane.store.db import SessionFactory, session_scope
-from control_plane.store.models import RegistryStateRow
+from control_plane.store.generation import GENERATION_INFO_KEY, UNKNOWN_GENERATION, read_generation
 
-__all__ = ["GENERATION_INFO_KEY", "RegistryCache", "bump_generation", "read_generation"]
+__all__ = ["RegistryCache"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# session.info key: the generation a session's transaction wrote, until it commits or rolls back.
-GENERATION_INFO_KEY: Final = "rollgraph.registry_generation"
-_UNKNOWN: Final = -1  # below every real generation (they start at 0)
 _STOP_WAIT_S: Final = 5.0
-# Core, not ORM: no identity map to keep in sync with a counter.
-_state: Table = RegistryStateRow.__table__  # type: ignore[attr-defined]
-
-
-def bump_generation(session: Session) -> int:
-    """Increment the registry's generation in ``session``'s transaction and mark the session as a
-    registry change; the new generation. Never commits, never flushes."""
-    # No autoflush: the caller's pending rows are flushed by its own guarded flush, which turns
-    # a unique-constraint race into a 409; an autoflush here would surface it as a 500.
-    with session.no_autoflush:
-        generation: int = session.execute(
-            update(_state)
-            .where(_state.c.id == 1)
-            .values(generation=_state.c.generation + 1)
-            .returning(_state.c.generation)
-        ).scalar_one()
-    # On PostgreSQL the row lock serialises changers until commit, so this is the value that
-    # commits; SQLite has a single writer.
-    session.info[GENERATION_INFO_KEY] = max(
-        session.info.get(GENERATION_INFO_KEY, _UNKNOWN), generation
-    )
-    return generation
-
-
-def read_generation(session: Session) -> int:
-    """The registry's generation as committed (as of this statement)."""
-    generation: int = session.execute(
-        select(_state.c.generation).where(_state.c.id == 1)
-    ).scalar_one()
-    return generation
 
 
 class _Entry:
@@ -104,7 +71,7 @@ class RegistryCache:
         self._factory = session_factory
         self._poll_s = poll_s
         self.capacity = capacity
-        self._generation = _UNKNOWN
+        self._generation = UNKNOWN_GENERATION
         self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
         # Commits raise the generation from worker threads while the event loop reads entries.
         self._lock = threading.Lock()

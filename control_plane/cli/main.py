@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import engine
-from control_plane.cli_access import add_access_commands
-from control_plane.cli_experiments import add_experiment_commands
-from control_plane.cli_remote import add_remote_commands
-from control_plane.waterfall import render_waterfall
+from control_plane.cli.access import add_access_commands
+from control_plane.cli.experiments import add_experiment_commands
+from control_plane.cli.remote import add_remote_commands
+from control_plane.cli.waterfall import render_waterfall
 from engine.errors import DefinitionError, Problem, ValidationError
 from engine.providers import OpenAIProvider, Provider, SimProvider
 from engine.workflow import InputBindingError, Workflow, parse_input_text

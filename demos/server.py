@@ -1,7 +1,7 @@
 """A demo server: the API with the product-video example set up, as ``make run`` would show it.
 
-    python -m control_plane.demo                 # 127.0.0.1:8000, SQLite at var/rollgraph.db
-    python -m control_plane.demo --port 8001 --database-url sqlite:///var/other.db
+    python -m demos.server                 # 127.0.0.1:8000, SQLite at var/rollgraph.db
+    python -m demos.server --port 8001 --database-url sqlite:///var/other.db
 
 It starts the server, waits until it is ready, applies ``examples/product-video/v3.2.yaml`` and
 ``v3.3.yaml`` through :class:`control_plane.client.Client` with the settings' admin key, points
@@ -114,9 +114,9 @@ def _wait_ready(url: str, server: object, timeout_s: float = 60.0) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     import uvicorn
 
-    from control_plane.api import create_app
+    from control_plane.app import create_app
 
-    parser = argparse.ArgumentParser(prog="python -m control_plane.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m demos.server", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--database-url", help="default: DATABASE_URL or var/rollgraph.db")

@@ -33,15 +33,10 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlmodel import Session, col, select
 
-from control_plane.runs.planning import read_route
+from control_plane.kit.time import as_utc
+from control_plane.rollouts.routing import read_route
 from control_plane.store.db import SessionFactory, session_scope
-from control_plane.store.models import (
-    ExperimentDecisionRow,
-    ExperimentRow,
-    LabelRow,
-    WorkflowRow,
-    as_utc,
-)
+from control_plane.store.tables import ExperimentDecisionRow, ExperimentRow, LabelRow, WorkflowRow
 
 __all__ = ["StoreCollector"]
 

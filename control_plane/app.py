@@ -16,23 +16,23 @@ from control_plane.api.errors import error_body, install_error_handlers
 from control_plane.api.middleware import BodySizeLimit
 from control_plane.audit.routes import router as audit_router
 from control_plane.experiments.evaluator import Evaluator
+from control_plane.experiments.gauges import StoreCollector
 from control_plane.experiments.routes import router as experiments_router
 from control_plane.metrics import Metrics
-from control_plane.metrics.collector import StoreCollector
 from control_plane.metrics.http import HttpMetrics
 from control_plane.metrics.routes import router as metrics_router
 from control_plane.outcomes.routes import router as outcomes_router
 from control_plane.queue.routes import router as queue_router
-from control_plane.redis_link import RedisLink
-from control_plane.registry_cache import RegistryCache
-from control_plane.registry_notify import RegistryNotifier
+from control_plane.registry.cache import RegistryCache
+from control_plane.registry.notify import RegistryNotifier
 from control_plane.rollouts.routes import router as rollouts_router
+from control_plane.runs.compiler import Compiler
 from control_plane.runs.execution import Runs
 from control_plane.runs.routes import router as runs_router
-from control_plane.runs.runner import Runner
 from control_plane.settings import Settings, get_settings
 from control_plane.store.db import create_db_engine, make_session_factory
 from control_plane.store.migrations import upgrade_to_head
+from control_plane.store.redis import RedisLink
 from control_plane.worker import queue_of
 from control_plane.workflows.routes import router as workflows_router
 
@@ -55,7 +55,7 @@ def create_app(
         app.state.db_engine = engine
         app.state.session_factory = make_session_factory(engine)
         # One graph engine per process: shared provider limits and HTTP connection pools.
-        app.state.runner = Runner((run_engine or graph_engine.Engine)())
+        app.state.compiler = Compiler((run_engine or graph_engine.Engine)())
         # With Redis: steps shared across replicas, async runs queued for `rollgraph worker`.
         link = queue = None
         if settings.redis_url:
@@ -65,7 +65,7 @@ def create_app(
         app.state.redis = link
         app.state.queue = queue
         runs = Runs(
-            runner=app.state.runner,
+            runner=app.state.compiler,
             session_factory=app.state.session_factory,
             settings=settings,
             metrics=metrics,
@@ -96,7 +96,7 @@ def create_app(
             if notifier is not None:
                 await notifier.aclose()
             await cache.aclose()
-            await app.state.runner.aclose()
+            await app.state.compiler.aclose()
             if link is not None:
                 await link.aclose()
             engine.dispose()

@@ -17,8 +17,8 @@ from typing import Any, Literal
 
 import httpx
 
+from control_plane.cli.waterfall import render_waterfall
 from control_plane.client import ApiError, Client
-from control_plane.waterfall import render_waterfall
 
 __all__ = ["add_remote_commands", "remote_command", "remote_options"]
 
@@ -256,7 +256,7 @@ def _positive_int(text: str) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from control_plane.api import create_app
+    from control_plane.app import create_app
 
     if args.workers > 1:
         # Metrics of several workers are merged from files (prometheus-client's multiprocess
@@ -269,7 +269,7 @@ def _serve(args: argparse.Namespace) -> int:
         try:
             # Worker processes import the app themselves: uvicorn needs the factory's path.
             uvicorn.run(
-                "control_plane.api.app:create_app",
+                "control_plane.app:create_app",
                 factory=True,
                 host=args.host,
                 port=args.port,

@@ -17,10 +17,10 @@ from typing import Any
 import engine
 from control_plane.errors import Conflict
 
-__all__ = ["Runner"]
+__all__ = ["Compiler"]
 
 
-class Runner:
+class Compiler:
     def __init__(self, run_engine: engine.Engine, *, max_compiled: int = 256) -> None:
         self.engine = run_engine
         self._compiled: OrderedDict[tuple[str, str], engine.Workflow] = OrderedDict()

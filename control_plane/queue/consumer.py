@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 
 from control_plane.queue.streams import Delivery, RunQueue
 
-__all__ = ["Fatal", "Worker"]
+__all__ = ["Consumer", "Fatal"]
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def _backoff(attempt: int) -> float:
     return delay * random.uniform(0.5, 1.0)  # jitter: workers must not reconnect in lockstep
 
 
-class Worker:
+class Consumer:
     """Consumes a RunQueue with up to `concurrency` runs in flight."""
 
     def __init__(

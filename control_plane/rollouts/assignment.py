@@ -264,7 +264,7 @@ def assignment_cases() -> list[dict[str, object]]:
     return cases
 
 
-if __name__ == "__main__":  # python -m control_plane.router --write-cases [PATH]
+if __name__ == "__main__":  # python -m control_plane.rollouts.assignment --write-cases [PATH]
     import argparse
     import json
     from pathlib import Path

@@ -7,9 +7,9 @@ from __future__ import annotations
 from sqlmodel import Session, select
 
 from control_plane.errors import Conflict
-from control_plane.store.models import ExperimentRow
+from control_plane.store.tables import ExperimentRow
 
-__all__ = ["refuse_while_running"]
+__all__ = ["refuse_while_running", "running_on"]
 
 
 def refuse_while_running(
@@ -28,3 +28,13 @@ def refuse_while_running(
             f"experiment {running} runs on {workflow}:{label} and owns its traffic; stop it "
             f"(POST /v1/experiments/{running}/stop) before you {change}"
         )
+
+
+def running_on(session: Session, *, workflow_id: int, label: str) -> ExperimentRow | None:
+    """The experiment that owns ``label``'s traffic now, if any."""
+    query = select(ExperimentRow).where(
+        ExperimentRow.workflow_id == workflow_id,
+        ExperimentRow.label == label,
+        ExperimentRow.status == "running",
+    )
+    return session.exec(query).first()

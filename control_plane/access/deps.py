@@ -26,7 +26,7 @@ from control_plane.access import service
 from control_plane.access.schemas import Principal, Role
 from control_plane.api.errors import error_responses
 from control_plane.errors import Forbidden, Unauthorized
-from control_plane.registry_cache import RegistryCache
+from control_plane.registry.cache import RegistryCache
 
 __all__ = [
     "AdminDep",

@@ -1,0 +1,1 @@
+"""Domain-free helpers every package may use: UTC datetimes, the guarded flush."""
