@@ -1,4 +1,5 @@
-"""The FastAPI application: settings, store (migrated on start), routes, errors, limits."""
+"""The FastAPI application: every resource's routes, error rendering, limits and health probes;
+the process's services come from ``runtime.open_runtime`` for as long as the app lives."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from control_plane.access.routes import router as keys_router
 from control_plane.api.errors import error_body, install_error_handlers
 from control_plane.api.middleware import BodySizeLimit
 from control_plane.audit.routes import router as audit_router
-from control_plane.experiments.evaluator import Evaluator
 from control_plane.experiments.gauges import StoreCollector
 from control_plane.experiments.routes import router as experiments_router
 from control_plane.metrics import Metrics
@@ -23,17 +23,10 @@ from control_plane.metrics.http import HttpMetrics
 from control_plane.metrics.routes import router as metrics_router
 from control_plane.outcomes.routes import router as outcomes_router
 from control_plane.queue.routes import router as queue_router
-from control_plane.registry.cache import RegistryCache
-from control_plane.registry.notify import RegistryNotifier
 from control_plane.rollouts.routes import router as rollouts_router
-from control_plane.runs.compiler import Compiler
-from control_plane.runs.execution import Runs
 from control_plane.runs.routes import router as runs_router
+from control_plane.runtime import open_runtime
 from control_plane.settings import Settings, get_settings
-from control_plane.store.db import create_db_engine, make_session_factory
-from control_plane.store.migrations import upgrade_to_head
-from control_plane.store.redis import RedisLink
-from control_plane.worker import queue_of
 from control_plane.workflows.routes import router as workflows_router
 
 __all__ = ["create_app"]
@@ -50,56 +43,23 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_db_engine(settings.database_url)
-        upgrade_to_head(engine)  # schema migrations are applied on start
-        app.state.db_engine = engine
-        app.state.session_factory = make_session_factory(engine)
-        # One graph engine per process: shared provider limits and HTTP connection pools.
-        app.state.compiler = Compiler((run_engine or graph_engine.Engine)())
-        # With Redis: steps shared across replicas, async runs queued for `rollgraph worker`.
-        link = queue = None
-        if settings.redis_url:
-            link = RedisLink.from_settings(settings, metrics=metrics)
-            # Workers create the consumer group (from the stream's start): the server only adds.
-            queue = queue_of(link, settings)
-        app.state.redis = link
-        app.state.queue = queue
-        runs = Runs(
-            runner=app.state.compiler,
-            session_factory=app.state.session_factory,
-            settings=settings,
-            metrics=metrics,
-            redis=link,
-            queue=queue,
-        )
-        app.state.runs = runs
-        await runs.start()  # fails the runs a stopped process left running
-        # Keys and routes read once per registry generation, not once per request.
-        cache = RegistryCache(app.state.session_factory, poll_s=settings.registry_poll_s)
-        app.state.registry_cache = cache
-        await cache.start()
-        notifier = None
-        if link is not None:  # changes announced to every replica at once (the poll stays)
-            notifier = RegistryNotifier(cache, link)
-            await notifier.start()
-        app.state.registry_notifier = notifier
-        evaluator = Evaluator(
-            app.state.session_factory, interval_s=settings.experiment_eval_s, metrics=metrics
-        )
-        app.state.evaluator = evaluator
-        await evaluator.start()
-        try:
+        async with open_runtime(
+            settings, metrics=metrics, role="server", run_engine=run_engine
+        ) as runtime:
+            # What the dependency aliases read (``api.deps``, ``runs.deps``, ...).
+            state = app.state
+            state.runtime = runtime
+            state.db_engine = runtime.db
+            state.session_factory = runtime.session_factory
+            state.compiler = runtime.compiler
+            state.engine = runtime.compiler.engine
+            state.runs = runtime.runs
+            state.redis = runtime.redis
+            state.queue = runtime.queue
+            state.registry_cache = runtime.registry
+            state.registry_notifier = runtime.notifier
+            state.evaluator = runtime.evaluator
             yield
-        finally:
-            await evaluator.aclose()
-            await runs.aclose()  # async runs finish or are stored interrupted; writes drain
-            if notifier is not None:
-                await notifier.aclose()
-            await cache.aclose()
-            await app.state.compiler.aclose()
-            if link is not None:
-                await link.aclose()
-            engine.dispose()
 
     app = FastAPI(
         title="rollgraph",

@@ -25,38 +25,22 @@ import socket
 import sys
 from collections.abc import Callable
 
-import redis.asyncio as aioredis
 from prometheus_client import start_http_server
 
 import engine as graph_engine
 from control_plane.metrics import Metrics
-from control_plane.queue import Consumer, RunQueue
-from control_plane.runs.compiler import Compiler
-from control_plane.runs.execution import Runs
+from control_plane.queue import Consumer
+from control_plane.runtime import open_runtime
 from control_plane.settings import Settings, get_settings
-from control_plane.store.db import create_db_engine, make_session_factory
-from control_plane.store.migrations import upgrade_to_head
-from control_plane.store.redis import RedisLink
 
-__all__ = ["default_consumer", "run_worker"]
+__all__ = ["default_consumer", "main", "run_worker"]
 
 log = logging.getLogger(__name__)
-
-_CONSUMER_SOCKET_TIMEOUT_S = 10.0  # above the Consumer's 1 s blocking read
 
 
 def default_consumer() -> str:
     """Unique per process and readable in ``XINFO CONSUMERS``: host and pid."""
     return f"{socket.gethostname()}-{os.getpid()}"
-
-
-def queue_of(link: RedisLink, settings: Settings, client: aioredis.Redis | None = None) -> RunQueue:
-    return RunQueue(
-        client or link.client,
-        prefix=settings.redis_prefix,
-        visibility_timeout_s=settings.queue_visibility_timeout_s,
-        max_deliveries=settings.queue_max_deliveries,
-    )
 
 
 async def run_worker(
@@ -79,55 +63,34 @@ async def run_worker(
             file=sys.stderr,
         )
         return 2
-    db = create_db_engine(settings.database_url)
-    upgrade_to_head(db)
     metrics = Metrics()
     if metrics_port is not None:
         start_http_server(metrics_port, addr=metrics_host, registry=metrics.registry)
-    link = RedisLink.from_settings(settings, metrics=metrics)
-    # The consumer blocks on the stream for up to a second at a time: a client of its own with a
-    # socket timeout above that (the link's is short, to fail fast for servers).
-    consumer_client = aioredis.Redis.from_url(
-        settings.redis_url,
-        socket_timeout=_CONSUMER_SOCKET_TIMEOUT_S,
-        socket_connect_timeout=settings.redis_timeout_s,
-        health_check_interval=15,
-    )
-    queue = queue_of(link, settings, consumer_client)
-    runner = Compiler((run_engine or graph_engine.Engine)())
-    runs = Runs(
-        runner=runner,
-        session_factory=make_session_factory(db),
-        settings=settings,
-        metrics=metrics,
-        redis=link,
-        queue=queue,
-    )
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     name = consumer or default_consumer()
-    worker = Consumer(
-        queue,
-        runs.execute_queued,
-        consumer=name,
-        concurrency=concurrency or settings.worker_concurrency,
-        on_dead=runs.dead_lettered,
-        stop_grace_s=settings.shutdown_grace_s,
-    )
-    await runs.start()
-    log.warning("worker %s takes runs from %s", name, queue.stream)
-    try:
-        await worker.run(stop)
-    finally:
+    async with open_runtime(
+        settings, metrics=metrics, role="worker", run_engine=run_engine
+    ) as runtime:
+        queued = runtime.runs.queued
+        assert queued is not None  # REDIS_URL is set, so runs go through the queue
+        queue = queued.queue
+        consumer_loop = Consumer(
+            queue,
+            queued.execute,
+            consumer=name,
+            concurrency=concurrency or settings.worker_concurrency,
+            on_dead=queued.dead_lettered,
+            stop_grace_s=settings.shutdown_grace_s,
+        )
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
-        await runs.aclose()
-        await runner.aclose()
-        await link.aclose()
-        await consumer_client.aclose()
-        db.dispose()
+            loop.add_signal_handler(signum, stop.set)
+        log.warning("worker %s takes runs from %s", name, queue.stream)
+        try:
+            await consumer_loop.run(stop)
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
     return 0
 
 

@@ -15,7 +15,6 @@ from fastapi.testclient import TestClient
 
 import engine
 from control_plane.app import create_app
-from control_plane.runs.compiler import Compiler
 from control_plane.settings import Settings
 from engine.providers import default_providers
 
@@ -62,8 +61,9 @@ def stored_runs(client: TestClient) -> list[dict[str, Any]]:
     return runs
 
 
-def runner_of(client: TestClient) -> Compiler:
-    runner: Compiler = client.app.state.compiler  # type: ignore[attr-defined]
+def runner_of(client: TestClient) -> engine.Engine:
+    """The process's graph engine, which runs every workflow (tests patch its ``run``)."""
+    runner: engine.Engine = client.app.state.compiler.engine  # type: ignore[attr-defined]
     return runner
 
 

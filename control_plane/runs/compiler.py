@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
-from typing import Any
 
 import engine
 from control_plane.errors import Conflict
@@ -51,29 +49,6 @@ class Compiler:
             while len(self._compiled) > self._max:
                 self._compiled.popitem(last=False)
         return compiled
-
-    async def run(
-        self,
-        workflow: engine.Workflow,
-        inputs: Mapping[str, Any],
-        *,
-        deadline_s: float,
-        attrs: Mapping[str, Any],
-        cache: engine.StepCache | None = None,
-        run_id: str | None = None,
-        resumed: bool = False,
-    ) -> engine.RunResult:
-        """Run to completion; a failed node gives a failed result, bad inputs raise
-        ``engine.InputBindingError``. ``cache`` holds this run's steps (see ``steps``)."""
-        return await self.engine.run(
-            workflow,
-            inputs,
-            deadline_s=deadline_s,
-            attrs=attrs,
-            cache=cache,
-            run_id=run_id,
-            resumed=resumed,
-        )
 
     async def aclose(self) -> None:
         await self.engine.aclose()

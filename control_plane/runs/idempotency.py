@@ -13,22 +13,27 @@ request with the key takes it over (``take_over``, a conditional update, so of t
 one wins). The expiry doubles as the claim's owner token: ``complete`` and ``release`` act only
 on a claim that still carries the expiry its request set.
 
-Functions take the caller's ``Session`` and never commit.
+Functions take the caller's ``Session`` and never commit; ``acquire`` is the claim loop a
+request runs, each step in a short unit of work of its own (``Unit``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Final
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Final, Protocol, TypeVar
 
 from sqlalchemy import and_, or_, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from control_plane.errors import Conflict
-from control_plane.kit.time import as_utc
+from control_plane.errors import Conflict, IdempotencyInProgress, IdempotencyKeyReused
+from control_plane.kit.time import as_utc, utcnow
 from control_plane.runs.schemas import RunPublic, RunRequest
 from control_plane.store.tables import IdempotencyKeyRow
 
@@ -38,6 +43,8 @@ __all__ = [
     "KEY_PATTERN",
     "REPLAYED_HEADER",
     "Claim",
+    "Unit",
+    "acquire",
     "claim",
     "complete",
     "find",
@@ -46,6 +53,18 @@ __all__ = [
     "take_over",
     "withdraw",
 ]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class Unit(Protocol):
+    """Runs ``work`` in a unit of work of its own, committed when it returns: a claim must be
+    committed before its run starts, or a second request with the key cannot see it."""
+
+    def __call__(self, work: Callable[[Session], T], /) -> Awaitable[T]: ...
+
 
 HEADER: Final = "Idempotency-Key"
 REPLAYED_HEADER: Final = "Idempotent-Replayed"
@@ -151,3 +170,53 @@ def withdraw(session: Session, *, claim: Claim, run_id: str) -> None:
     row = session.get(IdempotencyKeyRow, claim.id)
     if row is not None and row.run_id == run_id:
         session.delete(row)
+
+
+async def acquire(
+    unit: Unit,
+    *,
+    principal: str,
+    key: str,
+    request: RunRequest,
+    hold: timedelta,
+) -> Claim | RunPublic:
+    """This request's claim on ``key``, or the stored response when the key already answered
+    this request. ``IdempotencyKeyReused`` (422) when the key answered another request;
+    ``IdempotencyInProgress`` (409, ``Retry-After``) while an earlier request still runs."""
+    digest = request_hash(request)
+    for _ in range(3):
+        now = utcnow()
+        try:
+            return await unit(
+                partial(claim, principal=principal, key=key, digest=digest, expires_at=now + hold)
+            )
+        except IntegrityError:
+            pass  # the caller already holds this key
+        row = await unit(partial(find, principal=principal, key=key))
+        if row is None:
+            continue  # released since our insert failed: claim it again
+        if row.request_hash != digest:
+            raise IdempotencyKeyReused(
+                f"this key was used for a different request ({HEADER}: {key!r})"
+            )
+        if row.status == "done" and row.response is not None:
+            return RunPublic.model_validate(row.response)
+        # In progress: ours only if its request died with its process (the claim expired).
+        row_id = row.id
+        assert row_id is not None
+        taken = await unit(
+            partial(
+                take_over,
+                row_id=row_id,
+                now=now,
+                created_before=now - hold,
+                expires_at=now + hold,
+            )
+        )
+        if taken is not None:
+            log.warning("took over an expired idempotency claim (%s)", row_id)
+            return taken
+        break
+    raise IdempotencyInProgress(
+        f"a request with this {HEADER} is still running; retry later", retry_after_s=1
+    )

@@ -1,8 +1,8 @@
 """HTTP routes of runs: ``POST /v1/run``, ``POST /v1/runs/{id}/resume``, ``GET /v1/runs[/{id}]``.
 
-``POST /v1/run`` chooses the version in a short unit of work, then hands the run to ``Runs``
-(``execution``), which stores it through the batch writer: no transaction is held open while a
-graph runs. Sync (the default): a run whose node failed is still a 200 with ``status: failed``:
+The routes parse and answer; ``Runs.submit`` (``execution``) plans, claims the idempotency key,
+runs and records, through the batch writer: no transaction is held open while a graph runs.
+Sync (the default): a run whose node failed is still a 200 with ``status: failed``:
 it was accepted, ran and is traced. Async: a 202 with the run ``running`` and a ``Location``.
 Inputs that do not bind are a 422 listing each input problem. Running and resuming need a
 runner key (or admin), reading runs a viewer key.
@@ -17,24 +17,17 @@ releases the key.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import datetime, timedelta
-from functools import partial
+from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
-import anyio
-from fastapi import APIRouter, Body, Header, Path, Query, Request, Response, status
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
-from starlette.concurrency import run_in_threadpool
+from fastapi import APIRouter, Body, Header, Path, Query, Response, status
 
-from control_plane.access.deps import Principal, RunnerDep, ViewerDep, auth_responses
-from control_plane.api.deps import SessionDep, SettingsDep
+from control_plane.access.deps import RunnerDep, ViewerDep, auth_responses
+from control_plane.api.deps import SessionDep
 from control_plane.api.errors import ErrorBody, error_responses
-from control_plane.errors import IdempotencyInProgress, IdempotencyKeyReused
-from control_plane.kit.time import utcnow
-from control_plane.runs import idempotency, planning, service
-from control_plane.runs.execution import Runs
+from control_plane.registry.deps import RegistryDep
+from control_plane.runs import idempotency, service
+from control_plane.runs.deps import RunsDep
 from control_plane.runs.schemas import (
     ResumeRequest,
     RunDetail,
@@ -43,8 +36,6 @@ from control_plane.runs.schemas import (
     RunRequest,
     RunStatus,
 )
-from control_plane.settings import Settings
-from control_plane.store.db import session_scope
 
 __all__ = ["router"]
 
@@ -54,18 +45,6 @@ T = TypeVar("T")
 
 
 router = APIRouter(prefix="/v1", tags=["runs"])
-
-
-async def _unit_of_work(request: Request, work: Callable[[Session], T]) -> T:
-    # The request boundary: commit on success, roll back on error; off the event loop, because
-    # the store's driver is synchronous.
-    factory = request.app.state.session_factory
-
-    def run() -> T:
-        with session_scope(factory) as session:
-            return work(session)
-
-    return await run_in_threadpool(run)
 
 
 IdempotencyKey = Annotated[
@@ -127,83 +106,6 @@ _RUN_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _claim_expiry(settings: Settings) -> timedelta:
-    # A sync request holds its claim for the whole run; an async one only until it is accepted,
-    # but the same bound keeps the rule simple and is never shorter than needed.
-    return timedelta(seconds=settings.run_deadline_s + settings.run_store_margin_s)
-
-
-async def _claim(
-    request: Request, settings: Settings, *, principal: Principal, key: str, body: RunRequest
-) -> idempotency.Claim | RunPublic:
-    """This request's claim on the key, or the stored response when this key already answered
-    this request."""
-    digest = idempotency.request_hash(body)
-    hold = _claim_expiry(settings)
-    for _ in range(3):
-        now = utcnow()
-        try:
-            return await _unit_of_work(
-                request,
-                partial(
-                    idempotency.claim,
-                    principal=principal.name,
-                    key=key,
-                    digest=digest,
-                    expires_at=now + hold,
-                ),
-            )
-        except IntegrityError:
-            pass  # the caller already holds this key
-        row = await _unit_of_work(
-            request, lambda s: idempotency.find(s, principal=principal.name, key=key)
-        )
-        if row is None:
-            continue  # released since our insert failed: claim it again
-        if row.request_hash != digest:
-            raise IdempotencyKeyReused(
-                f"this key was used for a different request ({idempotency.HEADER}: {key!r})"
-            )
-        if row.status == "done" and row.response is not None:
-            return RunPublic.model_validate(row.response)
-        # In progress: ours only if its request died with its process (the claim expired).
-        row_id = row.id
-        assert row_id is not None
-        taken = await _unit_of_work(
-            request,
-            partial(
-                idempotency.take_over,
-                row_id=row_id,
-                now=now,
-                created_before=now - hold,
-                expires_at=now + hold,
-            ),
-        )
-        if taken is not None:
-            log.warning("took over an expired idempotency claim (%s)", row_id)
-            return taken
-        break
-    raise IdempotencyInProgress(
-        f"a request with this {idempotency.HEADER} is still running; retry later",
-        retry_after_s=1,
-    )
-
-
-def _runs(request: Request) -> Runs:
-    runs: Runs = request.app.state.runs
-    return runs
-
-
-async def _execute(
-    request: Request, body: RunRequest, *, claim: idempotency.Claim | None
-) -> RunPublic:
-    plan = await planning.plan(request.app.state.registry_cache, request=body)
-    runs = _runs(request)
-    if body.mode == "async":
-        return await runs.run_async(plan, body.input, claim=claim)
-    return await runs.run_sync(plan, body.input, claim=claim)
-
-
 def _answer(response: Response, run: RunPublic, *, replayed: bool = False) -> RunPublic:
     if run.mode == "async":
         response.status_code = status.HTTP_202_ACCEPTED
@@ -216,31 +118,18 @@ def _answer(response: Response, run: RunPublic, *, replayed: bool = False) -> Ru
 @router.post("/run", response_model=RunPublic, responses=_RUN_RESPONSES)
 async def run_workflow(
     body: RunRequest,
-    request: Request,
     response: Response,
-    settings: SettingsDep,
+    runs: RunsDep,
+    registry: RegistryDep,
     principal: RunnerDep,
     idempotency_key: IdempotencyKey = None,
 ) -> RunPublic:
     """Run a workflow version chosen by pin, label or rollout; store run and trace. `mode:
     async` answers 202 at once; the run is read later."""
-    if idempotency_key is None:
-        return _answer(response, await _execute(request, body, claim=None))
-    claimed = await _claim(request, settings, principal=principal, key=idempotency_key, body=body)
-    if isinstance(claimed, RunPublic):
-        return _answer(response, claimed, replayed=True)
-    claim = claimed
-    try:
-        return _answer(response, await _execute(request, body, claim=claim))
-    except BaseException:
-        # No response was stored: free the key so that the client can retry with it. Shielded,
-        # so that a cancelled request (client gone) still releases it.
-        with anyio.CancelScope(shield=True):
-            try:
-                await _unit_of_work(request, lambda s: idempotency.release(s, claim=claim))
-            except Exception:
-                log.exception("could not release idempotency claim %s", claim.id)
-        raise
+    submitted = await runs.submit(
+        body, registry=registry, principal=principal.name, idempotency_key=idempotency_key
+    )
+    return _answer(response, submitted.run, replayed=submitted.replayed)
 
 
 RunId = Annotated[str, Path(min_length=1, max_length=64)]
@@ -262,15 +151,15 @@ RunId = Annotated[str, Path(min_length=1, max_length=64)]
 )
 async def resume_run(
     run_id: RunId,
-    request: Request,
     response: Response,
+    runs: RunsDep,
     principal: RunnerDep,
     body: Annotated[ResumeRequest | None, Body()] = None,
 ) -> RunPublic:
     """Run a failed run again under its run id, on its version and input: the steps it
     completed come from its step cache, neither executed nor billed again. 409 unless failed."""
     asynchronous = body is not None and body.mode == "async"
-    run = await _runs(request).resume(run_id, asynchronous=asynchronous)
+    run = await runs.resume(run_id, asynchronous=asynchronous)
     if asynchronous:
         response.status_code = status.HTTP_202_ACCEPTED
         response.headers["Location"] = f"/v1/runs/{run_id}"

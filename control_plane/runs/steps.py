@@ -29,7 +29,7 @@ from typing import Final
 
 from control_plane.runs.remote_steps import RemoteSteps
 from control_plane.store.redis import RedisUnavailable
-from engine import CachedStep
+from engine import CachedStep, RunResult
 
 __all__ = ["RunSteps", "SharedSteps"]
 
@@ -147,3 +147,10 @@ class RunSteps:
         """Whether each step was handed to the store as it completed (with Redis, steps may have
         gone there instead, so a failed run stores them all when it ends)."""
         return self._persist is not None and self._remote is None
+
+    def to_keep(self, result: RunResult) -> dict[str, str]:
+        """The steps to store with a finished run: a failed run's, unless they were stored as
+        they completed; a succeeded run needs none (there is nothing left to resume)."""
+        if result.status != "failed" or self.persisted:
+            return {}
+        return self.new

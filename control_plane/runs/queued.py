@@ -1,0 +1,161 @@
+"""Runs through the Redis run queue: the producer side (a server stores an async run ``queued``
+and puts it on the queue) and the consumer side (a ``rollgraph worker`` runs what it takes
+from the queue, with its steps written to Redis as they complete, so a worker that takes over
+a dead worker's run goes on from those steps).
+
+Delivery is at least once; the store's conditional updates (``service.claim_queued``) make a
+run start once per delivery and end once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sqlmodel import Session
+
+from control_plane.metrics import after_commit
+from control_plane.queue import Delivery, Fatal, RunQueue
+from control_plane.runs import idempotency, service
+from control_plane.runs.planning import RunPlan
+from control_plane.runs.schemas import RunPublic
+from control_plane.runs.steps import RunSteps
+from control_plane.store.redis import RedisUnavailable
+
+if TYPE_CHECKING:  # the owner hands itself in; imported for its type only
+    from control_plane.runs.execution import Runs
+
+__all__ = ["QueuedRuns"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class QueuedRuns:
+    def __init__(self, runs: Runs, queue: RunQueue) -> None:
+        self._runs = runs
+        self.queue = queue
+
+    # -- producer (servers) -------------------------------------------------------------------
+    async def enqueue(
+        self,
+        plan: RunPlan,
+        inputs: Mapping[str, Any],
+        *,
+        run_id: str,
+        claim: idempotency.Claim | None,
+    ) -> RunPublic:
+        """Store the run ``queued``, then put it on the queue; answered only once both hold.
+        Stored first, so a worker never reads a message whose run is not there yet. When the
+        queue cannot take it, the run is stored failed (resumable, never left ``queued``), the
+        idempotency key is freed, and the client gets a 503."""
+        runs = self._runs
+        redis = runs.redis
+        if redis is not None and not redis.up:
+            # The breaker is open: refuse before storing anything.
+            await redis.call("queue.check", lambda c: c.ping())
+        # Queued time counts: a run that no worker picks up is failed by the sweep at the end.
+        accepted = await runs.write(
+            partial(
+                runs.accept,
+                plan,
+                inputs,
+                run_id=run_id,
+                claim=claim,
+                deadline_s=2 * runs.settings.async_run_deadline_s,
+                status="queued",
+            )
+        )
+        try:
+            await self._call("queue.enqueue", lambda: self.queue.enqueue(run_id))
+        except RedisUnavailable:
+            error = "not queued: Redis was unavailable when the run was submitted"
+
+            def refuse(session: Session) -> None:
+                if claim is not None:
+                    idempotency.withdraw(session, claim=claim, run_id=run_id)
+                ended = service.fail_unstarted(session, run_id=run_id, error=error)
+                runs.count_failed_ends(session, [ended] if ended is not None else [])
+
+            await runs.write(refuse)
+            raise
+        return accepted
+
+    async def _call(self, operation: str, work: Callable[[], Awaitable[T]]) -> T:
+        """A queue operation through the Redis link's breaker (timeout, error count, 503)."""
+        redis = self._runs.redis
+        assert redis is not None  # a queue lives on the process's Redis link
+
+        async def call(_client: object) -> T:
+            return await work()
+
+        return await redis.call(operation, call)
+
+    # -- consumer (workers) -------------------------------------------------------------------
+    async def execute(self, delivery: Delivery) -> None:
+        """A worker's handler: run a queued run to its end (or on from its completed steps when
+        ``delivery`` is a reclaimed one). Returns when the run is stored (the message is then
+        acknowledged); raises ``Fatal`` when the run failed for good (dead-lettered, with its
+        error; it stays resumable)."""
+        runs = self._runs
+        run_id = delivery.run_id
+        deadline_s = runs.settings.async_run_deadline_s
+        deadline_at = service.deadline_after(deadline_s, margin_s=runs.settings.run_store_margin_s)
+        ticket = await runs.write(
+            lambda s: service.claim_queued(
+                s, run_id=run_id, deadline_at=deadline_at, reclaim=delivery.deliveries > 1
+            )
+        )
+        if ticket is None:
+            log.info("run %s has nothing left to run (ended or unknown); acknowledged", run_id)
+            return
+        run = ticket.run
+        saved = dict(ticket.steps)
+        if runs.remote is not None:
+            # Unavailable: the store's copy (steps persisted while Redis was away) serves.
+            with contextlib.suppress(RedisUnavailable):
+                saved.update(await runs.remote.load(run_id))
+        workflow = runs.compiler.workflow(
+            version=run.version, digest=ticket.digest, definition=ticket.definition
+        )
+        steps = RunSteps(
+            runs.shared,
+            saved=saved,
+            persist=runs.persister(run_id),
+            remote=runs.remote,
+            run_id=run_id,
+        )
+        attrs = {"reason": run.reason, "deliveries": delivery.deliveries}
+        finished = await runs.finish(
+            run_id,
+            workflow,
+            ticket.inputs,
+            steps,
+            deadline_s=deadline_s,
+            attrs=attrs,
+            give_back_on_cancel=False,
+            # Taken over from a worker that stopped: read the steps it completed.
+            resumed=bool(saved),
+        )
+        if finished.status == "succeeded":
+            if runs.remote is not None:
+                with contextlib.suppress(RedisUnavailable):
+                    await runs.remote.forget(run_id)  # expires anyway
+            return
+        raise Fatal(finished.error or "the run failed")
+
+    async def dead_lettered(self, delivery: Delivery, error: str) -> None:
+        """A queued run went to the dead-letter stream: it failed (stored already), or its
+        deliveries ran out (stored failed now, with why). Either way it can be resumed."""
+        runs = self._runs
+
+        def fail(session: Session) -> None:
+            ended = service.fail_unstarted(session, run_id=delivery.run_id, error=error)
+            after_commit(session, runs.metrics.dead_letters.inc)
+            runs.count_failed_ends(session, [ended] if ended is not None else [])
+
+        await runs.write(fail)
