@@ -19,14 +19,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from control_plane.access import service
 from control_plane.access.schemas import Principal, Role
+from control_plane.api.deps import SettingsDep
 from control_plane.api.errors import error_responses
 from control_plane.errors import Forbidden, Unauthorized
-from control_plane.registry.cache import RegistryCache
+from control_plane.registry.deps import RegistryDep
 
 __all__ = [
     "AdminDep",
@@ -45,7 +46,8 @@ _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="
 
 
 async def authenticate(
-    request: Request,
+    settings: SettingsDep,
+    cache: RegistryDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     api_key: Annotated[str | None, Depends(_api_key_header)],
 ) -> Principal:
@@ -53,12 +55,11 @@ async def authenticate(
     key = bearer.credentials if bearer is not None else api_key
     if not key:
         raise Unauthorized("no API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`")
-    admin = service.admin_principal(key=key, admin_key=request.app.state.settings.admin_key)
+    admin = service.admin_principal(key=key, admin_key=settings.admin_key)
     if admin is not None:
         return admin
     if not service.is_well_formed(key):
         raise Unauthorized("unknown API key")  # not one of ours: no lookup can find it
-    cache: RegistryCache = request.app.state.registry_cache
     stored = await cache.fetch(
         ("api_key", service.hash_key(key)),
         service.StoredKey,

@@ -258,22 +258,22 @@ def _serve(args: argparse.Namespace) -> int:
 
     from control_plane.app import create_app
 
-    if args.workers > 1:
-        # Metrics of several workers are merged from files (prometheus-client's multiprocess
-        # mode): a fresh directory for this server unless the operator chose one (which must
-        # be empty). Set before any worker starts; workers inherit it.
+    if args.processes > 1:
+        # Metrics of several server processes are merged from files (prometheus-client's
+        # multiprocess mode): a fresh directory for this server unless the operator chose one
+        # (which must be empty). Set before any process starts; the processes inherit it.
         own_dir = None
         if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             own_dir = tempfile.mkdtemp(prefix="rollgraph-metrics-")
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_dir
         try:
-            # Worker processes import the app themselves: uvicorn needs the factory's path.
+            # Each process imports the app itself: uvicorn needs the factory's path.
             uvicorn.run(
                 "control_plane.app:create_app",
                 factory=True,
                 host=args.host,
                 port=args.port,
-                workers=args.workers,
+                workers=args.processes,
                 log_level="info",
             )
         finally:
@@ -304,7 +304,16 @@ def add_remote_commands(sub: Any) -> None:
     p = sub.add_parser("serve", help="run the API server (SQLite under var/ by default)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--workers", type=_positive_int, default=1, help="worker processes (default: 1)")
+    # "worker" means `rollgraph worker` (a queue consumer) everywhere else; --workers stays as
+    # the spelling uvicorn users know.
+    p.add_argument(
+        "--processes",
+        "--workers",
+        dest="processes",
+        type=_positive_int,
+        default=1,
+        help="server processes on this port, sharing one store (default: 1; alias --workers)",
+    )
     p.set_defaults(func=_serve)
     p = sub.add_parser("worker", help="run queued async runs from Redis (needs REDIS_URL)")
     p.add_argument("--name", help="consumer name (default: host-pid)")

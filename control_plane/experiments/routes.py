@@ -8,12 +8,12 @@ from __future__ import annotations
 from functools import partial
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Request, status
+from fastapi import APIRouter, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import col, select
 
 from control_plane.access.deps import AdminDep, ViewerDep, auth_responses
-from control_plane.api.deps import SessionDep
+from control_plane.api.deps import MetricsDep, SessionDep
 from control_plane.api.errors import error_responses
 from control_plane.errors import Conflict
 from control_plane.experiments import evaluator, results, service
@@ -134,7 +134,7 @@ def experiment_decisions(
     responses={**auth_responses("admin"), **error_responses(404, 409, 422)},
 )
 def evaluate_experiment(
-    experiment_id: ExperimentId, request: Request, session: SessionDep, principal: AdminDep
+    experiment_id: ExperimentId, session: SessionDep, metrics: MetricsDep, principal: AdminDep
 ) -> DecisionPublic:
     """Apply the experiment's rules now, as the background evaluator does on its interval;
     the decision, and what was done."""
@@ -144,5 +144,5 @@ def evaluate_experiment(
     done = evaluator.evaluate(session, experiment_id=experiment_id)
     assert done is not None  # running, checked above
     # Counted when the request boundary commits the decision, not before.
-    after_commit(session, partial(done.count, request.app.state.metrics, experiment_id))
+    after_commit(session, partial(done.count, metrics, experiment_id))
     return DecisionPublic.model_validate(done)

@@ -35,7 +35,7 @@ import os
 import platform
 from collections.abc import Callable
 from importlib import metadata
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -52,7 +52,25 @@ from sqlmodel import Session
 
 if TYPE_CHECKING:
     import engine
-    from control_plane.runs.schemas import RunPublic
+
+
+class RunFacts(Protocol):
+    """What the metrics read of a stored run (``runs.schemas.RunPublic`` has it): the metrics
+    sit below every domain, so they name the shape, not the schema."""
+
+    @property
+    def run_id(self) -> str: ...
+    @property
+    def workflow(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def mode(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+
 
 __all__ = [
     "ASSIGNMENT_REASONS",
@@ -230,7 +248,7 @@ class Metrics:
         self.registry.register(collector)
 
     # -- recording ----------------------------------------------------------------------------
-    def observe_run(self, run: RunPublic, result: engine.RunResult, *, first_end: bool) -> None:
+    def observe_run(self, run: RunFacts, result: engine.RunResult, *, first_end: bool) -> None:
         """A run attempt ended and was committed. ``first_end``: the run's first end (a sync
         run, or an accepted async run), counted in ``runs_total``; otherwise a resume's end,
         counted in ``run_resumes_total``, so that ``runs_total`` counts each stored run once.
@@ -272,7 +290,7 @@ class Metrics:
         else:
             self.resumes.labels(workflow, version, "failed").inc()
 
-    def observe_assignment(self, run: RunPublic) -> None:
+    def observe_assignment(self, run: RunFacts) -> None:
         """A routed run was stored (a sync run when it ended, an async one when accepted)."""
         self.assignments.labels(run.workflow, run.version, assignment_reason(run.reason)).inc()
 

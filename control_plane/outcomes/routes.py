@@ -5,13 +5,13 @@ from __future__ import annotations
 from functools import partial
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from control_plane.access.deps import RunnerDep, auth_responses
-from control_plane.api.deps import SessionDep
+from control_plane.api.deps import MetricsDep, SessionDep
 from control_plane.api.errors import error_responses
-from control_plane.metrics import Metrics, after_commit
+from control_plane.metrics import after_commit
 from control_plane.outcomes import service
 from control_plane.runs import repository as runs_repo
 
@@ -42,8 +42,8 @@ class OutcomeResult(BaseModel):
 def record_outcome(
     run_id: Annotated[str, Path(min_length=1, max_length=64)],
     body: OutcomeBody,
-    request: Request,
     session: SessionDep,
+    metrics_registry: MetricsDep,
     principal: RunnerDep,
 ) -> OutcomeResult:
     """Record outcomes of a run, once per metric: the same value again changes nothing, another
@@ -52,6 +52,5 @@ def record_outcome(
     run = runs_repo.get_run(session, run_id)  # read by the service: from the session's map
     assert run is not None
     # Counted when the request boundary commits them: a failed commit recorded nothing.
-    registry: Metrics = request.app.state.metrics
-    after_commit(session, partial(registry.observe_outcomes, run.workflow, metrics))
+    after_commit(session, partial(metrics_registry.observe_outcomes, run.workflow, metrics))
     return OutcomeResult(run_id=run_id, metrics=metrics)

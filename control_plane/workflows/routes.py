@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from control_plane.access.deps import AdminDep, ViewerDep, auth_responses
-from control_plane.api.deps import SessionDep
+from control_plane.api.deps import EngineDep, SessionDep
 from control_plane.api.errors import error_responses
 from control_plane.api.params import LabelName, VersionLabel, WorkflowName
 from control_plane.workflows import service
@@ -61,7 +61,7 @@ def apply_workflow(
     body: WorkflowApply,
     session: SessionDep,
     principal: AdminDep,
-    request: Request,
+    run_engine: EngineDep,
     response: Response,
 ) -> ApplyResult:
     """Apply a definition: a new immutable version, or a no-op naming the identical one."""
@@ -71,7 +71,7 @@ def apply_workflow(
         source=body.source,
         version=body.version,
         actor=principal.name,
-        define=request.app.state.compiler.engine.define,
+        define=run_engine.define,
     )
     if not result.created:
         response.status_code = status.HTTP_200_OK
