@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from control_plane.access.deps import ViewerDep, auth_responses
@@ -39,18 +39,21 @@ class DeadLetterPublic(BaseModel):
     at: datetime
 
 
-def _queue(request: Request) -> tuple[RunQueue, RedisLink] | None:
+async def get_queue(request: Request) -> tuple[RunQueue, RedisLink] | None:
+    """The process's run queue and its Redis link; ``None`` without ``REDIS_URL``."""
     queue: RunQueue | None = getattr(request.app.state, "queue", None)
     link: RedisLink | None = getattr(request.app.state, "redis", None)
     return None if queue is None or link is None else (queue, link)
 
 
+QueueDep = Annotated[tuple[RunQueue, RedisLink] | None, Depends(get_queue)]
+
+
 @router.get(
     "", response_model=QueuePublic, responses={**auth_responses("viewer"), **error_responses(503)}
 )
-async def queue_status(request: Request, principal: ViewerDep) -> QueuePublic:
+async def queue_status(found: QueueDep, principal: ViewerDep) -> QueuePublic:
     """How many runs wait, run and failed for good (503 when Redis does not answer)."""
-    found = _queue(request)
     if found is None:
         return QueuePublic(enabled=False)
     queue, link = found
@@ -70,14 +73,13 @@ async def queue_status(request: Request, principal: ViewerDep) -> QueuePublic:
     responses={**auth_responses("viewer"), **error_responses(404, 503)},
 )
 async def dead_letters(
-    request: Request,
+    found: QueueDep,
     principal: ViewerDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     before: Annotated[str | None, Query(max_length=64, pattern=r"^\d+-\d+$")] = None,
 ) -> list[DeadLetterPublic]:
     """Queued runs that failed for good, newest first, with their error; page with `before`
     (the last entry's `id`). Each can be resumed with `POST /v1/runs/{run_id}/resume`."""
-    found = _queue(request)
     if found is None:
         raise NotFound("there is no run queue: async runs use one only with REDIS_URL set")
     queue, link = found
