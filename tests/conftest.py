@@ -6,8 +6,9 @@ and ``alembic_version`` live only there; the schema is dropped (CASCADE) after t
 concurrent runs on the same server never see each other. When the server is unreachable the
 PostgreSQL variant is skipped, saying why, or fails under ``CI=true``.
 
-``serve`` starts a real ``rollgraph serve`` process (one or several workers) for end-to-end
-tests.
+``api`` is an app on that database with its ``TestClient`` (helpers in ``tests/fixtures.py``);
+``redis_prefix`` a key prefix of the test's own on the machine's Redis. ``serve`` starts a real
+``rollgraph serve`` process (one or several workers) for end-to-end tests.
 """
 
 from __future__ import annotations
@@ -23,12 +24,15 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
+import redis
+from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session
 
 from control_plane.store.db import create_db_engine, make_session_factory
 from control_plane.store.migrations import upgrade_to_head
+from tests.fixtures import REDIS_URL, app_client, bearer
 from tests.processes import free_port, stop, wait_ready
 
 POSTGRES_URL = os.environ.get(
@@ -50,13 +54,26 @@ def _postgres_unreachable() -> str | None:
     return None
 
 
-def _require_postgres() -> None:
-    reason = _postgres_unreachable()
+@functools.cache
+def _redis_unreachable() -> str | None:
+    """Why Redis cannot be used, or ``None``; asked once per session."""
+    probe = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        probe.ping()
+    except Exception as exc:  # any failure to connect means "no server here"
+        return f"Redis at {REDIS_URL} is unreachable: {type(exc).__name__}: {exc}"
+    finally:
+        probe.close()
+    return None
+
+
+def _require(reason: str | None, hint: str) -> None:
+    """Skip the test saying why its server is missing, or fail it under ``CI=true``."""
     if reason is None:
         return
     if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: PostgreSQL tests must run)")
-    pytest.skip(f"{reason}; start it with `pg_ctlcluster ... main start`")
+        pytest.fail(f"{reason} (CI=true: these tests must run)")
+    pytest.skip(f"{reason}; {hint}")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -65,7 +82,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'rollgraph.db'}"
         return
-    _require_postgres()
+    _require(_postgres_unreachable(), "start it with `pg_ctlcluster ... main start`")
     schema = f"rg_test_{uuid.uuid4().hex[:12]}"
     admin = create_db_engine(POSTGRES_URL)
     try:
@@ -111,7 +128,31 @@ def admin_key() -> str:
 @pytest.fixture
 def admin_headers(admin_key: str) -> dict[str, str]:
     """Headers that authenticate as ``bootstrap-admin``: pass as ``TestClient(headers=...)``."""
-    return {"Authorization": f"Bearer {admin_key}"}
+    return bearer(admin_key)
+
+
+@pytest.fixture
+def api(database_url: str, admin_key: str) -> Iterator[TestClient]:
+    """An app on the test's database (the simulator without its sleeps) and its client, which
+    sends ``admin_key``; no workflow yet."""
+    with app_client(database_url, admin_key) as client:
+        yield client
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A key prefix of this test's own on the Redis at ``REDIS_URL``; its keys are deleted
+    afterwards. Without Redis the test is skipped (under ``CI=true`` it fails)."""
+    _require(_redis_unreachable(), "start it with `redis-server --daemonize yes`")
+    prefix = f"rgtest-{uuid.uuid4().hex[:10]}"
+    yield prefix
+    cleanup = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(cleanup.scan_iter(match=f"{prefix}:*"))
+        if keys:
+            cleanup.delete(*keys)
+    finally:
+        cleanup.close()
 
 
 @contextmanager

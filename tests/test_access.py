@@ -14,67 +14,42 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from sqlalchemy import inspect, text
 
-import engine
-from control_plane.app import create_app
 from control_plane.settings import DEV_ADMIN_KEY, Settings
 from control_plane.store.db import create_db_engine
-from engine.providers import default_providers
+from tests.fixtures import (
+    GREET,
+    GREET_LARGE,
+    Response,
+    app_client,
+    bearer,
+    new_key,
+    open_client,
+    seed_workflow,
+)
 
-SPEC = """
-name: greet
-inputs:
-  prompt: text
-nodes:
-  write:
-    uses: prompt.enhance
-    with: {model: sim/writer-small, prompt: "${inputs.prompt}"}
-outputs:
-  text: "${write.text}"
-"""
 OPEN_PATHS = {"/healthz", "/readyz", "/metrics"}  # scrapers and probes carry no key
 
 
 @pytest.fixture
 def client(database_url: str, admin_key: str) -> Iterator[TestClient]:
     """A client that sends no key by default; requests pass the headers they mean to test."""
-    settings = Settings(env="test", database_url=database_url, admin_key=admin_key)
-    app = create_app(
-        settings, run_engine=lambda: engine.Engine(providers=default_providers(time_scale=0))
-    )
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with app_client(database_url, admin_key, authenticated=False) as client:
         yield client
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
-def new_key(client: TestClient, admin: dict[str, str], name: str, role: str) -> str:
-    response = client.post("/v1/keys", json={"name": name, "role": role}, headers=admin)
-    assert response.status_code == 201, response.json()
-    assert response.headers["cache-control"] == "no-store"
-    key: str = response.json()["key"]
-    return key
 
 
 @pytest.fixture
 def seeded(client: TestClient, admin_headers: dict[str, str]) -> dict[str, dict[str, str]]:
     """A workflow with v1 and v2, prod on v1; headers for a runner and a viewer key."""
-    for version, source in (("v1", SPEC), ("v2", SPEC.replace("small", "large"))):
-        body = {"source": source, "version": version}
-        assert client.post("/v1/workflows", json=body, headers=admin_headers).status_code == 201
-    put = client.put(
-        "/v1/workflows/greet/labels/prod", json={"version": "v1"}, headers=admin_headers
-    )
-    assert put.status_code == 200
+    versions = {"v1": GREET, "v2": GREET_LARGE}
+    seed_workflow(client, "greet", versions, {"prod": "v1"}, headers=admin_headers)
     return {
         "admin": admin_headers,
-        "runner": bearer(new_key(client, admin_headers, "ci-runner", "runner")),
-        "viewer": bearer(new_key(client, admin_headers, "dashboard", "viewer")),
+        "runner": bearer(new_key(client, "ci-runner", "runner", headers=admin_headers)),
+        "viewer": bearer(new_key(client, "dashboard", "viewer", headers=admin_headers)),
     }
 
 
-def assert_401(response: Any) -> None:
+def assert_401(response: Response) -> None:
     assert response.status_code == 401, response.text
     assert response.headers["www-authenticate"] == "Bearer"
     assert response.json()["error"]["code"] == "unauthorized"
@@ -122,7 +97,7 @@ def test_roles_admin_runner_viewer(client: TestClient, seeded: dict[str, dict[st
     for path in ("/v1/workflows", "/v1/workflows/greet/versions", "/v1/runs"):
         assert client.get(path, headers=viewer).status_code == 200, path
     assert client.get("/v1/workflows/greet/rollouts/prod", headers=viewer).status_code == 200
-    denied = client.post("/v1/workflows", json={"source": SPEC, "version": "v9"}, headers=viewer)
+    denied = client.post("/v1/workflows", json={"source": GREET, "version": "v9"}, headers=viewer)
     assert denied.status_code == 403
     assert denied.json()["error"]["code"] == "forbidden"
     assert "'dashboard'" in denied.json()["error"]["message"]
@@ -192,7 +167,7 @@ def test_keys_are_stored_hashed_and_work_at_once(
 
 
 def test_key_names_and_revocation(client: TestClient, admin_headers: dict[str, str]) -> None:
-    key = new_key(client, admin_headers, "temp", "viewer")
+    key = new_key(client, "temp", "viewer", headers=admin_headers)
     assert client.get("/v1/workflows", headers=bearer(key)).status_code == 200
     for name in ("temp", "bootstrap-admin"):
         clash = client.post(
@@ -220,7 +195,7 @@ def test_changes_are_audited_with_actor_before_and_after(
     client: TestClient, seeded: dict[str, dict[str, str]]
 ) -> None:
     admin = seeded["admin"]
-    ops = bearer(new_key(client, admin, "ops", "admin"))
+    ops = bearer(new_key(client, "ops", "admin", headers=admin))
     start = client.get("/v1/audit", headers=admin, params={"limit": 1}).json()[0]["at"]
     client.put("/v1/workflows/greet/labels/prod", json={"version": "v2"}, headers=ops)
     client.put(
@@ -283,7 +258,7 @@ def test_the_dev_placeholder_is_an_admin_in_dev_and_refused_elsewhere(database_u
     with pytest.raises(ValidationError, match="ROLLGRAPH_ADMIN_KEY"):
         Settings(env="prod", database_url=database_url, admin_key=DEV_ADMIN_KEY)
     dev = Settings(env="dev", database_url=database_url)
-    with TestClient(create_app(dev), raise_server_exceptions=False) as client:
+    with open_client(dev, run_engine=None) as client:
         assert client.get("/v1/keys", headers=bearer(DEV_ADMIN_KEY)).status_code == 200
 
 

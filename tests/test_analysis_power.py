@@ -13,7 +13,7 @@ from analysis.power import runs_for_mean, runs_for_proportion
 
 
 def _z(alpha: float, power: float, two_sided: bool = True) -> float:
-    return sps.norm.ppf(1 - (alpha / 2 if two_sided else alpha)) + sps.norm.ppf(power)
+    return float(sps.norm.ppf(1 - (alpha / 2 if two_sided else alpha)) + sps.norm.ppf(power))
 
 
 def test_means_by_hand() -> None:

@@ -3,33 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from control_plane.app import create_app
-from control_plane.settings import Settings
+from tests.fixtures import Response, app_client, example
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "product-video"
-V32 = (EXAMPLES / "v3.2.yaml").read_text()
-V33 = (EXAMPLES / "v3.3.yaml").read_text()
+V32 = example("v3.2")
+V33 = example("v3.3")
 
 
 @pytest.fixture
-def client(
-    database_url: str, admin_key: str, admin_headers: dict[str, str]
-) -> Iterator[TestClient]:
-    settings = Settings(
-        env="test", database_url=database_url, admin_key=admin_key, max_body_bytes=64 * 1024
-    )
-    app = create_app(settings)
-    with TestClient(app, raise_server_exceptions=False, headers=admin_headers) as client:
+def client(database_url: str, admin_key: str) -> Iterator[TestClient]:
+    with app_client(database_url, admin_key, run_engine=None, max_body_bytes=64 * 1024) as client:
         yield client
 
 
-def error_of(response: Any) -> dict[str, Any]:
+def error_of(response: Response) -> dict[str, Any]:
     body = response.json()
     assert set(body) == {"error"}, body
     return dict(body["error"])

@@ -10,6 +10,7 @@ import pytest
 
 import engine
 from engine.cache import CachedStep
+from tests.fixtures import example
 
 MEDIA = engine.MediaRef("video", "s3://b/v.mp4", mime="video/mp4", duration_s=8.0)
 
@@ -79,7 +80,7 @@ class Switch:
         return engine.NodeResult({"out": f"{ctx.node}({p.get('x')},{p.get('y')})"}, cost_usd=1.0)
 
 
-SPEC = {
+SPEC: dict[str, Any] = {
     "name": "resumable",
     "inputs": {"prompt": "text"},
     "nodes": {
@@ -152,7 +153,7 @@ def test_a_new_run_does_not_reuse_another_runs_steps_unless_the_node_opts_in() -
     reg = registry_with(switch)
     shared = {
         **SPEC,
-        "nodes": {**SPEC["nodes"], "enhance": {**SPEC["nodes"]["enhance"], "cache": {"ttl_s": 60}}},  # type: ignore[dict-item]
+        "nodes": {**SPEC["nodes"], "enhance": {**SPEC["nodes"]["enhance"], "cache": {"ttl_s": 60}}},
     }
 
     async def go() -> list[engine.RunResult]:
@@ -183,7 +184,7 @@ def test_resume_without_a_cache_is_refused() -> None:
 
 
 def test_resume_of_a_simulated_product_video_reproduces_outputs(tmp_path: Path) -> None:
-    source = Path("examples/product-video/v3.2.yaml").read_text()
+    source = example("v3.2")
 
     async def go() -> tuple[engine.RunResult, engine.RunResult]:
         sim = engine.providers.SimProvider(time_scale=0)

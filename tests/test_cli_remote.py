@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -14,17 +13,11 @@ from pathlib import Path
 import pytest
 
 from control_plane.cli import main
+from tests.fixtures import EXAMPLES
+from tests.processes import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT / "examples" / "product-video"
 # The server's settings admin key (`bootstrap-admin`), handed over as ROLLGRAPH_ADMIN_KEY.
 ADMIN_KEY = "rgk" + secrets.token_urlsafe(32)  # never "-…", which a CLI reads as an option
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

@@ -21,13 +21,11 @@ from typing import Any
 
 import pytest
 import yaml
-from fastapi.testclient import TestClient
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
 
-from control_plane.app import create_app
 from control_plane.experiments.gauges import StoreCollector
-from control_plane.settings import Settings
+from tests.fixtures import app_client, app_state
 from tests.grafana import (
     DASHBOARDS_DIR,
     PanelQuery,
@@ -102,10 +100,10 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
     appears on its first increment, the store gauges with a running experiment)."""
     database = tmp_path_factory.mktemp("dashboards") / "rollgraph.db"
     admin_key = "rgk" + secrets.token_urlsafe(32)
-    settings = Settings(env="test", database_url=f"sqlite:///{database}", admin_key=admin_key)
-    app = create_app(settings)
     found: Exported = {}
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with app_client(
+        f"sqlite:///{database}", admin_key, run_engine=None, authenticated=False
+    ) as client:
         assert client.get("/healthz").status_code == 200
         response = client.get("/metrics")
         assert response.status_code == 200
@@ -113,7 +111,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
             for sample in family.samples:
                 labels = frozenset(sample.labels)
                 found[sample.name] = found.get(sample.name, frozenset()) | labels
-        metrics = app.state.metrics
+        metrics = app_state(client).metrics
     # prometheus-client has no public accessor for the label names a metric was declared
     # with (only for the samples it has), so the declared ones are read from `_labelnames`.
     for metric in vars(metrics).values():

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Coroutine
-from pathlib import Path
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 import pytest
 
 import engine
 from engine.providers import ModelCall, ProviderResult
+from tests.fixtures import example
 
 Kind = Callable[[engine.NodeContext, dict[str, Any]], Coroutine[Any, Any, Any]]
 
 
 def build(
     spec: dict[str, Any],
-    kinds: dict[str, Kind],
+    kinds: Mapping[str, Kind],
     *,
     required: tuple[str, ...] = (),
     **engine_kw: Any,
@@ -288,7 +288,7 @@ def test_when_false_skips_the_node_and_its_dependents() -> None:
 
 
 def test_a_skipped_optional_input_is_left_out_instead_of_skipping_the_consumer() -> None:
-    source = Path("examples/product-video/v3.3.yaml").read_text()
+    source = example("v3.3")
     sim = engine.providers.SimProvider(time_scale=0)
     reg = engine.default_registry
 
@@ -476,7 +476,7 @@ def test_run_inputs_are_bound_with_every_problem_at_once() -> None:
 def test_trace_is_serialisable_and_costs_count_executed_steps() -> None:
     sim = engine.providers.SimProvider(time_scale=0)
     eng = engine.Engine(providers=[sim])
-    source = Path("examples/product-video/v3.2.yaml").read_text()
+    source = example("v3.2")
     result = asyncio.run(_run_close(eng, source, {"prompt": "a sneaker"}))
     data = json.loads(json.dumps(result.to_json()))
     trace = data["trace"]

@@ -5,32 +5,18 @@ runs and outcomes, outcomes recorded once per run and metric, stopping."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
-import engine
-from control_plane.app import create_app
-from control_plane.settings import Settings
 from control_plane.store.db import create_db_engine
 from control_plane.store.tables import ArmStatRow
-from engine.providers import default_providers
+from tests.fixtures import GREET, GREET_LARGE, seed_workflow
 
-V1 = """
-name: greet
-inputs:
-  prompt: text
-nodes:
-  write:
-    uses: prompt.enhance
-    with: {model: sim/writer-small, prompt: "${inputs.prompt}"}
-outputs:
-  text: "${write.text}"
-"""
-V2 = V1.replace("writer-small", "writer-large")
+V1 = GREET
+V2 = GREET_LARGE
 V3 = V1.replace("prompt.enhance", "llm.generate")
 EXPERIMENT: dict[str, Any] = {
     "workflow": "greet",
@@ -42,18 +28,9 @@ EXPERIMENT: dict[str, Any] = {
 
 
 @pytest.fixture
-def client(database_url: str, admin_key: str) -> Iterator[TestClient]:
-    settings = Settings(env="test", database_url=database_url, admin_key=admin_key)
-    app = create_app(
-        settings, run_engine=lambda: engine.Engine(providers=default_providers(time_scale=0))
-    )
-    headers = {"Authorization": f"Bearer {admin_key}"}
-    with TestClient(app, raise_server_exceptions=False, headers=headers) as client:
-        for version, source in (("v1", V1), ("v2", V2), ("v3", V3)):
-            response = client.post("/v1/workflows", json={"source": source, "version": version})
-            assert response.status_code == 201, response.json()
-        assert client.put("/v1/workflows/greet/labels/prod", json={"version": "v1"}).is_success
-        yield client
+def client(api: TestClient) -> TestClient:
+    seed_workflow(api, "greet", {"v1": V1, "v2": V2, "v3": V3}, {"prod": "v1"})
+    return api
 
 
 def run(client: TestClient, user: str) -> dict[str, Any]:

@@ -37,10 +37,10 @@ import engine
 from control_plane.app import create_app
 from control_plane.settings import Settings
 from engine.providers import SimProvider
+from tests.fixtures import bearer, example
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "product-video"
 ADMIN_KEY = "rgk" + secrets.token_urlsafe(32)  # never "-…", which a CLI reads as an option
-AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
+AUTH = bearer(ADMIN_KEY)
 CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance]
 # Operation label ("METHOD /path") → checks not run on it, because of a reported API bug.
 KNOWN_BUGS: dict[str, tuple[Any, ...]] = {}
@@ -49,7 +49,7 @@ SEEDED = {"name": "product-video", "label": "prod", "version": "v3.2"}
 
 def _seed(client: TestClient) -> None:
     for version in ("v3.2", "v3.3"):
-        source = (EXAMPLES / f"{version}.yaml").read_text(encoding="utf-8")
+        source = example(version)
         response = client.post("/v1/workflows", json={"source": source}, headers=AUTH)
         assert response.status_code in (200, 201), response.text
     response = client.put(

@@ -5,50 +5,30 @@ fails before its response, and holds under two concurrent requests."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 import engine
-from control_plane.app import create_app
-from control_plane.settings import Settings
-from engine.providers import default_providers
+from tests.fixtures import GREET, Response, app_state, apply, bearer, new_key, set_label
 
-SOURCE = """
-name: greet
-inputs:
-  prompt: text
-nodes:
-  write:
-    uses: prompt.enhance
-    with: {model: sim/writer-small, prompt: "${inputs.prompt}"}
-outputs:
-  text: "${write.text}"
-"""
 BODY: dict[str, Any] = {"workflow": "greet", "input": {"prompt": "a red sneaker"}}
 
 
 @pytest.fixture
-def client(
-    database_url: str, admin_key: str, admin_headers: dict[str, str]
-) -> Iterator[TestClient]:
-    settings = Settings(env="test", database_url=database_url, admin_key=admin_key)
-    app = create_app(
-        settings, run_engine=lambda: engine.Engine(providers=default_providers(time_scale=0))
-    )
-    with TestClient(app, raise_server_exceptions=False, headers=admin_headers) as client:
-        assert client.post("/v1/workflows", json={"source": SOURCE}).status_code == 201
-        assert client.put("/v1/workflows/greet/labels/prod", json={"version": "v1"}).is_success
-        yield client
+def client(api: TestClient) -> TestClient:
+    apply(api, GREET)  # v1
+    set_label(api, "greet", "prod", "v1")
+    return api
 
 
 def post(
-    client: TestClient, key: str | None, body: dict[str, Any] = BODY, **headers: str
-) -> httpx.Response:
+    client: TestClient, key: str | None, body: dict[str, Any] = BODY, /, **headers: str
+) -> Response:
+    """``POST /v1/run`` with ``key`` (none: no header) and other ``headers`` (the body is
+    positional only, so that no header can be taken for it)."""
     if key is not None:
         headers["Idempotency-Key"] = key
     return client.post("/v1/run", json=body, headers=headers)
@@ -63,7 +43,7 @@ def stored_runs(client: TestClient) -> list[dict[str, Any]]:
 
 def runner_of(client: TestClient) -> engine.Engine:
     """The process's graph engine, which runs every workflow (tests patch its ``run``)."""
-    runner: engine.Engine = client.app.state.compiler.engine  # type: ignore[attr-defined]
+    runner: engine.Engine = app_state(client).compiler.engine
     return runner
 
 
@@ -97,9 +77,7 @@ def test_the_same_key_with_another_body_is_a_422(client: TestClient) -> None:
 
 
 def test_keys_are_scoped_per_api_key(client: TestClient) -> None:
-    created = client.post("/v1/keys", json={"name": "worker", "role": "runner"})
-    assert created.status_code == 201, created.json()
-    worker = {"Authorization": f"Bearer {created.json()['key']}"}
+    worker = bearer(new_key(client, "worker", "runner"))
     mine = post(client, "shared")
     theirs = post(client, "shared", **worker)
     assert mine.status_code == theirs.status_code == 200

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +22,17 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 import engine
-from control_plane.app import create_app
 from control_plane.metrics import assignment_reason
-from control_plane.settings import Settings
-from engine.providers import default_providers
+from tests.fixtures import (
+    GREET,
+    GREET_LARGE,
+    app_client,
+    app_state,
+    apply,
+    bearer,
+    seed_workflow,
+    set_label,
+)
 
 BILLING = """
 name: billing
@@ -44,17 +51,6 @@ nodes:
     with: {x: "${polish.out}"}
 outputs:
   result: "${check.out}"
-"""
-GREET = """
-name: greet
-inputs:
-  prompt: text
-nodes:
-  write:
-    uses: prompt.enhance
-    with: {model: sim/writer-small, prompt: "${inputs.prompt}"}
-outputs:
-  text: "${write.text}"
 """
 EXPERIMENT: dict[str, Any] = {
     "workflow": "greet",
@@ -97,15 +93,6 @@ class Kinds:
         return reg
 
 
-@contextmanager
-def app_client(database_url: str, admin_key: str, make: Any) -> Iterator[TestClient]:
-    settings = Settings(env="test", database_url=database_url, admin_key=admin_key)
-    app = create_app(settings, run_engine=make)
-    headers = {"Authorization": f"Bearer {admin_key}"}
-    with TestClient(app, raise_server_exceptions=False, headers=headers) as client:
-        yield client
-
-
 @pytest.fixture
 def kinds() -> Kinds:
     return Kinds()
@@ -113,23 +100,19 @@ def kinds() -> Kinds:
 
 @pytest.fixture
 def billing(database_url: str, admin_key: str, kinds: Kinds) -> Iterator[TestClient]:
-    with app_client(
-        database_url, admin_key, lambda: engine.Engine(registry=kinds.registry())
-    ) as client:
-        assert client.post("/v1/workflows", json={"source": BILLING}).status_code == 201
-        assert client.put("/v1/workflows/billing/labels/prod", json={"version": "v1"}).is_success
+    def run_engine() -> engine.Engine:
+        return engine.Engine(registry=kinds.registry())
+
+    with app_client(database_url, admin_key, run_engine=run_engine) as client:
+        apply(client, BILLING)  # v1
+        set_label(client, "billing", "prod", "v1")
         yield client
 
 
 @pytest.fixture
-def greet(database_url: str, admin_key: str) -> Iterator[TestClient]:
-    simulated = lambda: engine.Engine(providers=default_providers(time_scale=0))  # noqa: E731
-    with app_client(database_url, admin_key, simulated) as client:
-        for version, source in (("v1", GREET), ("v2", GREET.replace("small", "large"))):
-            response = client.post("/v1/workflows", json={"source": source, "version": version})
-            assert response.status_code == 201, response.json()
-        assert client.put("/v1/workflows/greet/labels/prod", json={"version": "v1"}).is_success
-        yield client
+def greet(api: TestClient) -> TestClient:
+    seed_workflow(api, "greet", {"v1": GREET, "v2": GREET_LARGE}, {"prod": "v1"})
+    return api
 
 
 def samples(text: str, *, openmetrics: bool = False) -> list[Sample]:
@@ -379,7 +362,7 @@ def test_p_values_of_a_running_experiment_come_from_its_latest_decision(
     for i in range(60):
         r = run(greet, "greet", user_id=f"user-{i}")
         greet.post(f"/v1/runs/{r['run_id']}/outcome", json={"converted": i % 2 == 0})
-    evaluator = greet.app.state.evaluator  # type: ignore[attr-defined]
+    evaluator = app_state(greet).evaluator
     greet.portal.call(evaluator.run_once)  # type: ignore[union-attr]
     greet.portal.call(evaluator.run_once)  # type: ignore[union-attr]  # the same news: not stored
     decisions = greet.get(f"/v1/experiments/{ident}/decisions").json()
@@ -462,7 +445,7 @@ def test_counts_add_up_over_the_workers_of_a_real_server(
         "ROLLGRAPH_DATABASE_URL": database_url,
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
     }
-    headers = {"Authorization": f"Bearer {admin_key}"}
+    headers = bearer(admin_key)
     with serve(env, workers=2) as url:
 
         def call(method: str, path: str, **kw: Any) -> httpx.Response:

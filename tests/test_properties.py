@@ -205,7 +205,7 @@ def test_outputs_equal_sequential_evaluation(graph: Graph) -> None:
     assert result.outputs == expected_outputs(graph)
     wf = harness.workflow()
     # The engine's own order is a topological order of the same graph.
-    order = {name: index for index, name in enumerate(wf.order)}
+    order: dict[str, int] = {name: index for index, name in enumerate(wf.order)}
     assert sorted(order) == sorted(graph.name(i) for i in range(graph.size))
     for i in range(graph.size):
         for d in graph.deps[i]:

@@ -1,5 +1,6 @@
-"""The run queue and its worker loop, against the real Redis at 127.0.0.1:6379 (no fakes: the
-semantics under test — pending lists, idle times, delivery counts — are Redis's own).
+"""The run queue and its worker loop, against the real Redis at 127.0.0.1:6379 (or
+``ROLLGRAPH_TEST_REDIS_URL``; no fakes: the semantics under test — pending lists, idle times,
+delivery counts — are Redis's own).
 
 Each test owns a random key prefix and deletes its keys afterwards. Without a server the tests
 are skipped, saying why, or fail under ``CI=true``. Visibility timeouts are a few hundred ms;
@@ -9,64 +10,30 @@ tests wait for outcomes with generous deadlines and never assert how long anythi
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-import os
 import socket
-import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import pytest
-import redis
 import redis.asyncio as aredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from control_plane.queue import Consumer, Delivery, Fatal, RunQueue
+from tests.fixtures import REDIS_URL
 
-REDIS_HOST = "127.0.0.1"
-REDIS_PORT = 6379
 TIMEOUT_S = 0.3  # visibility timeout in tests that wait for a reclaim
 DEADLINE_S = 10.0  # how long any waiting loop may wait before the test fails
 
 T = TypeVar("T")
 
 
-@functools.cache
-def _redis_unreachable() -> str | None:
-    probe = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, socket_connect_timeout=2)
-    try:
-        probe.ping()
-    except Exception as exc:  # any failure to connect means "no server here"
-        return f"Redis at {REDIS_HOST}:{REDIS_PORT} is unreachable: {type(exc).__name__}: {exc}"
-    finally:
-        probe.close()
-    return None
-
-
-def _require_redis() -> None:
-    reason = _redis_unreachable()
-    if reason is None:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: Redis tests must run)")
-    pytest.skip(f"{reason}; start it with `redis-server --daemonize yes`")
-
-
 @pytest.fixture
-def prefix() -> Iterator[str]:
-    _require_redis()
-    prefix = f"rgtest-{uuid.uuid4().hex[:8]}"
-    yield prefix
-    cleanup = redis.Redis(host=REDIS_HOST, port=REDIS_PORT)
-    try:
-        keys = list(cleanup.scan_iter(match=f"{prefix}:*"))
-        if keys:
-            cleanup.delete(*keys)
-    finally:
-        cleanup.close()
+def prefix(redis_prefix: str) -> str:
+    """A key prefix of this test's own (conftest's ``redis_prefix``: deleted afterwards)."""
+    return redis_prefix
 
 
 def with_queue(
@@ -79,7 +46,7 @@ def with_queue(
     """Run ``body`` with a queue (group created) on a fresh client, closed afterwards."""
 
     async def main() -> T:
-        client = aredis.Redis(host=REDIS_HOST, port=REDIS_PORT, **(client_options or {}))
+        client = aredis.Redis.from_url(REDIS_URL, **(client_options or {}))
         try:
             queue = RunQueue(client, prefix=prefix, **options)
             await queue.ensure_group()
@@ -151,7 +118,7 @@ def test_reclaim_extend_and_dead_letter_on_every_client_flavour(
 
 def test_stats_before_any_group(prefix: str) -> None:
     async def main() -> None:
-        client = aredis.Redis(host=REDIS_HOST, port=REDIS_PORT)
+        client = aredis.Redis.from_url(REDIS_URL)
         try:
             stats = await RunQueue(client, prefix=prefix).stats()
             assert (stats.length, stats.pending, stats.dead) == (0, 0, 0)

@@ -19,28 +19,20 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
-import engine
 from control_plane.access import service as access
-from control_plane.app import create_app
 from control_plane.errors import Conflict, NotFound
 from control_plane.registry.cache import RegistryCache
+from control_plane.rollouts.routing import Route
 from control_plane.runs import planning
 from control_plane.runs.schemas import RunRequest
-from control_plane.settings import Settings
 from control_plane.store.db import make_session_factory, session_scope
 from control_plane.store.generation import read_generation
 from control_plane.workflows import labels
-from engine.providers import default_providers
+from tests.fixtures import GREET, GREET_LARGE, app_client, app_state, bearer, new_key, seed_workflow
 
-V1 = """
-name: greet
-inputs: {prompt: text}
-nodes:
-  write: {uses: prompt.enhance, with: {model: sim/writer-small, prompt: "${inputs.prompt}"}}
-outputs: {text: "${write.text}"}
-"""
-V2 = V1.replace("writer-small", "writer-large")
-V3 = V1.replace("prompt.enhance,", "prompt.enhance, retry: {max_attempts: 2},")
+V1 = GREET
+V2 = GREET_LARGE
+V3 = V1.replace("prompt.enhance", "prompt.enhance\n    retry: {max_attempts: 2}")
 INPUT = {"prompt": "a red sneaker"}
 POLL_S = 0.05
 # So long that only the commit hook, never the poller, can tell the cache of a change.
@@ -50,41 +42,29 @@ REGISTRY_READ = re.compile(r"\bFROM (workflow|workflow_version|workflow_label|ro
 
 
 @contextmanager
-def app_client(
-    database_url: str, admin_key: str, *, poll_s: float, seed: bool = False
-) -> Iterator[TestClient]:
-    """An app on the database; ``seed``: greet v1, v2, v3 with prod on v1, staging on v3."""
-    settings = Settings(
-        env="test", database_url=database_url, admin_key=admin_key, registry_poll_s=poll_s
-    )
-    app = create_app(
-        settings, run_engine=lambda: engine.Engine(providers=default_providers(time_scale=0))
-    )
-    headers = {"Authorization": f"Bearer {admin_key}"}
-    with TestClient(app, raise_server_exceptions=False, headers=headers) as client:
-        for version, source in (("v1", V1), ("v2", V2), ("v3", V3)) if seed else ():
-            body = {"source": source, "version": version}
-            assert client.post("/v1/workflows", json=body).status_code == 201
-        for label, version in (("prod", "v1"), ("staging", "v3")) if seed else ():
-            put = client.put(f"/v1/workflows/greet/labels/{label}", json={"version": version})
-            assert put.status_code == 200
+def seeded_client(database_url: str, admin_key: str, *, poll_s: float) -> Iterator[TestClient]:
+    """An app on the database with greet v1, v2, v3, prod on v1 and staging on v3."""
+    with app_client(database_url, admin_key, registry_poll_s=poll_s) as client:
+        seed_workflow(
+            client, "greet", {"v1": V1, "v2": V2, "v3": V3}, {"prod": "v1", "staging": "v3"}
+        )
         yield client
 
 
 @pytest.fixture
 def client(database_url: str, admin_key: str) -> Iterator[TestClient]:  # no polls after start
-    with app_client(database_url, admin_key, poll_s=NO_POLL_S, seed=True) as client:
+    with seeded_client(database_url, admin_key, poll_s=NO_POLL_S) as client:
         yield client
 
 
 @pytest.fixture
 def polled(database_url: str, admin_key: str) -> Iterator[TestClient]:  # polls every POLL_S
-    with app_client(database_url, admin_key, poll_s=POLL_S, seed=True) as client:
+    with seeded_client(database_url, admin_key, poll_s=POLL_S) as client:
         yield client
 
 
 def cache_of(client: TestClient) -> RegistryCache:
-    return cast(RegistryCache, client.app.state.registry_cache)  # type: ignore[attr-defined]
+    return cast(RegistryCache, app_state(client).registry_cache)
 
 
 def plan(client: TestClient, **body: Any) -> planning.RunPlan:
@@ -98,16 +78,6 @@ def run(client: TestClient, **body: Any) -> dict[str, Any]:
     response = client.post("/v1/run", json={"workflow": "greet", "input": INPUT, **body})
     assert response.status_code == 200, response.json()
     return dict(response.json())
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
-def new_key(client: TestClient, name: str, role: str = "runner") -> str:
-    response = client.post("/v1/keys", json={"name": name, "role": role})
-    assert response.status_code == 201, response.json()
-    return str(response.json()["key"])
 
 
 def eventually(check: Callable[[], bool]) -> None:
@@ -134,8 +104,8 @@ def statements(db_engine: Engine) -> Iterator[list[str]]:
 
 
 def test_a_warm_cache_plans_and_authenticates_without_the_store(client: TestClient) -> None:
-    db_engine: Engine = client.app.state.db_engine  # type: ignore[attr-defined]
-    key = new_key(client, "ci")
+    db_engine: Engine = app_state(client).db_engine
+    key = new_key(client, "ci", "runner")
     with statements(db_engine) as cold:
         assert plan(client, user_id="u1").version == "v1"
         assert client.get("/v1/workflows", headers=bearer(key)).status_code == 200
@@ -172,7 +142,7 @@ def test_changes_through_the_api_are_seen_by_the_next_request(client: TestClient
     with pytest.raises(Conflict, match="archived"):
         plan(client, version="v2")
     # A key that worked (and is cached) is refused from the next request on.
-    key = new_key(client, "temp")
+    key = new_key(client, "temp", "runner")
     assert client.get("/v1/workflows", headers=bearer(key)).status_code == 200
     assert client.delete("/v1/keys/temp").status_code == 200
     refused = client.get("/v1/workflows", headers=bearer(key))
@@ -185,16 +155,16 @@ def test_changes_by_another_process_are_seen_within_the_poll_interval(
     polled: TestClient, database_url: str, admin_key: str
 ) -> None:
     client = polled
-    key = new_key(client, "shared")
+    key = new_key(client, "shared", "runner")
     assert plan(client, user_id="u1").version == "v1"  # warm
     assert client.get("/v1/workflows", headers=bearer(key)).status_code == 200
-    with app_client(database_url, admin_key, poll_s=POLL_S) as other:
+    with app_client(database_url, admin_key, registry_poll_s=POLL_S) as other:
         assert other.put("/v1/workflows/greet/labels/prod", json={"version": "v2"}).is_success
         eventually(lambda: plan(client, user_id="u1").version == "v2")
         assert other.delete("/v1/keys/shared").is_success
         eventually(lambda: client.get("/v1/workflows", headers=bearer(key)).status_code == 401)
     # A plain session in "another process": the audit writer alone tells the cache.
-    factory = make_session_factory(client.app.state.db_engine)  # type: ignore[attr-defined]
+    factory = make_session_factory(app_state(client).db_engine)
     with session_scope(factory) as session:
         labels.set_label(session, workflow="greet", label="prod", version="v3", actor="t")
     eventually(lambda: plan(client, user_id="u1").version == "v3")
@@ -204,10 +174,10 @@ def test_a_read_that_raced_a_change_is_not_served(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cache = cache_of(client)
-    factory = client.app.state.session_factory  # type: ignore[attr-defined]
+    factory = app_state(client).session_factory
     read_route = planning.read_route
 
-    def racing(session: Session, **kwargs: Any) -> planning.Route:
+    def racing(session: Session, **kwargs: Any) -> Route:
         route = read_route(session, **kwargs)  # prod → v1, read at the current generation
         with session_scope(factory) as other:  # ... and prod moves before it is stored
             labels.set_label(other, workflow="greet", label="prod", version="v2", actor="t")
@@ -242,7 +212,7 @@ def test_the_poller_survives_store_errors(
     with caplog.at_level(logging.WARNING, logger="control_plane.registry.cache"):
         monkeypatch.setattr(cache, "_poll_read", flaky)
         eventually(lambda: len(failed) >= 3)
-        factory = make_session_factory(client.app.state.db_engine)  # type: ignore[attr-defined]
+        factory = make_session_factory(app_state(client).db_engine)
         with session_scope(factory) as session:  # a change the poller cannot see yet
             labels.set_label(session, workflow="greet", label="prod", version="v2", actor="t")
         down = False
@@ -262,7 +232,7 @@ def test_unknown_keys_do_not_grow_the_cache_and_it_stays_bounded(client: TestCli
         assert response.json()["error"]["message"] == "unknown API key"
     assert len(cache) == before
     cache.capacity = 3
-    keys = [new_key(client, f"k{i}") for i in range(6)]
+    keys = [new_key(client, f"k{i}", "runner") for i in range(6)]
     for key in keys * 2:  # every key works, evicted or not
         assert client.get("/v1/workflows", headers=bearer(key)).status_code == 200
         assert len(cache) <= 3
@@ -286,7 +256,7 @@ def test_a_given_labels_rollout_applies_and_a_version_pin_wins(client: TestClien
 
 
 def test_the_generation_counts_committed_changes_only(client: TestClient) -> None:
-    factory = client.app.state.session_factory  # type: ignore[attr-defined]
+    factory = app_state(client).session_factory
     cache = cache_of(client)
     with session_scope(factory) as session:
         start = read_generation(session)

@@ -4,61 +4,29 @@ candidates (split, validation, ending, the CLI)."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, col, create_engine, select
 
-import engine
-from control_plane.app import create_app
 from control_plane.rollouts import service
 from control_plane.rollouts.assignment import assign
-from control_plane.settings import Settings
 from control_plane.store.db import make_session_factory
 from control_plane.store.tables import AuditRow
-from engine.providers import default_providers
+from tests.fixtures import GREET, GREET_LARGE, Response, seed_workflow
 
-V1 = """
-name: greet
-inputs:
-  prompt: text
-nodes:
-  write:
-    uses: prompt.enhance
-    with: {model: sim/writer-small, prompt: "${inputs.prompt}"}
-outputs:
-  text: "${write.text}"
-"""
-V2 = V1.replace("writer-small", "writer-large")
+V1 = GREET
+V2 = GREET_LARGE
 V3 = V1.replace("writer-small", "writer-large").replace(
     "prompt.enhance", "prompt.enhance\n    retry: {max_attempts: 2}"
 )
 
 
 @pytest.fixture
-def client(
-    database_url: str, admin_key: str, admin_headers: dict[str, str]
-) -> Iterator[TestClient]:
-    settings = Settings(env="test", database_url=database_url, admin_key=admin_key)
-    # The simulator without its sleeps: runs through POST /v1/run are instant.
-    app = create_app(
-        settings, run_engine=lambda: engine.Engine(providers=default_providers(time_scale=0))
-    )
-    with TestClient(app, raise_server_exceptions=False, headers=admin_headers) as client:
-        for version, source in (("v1", V1), ("v2", V2), ("v3", V3)):
-            assert (
-                client.post(
-                    "/v1/workflows", json={"source": source, "version": version}
-                ).status_code
-                == 201
-            )
-        assert (
-            client.put("/v1/workflows/greet/labels/prod", json={"version": "v1"}).status_code == 200
-        )
-        yield client
+def client(api: TestClient) -> TestClient:
+    seed_workflow(api, "greet", {"v1": V1, "v2": V2, "v3": V3}, {"prod": "v1"})
+    return api
 
 
 def test_set_ramp_and_end_a_rollout_keeping_the_salt(client: TestClient) -> None:
@@ -268,7 +236,7 @@ def test_the_shorthand_replaces_every_candidate(client: TestClient) -> None:
     assert client.put(PUT, json={"version": "v4", "percent": 0}).json()["candidates"] == []
 
 
-def _messages(response: httpx.Response) -> str:
+def _messages(response: Response) -> str:
     assert response.json()["error"]["code"] == "invalid_request", response.json()
     return " | ".join(f["message"] for f in response.json()["error"]["fields"])
 
@@ -276,7 +244,7 @@ def _messages(response: httpx.Response) -> str:
 def test_candidate_lists_are_validated_with_messages_that_say_what_to_fix(
     client: TestClient,
 ) -> None:
-    def cands(*pairs: tuple[str, float]) -> dict[str, Any]:
+    def cands(*pairs: tuple[str, object]) -> dict[str, Any]:  # invalid percents on purpose
         return {"candidates": [{"version": v, "percent": p} for v, p in pairs]}
 
     both = client.put(PUT, json={"version": "v2", "percent": 5, **cands(("v3", 5))})

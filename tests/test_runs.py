@@ -3,17 +3,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-import engine
-from control_plane.app import create_app
-from control_plane.settings import Settings
-from engine.providers import default_providers
+from tests.fixtures import app_client, seed_workflow
 
 V1 = """
 name: greet
@@ -44,27 +40,34 @@ outputs:
 INPUT = {"prompt": "a red sneaker"}
 
 
-@contextmanager
-def app_client(database_url: str, admin_key: str) -> Iterator[TestClient]:
-    settings = Settings(env="test", database_url=database_url, admin_key=admin_key)
-    # The simulator without its sleeps: runs are instant, behaviour is otherwise the same.
-    app = create_app(
-        settings, run_engine=lambda: engine.Engine(providers=default_providers(time_scale=0))
-    )
-    headers = {"Authorization": f"Bearer {admin_key}"}
-    with TestClient(app, raise_server_exceptions=False, headers=headers) as client:
-        yield client
-
-
 @pytest.fixture
-def client(database_url: str, admin_key: str) -> Iterator[TestClient]:
-    with app_client(database_url, admin_key) as client:
-        for version, source in (("v1", V1), ("v2", V2), ("v3", V3)):
-            response = client.post("/v1/workflows", json={"source": source, "version": version})
-            assert response.status_code == 201
-        client.put("/v1/workflows/greet/labels/prod", json={"version": "v1"})
-        client.put("/v1/workflows/greet/labels/staging", json={"version": "v3"})
-        yield client
+def client(api: TestClient) -> TestClient:
+    versions = {"v1": V1, "v2": V2, "v3": V3}
+    seed_workflow(api, "greet", versions, {"prod": "v1", "staging": "v3"})
+    return api
+
+
+class ThroughTestClient(httpx.BaseTransport):
+    """An httpx transport that hands each request to a ``TestClient`` (an httpx2 client, so it
+    cannot be an httpx client's transport or stand in for the client itself)."""
+
+    def __init__(self, client: TestClient) -> None:
+        self._client = client
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        answer = self._client.request(
+            request.method,
+            str(request.url),
+            headers=request.headers.multi_items(),
+            content=request.read(),
+        )
+        # The body is already decoded: its length and encoding are httpx's to set again.
+        headers = [
+            (name, value)
+            for name, value in answer.headers.multi_items()
+            if name not in ("content-encoding", "content-length")
+        ]
+        return httpx.Response(answer.status_code, headers=headers, content=answer.content)
 
 
 def run(client: TestClient, **body: Any) -> dict[str, Any]:
@@ -215,16 +218,12 @@ def test_cli_run_trace_and_rollout(
     from control_plane.cli import main
     from control_plane.client import Client
 
-    class InProcess(Client):
-        """The CLI's own client, over the in-process app instead of a socket."""
+    # The CLI's own client (one per command, which closes it), over the in-process app instead
+    # of a socket; the fixture's client sends the admin key.
+    def in_process(args: object) -> Client:
+        return Client("http://testserver", transport=ThroughTestClient(client))
 
-        def __init__(self) -> None:
-            self._http = client  # a TestClient is an httpx.Client
-
-        def close(self) -> None:
-            pass  # the fixture closes the app
-
-    monkeypatch.setattr(cli_remote, "_client", lambda args: InProcess())
+    monkeypatch.setattr(cli_remote, "_client", in_process)
 
     def cli(*args: str) -> tuple[int, str, str]:
         code = main(list(args))

@@ -22,13 +22,12 @@ from sqlalchemy import update
 from sqlmodel import Session, select
 
 import engine
-from control_plane.app import create_app
 from control_plane.kit.time import utcnow
 from control_plane.runs import service
 from control_plane.runs.execution import Runs
-from control_plane.settings import Settings
 from control_plane.store.db import create_db_engine, make_session_factory, session_scope
 from control_plane.store.tables import IdempotencyKeyRow, RunRow, RunStepRow
+from tests.fixtures import app_client, app_state, apply, set_label
 
 SOURCE = """
 name: billing
@@ -80,13 +79,18 @@ def registry(gate: Gate) -> engine.Registry:
 
 
 @contextmanager
-def app_client(
-    database_url: str, admin_key: str, gate: Gate, **settings: Any
+def gated_client(
+    database_url: str, admin_key: str, gate: Gate, *, seed: bool = True, **settings: Any
 ) -> Iterator[TestClient]:
-    config = Settings(env="test", database_url=database_url, admin_key=admin_key, **settings)
-    app = create_app(config, run_engine=lambda: engine.Engine(registry=registry(gate)))
-    headers = {"Authorization": f"Bearer {admin_key}"}
-    with TestClient(app, raise_server_exceptions=False, headers=headers) as client:
+    """An app whose engine has the test's kinds; ``seed``: billing v1, prod on v1."""
+
+    def run_engine() -> engine.Engine:
+        return engine.Engine(registry=registry(gate))
+
+    with app_client(database_url, admin_key, run_engine=run_engine, **settings) as client:
+        if seed:
+            apply(client, SOURCE)  # v1
+            set_label(client, "billing", "prod", "v1")
         yield client
 
 
@@ -97,9 +101,7 @@ def gate() -> Gate:
 
 @pytest.fixture
 def client(database_url: str, admin_key: str, gate: Gate) -> Iterator[TestClient]:
-    with app_client(database_url, admin_key, gate) as client:
-        assert client.post("/v1/workflows", json={"source": SOURCE}).status_code == 201
-        assert client.put("/v1/workflows/billing/labels/prod", json={"version": "v1"}).is_success
+    with gated_client(database_url, admin_key, gate) as client:
         yield client
 
 
@@ -251,16 +253,14 @@ def test_an_async_run_stopped_by_shutdown_is_stored_interrupted_and_resumes(
 ) -> None:
     gate.open = True
     gate.held.clear()  # the run is in `check` when the server stops
-    with app_client(database_url, admin_key, gate, shutdown_grace_s=0) as client:
-        client.post("/v1/workflows", json={"source": SOURCE})
-        client.put("/v1/workflows/billing/labels/prod", json={"version": "v1"})
+    with gated_client(database_url, admin_key, gate, shutdown_grace_s=0) as client:
         run_id = client.post("/v1/run", json={**BODY, "mode": "async"}).json()["run_id"]
         for _ in range(500):
             if gate.calls["test.gate"]:
                 break
             time.sleep(0.01)
     gate.held.set()
-    with app_client(database_url, admin_key, gate) as client:
+    with gated_client(database_url, admin_key, gate, seed=False) as client:
         stopped = client.get(f"/v1/runs/{run_id}").json()
         assert stopped["status"] == "failed" and "interrupted" in stopped["error"]
         assert len(steps_of(database_url, run_id)) == 1  # draft, stored as it completed
@@ -279,17 +279,17 @@ def test_runs_left_running_by_a_dead_process_are_failed_by_the_sweep(
         with session_scope(factory) as session:  # as a process killed mid-run leaves it
             session.execute(
                 update(RunRow)
-                .where(RunRow.id == done["run_id"])  # type: ignore[arg-type]
+                .where(RunRow.id == done["run_id"])
                 .values(status="running", deadline_at=utcnow() - timedelta(seconds=1))
             )
-        runs: Runs = client.app.state.runs  # type: ignore[attr-defined]
+        runs: Runs = app_state(client).runs
         assert client.portal.call(runs.sweep) == 1  # type: ignore[union-attr]
         swept = client.get(f"/v1/runs/{done['run_id']}").json()
         assert swept["status"] == "failed" and swept["error"] == service.INTERRUPTED
         with session_scope(factory) as session:  # not yet past its deadline: left alone
             session.execute(
                 update(RunRow)
-                .where(RunRow.id == done["run_id"])  # type: ignore[arg-type]
+                .where(RunRow.id == done["run_id"])
                 .values(status="running", deadline_at=utcnow() + timedelta(minutes=5))
             )
         assert client.portal.call(runs.sweep) == 0  # type: ignore[union-attr]
@@ -328,7 +328,7 @@ def test_concurrent_runs_share_transactions_and_every_answered_run_is_stored(
     client: TestClient, gate: Gate
 ) -> None:
     gate.open = True
-    runs: Runs = client.app.state.runs  # type: ignore[attr-defined]
+    runs: Runs = app_state(client).runs
     before = (runs.writer.batches, runs.writer.units)
 
     async def many() -> list[str]:

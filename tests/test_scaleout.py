@@ -17,6 +17,7 @@ tests are skipped, and under ``CI=true`` they fail.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -34,13 +35,14 @@ import httpx
 import pytest
 import redis
 
+from control_plane.settings import Settings
+from tests.fixtures import EXAMPLES, REDIS_URL, bearer, open_client
 from tests.processes import free_port
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
-REDIS_URL = os.environ.get("ROLLGRAPH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-VIDEO = (ROOT / "examples" / "product-video" / "v3.2.yaml").read_text()
+VIDEO = (EXAMPLES / "v3.2.yaml").read_text()
 GREET = """
 name: greet
 version: {version}
@@ -58,26 +60,10 @@ Serve = Callable[..., AbstractContextManager[str]]
 Worker = Callable[..., AbstractContextManager[subprocess.Popen[bytes]]]
 
 
-def _require_redis(url: str) -> None:
-    try:
-        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
-    except redis.RedisError as exc:
-        reason = f"Redis at {url} is unreachable: {exc}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason} (CI=true: Redis tests must run)")
-        pytest.skip(reason)
-
-
 @pytest.fixture
-def prefix() -> Iterator[str]:
+def prefix(redis_prefix: str) -> str:
     """A Redis key prefix of this test's own; its keys are deleted afterwards."""
-    _require_redis(REDIS_URL)
-    name = f"rgtest-{uuid.uuid4().hex[:10]}"
-    yield name
-    client = redis.Redis.from_url(REDIS_URL)
-    for key in client.scan_iter(f"{name}:*"):
-        client.delete(key)
-    client.close()
+    return redis_prefix
 
 
 def env_for(database_url: str, admin_key: str, redis_url: str, prefix: str) -> dict[str, str]:
@@ -94,7 +80,7 @@ def env_for(database_url: str, admin_key: str, redis_url: str, prefix: str) -> d
 
 
 def api(url: str, admin_key: str) -> httpx.Client:
-    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {admin_key}"}, timeout=60)
+    return httpx.Client(base_url=url, headers=bearer(admin_key), timeout=60)
 
 
 def wait_for(predicate: Callable[[], Any], *, timeout_s: float, what: str) -> Any:
@@ -144,7 +130,7 @@ def test_a_run_of_a_killed_worker_finishes_on_the_other_without_redoing_its_step
         )
         pending = r.xpending_range(f"{prefix}:runs", "workers", "-", "+", 10)
         assert [p["consumer"] for p in pending], pending
-        holder = pending[0]["consumer"]
+        holder = str(pending[0]["consumer"])  # a str: the client decodes responses
         workers[holder].send_signal(signal.SIGKILL)
         workers[holder].wait()
 
@@ -354,9 +340,7 @@ def test_redis_stopped_and_started_under_load_loses_nothing(
                 assert answer.headers.get("Retry-After")
             # Every accepted async run ends: none is lost on the way through the queue.
             for run_id in accepted:
-                run = wait_for(
-                    lambda run_id=run_id: ended(client, run_id), timeout_s=60, what=run_id
-                )
+                run = wait_for(functools.partial(ended, client, run_id), timeout_s=60, what=run_id)
                 assert run["status"] == "succeeded", run
 
 
@@ -388,16 +372,11 @@ def test_a_queued_run_that_fails_for_good_is_dead_lettered_with_its_error(
 
 
 def test_without_redis_there_is_no_queue_and_no_worker(tmp_path: Path) -> None:
-    from fastapi.testclient import TestClient
-
-    from control_plane.app import create_app
-    from control_plane.settings import Settings
-
     settings = Settings(
         env="dev", database_url=f"sqlite:///{tmp_path / 'db.sqlite'}", redis_url=None
     )
-    with TestClient(create_app(settings)) as client:
-        headers = {"Authorization": f"Bearer {settings.admin_key}"}
+    with open_client(settings, run_engine=None) as client:
+        headers = bearer(settings.admin_key)
         assert client.get("/v1/queue", headers=headers).json() == {
             "enabled": False, "stream": None, "length": None, "pending": None, "dead": None,
         }  # fmt: skip

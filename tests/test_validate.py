@@ -199,7 +199,7 @@ def test_template_strings_and_json_paths() -> None:
 
 
 def test_when_must_reference_a_boolean() -> None:
-    base = {
+    base: dict[str, Any] = {
         "name": "w",
         "inputs": {"go": "boolean", "label": "text"},
         "nodes": {"a": {"uses": "template", "with": {"text": "x"}, "when": "${inputs.go}"}},

@@ -3,8 +3,6 @@ back in one call, every change is audited, and two versions diff node by node.""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from sqlmodel import Session, col, select
 
@@ -21,10 +19,10 @@ from control_plane.store.tables import AuditRow, LabelEventRow, VersionRow, Work
 from control_plane.workflows import diff_versions, service
 from control_plane.workflows.schemas import ApplyResult
 from control_plane.workflows.service import next_version_label
+from tests.fixtures import example
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "product-video"
-V32 = (EXAMPLES / "v3.2.yaml").read_text()
-V33 = (EXAMPLES / "v3.3.yaml").read_text()
+V32 = example("v3.2")
+V33 = example("v3.3")
 ACTOR = "alice@example.com"
 
 BROKEN = """\
