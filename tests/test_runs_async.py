@@ -346,4 +346,6 @@ def test_concurrent_runs_share_transactions_and_every_answered_run_is_stored(
     assert set(answered) <= stored
     batches, units = runs.writer.batches - before[0], runs.writer.units - before[1]
     assert units >= 40
-    assert batches <= units  # never more transactions than units; fewer under load
+    # A batch commits at least one unit, so ``batches <= units`` always holds; sharing means that
+    # some transaction committed the units of several runs: fewer transactions than units.
+    assert batches < units, (batches, units)
