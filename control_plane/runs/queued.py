@@ -11,32 +11,73 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from sqlmodel import Session
 
-from control_plane.metrics import after_commit
+import engine
+from control_plane.metrics import Metrics, after_commit
 from control_plane.queue import Delivery, Fatal, RunQueue
 from control_plane.runs import idempotency, service
+from control_plane.runs.compiler import Compiler
 from control_plane.runs.planning import RunPlan
+from control_plane.runs.remote_steps import RemoteSteps
 from control_plane.runs.schemas import RunPublic
-from control_plane.runs.steps import RunSteps
-from control_plane.store.redis import RedisUnavailable
+from control_plane.runs.steps import RunSteps, SharedSteps
+from control_plane.settings import Settings
+from control_plane.store.redis import RedisLink, RedisUnavailable
 
-if TYPE_CHECKING:  # the owner hands itself in; imported for its type only
-    from control_plane.runs.execution import Runs
-
-__all__ = ["QueuedRuns"]
+__all__ = ["QueuedRuns", "RunHost"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 
+class RunHost(Protocol):
+    """What queued runs use of the process's run machinery (``execution.Runs`` is one): the
+    queue shares its writer, step caches and finisher rather than keeping copies."""
+
+    compiler: Compiler
+    settings: Settings
+    metrics: Metrics
+    redis: RedisLink | None
+    remote: RemoteSteps | None
+    shared: SharedSteps
+
+    async def write(self, work: Callable[[Session], T]) -> T: ...
+
+    def accept(
+        self,
+        plan: RunPlan,
+        inputs: Mapping[str, Any],
+        session: Session,
+        *,
+        run_id: str,
+        claim: idempotency.Claim | None,
+        deadline_s: float,
+        status: Literal["running", "queued"] = "running",
+    ) -> RunPublic: ...
+
+    def count_failed_ends(self, session: Session, ended: Iterable[service.EndedRun]) -> None: ...
+
+    def persister(self, run_id: str) -> Callable[[str, str], object]: ...
+
+    def finish(
+        self,
+        run_id: str,
+        workflow: engine.Workflow,
+        inputs: Mapping[str, Any],
+        steps: RunSteps,
+        give_back_on_cancel: bool = True,
+        **kw: Any,
+    ) -> Coroutine[Any, Any, RunPublic]: ...
+
+
 class QueuedRuns:
-    def __init__(self, runs: Runs, queue: RunQueue) -> None:
+    def __init__(self, runs: RunHost, queue: RunQueue) -> None:
         self._runs = runs
         self.queue = queue
 
