@@ -4,14 +4,20 @@ stop sequence, so every starter waits and cleans up the same way."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
+import pytest
+import redis
 
-__all__ = ["free_port", "stop", "wait_ready"]
+__all__ = ["free_port", "own_redis", "stop", "wait_ready"]
 
 
 def free_port() -> int:
@@ -55,3 +61,54 @@ def stop(proc: subprocess.Popen[bytes], *, timeout_s: float = 20) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+@contextmanager
+def own_redis(workdir: Path) -> Iterator[tuple[str, Callable[[], None], Callable[[], None]]]:
+    """A ``redis-server`` of the test's own on a free port, with an fsync'ed append-only file
+    (the deployment the run queue needs: a restarted Redis keeps its streams), for tests that stop
+    and start it. Yields its URL and ``stop`` / ``start`` functions. Without the binary the test
+    is skipped (under ``CI=true`` it fails)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("redis-server is not installed")
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    command = [
+        binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(workdir),
+        "--appendonly", "yes", "--appendfsync", "always", "--save", "",
+    ]  # fmt: skip
+    proc: list[subprocess.Popen[bytes]] = []
+
+    def start() -> None:
+        proc.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        deadline = time.monotonic() + 20
+        while not _pings(url):
+            if proc[-1].poll() is not None:
+                raise AssertionError(f"redis-server exited with {proc[-1].returncode}")
+            if time.monotonic() > deadline:
+                raise AssertionError("redis-server did not answer within 20 s")
+            time.sleep(0.05)
+
+    def stop() -> None:
+        proc[-1].terminate()  # SIGTERM: Redis flushes its append-only file and exits
+        proc[-1].wait(timeout=20)
+
+    start()
+    try:
+        yield url, stop, start
+    finally:
+        if proc[-1].poll() is None:
+            stop()
+
+
+def _pings(url: str) -> bool:
+    client = redis.Redis.from_url(url, socket_connect_timeout=0.5)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()

@@ -19,15 +19,14 @@ from __future__ import annotations
 
 import functools
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,7 @@ import redis
 
 from control_plane.settings import Settings
 from tests.fixtures import EXAMPLES, REDIS_URL, bearer, open_client
-from tests.processes import free_port
+from tests.processes import own_redis
 
 pytestmark = pytest.mark.slow
 
@@ -238,47 +237,6 @@ def test_a_rollback_through_one_replica_is_served_by_the_other_within_a_second(
 
 
 # -- Redis stopped and started under load ------------------------------------------------------
-@contextmanager
-def own_redis(workdir: Path) -> Iterator[tuple[str, Callable[[], None], Callable[[], None]]]:
-    """A ``redis-server`` of this test's own on a free port, with an fsync'ed append-only file
-    (the deployment this queue needs: a restarted Redis keeps its streams). Yields its URL and
-    ``stop`` / ``start`` functions."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("redis-server is not installed")
-        pytest.skip("redis-server is not installed")
-    port = free_port()
-    url = f"redis://127.0.0.1:{port}/0"
-    command = [
-        binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(workdir),
-        "--appendonly", "yes", "--appendfsync", "always", "--save", "",
-    ]  # fmt: skip
-    proc: list[subprocess.Popen[bytes]] = []
-
-    def start() -> None:
-        proc.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        wait_for(lambda: _pings(url), timeout_s=20, what="redis-server to start")
-
-    def stop() -> None:
-        proc[-1].terminate()  # SIGTERM: Redis flushes its append-only file and exits
-        proc[-1].wait(timeout=20)
-
-    start()
-    try:
-        yield url, stop, start
-    finally:
-        if proc[-1].poll() is None:
-            stop()
-
-
-def _pings(url: str) -> bool:
-    try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5).ping())
-    except redis.RedisError:
-        return False
-
-
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_redis_stopped_and_started_under_load_loses_nothing(
     database_url: str, admin_key: str, tmp_path: Path, serve: Serve, worker: Worker

@@ -19,7 +19,7 @@ from concurrent.futures import Future
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
@@ -149,16 +149,25 @@ def test_a_batch_takes_at_most_max_batch_units_and_units_run_in_submission_order
 
 
 def test_a_caller_is_answered_only_after_its_batch_commits(
-    writer: BatchWriter, factory: SessionFactory
+    factory: SessionFactory, empty_engine: Engine
 ) -> None:
     happened: list[str] = []
-    event.listen(factory, "after_commit", lambda session: happened.append("commit"))
-    held = Hold()
-    held.hold(writer)
-    future = writer.post(insert(7))
-    future.add_done_callback(lambda f: happened.append("answer"))
-    held.release()
-    assert future.result(WAIT_S) == 7
+
+    class Recorded(Session):
+        def commit(self) -> None:
+            super().commit()
+            happened.append("commit")
+
+    writer = BatchWriter(lambda: Recorded(empty_engine, expire_on_commit=False))
+    try:
+        held = Hold()
+        held.hold(writer)
+        future = writer.post(insert(7))
+        future.add_done_callback(lambda f: happened.append("answer"))
+        held.release()
+        assert future.result(WAIT_S) == 7
+    finally:
+        writer.close()
     assert happened == ["commit", "commit", "answer"]  # the held unit's commit, then its own
 
 
