@@ -39,12 +39,21 @@ from analysis.significance import fixed_test
 from analysis.spec import ExperimentSpec, Guardrail, MetricSpec, problems
 from analysis.srm import srm_check
 from analysis.stats import ArmData, MeanStats, MetricStats, ProportionStats
+from analysis.units import RateOverUnits
 
 __all__ = ["Action", "Decision", "MetricResult", "Reason", "ReasonCode", "Role", "decide"]
 
 _KIND: dict[str, type[MeanStats] | type[ProportionStats]] = {
     "mean": MeanStats,
     "proportion": ProportionStats,
+}
+
+
+# A proportion over users who ran more than once is a ratio of sums, carried as the mean and
+# spread of its linearised values (``analysis.units.RateOverUnits``).
+_ACCEPTED: dict[str, tuple[type[MeanStats] | type[ProportionStats], ...]] = {
+    "mean": (MeanStats,),
+    "proportion": (ProportionStats, RateOverUnits),
 }
 
 
@@ -55,7 +64,8 @@ def _type_problems(spec: ExperimentSpec, data: Mapping[str, ArmData]) -> list[st
         for metric in spec.metrics:
             stats = metrics.get(metric.name)
             expected = _KIND.get(metric.kind)
-            if stats is not None and expected is not None and not isinstance(stats, expected):
+            accepted = _ACCEPTED.get(metric.kind, ())
+            if stats is not None and expected is not None and not isinstance(stats, accepted):
                 found.append(
                     f"{arm.name}'s {metric.name} is {type(stats).__name__}, expected "
                     f"{expected.__name__} for a {metric.kind} metric"

@@ -1,8 +1,12 @@
 """An experiment's results: the stored sufficient statistics handed to ``analysis.decide``.
 
-The store keeps statistics per ramp step; metrics are pooled over the steps, while the sample
-ratio check compares the current step's run counts with the current step's shares (earlier
-steps had other shares). The response is the analysis, flattened for JSON: per arm and metric
+Users are the unit: every metric is analysed over users (``analysis.units``: a per-run metric
+is a ratio over users, its variance by the delta method), and the sample ratio check counts the
+users of the current step against its shares (earlier steps had other shares). The store keeps
+statistics per ramp step; metrics are pooled over the steps. Experiments started before the
+unit tables existed have only run-level sums, and are analysed over runs as they were.
+
+The response is the analysis, flattened for JSON: per arm and metric
 n, mean, effect with its interval, p-values, and the decision with its reasons.
 """
 
@@ -18,12 +22,21 @@ from sqlmodel import Session
 from analysis.decision import Decision, decide
 from analysis.spec import ArmSpec, ExperimentSpec, Guardrail, PrimaryMetric
 from analysis.stats import ArmData, MeanStats, MetricStats, ProportionStats
+from analysis.units import UnitStats
 from control_plane.experiments.schemas import ExperimentCreate, ExperimentPublic
 from control_plane.experiments.service import get_experiment
-from control_plane.experiments.stats import stats_of
-from control_plane.store.tables import ArmStatRow
+from control_plane.experiments.stats import stats_of, unit_stats_of
+from control_plane.store.tables import ArmStatRow, ArmUnitStatRow
 
-__all__ = ["ExperimentResults", "analyse", "data_of", "results", "spec_of", "to_public"]
+__all__ = [
+    "ExperimentResults",
+    "analyse",
+    "data_of",
+    "results",
+    "spec_of",
+    "to_public",
+    "unit_data_of",
+]
 
 _LABELS = {"success": "success rate", "latency_s": "latency", "cost_usd": "cost per run"}
 
@@ -94,10 +107,39 @@ def data_of(rows: Sequence[ArmStatRow], *, arms: Sequence[str], step: int) -> di
             {*arms, *pooled}}  # fmt: skip
 
 
+def unit_data_of(
+    rows: Sequence[ArmUnitStatRow], *, arms: Sequence[str], step: int
+) -> dict[str, ArmData]:
+    """Per arm: the users of the current ``step`` (every run adds a ``success`` observation to
+    its user) and each metric over users, pooled over all steps. Sums no sample can have leave
+    the metric out, so the analysis reports it as missing instead of raising."""
+    pooled: dict[str, dict[str, tuple[str, UnitStats]]] = defaultdict(dict)
+    users: dict[str, int] = dict.fromkeys(arms, 0)
+    for row in rows:
+        stats = UnitStats(row.units, row.sum_n, row.sum_s, row.sum_nn, row.sum_ss, row.sum_sn)
+        known = pooled[row.arm].get(row.metric)
+        pooled[row.arm][row.metric] = (row.kind, known[1] + stats if known else stats)
+        if row.metric == "success" and row.step == step:
+            users[row.arm] = users.get(row.arm, 0) + row.units
+    data: dict[str, ArmData] = {}
+    for arm in {*arms, *pooled}:
+        metrics: dict[str, MetricStats] = {}
+        for metric, (kind, stats) in pooled.get(arm, {}).items():
+            converted = stats.as_metric_stats(kind)
+            if converted is not None:
+                metrics[metric] = converted
+        data[arm] = ArmData(runs=users.get(arm, 0), metrics=metrics)
+    return data
+
+
 def analyse(session: Session, *, experiment_id: int) -> tuple[ExperimentPublic, Decision]:
     experiment = get_experiment(session, experiment_id=experiment_id)
     arms = [experiment.baseline, *(str(a["version"]) for a in experiment.arms)]
-    data = data_of(stats_of(session, experiment_id), arms=arms, step=experiment.step)
+    unit_rows = unit_stats_of(session, experiment_id)
+    if unit_rows or not (run_rows := stats_of(session, experiment_id)):
+        data = unit_data_of(unit_rows, arms=arms, step=experiment.step)
+    else:
+        data = data_of(run_rows, arms=arms, step=experiment.step)
     return experiment, decide(spec_of(experiment), data)
 
 

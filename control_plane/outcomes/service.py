@@ -20,7 +20,7 @@ from sqlmodel import Session
 from control_plane.errors import Conflict, NotFound, ValidationFailed
 from control_plane.experiments.schemas import BUILTIN_METRICS
 from control_plane.experiments.service import check_metric_kind
-from control_plane.experiments.stats import add_observation
+from control_plane.experiments.stats import add_observation, unit_of
 from control_plane.runs import repository as runs_repo
 from control_plane.store.tables import OutcomeRow
 from control_plane.workflows import repository as workflows_repo
@@ -79,6 +79,7 @@ def record_outcomes(
                 metric=name,
                 kind=kind,
                 value=value,
+                unit=unit_of(run),
             )
         result[name] = "recorded"
     try:

@@ -20,8 +20,10 @@ from control_plane.store.tables.columns import (
 )
 from control_plane.store.tables.experiments import (
     ArmStatRow,
+    ArmUnitStatRow,
     ExperimentDecisionRow,
     ExperimentRow,
+    ExperimentUnitRow,
     MetricRow,
     OutcomeRow,
 )
@@ -40,9 +42,11 @@ __all__ = [
     "VERSION_STATUSES",
     "ApiKeyRow",
     "ArmStatRow",
+    "ArmUnitStatRow",
     "AuditRow",
     "ExperimentDecisionRow",
     "ExperimentRow",
+    "ExperimentUnitRow",
     "IdempotencyKeyRow",
     "LabelEventRow",
     "LabelRow",

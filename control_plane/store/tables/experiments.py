@@ -23,7 +23,15 @@ from control_plane.store.tables.columns import (
     timestamp,
 )
 
-__all__ = ["ArmStatRow", "ExperimentDecisionRow", "ExperimentRow", "MetricRow", "OutcomeRow"]
+__all__ = [
+    "ArmStatRow",
+    "ArmUnitStatRow",
+    "ExperimentDecisionRow",
+    "ExperimentRow",
+    "ExperimentUnitRow",
+    "MetricRow",
+    "OutcomeRow",
+]
 
 
 class ExperimentRow(SQLModel, table=True):
@@ -97,6 +105,48 @@ class ArmStatRow(SQLModel, table=True):
     n: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     total: float = 0.0
     total_sq: float = 0.0
+
+
+class ExperimentUnitRow(SQLModel, table=True):
+    """One unit's (a user's, or a run's without a user id) running count ``n`` and ``total`` of
+    one metric in one arm at one ramp step: what the arm's sums over units are updated from."""
+
+    __tablename__ = "experiment_unit"
+
+    experiment_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("experiment.id"), primary_key=True, nullable=False)
+    )
+    step: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    arm: str = Field(sa_column=Column(String(100), primary_key=True, nullable=False))
+    metric: str = Field(sa_column=Column(String(100), primary_key=True, nullable=False))
+    unit: str = Field(sa_column=Column(String(256), primary_key=True, nullable=False))
+    n: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    total: float = 0.0
+
+
+class ArmUnitStatRow(SQLModel, table=True):
+    """Sufficient statistics over units of one metric in one arm at one ramp step: ``units``,
+    and over them the sums of each unit's count N and total S, of N², S² and S·N. A per-run
+    metric is the ratio ΣS/ΣN, analysed with users, not runs, as the independent units."""
+
+    __tablename__ = "arm_unit_stat"
+    __table_args__ = (
+        CheckConstraint("kind IN ('proportion', 'mean')", name="ck_arm_unit_stat_kind"),
+    )
+
+    experiment_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("experiment.id"), primary_key=True, nullable=False)
+    )
+    step: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    arm: str = Field(sa_column=Column(String(100), primary_key=True, nullable=False))
+    metric: str = Field(sa_column=Column(String(100), primary_key=True, nullable=False))
+    kind: str = Field(max_length=16)
+    units: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    sum_n: float = 0.0
+    sum_s: float = 0.0
+    sum_nn: float = 0.0
+    sum_ss: float = 0.0
+    sum_sn: float = 0.0
 
 
 class MetricRow(SQLModel, table=True):
