@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from control_plane.cli import main
-from tests.fixtures import EXAMPLES
+from tests.fixtures import EXAMPLES, GREET
 from tests.processes import free_port
 
 # The server's settings admin key (`bootstrap-admin`), handed over as ROLLGRAPH_ADMIN_KEY.
@@ -129,17 +129,7 @@ def test_keys_and_audit_through_the_cli(
     assert all("bootstrap-admin" in x for x in lines)
 
 
-ROLLOUT_WF = """
-name: cli-rollout
-inputs:
-  prompt: text
-nodes:
-  write:
-    uses: prompt.enhance
-    with: {model: sim/writer-small, prompt: "${inputs.prompt}"}
-outputs:
-  text: "${write.text}"
-"""
+ROLLOUT_WF = GREET.replace("name: greet", "name: cli-rollout")
 
 
 def rollout(capsys: pytest.CaptureFixture[str], url: str, *args: str) -> tuple[int, str, str]:
