@@ -1,14 +1,16 @@
 """HTTP routes of API keys, all admin only: create (the key is in the answer, once), list,
-revoke. Handlers only translate HTTP to service calls; the session commits at the boundary."""
+revoke. Handlers only translate HTTP to service calls, each one unit of work (``UnitDep``)."""
 
 from __future__ import annotations
+
+from functools import partial
 
 from fastapi import APIRouter, Response, status
 
 from control_plane.access import service
 from control_plane.access.deps import AdminDep, auth_responses
 from control_plane.access.schemas import KeyCreate, KeyCreated, KeyPublic
-from control_plane.api.deps import SessionDep
+from control_plane.api.deps import UnitDep
 from control_plane.api.errors import error_responses
 from control_plane.api.params import KeyName
 
@@ -23,19 +25,21 @@ router = APIRouter(prefix="/v1/keys", tags=["access"])
     status_code=status.HTTP_201_CREATED,
     responses={**auth_responses("admin"), **error_responses(409, 413, 422)},
 )
-def create_key(
-    body: KeyCreate, session: SessionDep, principal: AdminDep, response: Response
+async def create_key(
+    body: KeyCreate, unit: UnitDep, principal: AdminDep, response: Response
 ) -> KeyCreated:
     """Create a key; the answer holds the key itself, the only time it is shown."""
     # The answer carries a secret: no cache, proxy or browser may keep it.
     response.headers["Cache-Control"] = "no-store"
-    return service.create_key(session, name=body.name, role=body.role, actor=principal.name)
+    return await unit(
+        partial(service.create_key, name=body.name, role=body.role, actor=principal.name)
+    )
 
 
 @router.get("", response_model=list[KeyPublic], responses=auth_responses("admin"))
-def list_keys(session: SessionDep, principal: AdminDep) -> list[KeyPublic]:
+async def list_keys(unit: UnitDep, principal: AdminDep) -> list[KeyPublic]:
     """Every key's metadata, revoked ones included; never a key or its hash."""
-    return service.list_keys(session)
+    return await unit(service.list_keys)
 
 
 @router.delete(
@@ -43,6 +47,6 @@ def list_keys(session: SessionDep, principal: AdminDep) -> list[KeyPublic]:
     response_model=KeyPublic,
     responses={**auth_responses("admin"), **error_responses(404, 409, 422)},
 )
-def revoke_key(name: KeyName, session: SessionDep, principal: AdminDep) -> KeyPublic:
+async def revoke_key(name: KeyName, unit: UnitDep, principal: AdminDep) -> KeyPublic:
     """Revoke a key: requests with it get 401 from now on. The name stays taken."""
-    return service.revoke_key(session, name=name, actor=principal.name)
+    return await unit(partial(service.revoke_key, name=name, actor=principal.name))

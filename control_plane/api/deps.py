@@ -1,14 +1,21 @@
-"""Request dependencies as ``Annotated`` aliases, one unit of work per request.
+"""Request dependencies as ``Annotated`` aliases.
 
-The session commits at the request boundary when the handler returns and rolls back when it
-raises: services never commit, so a failed request leaves nothing half-written.
+``UnitDep`` is how a handler reaches the store: ``await unit(work)`` runs ``work(session)`` in
+a worker thread in a unit of work of its own, committed when it returns and rolled back when it
+raises (services never commit, so a failed request leaves nothing half-written), and the
+connection is back in the pool before the handler goes on. Handlers are ``async``: the answer is
+serialised on the event loop, with no connection held. A session held across the handler, as
+a dependency with ``yield``, deadlocked under load: every thread inside a handler waiting for a
+connection, every connection held by a finished handler waiting for a thread to serialise its
+answer or close its session.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Annotated
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Annotated, Protocol, TypeVar
 
+import anyio.to_thread
 from fastapi import Depends, Request
 from sqlmodel import Session
 
@@ -22,11 +29,21 @@ __all__ = [
     "MetricsDep",
     "SessionDep",
     "SettingsDep",
+    "Unit",
+    "UnitDep",
     "get_engine",
     "get_metrics",
     "get_session",
     "get_settings_dep",
+    "get_unit",
 ]
+
+T = TypeVar("T")
+
+
+class Unit(Protocol):
+    def __call__(self, work: Callable[[Session], T], /) -> Awaitable[T]: ...
+
 
 # The process-wide objects below are read on the event loop (async): a sync dependency would
 # cost a thread-pool hop per request for an attribute lookup.
@@ -48,6 +65,21 @@ async def get_engine(request: Request) -> engine.Engine:
     return run_engine
 
 
+async def get_unit(request: Request) -> Unit:
+    factory = request.app.state.session_factory
+
+    async def unit(work: Callable[[Session], T]) -> T:
+        def run() -> T:
+            with session_scope(factory) as session:
+                return work(session)
+
+        # Not abandoned on cancel: a client that goes away still lets the unit commit or roll
+        # back and give its connection back.
+        return await anyio.to_thread.run_sync(run)
+
+    return unit
+
+
 def get_session(request: Request) -> Iterator[Session]:
     with session_scope(request.app.state.session_factory) as session:
         yield session
@@ -60,3 +92,4 @@ EngineDep = Annotated[engine.Engine, Depends(get_engine)]
 # default scope FastAPI would send the response first, and a client could read its own write
 # as missing, or be told "201" about a commit that then failed.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+UnitDep = Annotated[Unit, Depends(get_unit)]

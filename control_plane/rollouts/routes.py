@@ -1,15 +1,17 @@
 """HTTP routes of rollouts: set and read a label's rollout.
 
-Handlers only translate HTTP to service calls; the session commits at the request boundary.
+Handlers only translate HTTP to service calls, each one unit of work (``UnitDep``).
 Setting a rollout needs an admin key (its name is the audit actor), reading one a viewer key.
 """
 
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import APIRouter
 
 from control_plane.access.deps import AdminDep, ViewerDep, auth_responses
-from control_plane.api.deps import SessionDep
+from control_plane.api.deps import UnitDep
 from control_plane.api.errors import error_responses
 from control_plane.api.params import LabelName, WorkflowName
 from control_plane.rollouts import service
@@ -26,19 +28,25 @@ router = APIRouter(prefix="/v1/workflows", tags=["rollouts"])
     response_model=RolloutPublic,
     responses={**auth_responses("admin"), **error_responses(404, 409, 422)},
 )
-def set_rollout(
+async def set_rollout(
     name: WorkflowName,
     label: LabelName,
     body: RolloutSet,
-    session: SessionDep,
+    unit: UnitDep,
     principal: AdminDep,
 ) -> RolloutPublic:
     """Set the label's candidates, sticky per user id: `{version, percent}` for one, or
     `{candidates: [{version, percent}, ...]}` for the full list (percents sum to at most 100;
     the rest stays on the label's version). Either form replaces the whole list; percent 0 or
     an empty list ends the rollout."""
-    return service.set_rollout(
-        session, workflow=name, label=label, candidates=body.pairs(), actor=principal.name
+    return await unit(
+        partial(
+            service.set_rollout,
+            workflow=name,
+            label=label,
+            candidates=body.pairs(),
+            actor=principal.name,
+        )
     )
 
 
@@ -47,7 +55,7 @@ def set_rollout(
     response_model=RolloutPublic,
     responses={**auth_responses("viewer"), **error_responses(404, 422)},
 )
-def get_rollout(
-    name: WorkflowName, label: LabelName, session: SessionDep, principal: ViewerDep
+async def get_rollout(
+    name: WorkflowName, label: LabelName, unit: UnitDep, principal: ViewerDep
 ) -> RolloutPublic:
-    return service.get_rollout(session, workflow=name, label=label)
+    return await unit(partial(service.get_rollout, workflow=name, label=label))
