@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from control_plane.access.deps import ViewerDep, auth_responses
 from control_plane.api.errors import error_responses
@@ -48,6 +48,32 @@ async def get_queue(request: Request) -> tuple[RunQueue, RedisLink] | None:
 
 QueueDep = Annotated[tuple[RunQueue, RedisLink] | None, Depends(get_queue)]
 
+_U64_MAX = 2**64 - 1
+
+
+def _entry_id(value: str | None) -> str | None:
+    # Checked here because Redis would refuse it: each half of an id is a 64-bit number, and
+    # nothing comes before 0-0 (`before` is exclusive). A refusal is the caller's 422, not a
+    # Redis error. The pattern has made both halves ASCII digits (`\d` would also take other
+    # scripts' digits, which int() reads and Redis does not).
+    if value is None:
+        return None
+    ms, _, seq = value.partition("-")
+    if int(ms) > _U64_MAX or int(seq) > _U64_MAX:
+        raise ValueError("an entry id is two numbers of at most 64 bits, MS-SEQ")
+    if int(ms) == int(seq) == 0:
+        raise ValueError("no entry comes before 0-0: omit `before` for the first page")
+    return value
+
+
+EntryId = Annotated[
+    str | None,
+    Query(
+        max_length=64, pattern=r"^[0-9]+-[0-9]+$", description="the last `id` of the page before"
+    ),
+    AfterValidator(_entry_id),
+]
+
 
 @router.get(
     "", response_model=QueuePublic, responses={**auth_responses("viewer"), **error_responses(503)}
@@ -76,7 +102,7 @@ async def dead_letters(
     found: QueueDep,
     principal: ViewerDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before: Annotated[str | None, Query(max_length=64, pattern=r"^\d+-\d+$")] = None,
+    before: EntryId = None,
 ) -> list[DeadLetterPublic]:
     """Queued runs that failed for good, newest first, with their error; page with `before`
     (the last entry's `id`). Each can be resumed with `POST /v1/runs/{run_id}/resume`."""

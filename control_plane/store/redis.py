@@ -11,7 +11,12 @@ Every call goes through ``RedisLink.call``, a circuit breaker:
   raises ``RedisUnavailable`` (a 503 where it reaches a client), is counted in
   ``rollgraph_redis_errors_total{operation}`` and logged once per outage, not once per call;
 * while down, calls fail at once without touching the network, so a dead Redis costs a sync run
-  nothing (no connect timeout per step); the first call after ``retry_s`` probes it again.
+  nothing (no connect timeout per step); the first call after ``retry_s`` probes it again;
+* a call Redis answers with an error about the call itself (wrong arguments, an invalid stream
+  id, a key of the wrong type) is not an outage: Redis is up and answered. It raises
+  ``RedisRejected`` and leaves the breaker closed; counting it would let one bad request
+  (``?before=0-0`` on the dead letters) refuse every client's async runs. Errors that report
+  Redis' own state (out of memory, read-only replica, loading, busy, cluster down) are outages.
 
 redis-py's own retries are off: the breaker decides, and a caller that can fall back wants the
 answer now rather than after three reconnect attempts.
@@ -27,14 +32,24 @@ from typing import TypeVar
 
 import redis.asyncio as aioredis
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import (
+    ClusterDownError,
+    DataError,
+    NoPermissionError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+    WatchError,
+)
 from redis.retry import Retry
 
 from control_plane.errors import Unavailable
 from control_plane.metrics import Metrics
 from control_plane.settings import Settings
 
-__all__ = ["RedisLink", "RedisUnavailable"]
+__all__ = ["RedisLink", "RedisRejected", "RedisUnavailable"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +60,41 @@ class RedisUnavailable(Unavailable):
     """Redis did not answer (or the breaker is open): a 503 with ``Retry-After``."""
 
     code = "redis_unavailable"
+
+
+class RedisRejected(RedisUnavailable):
+    """Redis refused this one call (its arguments, a key of the wrong type). A subclass of
+    ``RedisUnavailable`` so that every caller that falls back without Redis still does; but
+    it is no outage, so the breaker stays closed, and a retry would fail the same way: a 502
+    without ``Retry-After``. Routes validate what they pass to Redis, so a client meets this
+    only through a bug."""
+
+    status_code = 502
+    code = "redis_rejected"
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+# Error replies that describe Redis' state, not the call: plain ``ResponseError``s whose first
+# word is one of these (redis-py has no class for them), and the classes below.
+_UNABLE_REPLIES = frozenset({"BUSY", "MISCONF", "NOREPLICAS", "UNBLOCKED"})
+_UNABLE_CLASSES = (
+    OutOfMemoryError,
+    ReadOnlyError,
+    TryAgainError,
+    ClusterDownError,
+    NoPermissionError,
+)
+
+
+def _rejected(exc: BaseException) -> bool:
+    """Whether ``exc`` is Redis (or redis-py) refusing the call itself rather than an outage."""
+    if isinstance(exc, DataError | WatchError):  # redis-py refused the arguments; a lost race
+        return True
+    if isinstance(exc, ResponseError) and not isinstance(exc, _UNABLE_CLASSES):
+        return str(exc).split(" ", 1)[0] not in _UNABLE_REPLIES
+    return False
 
 
 class RedisLink:
@@ -103,6 +153,12 @@ class RedisLink:
             async with asyncio.timeout(self.timeout_s):
                 result = await work(self.client)
         except (RedisError, OSError, TimeoutError) as exc:
+            if _rejected(exc):
+                log.warning("Redis refused %s: %s: %s", operation, type(exc).__name__, exc)
+                self._down = False  # it answered: whatever this call did wrong, Redis is up
+                raise RedisRejected(
+                    f"Redis refused {operation} ({type(exc).__name__}: {exc})"
+                ) from exc
             self._failed(operation, exc)
             raise RedisUnavailable(
                 f"Redis at {self._safe_url} is unavailable ({type(exc).__name__}); retry shortly"
