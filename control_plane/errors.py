@@ -22,6 +22,8 @@ __all__ = [
     "InvalidInput",
     "NotFound",
     "PayloadTooLarge",
+    "StoreBusy",
+    "StoreUnavailable",
     "Unauthorized",
     "Unavailable",
     "ValidationFailed",
@@ -110,13 +112,32 @@ class PayloadTooLarge(ControlPlaneError):
 
 
 class Unavailable(ControlPlaneError):
-    """The server cannot take the request now (it is shutting down); retry, maybe elsewhere."""
+    """The server cannot take the request now (it is shutting down, or something it depends
+    on is away); retry, maybe elsewhere."""
 
     status_code = 503
     code = "unavailable"
+    retry_after_s: ClassVar[int] = 1
 
     def headers(self) -> dict[str, str]:
-        return {"Retry-After": "1"}
+        return {"Retry-After": str(self.retry_after_s)}
+
+
+class StoreUnavailable(Unavailable):
+    """The store did not answer: unreachable, connection refused or dropped, or no pooled
+    connection free within the pool timeout. Retry; a run retried with its ``Idempotency-Key``
+    runs at most once even if the connection dropped while its commit was on the way."""
+
+    code = "store_unavailable"
+    # An outage or a saturated pool: a client retrying every second only adds to the queue.
+    retry_after_s = 2
+
+
+class StoreBusy(Unavailable):
+    """SQLite refused a write transaction that raced another writer; nothing was changed and
+    a retry succeeds."""
+
+    code = "store_busy"
 
 
 class InvalidDefinition(ControlPlaneError):

@@ -1,7 +1,13 @@
 """One place that turns errors into responses: ``{"error": {"code", "message", ...}}``.
 
 Typed ``ControlPlaneError``s carry their status; request validation becomes 422 with every
-field that is wrong; anything else is a 500 that names no internals (the log has the traceback).
+field that is wrong; an outage of the store is a 503 (``store/failures.py``); anything else is
+a 500 that names no internals (the log has the traceback).
+
+Only that last, catch-all handler runs in Starlette's outermost middleware, which re-raises
+after answering, and the server then closes the connection. Everything a client may meet in
+normal operation (4xx, 503) is therefore handled by class, so its keep-alive connection
+survives.
 """
 
 from __future__ import annotations
@@ -13,10 +19,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from control_plane.errors import ControlPlaneError
+from control_plane.kit.storable import visible
+from control_plane.store.failures import OUTAGES, as_unavailable
 
 __all__ = ["ErrorBody", "error_body", "error_responses", "install_error_handlers"]
 
@@ -53,10 +60,12 @@ async def _control_plane_error(request: Request, exc: Exception) -> JSONResponse
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    # visible(): a location is made of the request's own keys, and a key with a lone
+    # surrogate could not be encoded into the response.
     fields = [
         {
-            "location": ".".join(str(p) for p in err.get("loc", ())),
-            "message": err.get("msg", ""),
+            "location": visible(".".join(str(p) for p in err.get("loc", ()))),
+            "message": visible(err.get("msg", "")),
             "type": err.get("type", ""),
         }
         for err in exc.errors()
@@ -78,13 +87,26 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _store_outage(request: Request, exc: Exception) -> JSONResponse:
+    # Logged without the traceback: an outage is the database's state, not a bug, and during
+    # one every request would print the same stack. The driver's own error only: SQLAlchemy's
+    # text adds the statement and its parameters, which are the request's data.
+    reason = getattr(exc, "orig", None) or exc
+    log.warning(
+        "store outage on %s %s: %s: %s",
+        request.method,
+        request.url.path,
+        type(exc).__name__,
+        reason,
+    )
+    return await _control_plane_error(request, as_unavailable(exc))
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    if isinstance(exc, OperationalError) and "database is locked" in str(exc):
-        # SQLite refused a write transaction that raced another writer (a snapshot taken
-        # before the other commit cannot be upgraded): nothing was stored, a retry succeeds.
-        log.warning("store busy on %s %s: %s", request.method, request.url.path, exc.orig)
-        body = error_body("store_busy", "the store was busy; nothing was changed: retry")
-        return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
+    if isinstance(exc, OUTAGES):
+        # Raised where the class handlers do not reach (a middleware): still a 503, though
+        # this path closes the connection afterwards.
+        return await _store_outage(request, exc)
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return JSONResponse(error_body("internal_error", "internal server error"), status_code=500)
 
@@ -93,4 +115,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ControlPlaneError, _control_plane_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    for outage in OUTAGES:
+        app.add_exception_handler(outage, _store_outage)
     app.add_exception_handler(Exception, _unexpected)
