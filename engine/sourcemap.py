@@ -13,6 +13,36 @@ __all__ = ["SourceMap"]
 
 
 MAX_VALUES = 200_000  # YAML values a definition may expand to; a 1,000-node graph has ~20,000
+# Nesting levels a definition may have; a real one has about six. PyYAML composes a node by
+# recursing into its children, two Python frames a level, so 500 levels would exhaust the
+# interpreter's stack (a RecursionError, not a problem with a line): the composer below counts
+# levels and stops at this bound, long before.
+MAX_DEPTH = 64
+
+
+class _TooDeep(Exception):
+    def __init__(self, line: int) -> None:
+        super().__init__(line)
+        self.line = line
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """``SafeLoader`` whose composer refuses nodes nested deeper than ``MAX_DEPTH``."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                event: yaml.Event = self.peek_event()  # type: ignore[no-untyped-call]
+                mark = event.start_mark
+                raise _TooDeep(mark.line + 1 if mark is not None else 1)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 @dataclass(slots=True)
@@ -50,7 +80,10 @@ class SourceMap:
         """Parse text (JSON is YAML) into plain data, its line map and any syntax problems."""
         smap = cls()
         try:
-            root = yaml.compose(text, Loader=yaml.SafeLoader)
+            root = yaml.compose(text, Loader=_BoundedLoader)
+        except _TooDeep as exc:
+            message = f"the definition is nested deeper than {MAX_DEPTH} levels"
+            return None, smap, [Problem("too_deep", "(root)", message, line=exc.line)]
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line = mark.line + 1 if mark is not None else None

@@ -88,9 +88,19 @@ class NodeSpec(_Model):
         return CacheSpec() if self.cache else None
 
 
+def _printable_label(value: str) -> str:
+    # A version label is printed, compared and stored as text: a control character (a NUL,
+    # which PostgreSQL cannot store, or a newline in a CLI listing) has no place in it.
+    if any(ch < " " or ch == "\x7f" for ch in value):
+        raise ValueError("a version label cannot contain control characters (NUL, newline, ...)")
+    return value
+
+
 class WorkflowSpec(_Model):
     name: Annotated[str, Field(pattern=_NAME, max_length=128)]
-    version: Annotated[str, Field(max_length=64)] | None = None
+    version: (
+        Annotated[str, Field(max_length=64), pydantic.AfterValidator(_printable_label)] | None
+    ) = None
     description: str = ""
     inputs: dict[str, InputSpec] = Field(default_factory=dict)
     nodes: Annotated[dict[str, NodeSpec], Field(min_length=1)]

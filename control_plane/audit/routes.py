@@ -12,6 +12,7 @@ from control_plane.api.deps import SessionDep
 from control_plane.api.errors import error_responses
 from control_plane.audit import service
 from control_plane.audit.schemas import AuditEntryPublic
+from control_plane.kit.storable import Storable
 
 __all__ = ["router"]
 
@@ -27,12 +28,16 @@ def list_audit(
     session: SessionDep,
     principal: AdminDep,
     target_kind: Annotated[
-        str | None, Query(max_length=50, description="version | label | rollout | api_key")
+        str | None,
+        Query(max_length=50, description="version | label | rollout | api_key"),
+        Storable,
     ] = None,
     target: Annotated[
-        str | None, Query(max_length=400, description="e.g. `product-video:prod`")
+        str | None, Query(max_length=400, description="e.g. `product-video:prod`"), Storable
     ] = None,
-    actor: Annotated[str | None, Query(max_length=200, description="a key's name")] = None,
+    actor: Annotated[
+        str | None, Query(max_length=200, description="a key's name"), Storable
+    ] = None,
     since: Annotated[datetime | None, Query(description="at or after (ISO 8601)")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AuditEntryPublic]:

@@ -64,6 +64,9 @@ def _start(client: Client, args: argparse.Namespace) -> int:
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         print(f"rollgraph: cannot read {args.file}: {exc}", file=sys.stderr)
         return 2
+    except RecursionError:  # PyYAML composes by recursion: hundreds of levels exhaust it
+        print(f"rollgraph: cannot read {args.file}: it is nested too deeply", file=sys.stderr)
+        return 2
     if not isinstance(body, dict):
         print(f"rollgraph: {args.file} must hold a mapping (the experiment)", file=sys.stderr)
         return 2

@@ -113,6 +113,8 @@ def _inputs(args: argparse.Namespace) -> dict[str, Any]:
             values[name] = json.loads(text) if as_json else text
         except json.JSONDecodeError as exc:
             raise ValueError(f"--input-json {name}: not JSON ({exc.msg})") from None
+        except RecursionError:  # the server would refuse it too (64 levels at most)
+            raise ValueError(f"--input-json {name}: nested too deeply") from None
     return values
 
 

@@ -18,6 +18,7 @@ from control_plane.api.errors import error_responses
 from control_plane.errors import Conflict
 from control_plane.experiments import evaluator, results, service
 from control_plane.experiments.schemas import ExperimentCreate, ExperimentPublic
+from control_plane.kit.storable import Storable
 from control_plane.kit.time import UtcDatetime
 from control_plane.metrics import after_commit
 from control_plane.store.tables import ExperimentDecisionRow
@@ -50,7 +51,7 @@ def start_experiment(
 def list_experiments(
     session: SessionDep,
     principal: ViewerDep,
-    workflow: Annotated[str | None, Query(max_length=128)] = None,
+    workflow: Annotated[str | None, Query(max_length=128), Storable] = None,
     status: Literal["running", "stopped", "promoted", "rolled_back"] | None = None,
 ) -> list[ExperimentPublic]:
     """Experiments, newest first."""

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from control_plane.kit.storable import StoreText
 from control_plane.kit.time import UtcDatetime
 
 __all__ = [
@@ -84,7 +85,7 @@ class Bound(BaseModel):
 
 class CandidateShare(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    version: str = Field(min_length=1, max_length=64)
+    version: StoreText = Field(min_length=1, max_length=64)
     percent: float = Field(gt=0, le=100, description="share of the label's traffic")
 
 
@@ -101,11 +102,11 @@ class ExperimentCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     workflow: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_\-]*$", max_length=128)
     label: str = Field(default="prod", pattern=r"^[A-Za-z][A-Za-z0-9_\-]*$", max_length=64)
-    name: str | None = Field(default=None, max_length=200)
+    name: StoreText | None = Field(default=None, max_length=200)
     candidates: list[CandidateShare] = Field(
         default_factory=list, description="fixed shares (or use `ramp` with one candidate)"
     )
-    candidate: str | None = Field(
+    candidate: StoreText | None = Field(
         default=None, min_length=1, max_length=64, description="the one candidate of a ramp"
     )
     ramp: list[RampStep] = Field(default_factory=list, description="e.g. 1 → 5 → 25 → 50 %")

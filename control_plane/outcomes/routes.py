@@ -6,11 +6,12 @@ from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Path
-from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel
 
 from control_plane.access.deps import RunnerDep, auth_responses
 from control_plane.api.deps import MetricsDep, SessionDep
 from control_plane.api.errors import error_responses
+from control_plane.kit.storable import Storable
 from control_plane.metrics import after_commit
 from control_plane.outcomes import service
 from control_plane.runs import repository as runs_repo
@@ -22,10 +23,22 @@ router = APIRouter(prefix="/v1/runs", tags=["outcomes"])
 MetricName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_\-.]*$", max_length=100)]
 
 
-class OutcomeBody(RootModel[dict[MetricName, bool | float]]):
-    """Metric name → a boolean (a proportion: converted, clicked) or a number (a rating)."""
+def _outcome_value(value: bool | float) -> bool | float:
+    # Here as well as in the service: the 422 then names the metric as its location.
+    problem = service.outcome_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
 
-    root: dict[MetricName, bool | float] = Field(min_length=1, max_length=50)
+
+OutcomeValue = Annotated[bool | float, AfterValidator(_outcome_value)]
+
+
+class OutcomeBody(RootModel[dict[MetricName, OutcomeValue]]):
+    """Metric name → a boolean (a proportion: converted, clicked) or a number (a rating,
+    finite and within ±1e12)."""
+
+    root: dict[MetricName, OutcomeValue] = Field(min_length=1, max_length=50)
 
 
 class OutcomeResult(BaseModel):
@@ -40,7 +53,7 @@ class OutcomeResult(BaseModel):
     responses={**auth_responses("runner"), **error_responses(404, 409, 413, 422)},
 )
 def record_outcome(
-    run_id: Annotated[str, Path(min_length=1, max_length=64)],
+    run_id: Annotated[str, Path(min_length=1, max_length=64), Storable],
     body: OutcomeBody,
     session: SessionDep,
     metrics_registry: MetricsDep,

@@ -25,18 +25,34 @@ from control_plane.runs import repository as runs_repo
 from control_plane.store.tables import OutcomeRow
 from control_plane.workflows import repository as workflows_repo
 
-__all__ = ["record_outcomes"]
+__all__ = ["OUTCOME_LIMIT", "outcome_problem", "record_outcomes"]
 
 Value = bool | int | float
 
+# An arm's statistics keep the sum of squares of every value: within ±1e12 a value squared is
+# at most 1e24, so billions of them still sum to a finite number, where one 1e308 would turn
+# the sum into infinity and end that experiment's analysis for good. No rating, count, amount
+# in cents or duration in ms comes near it.
+OUTCOME_LIMIT = 1e12
+
+
+def outcome_problem(value: Value) -> str | None:
+    """Why ``value`` cannot be an outcome, or ``None``."""
+    if isinstance(value, bool):
+        return None
+    number = float(value)
+    if not math.isfinite(number) or abs(number) > OUTCOME_LIMIT:
+        return f"must be true, false or a finite number within ±{OUTCOME_LIMIT:g}, got {value!r}"
+    return None
+
 
 def _kind_and_value(name: str, value: Value) -> tuple[str, float]:
+    problem = outcome_problem(value)
+    if problem is not None:
+        raise ValidationFailed(f"outcome {name!r} {problem}")
     if isinstance(value, bool):
         return "proportion", 1.0 if value else 0.0
-    number = float(value)
-    if not math.isfinite(number):
-        raise ValidationFailed(f"outcome {name!r} must be a finite number, got {value!r}")
-    return "mean", number
+    return "mean", float(value)
 
 
 def record_outcomes(

@@ -12,6 +12,7 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from control_plane.kit.storable import StoreText
 from control_plane.kit.time import UtcDatetime
 
 __all__ = [
@@ -53,7 +54,7 @@ def check_candidates(candidates: Sequence[tuple[str, float]]) -> None:
 
 class CandidateIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    version: str = Field(min_length=1, max_length=64, description="a candidate version")
+    version: StoreText = Field(min_length=1, max_length=64, description="a candidate version")
     percent: float = Field(ge=0, le=100, description="its share of the label's traffic, 0–100")
 
 
@@ -75,7 +76,7 @@ class RolloutSet(BaseModel):
             ]
         },
     )
-    version: str | None = Field(
+    version: StoreText | None = Field(
         default=None,
         min_length=1,
         max_length=64,

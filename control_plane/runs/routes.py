@@ -25,6 +25,7 @@ from fastapi import APIRouter, Body, Header, Path, Query, Response, status
 from control_plane.access.deps import RunnerDep, ViewerDep, auth_responses
 from control_plane.api.deps import SessionDep
 from control_plane.api.errors import ErrorBody, error_responses
+from control_plane.kit.storable import INT32_MAX, Storable
 from control_plane.registry.deps import RegistryDep
 from control_plane.runs import idempotency, service
 from control_plane.runs.deps import RunsDep
@@ -132,7 +133,7 @@ async def run_workflow(
     return _answer(response, submitted.run, replayed=submitted.replayed)
 
 
-RunId = Annotated[str, Path(min_length=1, max_length=64)]
+RunId = Annotated[str, Path(min_length=1, max_length=64), Storable]
 
 
 @router.post(
@@ -175,7 +176,9 @@ def get_run(
     run_id: RunId,
     session: SessionDep,
     principal: ViewerDep,
-    attempt: Annotated[int | None, Query(ge=1, description="this attempt's trace")] = None,
+    attempt: Annotated[
+        int | None, Query(ge=1, le=INT32_MAX, description="this attempt's trace")
+    ] = None,
 ) -> RunDetail:
     """A run with its trace (a step per node): the newest attempt's, or `attempt`'s."""
     return service.get_run(session, run_id=run_id, attempt=attempt)
@@ -189,8 +192,8 @@ def get_run(
 def list_runs(
     session: SessionDep,
     principal: ViewerDep,
-    workflow: Annotated[str | None, Query(max_length=128)] = None,
-    version: Annotated[str | None, Query(max_length=64)] = None,
+    workflow: Annotated[str | None, Query(max_length=128), Storable] = None,
+    version: Annotated[str | None, Query(max_length=64), Storable] = None,
     status: RunStatus | None = None,
     mode: RunMode | None = None,
     since: Annotated[datetime | None, Query(description="created at or after (ISO 8601)")] = None,

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from control_plane.kit.storable import MAX_JSON_DEPTH, StoreJsonObject, StoreText
 from control_plane.kit.time import UtcDatetime
 
 __all__ = ["ResumeRequest", "RunDetail", "RunMode", "RunPublic", "RunRequest", "RunStatus"]
@@ -21,11 +22,15 @@ class RunRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     workflow: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_\-]*$", max_length=128)
-    input: dict[str, Any] = Field(default_factory=dict, description="the workflow's inputs")
-    user_id: str | None = Field(
+    input: StoreJsonObject = Field(
+        default_factory=dict,
+        description=f"the workflow's inputs: text without NUL or lone surrogates, finite "
+        f"numbers, nested at most {MAX_JSON_DEPTH} levels",
+    )
+    user_id: StoreText | None = Field(
         default=None, max_length=200, description="sticky assignment unit; none: random"
     )
-    version: str | None = Field(default=None, min_length=1, max_length=64)
+    version: StoreText | None = Field(default=None, min_length=1, max_length=64)
     label: str | None = Field(default=None, pattern=r"^[A-Za-z][A-Za-z0-9_\-]*$", max_length=64)
     mode: RunMode = Field(
         default="sync",

@@ -25,6 +25,7 @@ from control_plane.errors import Conflict, NotFound
 from control_plane.experiments.stats import add_run_facts
 from control_plane.kit.time import as_utc, utcnow
 from control_plane.runs import repository as repo
+from control_plane.runs.cost import bounded_cost, storable_trace
 from control_plane.runs.planning import RunPlan
 from control_plane.runs.schemas import RunDetail, RunMode, RunPublic, RunStatus
 from control_plane.store.tables import RunRow, RunStepRow, RunTraceRow, VersionRow
@@ -93,9 +94,11 @@ def _apply_result(row: RunRow, result: engine.RunResult, stored: dict[str, Any])
     latency = trace.latency_s
     row.status = result.status
     row.outputs = stored["outputs"]
-    row.error = stored["error"]
-    # Billed over every attempt: a resumed attempt bills only the steps it executed.
-    row.cost_usd = round(row.cost_usd + trace.cost_usd, 8)
+    # Billed over every attempt: a resumed attempt bills only the steps it executed. Bounded
+    # (``cost.py``): past the bound the run keeps its status and says what was reported.
+    cost, out_of_range = bounded_cost(row.cost_usd + trace.cost_usd)
+    row.error = "; ".join(e for e in (stored["error"], out_of_range) if e) or None
+    row.cost_usd = round(cost, 8)
     row.latency_s = None if latency is None else round(latency, 6)
     row.finished_at = datetime.now(UTC)
     row.deadline_at = None
@@ -129,7 +132,7 @@ def record_run(
     _apply_result(row, result, stored)
     session.add(row)
     session.flush()  # the foreign keys of trace and steps need the run row first
-    session.add(RunTraceRow(run_id=row.id, attempt=1, trace=stored["trace"]))
+    session.add(RunTraceRow(run_id=row.id, attempt=1, trace=storable_trace(stored["trace"])))
     if result.status == "failed":
         _save_steps(session, row.id, steps)
     add_run_facts(session, row)
@@ -181,7 +184,8 @@ def finish_run(
         raise NotFound(f"no run {run_id!r}")
     _apply_result(row, result, result.to_json())
     session.add(row)
-    session.add(RunTraceRow(run_id=run_id, attempt=row.attempt, trace=result.trace.to_json()))
+    trace = storable_trace(result.trace.to_json())
+    session.add(RunTraceRow(run_id=run_id, attempt=row.attempt, trace=trace))
     if result.status == "failed":
         _save_steps(session, run_id, steps)
     else:

@@ -15,6 +15,7 @@ from control_plane.access.deps import AdminDep, ViewerDep, auth_responses
 from control_plane.api.deps import EngineDep, SessionDep
 from control_plane.api.errors import error_responses
 from control_plane.api.params import LabelName, VersionLabel, WorkflowName
+from control_plane.kit.storable import Storable, StoreText
 from control_plane.workflows import service
 from control_plane.workflows.schemas import (
     ApplyResult,
@@ -34,14 +35,14 @@ class WorkflowApply(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     source: str = Field(min_length=1, description="the definition as YAML or JSON text")
-    version: str | None = Field(
+    version: StoreText | None = Field(
         default=None, min_length=1, max_length=64, description="label; default: `version:` or next"
     )
 
 
 class LabelMove(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    version: str = Field(min_length=1, max_length=64)
+    version: StoreText = Field(min_length=1, max_length=64)
 
 
 router = APIRouter(prefix="/v1/workflows", tags=["workflows"])
@@ -150,8 +151,8 @@ def diff(
     name: WorkflowName,
     session: SessionDep,
     principal: ViewerDep,
-    a: Annotated[str, Query(min_length=1, max_length=64)],
-    b: Annotated[str, Query(min_length=1, max_length=64)],
+    a: Annotated[str, Query(min_length=1, max_length=64), Storable],
+    b: Annotated[str, Query(min_length=1, max_length=64), Storable],
 ) -> DiffPublic:
     """Structured and unified-text diff of two versions."""
     return service.diff(session, workflow=name, a=a, b=b)
