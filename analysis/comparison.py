@@ -6,7 +6,9 @@ reaches at a level, and the p-value of a standardised statistic. ``compare`` doe
 degenerate input, effects, intervals on both scales, the p-value against ``null`` on ``scale``.
 
 Degenerate input never raises and never yields a NaN or an infinity: the result carries a stable
-``reason`` and ``None`` for what cannot be computed (means stay when they exist).
+``reason`` and ``None`` for what cannot be computed (means stay when they exist). Where the
+normal approximation breaks (rare events, an empty cell, one arm without spread) the remedies of
+``analysis.degenerate`` apply first, and ``adjustment`` names the one used.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal, Protocol, get_args
 
+from analysis.degenerate import Adjustment, adjust, too_few_events
 from analysis.effects import Moments, effect, moments
-from analysis.stats import MetricStats, ProportionStats
+from analysis.stats import MeanStats, MetricStats, ProportionStats
 
 __all__ = [
     "Alternative",
@@ -38,8 +41,10 @@ ReasonCode = Literal[
     "arm_empty",  # one arm has none
     "too_few_runs",  # an arm has a single observation: no variance
     "zero_variance",  # no spread in either arm: nothing to scale the difference by
+    "too_few_events",  # proportions: too few expected events for the normal approximation
     "baseline_zero",  # relative scale asked, baseline mean 0: no ratio
-    "not_finite",  # magnitudes beyond floating point
+    "not_finite",  # magnitudes beyond floating point, or statistics read back as inf/NaN
+    "inconsistent_sums",  # stored sums no real sample can have (Σx² < (Σx)²/n)
     "invalid_parameter",  # alpha outside (0, 1), unknown alternative or scale, non-finite null
 ]
 
@@ -63,9 +68,15 @@ class Comparison:
     is unbounded and reads ``None`` (an interval "at least x"). ``p_value`` and ``significant``
     test H0 ``effect == null`` (on ``scale``) against ``alternative``; ``significant`` is
     ``p_value < alpha``, which for every test here is the same as ``null`` lying outside the
-    interval on that scale. Relative fields are ``None`` when the baseline mean is 0. For two
-    proportions the intervals are cut to what rates allow (a difference in [−1, 1], a relative
-    change of at least −100 %): the normal approximation can overshoot on small samples.
+    interval on that scale. Relative fields are ``None`` when the baseline mean is 0; the
+    relative effect is (m_c − m_b)/|m_b| (``analysis.effects``). For two proportions the
+    intervals are cut to what rates allow (a difference in [−1, 1], a relative change of at
+    least −100 %): the normal approximation can overshoot on small samples.
+
+    ``effect`` and ``relative_effect`` are always the observed ones. With an ``adjustment``
+    (``analysis.degenerate``) the interval and the statistic come from the adjusted moments:
+    with "agresti_caffo" they centre on the adjusted rates, so the interval need not be
+    centred on ``effect``.
     """
 
     method: str
@@ -89,6 +100,7 @@ class Comparison:
     statistic: float | None = None
     p_value: float | None = None
     significant: bool = False
+    adjustment: Adjustment | None = None
 
     @property
     def ok(self) -> bool:
@@ -124,6 +136,10 @@ def _finite(*values: float | None) -> bool:
     return all(v is None or math.isfinite(v) for v in values)
 
 
+def _defect(stats: MetricStats) -> ReasonCode | None:
+    return stats.defect if isinstance(stats, MeanStats) else None
+
+
 def compare(
     baseline: MetricStats,
     candidate: MetricStats,
@@ -135,13 +151,16 @@ def compare(
     null: float = 0.0,
     scale: Scale = "absolute",
     parameters_ok: bool = True,
+    min_events: float = 0.0,
 ) -> Comparison:
     """Compare two arms with the test whose boundary ``boundary_for(baseline, candidate)`` gives.
 
     The shared core of ``analysis.significance`` and ``analysis.sequential``; call those.
     ``parameters_ok=False`` is how a test reports its own parameters invalid (a tuning value).
+    ``min_events`` applies to two proportions (``analysis.degenerate.too_few_events``).
     """
     b, c = moments(baseline), moments(candidate)
+    defect = _defect(baseline) or _defect(candidate)
     base = Comparison(
         method=method,
         reason="ok",
@@ -151,8 +170,8 @@ def compare(
         alpha=alpha,
         n_baseline=baseline.n,
         n_candidate=candidate.n,
-        mean_baseline=None if b is None else b.mean,
-        mean_candidate=None if c is None else c.mean,
+        mean_baseline=baseline.mean if b is not None else None,
+        mean_candidate=candidate.mean if c is not None else None,
     )
     valid = (
         parameters_ok
@@ -160,37 +179,54 @@ def compare(
         and alternative in get_args(Alternative)
         and scale in get_args(Scale)
         and math.isfinite(null)
+        and 0.0 <= min_events < math.inf
     )
     if not valid:
         return replace(base, reason="invalid_parameter")
+    if defect is not None:  # damaged statistics: the finite means stand, nothing else
+        return replace(base, reason=defect)
     reason = _degenerate(b, c)
+    rates = isinstance(baseline, ProportionStats) and isinstance(candidate, ProportionStats)
+    if reason is None and scale == "relative" and b is not None and b.mean == 0:
+        reason = "baseline_zero"  # no ratio to nothing, however many events
+    if (
+        reason is None
+        and isinstance(baseline, ProportionStats)
+        and isinstance(candidate, ProportionStats)
+        and too_few_events(baseline, candidate, min_events)
+    ):
+        reason = "too_few_events"
     if reason is not None or b is None or c is None:
         difference = None if b is None or c is None else c.mean - b.mean
         if not _finite(difference):
             return replace(base, reason="not_finite")
-        # Too few runs or no spread: the means and their difference still stand, tests do not.
+        # Too few runs, events or no spread: the means and their difference stand, tests do not.
         return replace(base, reason=reason or "no_data", effect=difference)
-    est = effect(b, c)
-    if not _finite(est.difference, est.variance) or est.variance <= 0:
+    observed = effect(b, c)
+    tested_b, tested_c, adjustment = adjust(baseline, candidate, b, c)
+    est = effect(tested_b, tested_c)
+    if not _finite(observed.difference, est.difference, est.variance) or est.variance <= 0:
         return replace(base, reason="not_finite")
-    boundary = boundary_for(b, c)
+    base = replace(base, adjustment=adjustment)
+    boundary = boundary_for(tested_b, tested_c)
     one_sided = alternative != "two-sided"
     mult = boundary.multiplier(alpha, one_sided)
     se = math.sqrt(est.variance)
     low, high = _interval(est.difference, se, mult, alternative)
-    rates = isinstance(baseline, ProportionStats) and isinstance(candidate, ProportionStats)
     if rates:  # a difference of rates lies in [−1, 1]: cutting the interval there loses nothing
         low, high = _clip(low, -1.0, 1.0), _clip(high, -1.0, 1.0)
     rel_se = rel_low = rel_high = None
-    if est.relative is not None and est.relative_variance is not None:
+    has_ratio = observed.relative is not None  # no ratio to a zero baseline, adjusted or not
+    if has_ratio and est.relative is not None and est.relative_variance is not None:
         rel_se = math.sqrt(est.relative_variance)
         rel_low, rel_high = _interval(est.relative, rel_se, mult, alternative)
         if rates:  # a rate cannot fall below 0, so the relative change cannot fall below −100 %
             rel_low, rel_high = _clip(rel_low, -1.0, math.inf), _clip(rel_high, -1.0, math.inf)
-    if scale == "relative" and (est.relative is None or rel_se is None):
-        return replace(base, reason="baseline_zero", effect=est.difference)
+    if scale == "relative" and rel_se is None:
+        missing: ReasonCode = "baseline_zero" if b.mean == 0 else "not_finite"
+        return replace(base, reason=missing, effect=observed.difference)
     if scale == "relative" and rel_se == 0:  # a zero candidate mean with no spread
-        return replace(base, reason="zero_variance", effect=est.difference)
+        return replace(base, reason="zero_variance", effect=observed.difference)
     estimate, scale_se = (est.relative, rel_se) if scale == "relative" else (est.difference, se)
     assert estimate is not None  # narrowed above
     assert scale_se is not None
@@ -199,11 +235,11 @@ def compare(
     p = min(1.0, max(0.0, boundary.p_value(directed, one_sided)))
     out = replace(
         base,
-        effect=est.difference,
+        effect=observed.difference,
         std_error=se,
         ci_low=low,
         ci_high=high,
-        relative_effect=est.relative,
+        relative_effect=observed.relative,
         relative_std_error=rel_se,
         relative_ci_low=rel_low,
         relative_ci_high=rel_high,
@@ -211,7 +247,7 @@ def compare(
         p_value=p,
         significant=p < alpha,
     )
-    numbers = (se, low, high, est.relative, rel_se, rel_low, rel_high, z, p, mult)
+    numbers = (se, low, high, observed.relative, rel_se, rel_low, rel_high, z, p, mult)
     if not _finite(*numbers):
         return replace(base, reason="not_finite")
     return out

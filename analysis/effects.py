@@ -4,12 +4,18 @@ Two effects, both computed from per-arm means and variances only:
 
 - the **absolute** effect, the difference in means m_c − m_b, with
   Var = v_c/n_c + v_b/n_b (independent arms);
-- the **relative** effect, m_c/m_b − 1, with its variance by the first-order (multivariate)
-  delta method (Casella & Berger, *Statistical Inference*, 2nd ed., §5.5.4) for
-  the ratio of two independent means, the form Deng, Knoblich & Lu use for percent change
-  ("Applying the Delta Method in Metric Analytics", KDD 2018)::
+- the **relative** effect, (m_c − m_b)/|m_b|: the change as a fraction of the baseline's
+  magnitude. For a positive baseline it is m_c/m_b − 1; on |m_b| so that its sign is always the
+  sign of the difference (with m_c/m_b − 1, a baseline of −10 falling to −20 would read +100 %).
+  Its variance is by the first-order (multivariate) delta method (Casella & Berger,
+  *Statistical Inference*, 2nd ed., §5.5.4) for the ratio of two independent means, the form
+  Deng, Knoblich & Lu use for percent change ("Applying the Delta Method in Metric Analytics",
+  KDD 2018); the sign of m_b drops out of the square::
 
-      Var(m_c/m_b) ≈ Var(m_c)/m_b² + m_c²·Var(m_b)/m_b⁴
+      Var ≈ Var(m_c)/m_b² + m_c²·Var(m_b)/m_b⁴ = (se_c/|m_b|)² + (m_c/|m_b| · se_b/|m_b|)²
+
+  computed in the right-hand form, ratios before squares, so means near 1e150 do not overflow
+  (m_b⁴ would) and read as a ratio, not as "no baseline".
 
 A proportion's per-observation variance is the Bernoulli p(1 − p) (what the Wald z-test and the
 normal approximation use); a numeric metric's is the sample variance (divisor n − 1).
@@ -27,11 +33,14 @@ __all__ = ["Effect", "Moments", "effect", "moments"]
 
 @dataclass(frozen=True, slots=True)
 class Moments:
-    """One arm reduced to what the tests need: n, mean, per-observation variance."""
+    """One arm reduced to what the tests need: n, mean, per-observation variance. ``pooled``
+    marks a variance pooled over both arms (``analysis.degenerate``): Welch's degrees of freedom
+    then become Student's n_b + n_c − 2."""
 
     n: int
     mean: float
     variance: float
+    pooled: bool = False
 
 
 def moments(stats: MetricStats) -> Moments | None:
@@ -43,8 +52,8 @@ def moments(stats: MetricStats) -> Moments | None:
     if stats.n == 0:
         return None
     if isinstance(stats, MeanStats):
-        mean = stats.total / stats.n
-        return Moments(stats.n, mean, stats.variance or 0.0)
+        # a defect (``stats.defect``) is refused by ``compare`` before these are used
+        return Moments(stats.n, stats.center, stats.variance or 0.0)
     p = stats.successes / stats.n
     return Moments(stats.n, p, p * (1.0 - p))
 
@@ -70,12 +79,13 @@ def effect(baseline: Moments, candidate: Moments) -> Effect:
     var_b = baseline.variance / baseline.n  # Var(m_b)
     var_c = candidate.variance / candidate.n  # Var(m_c)
     difference = candidate.mean - baseline.mean
-    m_b = baseline.mean
-    m_b_sq = m_b * m_b
-    if m_b_sq * m_b_sq == 0:  # m_b is 0, or so small that m_b⁴ underflows: no usable ratio
+    scale = abs(baseline.mean)
+    if scale == 0:  # no ratio to nothing
         return Effect(difference, var_b + var_c, None, None)
-    relative = candidate.mean / m_b - 1.0
-    relative_variance = var_c / m_b_sq + candidate.mean * candidate.mean * var_b / (m_b_sq * m_b_sq)
+    relative = difference / scale
+    se_c, se_b = math.sqrt(var_c) / scale, math.sqrt(var_b) / scale
+    ratio_se_b = candidate.mean / scale * se_b
+    relative_variance = se_c * se_c + ratio_se_b * ratio_se_b
     if not (math.isfinite(relative) and math.isfinite(relative_variance)):
         return Effect(difference, var_b + var_c, None, None)
     return Effect(difference, var_b + var_c, relative, relative_variance)

@@ -110,6 +110,7 @@ def sequential_test(
     scale: Scale = "absolute",
     rho: float | None = None,
     tuning_runs: float = DEFAULT_TUNING_RUNS,
+    min_events: float = 0.0,
 ) -> Comparison:
     """The asymptotic confidence sequence of candidate − baseline (``method="asymptotic_cs"``):
     intervals are (1 − alpha) confidence sequences, p-values always valid, so looking after every
@@ -119,7 +120,11 @@ def sequential_test(
     runs of both arms where the sequence is tightest) and ``alpha``. Fix it before the
     experiment: a ρ chosen from the data voids the guarantee. Proportions use the Bernoulli
     variance, numeric metrics the sample variance (the boundary is asymptotic: it needs no
-    Gaussian data, only finite variance and enough runs for the CLT).
+    Gaussian data, only finite variance and enough runs for the CLT). Hence ``min_events``:
+    two proportions whose smaller arm expects fewer events (``analysis.degenerate``) are not
+    tested; 0, the default here, checks nothing. An empty cell or an arm without spread uses
+    the adjusted moments of ``analysis.degenerate`` (Agresti–Caffo, pooled variance) in the same
+    boundary: both are consistent, so the asymptotic guarantee holds.
     """
     if rho is None:
         rho = rho_for_runs(tuning_runs, alpha if 0.0 < alpha < 1.0 else 0.05)
@@ -141,4 +146,5 @@ def sequential_test(
         null=null,
         scale=scale,
         parameters_ok=ok,
+        min_events=min_events,
     )

@@ -14,6 +14,15 @@
   ``statsmodels.stats.proportion.proportions_ztest``); the interval stays unpooled, so the test
   and the interval may then disagree at the margin: the decision module uses the unpooled form.
 
+Where the normal approximation breaks (``analysis.degenerate``): a numeric arm without spread
+makes Welch's test **Student's pooled-variance t-test** (``method="student_t"``, n_b + n_c − 2
+degrees of freedom, as ``scipy.stats.ttest_ind(equal_var=True)``); two proportions with an empty
+cell use the **Agresti–Caffo** interval and test (``method="agresti_caffo"``), and for H0
+p_c = p_b on the absolute scale the p-value of **Fisher's exact test** (``method="fisher_exact"``,
+as ``scipy.stats.fisher_exact``; the interval stays Agresti–Caffo's, so the two may disagree at
+the margin; ``statistic`` is then ``None``). ``min_events`` refuses proportions with too few
+expected events (``too_few_events``); 0, the default here, checks nothing.
+
 Relative effects use the delta-method variance (``analysis.effects``) with the same reference
 distribution. Peeking at these tests after every batch inflates false decisions far above alpha
 (``benchmarks.analysis`` measures by how much): use ``analysis.sequential`` for that.
@@ -27,6 +36,7 @@ from dataclasses import dataclass, replace
 from scipy import special
 
 from analysis.comparison import Alternative, Comparison, Scale, compare
+from analysis.degenerate import fisher_exact_p
 from analysis.effects import Moments
 from analysis.stats import MeanStats, MetricStats, ProportionStats
 
@@ -57,7 +67,10 @@ class _Normal:
 
 
 def _welch_df(b: Moments, c: Moments) -> _StudentT:
-    """Welch–Satterthwaite ν, computed on shares of the total variance so nothing overflows."""
+    """Welch–Satterthwaite ν, computed on shares of the total variance so nothing overflows;
+    Student's n_b + n_c − 2 for a pooled variance."""
+    if b.pooled:
+        return _StudentT(b.n + c.n - 2.0)
     var_b, var_c = b.variance / b.n, c.variance / c.n
     total = var_b + var_c
     share_b, share_c = var_b / total, var_c / total
@@ -73,12 +86,13 @@ def welch_t_test(
     null: float = 0.0,
     scale: Scale = "absolute",
 ) -> Comparison:
-    """Welch's unequal-variance t-test of candidate − baseline (``method="welch_t"``).
+    """Welch's unequal-variance t-test of candidate − baseline (``method="welch_t"``;
+    ``"student_t"`` when one arm has no spread).
 
     ``null`` is δ₀ on ``scale`` (e.g. ``null=-0.05, scale="relative", alternative="less"`` asks
     whether the candidate is more than 5 % below the baseline). Intervals are at 1 − alpha.
     """
-    return compare(
+    result = compare(
         baseline,
         candidate,
         method="welch_t",
@@ -88,6 +102,7 @@ def welch_t_test(
         null=null,
         scale=scale,
     )
+    return replace(result, method="student_t") if result.adjustment else result
 
 
 def two_proportion_z_test(
@@ -99,11 +114,13 @@ def two_proportion_z_test(
     null: float = 0.0,
     scale: Scale = "absolute",
     pooled: bool = False,
+    min_events: float = 0.0,
 ) -> Comparison:
     """The two-proportion z-test of p_c − p_b (``method="two_proportion_z"``, or
     ``"two_proportion_z_pooled"`` when the pooled variance applies: ``pooled=True`` on the
     absolute scale with ``null=0``; elsewhere a pooled variance has no meaning and the Wald form
-    is used)."""
+    is used). With an empty cell: ``"agresti_caffo"``, or ``"fisher_exact"`` for H0 p_c = p_b
+    on the absolute scale (see the module docstring)."""
     result = compare(
         baseline,
         candidate,
@@ -113,7 +130,17 @@ def two_proportion_z_test(
         alternative=alternative,
         null=null,
         scale=scale,
+        min_events=min_events,
     )
+    if result.ok and result.adjustment == "agresti_caffo":
+        exact = None
+        if scale == "absolute" and null == 0.0:
+            exact = fisher_exact_p(baseline, candidate, alternative)
+        if exact is None:
+            return replace(result, method="agresti_caffo")
+        return replace(
+            result, method="fisher_exact", statistic=None, p_value=exact, significant=exact < alpha
+        )
     if not (pooled and scale == "absolute" and null == 0.0 and result.ok):
         return result
     n_b, n_c = baseline.n, candidate.n
@@ -138,12 +165,20 @@ def fixed_test(
     alternative: Alternative = "two-sided",
     null: float = 0.0,
     scale: Scale = "absolute",
+    min_events: float = 0.0,
 ) -> Comparison:
-    """The fixed-horizon test for the metric's kind: the unpooled z-test for two proportions,
-    Welch's t otherwise (a proportion compared with a numeric metric reads as 0/1 numbers)."""
+    """The fixed-horizon test for the metric's kind: the unpooled z-test for two proportions
+    (``min_events`` applies to them), Welch's t otherwise (a proportion compared with a numeric
+    metric reads as 0/1 numbers)."""
     if isinstance(baseline, ProportionStats) and isinstance(candidate, ProportionStats):
         return two_proportion_z_test(
-            baseline, candidate, alpha=alpha, alternative=alternative, null=null, scale=scale
+            baseline,
+            candidate,
+            alpha=alpha,
+            alternative=alternative,
+            null=null,
+            scale=scale,
+            min_events=min_events,
         )
     b = baseline.as_mean() if isinstance(baseline, ProportionStats) else baseline
     c = candidate.as_mean() if isinstance(candidate, ProportionStats) else candidate
