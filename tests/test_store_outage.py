@@ -6,10 +6,14 @@ A real ``rollgraph serve`` (uvicorn: a 500 from the catch-all closes the connect
 the relay (closing its listener and every relayed connection) is the outage: new connections
 are refused and pooled ones are dropped, as when PostgreSQL stops; restarting it on the same
 port ends the outage. This needs no private PostgreSQL instance and no privileges.
+
+Redis refusing one call (for its arguments) is no outage either: the link's breaker stays
+closed, so one bad request cannot refuse every client's async runs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import socket
@@ -26,7 +30,8 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
 from control_plane.store.failures import OUTAGES, as_unavailable
-from tests.fixtures import GREET, bearer
+from control_plane.store.redis import RedisLink, RedisRejected
+from tests.fixtures import GREET, REDIS_URL, bearer
 from tests.processes import free_port
 
 
@@ -195,3 +200,21 @@ def outage_and_recovery(conn: http.client.HTTPConnection, relay: Relay, admin_ke
         time.sleep(0.2)
     assert status == 200, runs
     assert stored["run_id"] in [r["run_id"] for r in runs]
+
+
+def test_redis_refusing_a_call_is_not_an_outage(redis_prefix: str) -> None:
+    async def scenario() -> None:
+        link = RedisLink(REDIS_URL, prefix=redis_prefix)
+        try:
+            await link.call("probe.add", lambda c: c.xadd(link.key("s"), {"a": "1"}))
+            with pytest.raises(RedisRejected) as refused:
+                await link.call(
+                    "probe.range", lambda c: c.xrevrange(link.key("s"), max="(0-0", min="-")
+                )
+            assert refused.value.status_code == 502 and not refused.value.headers()
+            assert link.up  # the breaker stayed closed: the next call goes to Redis
+            assert await link.call("probe.len", lambda c: c.xlen(link.key("s"))) == 1
+        finally:
+            await link.aclose()
+
+    asyncio.run(scenario())

@@ -25,6 +25,9 @@ __all__ = [
 MetricKind = Literal["proportion", "mean"]
 Direction = Literal["increase", "decrease"]
 _METRIC = r"^[A-Za-z][A-Za-z0-9_\-.]*$"
+# Python's JSON reader takes NaN and Infinity, which PostgreSQL's json type (the stored config)
+# refuses: every request model here refuses them as a 422 first.
+_REQUEST = ConfigDict(extra="forbid", allow_inf_nan=False)
 # Every run counts towards these, from the engine's facts: no outcome needs to be sent.
 BUILTIN_METRICS: dict[str, MetricKind] = {
     "success": "proportion",
@@ -34,7 +37,7 @@ BUILTIN_METRICS: dict[str, MetricKind] = {
 
 
 class _Metric(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _REQUEST
     name: str = Field(pattern=_METRIC, max_length=100)
     kind: MetricKind | None = Field(
         default=None,
@@ -70,7 +73,7 @@ class Bound(BaseModel):
     (with ``auto_rollback``), whatever the comparison with the baseline says. "Error rate above
     5 % after 200 runs" is ``{metric: success, min: 0.95, after_runs: 200}``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _REQUEST
     metric: str = Field(pattern=_METRIC, max_length=100)
     min: float | None = Field(default=None, description="the candidate's mean must stay at least")
     max: float | None = Field(default=None, description="the candidate's mean must stay at most")
@@ -84,13 +87,13 @@ class Bound(BaseModel):
 
 
 class CandidateShare(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _REQUEST
     version: StoreText = Field(min_length=1, max_length=64)
     percent: float = Field(gt=0, le=100, description="share of the label's traffic")
 
 
 class RampStep(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _REQUEST
     percent: float = Field(gt=0, le=100, description="the candidate's share at this step")
     min_duration_s: float = Field(default=0, ge=0, description="held at least this long")
     min_runs: int = Field(default=0, ge=0, description="and until this many runs per arm")
@@ -99,7 +102,7 @@ class RampStep(BaseModel):
 class ExperimentCreate(BaseModel):
     """Compare the label's version (the baseline) with candidate versions on live traffic."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _REQUEST
     workflow: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_\-]*$", max_length=128)
     label: str = Field(default="prod", pattern=r"^[A-Za-z][A-Za-z0-9_\-]*$", max_length=64)
     name: StoreText | None = Field(default=None, max_length=200)
