@@ -78,7 +78,11 @@ async def open_runtime(
     ``run_engine`` builds the graph engine (default: simulated and OpenAI-compatible
     providers; tests and benchmarks pass their own)."""
     async with AsyncExitStack() as stack:
-        db = create_db_engine(settings.database_url)
+        db = create_db_engine(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            pool_timeout_s=settings.db_pool_timeout_s,
+        )
         stack.callback(db.dispose)
         upgrade_to_head(db)  # one process at a time applies the migrations (store.migrations)
         session_factory = make_session_factory(db)

@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     queue_visibility_timeout_s: float = Field(default=30.0, gt=0)
     queue_max_deliveries: int = Field(default=3, ge=1)  # then it goes to the dead-letter stream
     worker_concurrency: int = Field(default=4, ge=1)  # runs in flight per worker process
+    # Store connections per process (PostgreSQL; SQLite serialises writers anyway). A request
+    # that finds them all busy for db_pool_timeout_s gets a 503 with Retry-After
+    # instead of queueing behind a stalled store for half a minute.
+    db_pool_size: int = Field(default=15, ge=1, le=1000)
+    db_pool_timeout_s: float = Field(default=5.0, gt=0, le=300)
 
     @model_validator(mode="after")
     def _refuse_weak_admin_key(self) -> Settings:

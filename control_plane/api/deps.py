@@ -12,7 +12,7 @@ answer or close its session.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Protocol, TypeVar
 
 import anyio.to_thread
@@ -27,13 +27,11 @@ from control_plane.store.db import session_scope
 __all__ = [
     "EngineDep",
     "MetricsDep",
-    "SessionDep",
     "SettingsDep",
     "Unit",
     "UnitDep",
     "get_engine",
     "get_metrics",
-    "get_session",
     "get_settings_dep",
     "get_unit",
 ]
@@ -80,16 +78,7 @@ async def get_unit(request: Request) -> Unit:
     return unit
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    with session_scope(request.app.state.session_factory) as session:
-        yield session
-
-
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 EngineDep = Annotated[engine.Engine, Depends(get_engine)]
-# scope="function": commit when the handler returns, before the response is sent; with the
-# default scope FastAPI would send the response first, and a client could read its own write
-# as missing, or be told "201" about a commit that then failed.
-SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 UnitDep = Annotated[Unit, Depends(get_unit)]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from control_plane.access.deps import AdminDep, auth_responses
-from control_plane.api.deps import SessionDep
+from control_plane.api.deps import UnitDep
 from control_plane.api.errors import error_responses
 from control_plane.audit import service
 from control_plane.audit.schemas import AuditEntryPublic
@@ -24,8 +25,8 @@ router = APIRouter(prefix="/v1/audit", tags=["audit"])
     response_model=list[AuditEntryPublic],
     responses={**auth_responses("admin"), **error_responses(422)},
 )
-def list_audit(
-    session: SessionDep,
+async def list_audit(
+    unit: UnitDep,
     principal: AdminDep,
     target_kind: Annotated[
         str | None,
@@ -42,6 +43,13 @@ def list_audit(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AuditEntryPublic]:
     """Audit rows matching every given filter, newest first."""
-    return service.list_entries(
-        session, target_kind=target_kind, target=target, actor=actor, since=since, limit=limit
+    return await unit(
+        partial(
+            service.list_entries,
+            target_kind=target_kind,
+            target=target,
+            actor=actor,
+            since=since,
+            limit=limit,
+        )
     )

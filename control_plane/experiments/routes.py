@@ -1,6 +1,6 @@
 """HTTP routes of experiments: start (admin), list and read (viewer), stop (admin).
 
-Handlers only translate HTTP to service calls; the session commits at the request boundary.
+Handlers only translate HTTP to service calls, each one unit of work (``UnitDep``).
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from control_plane.access.deps import AdminDep, ViewerDep, auth_responses
-from control_plane.api.deps import MetricsDep, SessionDep
+from control_plane.api.deps import MetricsDep, UnitDep
 from control_plane.api.errors import error_responses
 from control_plane.errors import Conflict
 from control_plane.experiments import evaluator, results, service
@@ -36,11 +36,11 @@ ExperimentId = Annotated[int, Path(ge=1, le=2**31 - 1)]
     status_code=status.HTTP_201_CREATED,
     responses={**auth_responses("admin"), **error_responses(404, 409, 413, 422)},
 )
-def start_experiment(
-    body: ExperimentCreate, session: SessionDep, principal: AdminDep
+async def start_experiment(
+    body: ExperimentCreate, unit: UnitDep, principal: AdminDep
 ) -> ExperimentPublic:
     """Start an experiment on a label: its version against the candidates, on live traffic."""
-    return service.start_experiment(session, body=body, actor=principal.name)
+    return await unit(partial(service.start_experiment, body=body, actor=principal.name))
 
 
 @router.get(
@@ -48,14 +48,14 @@ def start_experiment(
     response_model=list[ExperimentPublic],
     responses={**auth_responses("viewer"), **error_responses(422)},
 )
-def list_experiments(
-    session: SessionDep,
+async def list_experiments(
+    unit: UnitDep,
     principal: ViewerDep,
     workflow: Annotated[str | None, Query(max_length=128), Storable] = None,
     status: Literal["running", "stopped", "promoted", "rolled_back"] | None = None,
 ) -> list[ExperimentPublic]:
     """Experiments, newest first."""
-    return service.list_experiments(session, workflow=workflow, status=status)
+    return await unit(partial(service.list_experiments, workflow=workflow, status=status))
 
 
 @router.get(
@@ -63,10 +63,10 @@ def list_experiments(
     response_model=ExperimentPublic,
     responses={**auth_responses("viewer"), **error_responses(404, 422)},
 )
-def get_experiment(
-    experiment_id: ExperimentId, session: SessionDep, principal: ViewerDep
+async def get_experiment(
+    experiment_id: ExperimentId, unit: UnitDep, principal: ViewerDep
 ) -> ExperimentPublic:
-    return service.get_experiment(session, experiment_id=experiment_id)
+    return await unit(partial(service.get_experiment, experiment_id=experiment_id))
 
 
 @router.post(
@@ -74,11 +74,13 @@ def get_experiment(
     response_model=ExperimentPublic,
     responses={**auth_responses("admin"), **error_responses(404, 409, 422)},
 )
-def stop_experiment(
-    experiment_id: ExperimentId, session: SessionDep, principal: AdminDep
+async def stop_experiment(
+    experiment_id: ExperimentId, unit: UnitDep, principal: AdminDep
 ) -> ExperimentPublic:
     """End a running experiment: the label's traffic goes back to its version and rollout."""
-    return service.stop_experiment(session, experiment_id=experiment_id, actor=principal.name)
+    return await unit(
+        partial(service.stop_experiment, experiment_id=experiment_id, actor=principal.name)
+    )
 
 
 @router.get(
@@ -86,12 +88,12 @@ def stop_experiment(
     response_model=results.ExperimentResults,
     responses={**auth_responses("viewer"), **error_responses(404, 422)},
 )
-def experiment_results(
-    experiment_id: ExperimentId, session: SessionDep, principal: ViewerDep
+async def experiment_results(
+    experiment_id: ExperimentId, unit: UnitDep, principal: ViewerDep
 ) -> results.ExperimentResults:
     """Per arm and metric: n, mean, effect with its interval and p-values; and the decision
     (promote, rollback, continue, halt) with its reasons in words."""
-    return results.results(session, experiment_id=experiment_id)
+    return await unit(partial(results.results, experiment_id=experiment_id))
 
 
 class DecisionPublic(BaseModel):
@@ -112,21 +114,25 @@ class DecisionPublic(BaseModel):
     response_model=list[DecisionPublic],
     responses={**auth_responses("viewer"), **error_responses(404, 422)},
 )
-def experiment_decisions(
+async def experiment_decisions(
     experiment_id: ExperimentId,
-    session: SessionDep,
+    unit: UnitDep,
     principal: ViewerDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[DecisionPublic]:
     """The evaluator's decisions and actions, newest first, each with its statistics."""
-    service.get_experiment(session, experiment_id=experiment_id)  # 404 for an unknown id
-    rows = session.exec(
-        select(ExperimentDecisionRow)
-        .where(ExperimentDecisionRow.experiment_id == experiment_id)
-        .order_by(col(ExperimentDecisionRow.id).desc())
-        .limit(limit)
-    ).all()
-    return [DecisionPublic.model_validate(r) for r in rows]
+
+    def read(session: Session) -> list[DecisionPublic]:
+        service.get_experiment(session, experiment_id=experiment_id)  # 404 for an unknown id
+        rows = session.exec(
+            select(ExperimentDecisionRow)
+            .where(ExperimentDecisionRow.experiment_id == experiment_id)
+            .order_by(col(ExperimentDecisionRow.id).desc())
+            .limit(limit)
+        ).all()
+        return [DecisionPublic.model_validate(r) for r in rows]
+
+    return await unit(read)
 
 
 @router.post(
@@ -134,16 +140,20 @@ def experiment_decisions(
     response_model=DecisionPublic,
     responses={**auth_responses("admin"), **error_responses(404, 409, 422)},
 )
-def evaluate_experiment(
-    experiment_id: ExperimentId, session: SessionDep, metrics: MetricsDep, principal: AdminDep
+async def evaluate_experiment(
+    experiment_id: ExperimentId, unit: UnitDep, metrics: MetricsDep, principal: AdminDep
 ) -> DecisionPublic:
     """Apply the experiment's rules now, as the background evaluator does on its interval;
     the decision, and what was done."""
-    experiment = service.get_experiment(session, experiment_id=experiment_id)
-    if experiment.status != "running":
-        raise Conflict(f"experiment {experiment_id} is {experiment.status}, not running")
-    done = evaluator.evaluate(session, experiment_id=experiment_id)
-    assert done is not None  # running, checked above
-    # Counted when the request boundary commits the decision, not before.
-    after_commit(session, partial(done.count, metrics, experiment_id))
-    return DecisionPublic.model_validate(done)
+
+    def evaluate(session: Session) -> DecisionPublic:
+        experiment = service.get_experiment(session, experiment_id=experiment_id)
+        if experiment.status != "running":
+            raise Conflict(f"experiment {experiment_id} is {experiment.status}, not running")
+        done = evaluator.evaluate(session, experiment_id=experiment_id)
+        assert done is not None  # running, checked above
+        # Counted when the unit of work commits the decision, not before.
+        after_commit(session, partial(done.count, metrics, experiment_id))
+        return DecisionPublic.model_validate(done)
+
+    return await unit(evaluate)

@@ -7,9 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel
+from sqlmodel import Session
 
 from control_plane.access.deps import RunnerDep, auth_responses
-from control_plane.api.deps import MetricsDep, SessionDep
+from control_plane.api.deps import MetricsDep, UnitDep
 from control_plane.api.errors import error_responses
 from control_plane.kit.storable import Storable
 from control_plane.metrics import after_commit
@@ -52,18 +53,22 @@ class OutcomeResult(BaseModel):
     response_model=OutcomeResult,
     responses={**auth_responses("runner"), **error_responses(404, 409, 413, 422)},
 )
-def record_outcome(
+async def record_outcome(
     run_id: Annotated[str, Path(min_length=1, max_length=64), Storable],
     body: OutcomeBody,
-    session: SessionDep,
+    unit: UnitDep,
     metrics_registry: MetricsDep,
     principal: RunnerDep,
 ) -> OutcomeResult:
     """Record outcomes of a run, once per metric: the same value again changes nothing, another
     value is a 409, a value of the other type than the metric's is a 422."""
-    metrics = service.record_outcomes(session, run_id=run_id, outcomes=body.root)
-    run = runs_repo.get_run(session, run_id)  # read by the service: from the session's map
-    assert run is not None
-    # Counted when the request boundary commits them: a failed commit recorded nothing.
-    after_commit(session, partial(metrics_registry.observe_outcomes, run.workflow, metrics))
-    return OutcomeResult(run_id=run_id, metrics=metrics)
+
+    def record(session: Session) -> dict[str, str]:
+        metrics = service.record_outcomes(session, run_id=run_id, outcomes=body.root)
+        run = runs_repo.get_run(session, run_id)  # read by the service: from the session's map
+        assert run is not None
+        # Counted when the unit of work commits them: a failed commit recorded nothing.
+        after_commit(session, partial(metrics_registry.observe_outcomes, run.workflow, metrics))
+        return metrics
+
+    return OutcomeResult(run_id=run_id, metrics=await unit(record))

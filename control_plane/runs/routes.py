@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Body, Header, Path, Query, Response, status
 
 from control_plane.access.deps import RunnerDep, ViewerDep, auth_responses
-from control_plane.api.deps import SessionDep
+from control_plane.api.deps import UnitDep
 from control_plane.api.errors import ErrorBody, error_responses
 from control_plane.kit.storable import INT32_MAX, Storable
 from control_plane.registry.deps import RegistryDep
@@ -172,16 +173,16 @@ async def resume_run(
     response_model=RunDetail,
     responses={**auth_responses("viewer"), **error_responses(404, 422)},
 )
-def get_run(
+async def get_run(
     run_id: RunId,
-    session: SessionDep,
+    unit: UnitDep,
     principal: ViewerDep,
     attempt: Annotated[
         int | None, Query(ge=1, le=INT32_MAX, description="this attempt's trace")
     ] = None,
 ) -> RunDetail:
     """A run with its trace (a step per node): the newest attempt's, or `attempt`'s."""
-    return service.get_run(session, run_id=run_id, attempt=attempt)
+    return await unit(partial(service.get_run, run_id=run_id, attempt=attempt))
 
 
 @router.get(
@@ -189,8 +190,8 @@ def get_run(
     response_model=list[RunPublic],
     responses={**auth_responses("viewer"), **error_responses(422)},
 )
-def list_runs(
-    session: SessionDep,
+async def list_runs(
+    unit: UnitDep,
     principal: ViewerDep,
     workflow: Annotated[str | None, Query(max_length=128), Storable] = None,
     version: Annotated[str | None, Query(max_length=64), Storable] = None,
@@ -201,13 +202,15 @@ def list_runs(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[RunPublic]:
     """Runs, newest first."""
-    return service.list_runs(
-        session,
-        workflow=workflow,
-        version=version,
-        status=status,
-        mode=mode,
-        since=since,
-        until=until,
-        limit=limit,
+    return await unit(
+        partial(
+            service.list_runs,
+            workflow=workflow,
+            version=version,
+            status=status,
+            mode=mode,
+            since=since,
+            until=until,
+            limit=limit,
+        )
     )

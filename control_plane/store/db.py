@@ -26,17 +26,30 @@ def is_sqlite(url: str | URL) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def create_db_engine(url: str | URL, *, echo: bool = False) -> Engine:
+def create_db_engine(
+    url: str | URL,
+    *,
+    echo: bool = False,
+    pool_size: int | None = None,
+    pool_timeout_s: float | None = None,
+) -> Engine:
     """An engine configured for its backend.
 
     SQLite: WAL (readers do not block the writer), foreign keys enforced (SQLite leaves them off
     by default), usable from the server's thread pool, and the parent directory created so a fresh
     checkout runs. PostgreSQL: connections are pinged before use, so a restarted database costs
-    one retry instead of an error per pooled connection.
+    one retry instead of an error per pooled connection. ``pool_size`` connections at most (no
+    overflow: the size is the bound the request path is sized against), waited for at most
+    ``pool_timeout_s`` (SQLAlchemy's ``TimeoutError``, which the API renders as a 503).
     """
     parsed = make_url(url)
+    pool: dict[str, Any] = {}
+    if pool_size is not None:
+        pool.update(pool_size=pool_size, max_overflow=0)
+    if pool_timeout_s is not None:
+        pool["pool_timeout"] = pool_timeout_s
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(parsed, echo=echo, pool_pre_ping=True)
+        return create_engine(parsed, echo=echo, pool_pre_ping=True, **pool)
     database = parsed.database or ""
     in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
     kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
@@ -45,6 +58,7 @@ def create_db_engine(url: str | URL, *, echo: bool = False) -> Engine:
         kwargs["poolclass"] = StaticPool
     else:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
+        kwargs.update(pool)
     engine = create_engine(parsed, echo=echo, **kwargs)
     event.listen(engine, "connect", _sqlite_pragmas(wal=not in_memory))
     return engine

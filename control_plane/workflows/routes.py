@@ -1,18 +1,19 @@
 """HTTP routes of the workflow registry: versions, labels, diff.
 
-Handlers only translate HTTP to service calls; the session commits at the request boundary.
+Handlers only translate HTTP to service calls, each one unit of work (``UnitDep``).
 Reads need a viewer key, changes an admin key; the key's name is the actor in audit rows.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from control_plane.access.deps import AdminDep, ViewerDep, auth_responses
-from control_plane.api.deps import EngineDep, SessionDep
+from control_plane.api.deps import EngineDep, UnitDep
 from control_plane.api.errors import error_responses
 from control_plane.api.params import LabelName, VersionLabel, WorkflowName
 from control_plane.kit.storable import Storable, StoreText
@@ -58,21 +59,23 @@ router = APIRouter(prefix="/v1/workflows", tags=["workflows"])
         **error_responses(409, 413, 422),
     },
 )
-def apply_workflow(
+async def apply_workflow(
     body: WorkflowApply,
-    session: SessionDep,
+    unit: UnitDep,
     principal: AdminDep,
     run_engine: EngineDep,
     response: Response,
 ) -> ApplyResult:
     """Apply a definition: a new immutable version, or a no-op naming the identical one."""
     # Checked by the engine that will run it: its node kinds (plug-ins included) and providers.
-    result = service.apply_definition(
-        session,
-        source=body.source,
-        version=body.version,
-        actor=principal.name,
-        define=run_engine.define,
+    result = await unit(
+        partial(
+            service.apply_definition,
+            source=body.source,
+            version=body.version,
+            actor=principal.name,
+            define=run_engine.define,
+        )
     )
     if not result.created:
         response.status_code = status.HTTP_200_OK
@@ -80,8 +83,8 @@ def apply_workflow(
 
 
 @router.get("", response_model=list[WorkflowPublic], responses=auth_responses("viewer"))
-def list_workflows(session: SessionDep, principal: ViewerDep) -> list[WorkflowPublic]:
-    return service.list_workflows(session)
+async def list_workflows(unit: UnitDep, principal: ViewerDep) -> list[WorkflowPublic]:
+    return await unit(service.list_workflows)
 
 
 _READ = {**auth_responses("viewer"), **error_responses(404, 422)}
@@ -89,70 +92,80 @@ _CHANGE = {**auth_responses("admin"), **error_responses(404, 409, 422)}
 
 
 @router.get("/{name}/versions", response_model=list[VersionPublic], responses=_READ)
-def list_versions(
-    name: WorkflowName, session: SessionDep, principal: ViewerDep
+async def list_versions(
+    name: WorkflowName, unit: UnitDep, principal: ViewerDep
 ) -> list[VersionPublic]:
-    return service.list_versions(session, workflow=name)
+    return await unit(partial(service.list_versions, workflow=name))
 
 
 @router.get("/{name}/versions/{version}", response_model=VersionDetail, responses=_READ)
-def get_version(
-    name: WorkflowName, version: VersionLabel, session: SessionDep, principal: ViewerDep
+async def get_version(
+    name: WorkflowName, version: VersionLabel, unit: UnitDep, principal: ViewerDep
 ) -> VersionDetail:
-    return service.get_version(session, workflow=name, version=version)
+    return await unit(partial(service.get_version, workflow=name, version=version))
 
 
 @router.post("/{name}/versions/{version}/archive", response_model=VersionPublic, responses=_CHANGE)
-def archive_version(
-    name: WorkflowName, version: VersionLabel, session: SessionDep, principal: AdminDep
+async def archive_version(
+    name: WorkflowName, version: VersionLabel, unit: UnitDep, principal: AdminDep
 ) -> VersionPublic:
     """Archive a version: it serves no traffic and no label may point at it."""
-    return service.archive_version(session, workflow=name, version=version, actor=principal.name)
+    return await unit(
+        partial(service.archive_version, workflow=name, version=version, actor=principal.name)
+    )
 
 
 @router.get("/{name}/labels", response_model=list[LabelPublic], responses=_READ)
-def list_labels(name: WorkflowName, session: SessionDep, principal: ViewerDep) -> list[LabelPublic]:
-    return service.list_labels(session, workflow=name)
+async def list_labels(name: WorkflowName, unit: UnitDep, principal: ViewerDep) -> list[LabelPublic]:
+    return await unit(partial(service.list_labels, workflow=name))
 
 
 @router.put("/{name}/labels/{label}", response_model=LabelPublic, responses=_CHANGE)
-def promote(
-    name: WorkflowName, label: LabelName, body: LabelMove, session: SessionDep, principal: AdminDep
+async def promote(
+    name: WorkflowName, label: LabelName, body: LabelMove, unit: UnitDep, principal: AdminDep
 ) -> LabelPublic:
     """Point a label at a version (promote). Every process reads labels from the store."""
-    return service.set_label(
-        session, workflow=name, label=label, version=body.version, actor=principal.name
+    return await unit(
+        partial(
+            service.set_label,
+            workflow=name,
+            label=label,
+            version=body.version,
+            actor=principal.name,
+        )
     )
 
 
 @router.post("/{name}/labels/{label}/rollback", response_model=LabelPublic, responses=_CHANGE)
-def rollback(
-    name: WorkflowName, label: LabelName, session: SessionDep, principal: AdminDep
+async def rollback(
+    name: WorkflowName, label: LabelName, unit: UnitDep, principal: AdminDep
 ) -> LabelPublic:
     """Move a label back to where it pointed before its last move, in one call."""
-    return service.rollback_label(session, workflow=name, label=label, actor=principal.name)
+    return await unit(
+        partial(service.rollback_label, workflow=name, label=label, actor=principal.name)
+    )
 
 
 @router.get(
     "/{name}/labels/{label}/history", response_model=list[LabelEventPublic], responses=_READ
 )
-def label_history(
+async def label_history(
     name: WorkflowName,
     label: LabelName,
-    session: SessionDep,
+    unit: UnitDep,
     principal: ViewerDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[LabelEventPublic]:
-    return service.label_history(session, workflow=name, label=label, limit=limit)
+    return await unit(partial(service.label_history, workflow=name, label=label, limit=limit))
 
 
 @router.get("/{name}/diff", response_model=DiffPublic, responses=_READ)
-def diff(
+async def diff(
     name: WorkflowName,
-    session: SessionDep,
+    unit: UnitDep,
     principal: ViewerDep,
     a: Annotated[str, Query(min_length=1, max_length=64), Storable],
     b: Annotated[str, Query(min_length=1, max_length=64), Storable],
 ) -> DiffPublic:
     """Structured and unified-text diff of two versions."""
-    return service.diff(session, workflow=name, a=a, b=b)
+    return await unit(partial(service.diff, workflow=name, a=a, b=b))
