@@ -37,6 +37,7 @@ def test_a_ratio_metric_gets_the_delta_method_variance_over_users() -> None:
     linear = (s - ratio * n) / n.mean()
     assert stats.n == 500
     assert stats.mean == pytest.approx(ratio, rel=1e-12)
+    assert stats.variance is not None
     assert stats.variance == pytest.approx(np.var(linear, ddof=1), rel=1e-9)
     # The standard error of the ratio, as the tests will compute it from these statistics.
     assert math.sqrt(stats.variance / stats.n) == pytest.approx(
