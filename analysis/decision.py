@@ -4,19 +4,22 @@
 (``analysis.outcome.ReasonCode``):
 
 1. the spec or the data's types cannot be analysed (``invalid_spec``) → **halt**;
-2. sample ratio mismatch (``srm``), or an arm or a required metric without data (``no_data``,
-   ``metric_no_data``) → **halt**: the numbers cannot be trusted, or do not exist;
+2. sample ratio mismatch (``srm``: chi-square, or the always-valid test with
+   ``srm_method="sequential"``; on users when every arm reports them, else on runs), or an arm
+   or a required metric without data (``no_data``, ``metric_no_data``) → **halt**: the numbers
+   cannot be trusted, or do not exist;
 3. an arm under ``min_runs_per_arm`` (``below_min_runs``) → **continue**, saying how many more;
 4. a guardrail worse than the baseline beyond its margin, significant one-sided at alpha with
    the chosen method (``guardrail_regression``) → **rollback**;
 5. the primary metric significantly worse, two-sided at alpha (``primary_worse``) → **rollback**;
-6. the primary metric significantly better after Holm's adjustment across candidates and
-   secondary metrics, every guardrail evaluable and none regressed (``primary_better``) →
-   **promote** the best such candidate (largest effect);
+6. the primary metric significantly better after the spec's correction (Holm by default, or
+   Benjamini–Hochberg) across candidates and secondary metrics, every guardrail evaluable and
+   none regressed (``primary_better``) → **promote** the best such candidate (largest effect);
 7. otherwise **continue** (``inconclusive``, ``primary_not_evaluable``,
    ``guardrail_not_evaluable``).
 
-So missing or insufficient data never promotes and never rolls back. Holm guards promotion (a
+So missing or insufficient data never promotes and never rolls back; nor does a proportion
+with fewer expected events than ``min_events``. The correction guards promotion (a
 false win ships a worse pipeline); losses are acted on unadjusted, like guardrails, because
 rolling back is the cheap and safe direction. With ``method="sequential"`` (the default) the
 tests are confidence sequences and ``decide`` may be called after every batch; ``"fixed"`` is
@@ -31,13 +34,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from analysis.comparison import Alternative, Comparison, Scale
-from analysis.multiple import holm
+from analysis.multiple import adjust
 from analysis.outcome import Action, Decision, MetricResult, Reason, ReasonCode, Role
 from analysis.rules import apply_rules, good_sign, guardrail_holds, srm_message
 from analysis.sequential import sequential_test
 from analysis.significance import fixed_test
 from analysis.spec import ExperimentSpec, Guardrail, MetricSpec, problems
-from analysis.srm import srm_check
+from analysis.srm import SRMResult, srm_check
+from analysis.srm_sequential import sequential_srm_check
 from analysis.stats import ArmData, MeanStats, MetricStats, ProportionStats
 from analysis.units import RateOverUnits
 
@@ -88,7 +92,15 @@ def _test(
     scale: Scale = "absolute",
 ) -> Comparison:
     if spec.method == "fixed":
-        return fixed_test(b, c, alpha=spec.alpha, alternative=alternative, null=null, scale=scale)
+        return fixed_test(
+            b,
+            c,
+            alpha=spec.alpha,
+            alternative=alternative,
+            null=null,
+            scale=scale,
+            min_events=spec.min_events,
+        )
     return sequential_test(
         b,
         c,
@@ -97,6 +109,7 @@ def _test(
         null=null,
         scale=scale,
         tuning_runs=spec.tuning_runs,
+        min_events=spec.min_events,
     )
 
 
@@ -127,11 +140,11 @@ def _halts(spec: ExperimentSpec, data: Mapping[str, ArmData]) -> list[Reason]:
 
 
 def _compare_all(spec: ExperimentSpec, data: Mapping[str, ArmData]) -> list[MetricResult]:
-    """Every metric in every arm; candidates compared with the baseline, Holm applied to the
-    primary and secondary comparisons together."""
+    """Every metric in every arm; candidates compared with the baseline, the spec's correction
+    applied to the primary and secondary comparisons together."""
     base = spec.baseline.name
     results: list[MetricResult] = []
-    family: list[int] = []  # indices in ``results`` of the Holm family
+    family: list[int] = []  # indices in ``results`` of the corrected family
     roles: list[tuple[MetricSpec, Role]] = [(spec.primary, "primary")]
     roles += [(g, "guardrail") for g in spec.guardrails]
     roles += [(m, "secondary") for m in spec.secondary]
@@ -151,11 +164,23 @@ def _compare_all(spec: ExperimentSpec, data: Mapping[str, ArmData]) -> list[Metr
                 comp = _test(spec, b, c)
                 results.append(MetricResult(arm.name, metric.name, role, c.n, c.mean, comp))
     p_values = [results[i].p_value for i in family]
-    adjusted = holm(p_values, spec.alpha)
+    adjusted = adjust(p_values, spec.alpha, spec.correction)
     for i, adj, reject in zip(family, adjusted.adjusted, adjusted.reject, strict=True):
         r = results[i]
         results[i] = MetricResult(r.arm, r.metric, r.role, r.n, r.mean, r.comparison, adj, reject)
     return results
+
+
+def _srm(spec: ExperimentSpec, data: Mapping[str, ArmData]) -> tuple[SRMResult, str]:
+    """The sample ratio check the spec names, on users when every arm reports them (assignment
+    is by user), else on runs; and which of the two it counted."""
+    shares = {arm.name: arm.share for arm in spec.arms}
+    by_user = bool(data) and all(arm_data.users is not None for arm_data in data.values())
+    counts = {
+        arm: (arm_data.users or 0) if by_user else arm_data.runs for arm, arm_data in data.items()
+    }
+    check = sequential_srm_check if spec.srm_method == "sequential" else srm_check
+    return check(counts, shares, threshold=spec.srm_threshold), "users" if by_user else "runs"
 
 
 def decide(spec: ExperimentSpec, data: Mapping[str, ArmData]) -> Decision:
@@ -167,10 +192,8 @@ def decide(spec: ExperimentSpec, data: Mapping[str, ArmData]) -> Decision:
     if found:
         reasons = tuple(Reason("invalid_spec", f"Cannot analyse: {p}.") for p in found)
         return Decision("halt", reasons, (), None, spec.method)
-    shares = {arm.name: arm.share for arm in spec.arms}
-    counts = {arm: arm_data.runs for arm, arm_data in data.items()}
-    srm = srm_check(counts, shares, threshold=spec.srm_threshold)
-    halts = [Reason("srm", srm_message(srm))] if srm.flagged else []
+    srm, unit = _srm(spec, data)
+    halts = [Reason("srm", srm_message(srm, unit))] if srm.flagged else []
     halts += _halts(spec, data)
     results = _compare_all(spec, data)
     runs = {arm.name: data[arm.name].runs if arm.name in data else 0 for arm in spec.arms}

@@ -26,7 +26,8 @@ ReasonCode = Literal[
     "primary_worse",  # rollback: the primary metric is significantly worse
     "primary_better",  # promote: the winner
     "guardrail_not_evaluable",  # continue: a would-be winner's guardrail cannot be checked
-    "primary_not_evaluable",  # continue: the primary comparison is degenerate (zero variance…)
+    "primary_not_evaluable",  # continue: the primary comparison is degenerate (zero variance,
+    # too few events, damaged statistics…)
     "inconclusive",  # continue: not significant yet
 ]
 
@@ -44,9 +45,9 @@ class Reason:
 @dataclass(frozen=True, slots=True)
 class MetricResult:
     """One metric in one arm. A candidate carries its ``comparison`` with the baseline;
-    ``adjusted_p`` is Holm's (primary and secondary only); ``significant`` is the verdict the
-    rules use: Holm-significant for primary and secondary metrics, a regression beyond the
-    margin for a guardrail."""
+    ``adjusted_p`` is the spec's correction's (Holm's by default; primary and secondary only);
+    ``significant`` is the verdict the rules use: significant after the correction for primary
+    and secondary metrics, a regression beyond the margin for a guardrail."""
 
     arm: str
     metric: str

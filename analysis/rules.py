@@ -20,6 +20,9 @@ from analysis.wording import count, effect_sentence, interval_phrase, margin_phr
 __all__ = ["apply_rules", "good_sign", "guardrail_holds", "srm_message"]
 
 
+_CORRECTED = {"holm": "Holm", "benjamini_hochberg": "Benjamini–Hochberg"}
+
+
 def good_sign(metric: MetricSpec) -> float:
     """+1 when an increase is good, −1 when a decrease is."""
     return 1.0 if metric.direction == "increase" else -1.0
@@ -34,8 +37,11 @@ def guardrail_holds(g: Guardrail, c: Comparison) -> bool | None:
     """True: no regression beyond the margin; False: one, significant; None: cannot tell."""
     if c.ok:
         return not c.significant
-    if c.reason == "zero_variance" and c.effect is not None and _gain(g, c) >= 0:
-        return True  # no spread and not worse: exact data, nothing to test
+    # No spread, or too few events to test, and not worse: no test could find a regression
+    # (the one-sided "worse" statistic would point the other way). Worse: cannot tell.
+    untestable = c.reason in ("zero_variance", "too_few_events")
+    if untestable and c.effect is not None and _gain(g, c) >= 0:
+        return True
     return None
 
 
@@ -56,21 +62,23 @@ def _words(code: str) -> str:
     return code.replace("_", " ")
 
 
-def srm_message(srm: SRMResult) -> str:
+def srm_message(srm: SRMResult, unit: str = "runs") -> str:
+    """The halt's sentence; ``unit`` is what was counted ("runs" or "users")."""
     observed = ", ".join(f"{arm} {count(n)}" for arm, n in srm.observed.items())
     if srm.reason == "zero_share_with_runs":
         arms = ", ".join(srm.zero_share_arms)
         return (
-            f"Sample ratio mismatch: {arms} received runs but has no configured share (runs: "
-            f"{observed}); assignment is broken: halt and investigate."
+            f"Sample ratio mismatch: {arms} received {unit} but has no configured share "
+            f"({unit}: {observed}); assignment is broken: halt and investigate."
         )
     expected = ", ".join(number(e, 0) for e in srm.expected.values())
     p_text = "n/a" if srm.p_value is None else f"= {srm.p_value:.2g}"
     if srm.p_value is not None and srm.p_value < 1e-16:
         p_text = "< 1e-16"  # beyond double precision; "0" would read as impossible
+    test = "chi-square p" if srm.method == "chi_square" else "always-valid p"
     return (
-        f"Sample ratio mismatch: runs {observed} against {expected} expected from the "
-        f"configured shares (chi-square p {p_text}, below {srm.threshold:g}); assignment "
+        f"Sample ratio mismatch: {unit} {observed} against {expected} expected from the "
+        f"configured shares ({test} {p_text}, below {srm.threshold:g}); assignment "
         "or logging is broken: halt and investigate."
     )
 
@@ -177,7 +185,8 @@ def apply_rules(
     if winners:
         r, c = max(winners, key=lambda rc: _gain(spec.primary, rc[1]))
         guards = " and no guardrail regressed" if spec.guardrails else ""
-        detail = f"{interval_phrase(spec.primary, c)}; Holm-adjusted {_p(r.adjusted_p)}"
+        detail = f"{interval_phrase(spec.primary, c)}; {_CORRECTED[spec.correction]}-adjusted "
+        detail += _p(r.adjusted_p)
         message = (
             f"{effect_sentence(spec.primary, c, r.arm, base, detail)}{guards}: promote {r.arm}."
         )
@@ -196,7 +205,8 @@ def apply_rules(
         else:
             pair = shares[r.arm] + shares[base]
             share = shares[r.arm] / pair if pair > 0 else 0.5
-            verdict = "not significant after Holm" if c.significant else "not significant yet"
+            after = f"not significant after {_CORRECTED[spec.correction]}"
+            verdict = after if c.significant else "not significant yet"
             sentence = effect_sentence(
                 spec.primary, c, r.arm, base, interval_phrase(spec.primary, c)
             )

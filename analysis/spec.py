@@ -11,7 +11,10 @@ import math
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from analysis.multiple import Correction
+
 __all__ = [
+    "DEFAULT_MIN_EVENTS",
     "ArmSpec",
     "Direction",
     "ExperimentSpec",
@@ -20,13 +23,22 @@ __all__ = [
     "MetricKind",
     "MetricSpec",
     "PrimaryMetric",
+    "SRMMethod",
     "problems",
 ]
+
+DEFAULT_MIN_EVENTS = 10.0
+"""Expected events of the rarer outcome in the smaller arm before a proportion is tested
+(``analysis.degenerate``): Cochran's 5, doubled because a sequential test applies the normal
+approximation at every look."""
 
 MetricKind = Literal["mean", "proportion"]
 Direction = Literal["increase", "decrease"]
 """Which way is good: "increase" for a success rate or a rating, "decrease" for latency, cost."""
 Method = Literal["fixed", "sequential"]
+SRMMethod = Literal["chi_square", "sequential"]
+"""The sample ratio check: Pearson's chi-square (valid at one look) or the always-valid
+Dirichlet-multinomial test (``analysis.srm_sequential``, valid at every look)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,7 +90,12 @@ class ExperimentSpec:
 
     ``tuning_runs`` sets the sequential test's ρ (see ``analysis.sequential``): the total runs of
     a baseline/candidate pair at which its confidence sequence is tightest. ``min_runs_per_arm``
-    is checked before any decision; it also keeps the normal approximation honest.
+    is checked before any decision; it also keeps the normal approximation honest, as does
+    ``min_events`` for proportions (expected events of the rarer outcome in the smaller arm,
+    ``analysis.degenerate``; below it a proportion reads ``too_few_events`` and decides nothing).
+    ``correction`` is the multiple-comparison adjustment of primary and secondary comparisons
+    (``analysis.multiple``). ``srm_method`` picks the sample ratio check; ``srm_threshold`` is
+    its alarm level for either.
     """
 
     baseline: ArmSpec
@@ -91,6 +108,9 @@ class ExperimentSpec:
     method: Method = "sequential"
     srm_threshold: float = 0.001
     tuning_runs: int = 10_000
+    min_events: float = DEFAULT_MIN_EVENTS
+    correction: Correction = "holm"
+    srm_method: SRMMethod = "chi_square"
 
     @property
     def arms(self) -> tuple[ArmSpec, ...]:
@@ -137,4 +157,10 @@ def problems(spec: ExperimentSpec) -> list[str]:
         found.append(f"min_runs_per_arm {spec.min_runs_per_arm} must be >= 2")
     if spec.tuning_runs < 1:
         found.append(f"tuning_runs {spec.tuning_runs} must be >= 1")
+    if not 0 <= spec.min_events < math.inf:
+        found.append(f"min_events {spec.min_events} must be a finite number >= 0")
+    if spec.correction not in get_args(Correction):
+        found.append(f"correction {spec.correction!r} must be 'holm' or 'benjamini_hochberg'")
+    if spec.srm_method not in get_args(SRMMethod):
+        found.append(f"srm_method {spec.srm_method!r} must be 'chi_square' or 'sequential'")
     return found

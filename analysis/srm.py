@@ -6,6 +6,11 @@ Online Controlled Experiments*, 2020, ch. 21; Fabijan et al., "Diagnosing Sample
 in Online Controlled Experiments", KDD 2019). The test is Pearson's chi-square goodness of fit of
 the observed counts against total × share, k − 1 degrees of freedom, and the alarm threshold is
 strict (p < 0.001 by default) because it is checked at every look and a false alarm halts.
+
+Strict is not enough: a chi-square p-value is valid at one look, and looked at every 30 s its
+false alarms accumulate. ``analysis.srm_sequential`` tests the same hypothesis with an
+always-valid test (Lindon & Malek 2022) and returns the same ``SRMResult``; ``prepare`` is the
+part both share (validation, normalised shares, runs where no share was configured).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Literal
 
 from scipy import special
 
-__all__ = ["DEFAULT_SRM_THRESHOLD", "SRMReason", "SRMResult", "srm_check"]
+__all__ = ["DEFAULT_SRM_THRESHOLD", "Prepared", "SRMReason", "SRMResult", "prepare", "srm_check"]
 
 DEFAULT_SRM_THRESHOLD = 0.001
 
@@ -34,7 +39,9 @@ SRMReason = Literal[
 @dataclass(frozen=True)
 class SRMResult:
     """The check: ``flagged`` is the verdict; ``p_value``/``statistic``/``df`` are ``None``
-    when no chi-square was computed (see ``reason``); ``expected`` holds total × share per arm."""
+    when no test was computed (see ``reason``); ``expected`` holds total × share per arm.
+    ``method`` names the test: "chi_square" (``statistic`` is χ², ``df`` its degrees of
+    freedom) or "dirichlet_multinomial" (``statistic`` is the log Bayes factor, ``df`` None)."""
 
     flagged: bool
     reason: SRMReason
@@ -45,21 +52,35 @@ class SRMResult:
     observed: Mapping[str, int] = field(default_factory=dict)
     expected: Mapping[str, float] = field(default_factory=dict)
     zero_share_arms: tuple[str, ...] = ()
+    method: str = "chi_square"
 
 
-def srm_check(
+@dataclass(frozen=True)
+class Prepared:
+    """Counts ready for a test: the arms with a share (``tested``), their counts and shares
+    (normalised to sum 1), and the result so far (``base``, with ``expected`` filled in)."""
+
+    base: SRMResult
+    tested: tuple[str, ...]
+    observed: Mapping[str, int]
+    share: Mapping[str, float]
+
+
+def prepare(
     counts: Mapping[str, int],
     shares: Mapping[str, float],
     *,
-    threshold: float = DEFAULT_SRM_THRESHOLD,
-) -> SRMResult:
-    """Chi-square goodness of fit of ``counts`` (runs per arm) to ``shares`` (any positive
-    weights: 90/10 or 0.9/0.1). An arm missing from ``shares`` has share 0; one missing from
-    ``counts`` has no runs. Flags when p < ``threshold``, or when an arm at share 0 has runs."""
+    threshold: float,
+    method: str,
+) -> SRMResult | Prepared:
+    """Validate and normalise; an ``SRMResult`` when no test is needed (invalid input, no data,
+    runs where no share was configured, fewer than two arms with a share), else ``Prepared``."""
     arms = list(dict.fromkeys([*shares, *counts]))
     observed = {arm: int(counts.get(arm, 0)) for arm in arms}
     weights = {arm: float(shares.get(arm, 0.0)) for arm in arms}
-    base = SRMResult(flagged=False, reason="ok", threshold=threshold, observed=observed)
+    base = SRMResult(
+        flagged=False, reason="ok", threshold=threshold, observed=observed, method=method
+    )
     valid = (
         0.0 < threshold < 1.0
         and all(n >= 0 for n in observed.values())
@@ -76,25 +97,37 @@ def srm_check(
     # underflows to 0 is a share of 0
     share = {arm: w / weight_sum for arm, w in weights.items()}
     expected = {arm: total * s for arm, s in share.items()}
+    base = replace(base, expected=expected)
     stray = tuple(arm for arm in arms if expected[arm] == 0 and observed[arm] > 0)
     if stray:  # any run where none was configured is a mismatch, whatever a test would say
-        return replace(
-            base,
-            flagged=True,
-            reason="zero_share_with_runs",
-            expected=expected,
-            zero_share_arms=stray,
-        )
-    tested = [arm for arm in arms if expected[arm] > 0]
+        return replace(base, flagged=True, reason="zero_share_with_runs", zero_share_arms=stray)
+    tested = tuple(arm for arm in arms if expected[arm] > 0)
     if len(tested) < 2:
-        return replace(base, reason="single_arm", expected=expected)
+        return replace(base, reason="single_arm")
+    return Prepared(base, tested, observed, share)
+
+
+def srm_check(
+    counts: Mapping[str, int],
+    shares: Mapping[str, float],
+    *,
+    threshold: float = DEFAULT_SRM_THRESHOLD,
+) -> SRMResult:
+    """Chi-square goodness of fit of ``counts`` (runs per arm) to ``shares`` (any positive
+    weights: 90/10 or 0.9/0.1). An arm missing from ``shares`` has share 0; one missing from
+    ``counts`` has no runs. Flags when p < ``threshold``, or when an arm at share 0 has runs."""
+    prepared = prepare(counts, shares, threshold=threshold, method="chi_square")
+    if isinstance(prepared, SRMResult):
+        return prepared
+    base, tested, observed = prepared.base, prepared.tested, prepared.observed
+    expected = base.expected
     statistic = math.fsum(
         (observed[arm] - expected[arm]) * (observed[arm] - expected[arm]) / expected[arm]
         for arm in tested
     )
     df = len(tested) - 1
     if not math.isfinite(statistic):  # runs where the share is all but 0: beyond any doubt
-        return replace(base, flagged=True, reason="mismatch", p_value=0.0, df=df, expected=expected)
+        return replace(base, flagged=True, reason="mismatch", p_value=0.0, df=df)
     p = float(special.chdtrc(df, statistic))
     flagged = p < threshold
     return replace(
@@ -104,5 +137,4 @@ def srm_check(
         p_value=p,
         statistic=statistic,
         df=df,
-        expected=expected,
     )
