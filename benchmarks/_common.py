@@ -23,7 +23,7 @@ __all__ = [
     "RAGGED_SLEEP_S",
     "SLEEP_S",
     "asyncio_diamond",
-    "bench_registry",
+    "bench_kinds",
     "dataflow_run",
     "generated_definition",
     "langgraph_diamond",
@@ -45,12 +45,12 @@ RAGGED_SLEEP_S = {"a": SLEEP_S, "b": SLEEP_S, "b2": SLEEP_S, "c": 2 * SLEEP_S, "
 
 
 # -- rollgraph ---------------------------------------------------------------------------------
-def bench_registry() -> engine.Registry:
-    """A private registry with the benchmark kinds, so the default registry stays untouched."""
-    registry = engine.Registry(load_entry_points=False)
+def bench_kinds() -> engine.NodeKinds:
+    """Private node kinds with the benchmark kinds, so the default ones stay untouched."""
+    kinds = engine.NodeKinds(load_entry_points=False)
     two_inputs: dict[str, str | engine.Param] = {"x": "json", "y": engine.Param.optional("json")}
 
-    @engine.node_kind("bench.noop", inputs=two_inputs, outputs={"out": "json"}, registry=registry)
+    @engine.node_kind("bench.noop", inputs=two_inputs, outputs={"out": "json"}, kinds=kinds)
     async def noop(ctx: engine.NodeContext, params: dict[str, Any]) -> dict[str, Any]:
         return {"out": params["x"]}
 
@@ -58,13 +58,13 @@ def bench_registry() -> engine.Registry:
         "bench.sleep",
         inputs={**two_inputs, "seconds": engine.Param.optional("number", SLEEP_S)},
         outputs={"out": "json"},
-        registry=registry,
+        kinds=kinds,
     )
     async def sleep(ctx: engine.NodeContext, params: dict[str, Any]) -> dict[str, Any]:
         await asyncio.sleep(params["seconds"])
         return {"out": params["x"]}
 
-    return registry
+    return kinds
 
 
 def rollgraph_definition(

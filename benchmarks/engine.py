@@ -34,7 +34,7 @@ from benchmarks._common import (
     RAGGED_SLEEP_S,
     SLEEP_S,
     asyncio_diamond,
-    bench_registry,
+    bench_kinds,
     dataflow_run,
     generated_definition,
     langgraph_diamond,
@@ -125,10 +125,10 @@ async def _asyncio() -> None:
         raise RuntimeError("the asyncio diamond lost its value")
 
 
-async def per_node_in_memory(registry: engine.Registry, runs: int) -> Interleaved:
+async def per_node_in_memory(kinds: engine.NodeKinds, runs: int) -> Interleaved:
     """asyncio, rollgraph without a step cache, and LangGraph without a checkpointer."""
-    wf = engine.define(rollgraph_definition(DIAMOND_DEPS), registry=registry, providers=[])
-    eng = engine.Engine(providers=[], registry=registry)
+    wf = engine.define(rollgraph_definition(DIAMOND_DEPS), kinds=kinds, providers=[])
+    eng = engine.Engine(providers=[], kinds=kinds)
     try:
         benches = {"asyncio": _asyncio, "rollgraph": _rollgraph(eng, wf)}
         benches["langgraph"] = _langgraph(langgraph_diamond())
@@ -137,16 +137,16 @@ async def per_node_in_memory(registry: engine.Registry, runs: int) -> Interleave
         await eng.aclose()
 
 
-async def per_node_durable(registry: engine.Registry, runs: int) -> Interleaved:
+async def per_node_durable(kinds: engine.NodeKinds, runs: int) -> Interleaved:
     """rollgraph writing each step through to SQLite, and LangGraph with its SQLite saver: as
     it comes (WAL, ``synchronous=FULL``: an fsync per commit) and with rollgraph's settings (WAL,
     ``synchronous=NORMAL``)."""
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-    wf = engine.define(rollgraph_definition(DIAMOND_DEPS), registry=registry, providers=[])
+    wf = engine.define(rollgraph_definition(DIAMOND_DEPS), kinds=kinds, providers=[])
     with tempfile.TemporaryDirectory(prefix="rollgraph-bench-") as tmp:
         cache = engine.SQLiteStepCache(Path(tmp, "steps.sqlite"))
-        eng = engine.Engine(providers=[], registry=registry, cache=cache)
+        eng = engine.Engine(providers=[], kinds=kinds, cache=cache)
         try:
             async with (
                 AsyncSqliteSaver.from_conn_string(str(Path(tmp, "full.sqlite"))) as full,
@@ -167,7 +167,7 @@ async def per_node_durable(registry: engine.Registry, runs: int) -> Interleaved:
 
 
 async def efficiency(
-    registry: engine.Registry,
+    kinds: engine.NodeKinds,
     deps: Mapping[str, tuple[str, ...]],
     seconds: Mapping[str, float],
     critical_s: float,
@@ -175,8 +175,8 @@ async def efficiency(
 ) -> dict[str, float]:
     """Wall time over the critical path for rollgraph and for a layer-by-layer scheduler."""
     source = rollgraph_definition(deps, kind="bench.sleep", seconds=seconds)
-    wf = engine.define(source, registry=registry, providers=[])
-    eng = engine.Engine(providers=[], registry=registry)
+    wf = engine.define(source, kinds=kinds, providers=[])
+    eng = engine.Engine(providers=[], kinds=kinds)
     runners: dict[str, Bench] = {
         "rollgraph": _rollgraph(eng, wf),
         "layered": lambda: layered_run(deps, seconds),
@@ -195,7 +195,7 @@ async def efficiency(
     return {name: statistics.median(r) for name, r in ratios.items()}
 
 
-def validate_ms(registry: engine.Registry, reps: int, n_nodes: int = 1000) -> float:
+def validate_ms(kinds: engine.NodeKinds, reps: int, n_nodes: int = 1000) -> float:
     """Median milliseconds of ``engine.define`` on a generated ``n_nodes``-node graph.
 
     Each repetition gets its own node names, so nothing the engine caches between calls (parsed
@@ -206,7 +206,7 @@ def validate_ms(registry: engine.Registry, reps: int, n_nodes: int = 1000) -> fl
         source = generated_definition(n_nodes, prefix=f"r{rep}_")
         gc.collect()
         start = time.perf_counter()
-        wf = engine.define(source, registry=registry, providers=[])
+        wf = engine.define(source, kinds=kinds, providers=[])
         times.append((time.perf_counter() - start) * 1e3)
         if len(wf.nodes) != n_nodes:
             raise RuntimeError(f"the generated graph has {len(wf.nodes)} nodes, not {n_nodes}")
@@ -214,13 +214,13 @@ def validate_ms(registry: engine.Registry, reps: int, n_nodes: int = 1000) -> fl
 
 
 async def measure(runs: int, quick: bool = False) -> dict[str, Any]:
-    registry = bench_registry()
+    kinds = bench_kinds()
     reps = 2 if quick else 15
-    mem = await per_node_in_memory(registry, runs)
-    durable = await per_node_durable(registry, max(ROUNDS, runs // 4))
+    mem = await per_node_in_memory(kinds, runs)
+    durable = await per_node_durable(kinds, max(ROUNDS, runs // 4))
     diamond_s = {node: SLEEP_S for node in DIAMOND_DEPS}
-    parallel = await efficiency(registry, DIAMOND_DEPS, diamond_s, 3 * SLEEP_S, reps)
-    ragged = await efficiency(registry, RAGGED_DEPS, RAGGED_SLEEP_S, 4 * SLEEP_S, reps)
+    parallel = await efficiency(kinds, DIAMOND_DEPS, diamond_s, 3 * SLEEP_S, reps)
+    ragged = await efficiency(kinds, RAGGED_DEPS, RAGGED_SLEEP_S, 4 * SLEEP_S, reps)
     out: dict[str, Any] = {
         "overhead_us_per_node": mem.us_per_node("rollgraph"),
         "asyncio_us_per_node": mem.us_per_node("asyncio"),
@@ -234,7 +234,7 @@ async def measure(runs: int, quick: bool = False) -> dict[str, Any]:
         "parallel_efficiency_layered_baseline": parallel["layered"],
         "ragged_efficiency_dataflow_baseline": ragged["dataflow"],
         "parallel_efficiency_dataflow_baseline": parallel["dataflow"],
-        "validate_ms_1000_nodes": validate_ms(registry, reps if quick else 7),
+        "validate_ms_1000_nodes": validate_ms(kinds, reps if quick else 7),
     }
     out["overhead_vs_asyncio"] = mem.ratio("rollgraph", "asyncio")
     out["langgraph_vs_overhead"] = mem.ratio("langgraph", "rollgraph")

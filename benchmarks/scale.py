@@ -39,7 +39,7 @@ import httpx
 import yaml
 
 import engine
-from benchmarks._common import bench_registry, rollgraph_definition
+from benchmarks._common import bench_kinds, rollgraph_definition
 from benchmarks.http import _free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,7 +54,7 @@ LATENCY_SAMPLES = 30
 
 
 def bench_engine() -> engine.Engine:
-    return engine.Engine(registry=bench_registry())
+    return engine.Engine(kinds=bench_kinds())
 
 
 def definition() -> str:

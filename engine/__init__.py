@@ -20,7 +20,7 @@ from engine.errors import (
     RunError,
     ValidationError,
 )
-from engine.registry import NodeKind, NodeResult, Param, Registry, default_registry, node_kind
+from engine.node_kinds import NodeKind, NodeKinds, NodeResult, Param, default_kinds, node_kind
 from engine.trace import RunId, StepTrace, Trace
 from engine.types import MediaRef, ValueType
 from engine.workflow import Digest, InputBindingError, NodeId, Workflow
@@ -38,10 +38,10 @@ __all__ = [
     "NodeError",
     "NodeId",
     "NodeKind",
+    "NodeKinds",
     "NodeResult",
     "Param",
     "Problem",
-    "Registry",
     "RunError",
     "RunId",
     "RunResult",
@@ -53,7 +53,7 @@ __all__ = [
     "ValueType",
     "Workflow",
     "check",
-    "default_registry",
+    "default_kinds",
     "define",
     "new_run_id",
     "node_kind",

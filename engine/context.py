@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from engine.errors import NodeError
+from engine.node_kinds import NodeKinds, NodeResult
 from engine.providers.base import ModelCall, Provider, ProviderResult, split_model
-from engine.registry import NodeResult, Registry
 
 __all__ = ["NodeContext", "Runtime"]
 
@@ -29,13 +29,13 @@ class Runtime:
         self,
         *,
         providers: Iterable[Provider],
-        registry: Registry,
+        kinds: NodeKinds,
         http_allow_hosts: Iterable[str] = (),
         concurrency: Mapping[str, int] | None = None,
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
         self.providers: dict[str, Provider] = {p.name: p for p in providers}
-        self.registry = registry
+        self.kinds = kinds
         self.http_allow_hosts = frozenset(h.lower() for h in http_allow_hosts)
         limits = dict(concurrency or {})
         self._limits = {
@@ -133,7 +133,7 @@ class NodeContext:
 
     async def run_kind(self, name: str, params: dict[str, Any]) -> NodeResult:
         """Run another kind in place (``map`` uses this for each element)."""
-        kind = self.runtime.registry.get(name)
+        kind = self.runtime.kinds.get(name)
         if kind is None:
             raise NodeError(f"unknown node kind {name!r}", code="unknown_kind")
         result = await kind.fn(self, params)

@@ -34,8 +34,8 @@ from engine.codec import to_jsonable
 from engine.context import Runtime
 from engine.errors import DefinitionError, Problem, RunError, ValidationError
 from engine.executor import RunState
+from engine.node_kinds import NodeKinds, default_kinds
 from engine.providers import Provider, default_providers
-from engine.registry import Registry, default_registry
 from engine.spec import load_spec
 from engine.trace import RunId, RunStatus, StepTrace, Trace
 from engine.validate import compile_workflow
@@ -126,14 +126,12 @@ def _catalogue() -> tuple[Provider, ...]:
 
 def _compile(
     source: str | bytes | Path | dict[str, Any],
-    registry: Registry | None,
+    kinds: NodeKinds | None,
     providers: Iterable[Provider] | None,
 ) -> tuple[Workflow | None, list[Problem]]:
     spec, smap = load_spec(source)
     provs = {p.name: p for p in (providers if providers is not None else _catalogue())}
-    workflow, problems = compile_workflow(
-        spec, registry=registry or default_registry, providers=provs
-    )
+    workflow, problems = compile_workflow(spec, kinds=kinds or default_kinds, providers=provs)
     located = [replace(p, line=smap.line(p.location)) for p in problems]
     if workflow is not None:
         workflow = replace(workflow, warnings=tuple(p for p in located if p.severity == "warning"))
@@ -141,25 +139,25 @@ def _compile(
 
 
 def check(
-    source: Source, *, registry: Registry | None = None, providers: Iterable[Provider] | None = None
+    source: Source, *, kinds: NodeKinds | None = None, providers: Iterable[Provider] | None = None
 ) -> list[Problem]:
     """Every problem of a definition (errors and warnings); never raises for a bad definition."""
     if isinstance(source, Workflow):
         return list(source.warnings)
     try:
-        return _compile(source, registry, providers)[1]
+        return _compile(source, kinds, providers)[1]
     except DefinitionError as exc:
         return list(exc.problems)
 
 
 def define(
-    source: Source, *, registry: Registry | None = None, providers: Iterable[Provider] | None = None
+    source: Source, *, kinds: NodeKinds | None = None, providers: Iterable[Provider] | None = None
 ) -> Workflow:
     """Parse and check a definition; raise ``DefinitionError`` or ``ValidationError`` listing
     every problem."""
     if isinstance(source, Workflow):
         return source
-    workflow, problems = _compile(source, registry, providers)
+    workflow, problems = _compile(source, kinds, providers)
     if workflow is None:
         raise ValidationError(problems)
     return workflow
@@ -173,27 +171,27 @@ class Engine:
         *,
         providers: Iterable[Provider] | None = None,
         cache: StepCache | None = None,
-        registry: Registry | None = None,
+        kinds: NodeKinds | None = None,
         http_allow_hosts: Iterable[str] = (),
         concurrency: Mapping[str, int] | None = None,
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
-        self.registry = registry or default_registry
+        self.kinds = kinds or default_kinds
         self.providers = list(providers) if providers is not None else default_providers()
         self.cache = cache
         self.runtime = Runtime(
             providers=self.providers,
-            registry=self.registry,
+            kinds=self.kinds,
             http_allow_hosts=http_allow_hosts,
             concurrency=concurrency,
             http_client=http_client,
         )
 
     def define(self, source: Source) -> Workflow:
-        return define(source, registry=self.registry, providers=self.providers)
+        return define(source, kinds=self.kinds, providers=self.providers)
 
     def check(self, source: Source) -> list[Problem]:
-        return check(source, registry=self.registry, providers=self.providers)
+        return check(source, kinds=self.kinds, providers=self.providers)
 
     async def run(
         self,

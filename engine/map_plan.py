@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from engine.node_kinds import NodeKind
 from engine.refs import Ref, Resolver, compile_value, iter_refs
-from engine.registry import NodeKind
 from engine.spec import NodeSpec
 from engine.typecheck import JSON, MAP_KIND, RESERVED, Checker
 from engine.types import ValueType
@@ -98,11 +98,11 @@ def _inner_node(
     if not isinstance(inner, dict) or not isinstance(inner.get("uses"), str):
         checker.error("missing_param", loc, "map needs node: {uses: KIND, with: {...}}")
         return None
-    kind = checker.registry.get(inner["uses"])
+    kind = checker.kinds.get(inner["uses"])
     # Each element calls the inner kind's function directly, without the item runner that the
     # executor gives only a map node's own step, so a map cannot be nested.
     if kind is None or kind.name == MAP_KIND:
-        hint = suggest(inner["uses"], checker.registry.names())
+        hint = suggest(inner["uses"], checker.kinds.names())
         checker.error("unknown_kind", f"{loc}.uses", f"cannot map over {inner['uses']!r}{hint}")
         return None
     return kind, inner.get("with") or {}

@@ -20,7 +20,7 @@ from engine.cache import CachedStep, StepCache
 from engine.codec import step_key
 from engine.context import NodeContext, Runtime
 from engine.errors import NodeError
-from engine.registry import KindFn, NodeResult
+from engine.node_kinds import KindFn, NodeResult
 from engine.spec import RetrySpec
 from engine.trace import RunId, StepTrace, Trace
 from engine.types import check_value

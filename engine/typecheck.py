@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, cast
 
 from engine.errors import Problem
+from engine.node_kinds import NodeKind, NodeKinds, Param
 from engine.providers.base import Provider, split_model
 from engine.refs import INPUTS, ITEM, Ref, Resolver, compile_value, iter_refs
-from engine.registry import NodeKind, Param, Registry
 from engine.spec import NodeSpec, WorkflowSpec
 from engine.types import ValueType, assignable, check_value
 from engine.workflow import suggest
@@ -46,7 +46,7 @@ class CheckedParams(NamedTuple):
 @dataclass
 class Checker:
     spec: WorkflowSpec
-    registry: Registry
+    kinds: NodeKinds
     providers: Mapping[str, Provider]
     problems: list[Problem] = field(default_factory=list)
     input_types: dict[str, ValueType] = field(default_factory=dict)
@@ -76,7 +76,7 @@ class Checker:
             hint = suggest(ref.source, candidates)
             self.error("unknown_node", loc, f"{ref} refers to no node {ref.source!r}{hint}")
             return None
-        kind = self.registry.get(node.uses)
+        kind = self.kinds.get(node.uses)
         if kind is None:
             return None  # reported at the node itself
         outputs = self.output_types(node, kind)
@@ -106,7 +106,7 @@ class Checker:
         if kind.name != MAP_KIND:
             return dict(kind.outputs)
         inner = node.with_.get("node")
-        inner_kind = self.registry.get(inner.get("uses", "")) if isinstance(inner, dict) else None
+        inner_kind = self.kinds.get(inner.get("uses", "")) if isinstance(inner, dict) else None
         if inner_kind is None:
             return {"results": ValueType("list", JSON)}
         out = node.with_.get("output") or next(iter(inner_kind.outputs), "")

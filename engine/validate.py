@@ -22,9 +22,9 @@ from typing import Any, cast
 from engine.errors import Problem
 from engine.graph import consumers_of, find_cycles, reaching, topological_order
 from engine.map_plan import compile_map
+from engine.node_kinds import NodeKind, NodeKinds, Param
 from engine.providers.base import Provider
 from engine.refs import Resolver, compile_value, iter_refs
-from engine.registry import NodeKind, Param, Registry
 from engine.spec import FallbackSpec, NodeSpec, WorkflowSpec
 from engine.typecheck import JSON, MAP_KIND, RESERVED, TEXT, CheckedParams, Checker
 from engine.types import ValueType, parse_type
@@ -43,10 +43,10 @@ class _Outputs:
 
 
 def compile_workflow(
-    spec: WorkflowSpec, *, registry: Registry, providers: Mapping[str, Provider]
+    spec: WorkflowSpec, *, kinds: NodeKinds, providers: Mapping[str, Provider]
 ) -> tuple[Workflow | None, list[Problem]]:
     """Check a workflow and compile it; no workflow when any of the problems is an error."""
-    checker = Checker(spec, registry, providers)
+    checker = Checker(spec, kinds, providers)
     _check_inputs(checker)
     compiled, deps_of = _compile_nodes(checker)
     outputs = _compile_outputs(checker)
@@ -89,9 +89,9 @@ def _compile_node(
     loc = f"nodes.{node_id}"
     if node_id in RESERVED:
         checker.error("reserved_name", loc, f"{node_id!r} is reserved; rename the node")
-    kind = checker.registry.get(node.uses)
+    kind = checker.kinds.get(node.uses)
     if kind is None:
-        hint = suggest(node.uses, checker.registry.names())
+        hint = suggest(node.uses, checker.kinds.names())
         checker.error("unknown_kind", f"{loc}.uses", f"unknown node kind {node.uses!r}{hint}")
         return None
     when, negated = (None, False)

@@ -1,4 +1,4 @@
-"""A checked, compiled workflow: what the executor runs and what the registry stores.
+"""A checked, compiled workflow: what the executor runs and the control plane stores.
 
 Everything that can be decided before a run is decided here once (parameter resolvers, topological
 order, consumers of each node), so a run does dictionary look-ups, not parsing.
@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, NewType
 
 from engine.errors import Problem, RunError
+from engine.node_kinds import KindFn, NodeKind
 from engine.refs import Resolver, simple_ref
-from engine.registry import KindFn, NodeKind
 from engine.spec import CacheSpec, InputSpec, NodeSpec, RetrySpec, WorkflowSpec
 from engine.types import ValueType, check_value
 

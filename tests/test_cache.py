@@ -93,13 +93,13 @@ SPEC: dict[str, Any] = {
 }
 
 
-def registry_with(switch: Switch) -> engine.Registry:
-    reg = engine.Registry(load_entry_points=False)
+def registry_with(switch: Switch) -> engine.NodeKinds:
+    reg = engine.NodeKinds(load_entry_points=False)
     engine.node_kind(
         "t.step",
         inputs={"x": "json", "y": engine.Param.optional("json")},
         outputs={"out": "json"},
-        registry=reg,
+        kinds=reg,
     )(switch)
     return reg
 
@@ -112,9 +112,7 @@ def test_step_3_of_4_fails_and_the_resume_neither_reruns_nor_rebills_steps_1_and
     db = tmp_path / "steps.db"
 
     async def first() -> engine.RunResult:
-        async with engine.Engine(
-            registry=reg, providers=[], cache=engine.SQLiteStepCache(db)
-        ) as eng:
+        async with engine.Engine(kinds=reg, providers=[], cache=engine.SQLiteStepCache(db)) as eng:
             return await eng.run(SPEC, {"prompt": "sneaker"})
 
     failed = asyncio.run(first())
@@ -127,9 +125,7 @@ def test_step_3_of_4_fails_and_the_resume_neither_reruns_nor_rebills_steps_1_and
     switch.calls.clear()
 
     async def resume() -> engine.RunResult:
-        async with engine.Engine(
-            registry=reg, providers=[], cache=engine.SQLiteStepCache(db)
-        ) as eng:
+        async with engine.Engine(kinds=reg, providers=[], cache=engine.SQLiteStepCache(db)) as eng:
             return await eng.resume(SPEC, failed.run_id, {"prompt": "sneaker"})
 
     resumed = asyncio.run(resume())
@@ -157,7 +153,7 @@ def test_a_new_run_does_not_reuse_another_runs_steps_unless_the_node_opts_in() -
     }
 
     async def go() -> list[engine.RunResult]:
-        async with engine.Engine(registry=reg, providers=[], cache=engine.MemoryStepCache()) as eng:
+        async with engine.Engine(kinds=reg, providers=[], cache=engine.MemoryStepCache()) as eng:
             return [
                 await eng.run(SPEC, {"prompt": "a"}),
                 await eng.run(SPEC, {"prompt": "a"}),

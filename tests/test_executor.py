@@ -25,14 +25,14 @@ def build(
 ) -> tuple[engine.Engine, engine.Workflow]:
     """An engine whose registry holds the built-ins plus ``kinds`` taking json ``x`` and ``y``
     (optional, or required for the kinds named in ``required``) and giving json ``out``."""
-    reg = engine.default_registry.copy()
+    reg = engine.default_kinds.copy()
     for name, fn in kinds.items():
         param = engine.Param.of("json") if name in required else engine.Param.optional("json")
-        engine.node_kind(
-            name, inputs={"x": param, "y": param}, outputs={"out": "json"}, registry=reg
-        )(fn)
+        engine.node_kind(name, inputs={"x": param, "y": param}, outputs={"out": "json"}, kinds=reg)(
+            fn
+        )
     providers = engine_kw.pop("providers", [])
-    eng = engine.Engine(registry=reg, providers=providers, **engine_kw)
+    eng = engine.Engine(kinds=reg, providers=providers, **engine_kw)
     return eng, eng.define({"name": "t", **spec})
 
 
@@ -290,7 +290,7 @@ def test_when_false_skips_the_node_and_its_dependents() -> None:
 def test_a_skipped_optional_input_is_left_out_instead_of_skipping_the_consumer() -> None:
     source = example("v3.3")
     sim = engine.providers.SimProvider(time_scale=0)
-    reg = engine.default_registry
+    reg = engine.default_kinds
 
     async def always_fail(ctx: engine.NodeContext, p: dict[str, Any]) -> dict[str, Any]:
         raise engine.NodeError("music service down")
@@ -301,7 +301,7 @@ def test_a_skipped_optional_input_is_left_out_instead_of_skipping_the_consumer()
     reg2.register(
         engine.NodeKind("music.generate", music.inputs, music.outputs, always_fail), replace=True
     )
-    eng = engine.Engine(registry=reg2, providers=[sim])
+    eng = engine.Engine(kinds=reg2, providers=[sim])
     result = asyncio.run(_run_close(eng, source, {"prompt": "a sneaker"}))
     s = steps(result)
     assert result.ok and s["music"]["status"] == "failed" and s["cut"]["status"] == "succeeded"

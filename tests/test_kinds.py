@@ -15,8 +15,8 @@ import pytest
 import engine.kinds  # noqa: F401  (registers the built-in kinds)
 from engine.context import NodeContext, Runtime
 from engine.errors import NodeError
+from engine.node_kinds import NodeResult, default_kinds
 from engine.providers import SIM_MODELS, ModelCall, Provider, ProviderResult, SimProvider
-from engine.registry import NodeResult, default_registry
 from engine.types import MediaRef
 
 
@@ -47,13 +47,13 @@ class Recorder:
 def run_kind(
     name: str, params: dict[str, Any], *, providers: list[Provider] | None = None
 ) -> NodeResult:
-    kind = default_registry.get(name)
+    kind = default_kinds.get(name)
     assert kind is not None, name
 
     async def go() -> NodeResult:
         runtime = Runtime(
             providers=providers or [SimProvider(time_scale=0, failure_rate=0.0)],
-            registry=default_registry,
+            kinds=default_kinds,
             http_allow_hosts=["127.0.0.1"],
         )
         try:
@@ -87,7 +87,7 @@ def test_model_kinds_are_registered_with_their_task() -> None:
         "moderate": "moderate",
     }
     for name, task in tasks.items():
-        kind = default_registry.get(name)
+        kind = default_kinds.get(name)
         assert kind is not None
         assert kind.provider_task == task
         assert kind.inputs["model"].required

@@ -69,21 +69,21 @@ class Kinds:
         self.gate_open = False
         self.flaky_calls = 0
 
-    def registry(self) -> engine.Registry:
-        reg = engine.default_registry.copy()
+    def node_kinds(self) -> engine.NodeKinds:
+        reg = engine.default_kinds.copy()
 
-        @engine.node_kind("test.paid", inputs={"x": "json"}, outputs={"out": "json"}, registry=reg)
+        @engine.node_kind("test.paid", inputs={"x": "json"}, outputs={"out": "json"}, kinds=reg)
         async def paid(ctx: engine.NodeContext, params: dict[str, Any]) -> engine.NodeResult:
             return engine.NodeResult({"out": f"paid({params['x']})"}, cost_usd=0.01)
 
-        @engine.node_kind("test.flaky", inputs={"x": "json"}, outputs={"out": "json"}, registry=reg)
+        @engine.node_kind("test.flaky", inputs={"x": "json"}, outputs={"out": "json"}, kinds=reg)
         async def flaky(ctx: engine.NodeContext, params: dict[str, Any]) -> dict[str, Any]:
             self.flaky_calls += 1
             if self.flaky_calls % 2:
                 raise engine.NodeError("busy", retryable=True)
             return {"out": params["x"]}
 
-        @engine.node_kind("test.gate", inputs={"x": "json"}, outputs={"out": "json"}, registry=reg)
+        @engine.node_kind("test.gate", inputs={"x": "json"}, outputs={"out": "json"}, kinds=reg)
         async def gate(ctx: engine.NodeContext, params: dict[str, Any]) -> dict[str, Any]:
             await asyncio.sleep(0)
             if not self.gate_open:
@@ -101,7 +101,7 @@ def kinds() -> Kinds:
 @pytest.fixture
 def billing(database_url: str, admin_key: str, kinds: Kinds) -> Iterator[TestClient]:
     def run_engine() -> engine.Engine:
-        return engine.Engine(registry=kinds.registry())
+        return engine.Engine(kinds=kinds.node_kinds())
 
     with app_client(database_url, admin_key, run_engine=run_engine) as client:
         apply(client, BILLING)  # v1

@@ -107,23 +107,23 @@ def definition(graph: Graph) -> dict[str, Any]:
 
 @dataclass
 class Harness:
-    """A private registry with ``t.join``, recording every call and its start/finish order."""
+    """Private node kinds with ``t.join``, recording every call and its start/finish order."""
 
     graph: Graph
     fail_node: str | None = None
     calls: list[str] = field(default_factory=list)
     events: list[tuple[str, str]] = field(default_factory=list)
-    registry: engine.Registry = field(init=False)
+    kinds: engine.NodeKinds = field(init=False)
 
     def __post_init__(self) -> None:
-        self.registry = engine.Registry(load_entry_points=False)
+        self.kinds = engine.NodeKinds(load_entry_points=False)
         delays = {self.graph.name(i): d for i, d in enumerate(self.graph.delays_ms)}
 
         @engine.node_kind(
             "t.join",
             inputs={"parts": "json"},
             outputs={"out": "json"},
-            registry=self.registry,
+            kinds=self.kinds,
         )
         async def join(ctx: engine.NodeContext, params: dict[str, Any]) -> engine.NodeResult:
             node = ctx.node
@@ -138,10 +138,10 @@ class Harness:
             return engine.NodeResult({"out": combine(params["parts"])}, cost_usd=COST_PER_CALL)
 
     def workflow(self) -> engine.Workflow:
-        return engine.define(definition(self.graph), registry=self.registry, providers=[])
+        return engine.define(definition(self.graph), kinds=self.kinds, providers=[])
 
     def engine(self, cache: engine.StepCache | None = None) -> engine.Engine:
-        return engine.Engine(registry=self.registry, providers=[], cache=cache)
+        return engine.Engine(kinds=self.kinds, providers=[], cache=cache)
 
 
 def assert_dataflow_order(

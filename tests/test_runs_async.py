@@ -59,15 +59,15 @@ class Gate:
         self.calls: dict[str, int] = {"test.paid": 0, "test.gate": 0}
 
 
-def registry(gate: Gate) -> engine.Registry:
-    reg = engine.default_registry.copy()
+def node_kinds(gate: Gate) -> engine.NodeKinds:
+    reg = engine.default_kinds.copy()
 
-    @engine.node_kind("test.paid", inputs={"x": "json"}, outputs={"out": "json"}, registry=reg)
+    @engine.node_kind("test.paid", inputs={"x": "json"}, outputs={"out": "json"}, kinds=reg)
     async def paid(ctx: engine.NodeContext, params: dict[str, Any]) -> engine.NodeResult:
         gate.calls["test.paid"] += 1
         return engine.NodeResult({"out": f"paid({params['x']})"}, cost_usd=0.01)
 
-    @engine.node_kind("test.gate", inputs={"x": "json"}, outputs={"out": "json"}, registry=reg)
+    @engine.node_kind("test.gate", inputs={"x": "json"}, outputs={"out": "json"}, kinds=reg)
     async def gated(ctx: engine.NodeContext, params: dict[str, Any]) -> dict[str, Any]:
         gate.calls["test.gate"] += 1
         await asyncio.to_thread(gate.held.wait, 10)  # set from the test's thread
@@ -85,7 +85,7 @@ def gated_client(
     """An app whose engine has the test's kinds; ``seed``: billing v1, prod on v1."""
 
     def run_engine() -> engine.Engine:
-        return engine.Engine(registry=registry(gate))
+        return engine.Engine(kinds=node_kinds(gate))
 
     with app_client(database_url, admin_key, run_engine=run_engine, **settings) as client:
         if seed:

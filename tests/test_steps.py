@@ -71,11 +71,9 @@ class Kind:
             raise engine.NodeError("third is down", retryable=False)
         return engine.NodeResult({"out": f"{ctx.node}({params['x']})"}, cost_usd=0.01)
 
-    def registry(self) -> engine.Registry:
-        reg = engine.Registry(load_entry_points=False)
-        engine.node_kind("t.step", inputs={"x": "json"}, outputs={"out": "json"}, registry=reg)(
-            self
-        )
+    def node_kinds(self) -> engine.NodeKinds:
+        reg = engine.NodeKinds(load_entry_points=False)
+        engine.node_kind("t.step", inputs={"x": "json"}, outputs={"out": "json"}, kinds=reg)(self)
         return reg
 
 
@@ -87,7 +85,7 @@ async def run(
     run_id: str | None = None,
     resumed: bool = False,
 ) -> engine.RunResult:
-    async with engine.Engine(registry=kind.registry(), providers=[]) as eng:
+    async with engine.Engine(kinds=kind.node_kinds(), providers=[]) as eng:
         return await eng.run(graph, INPUTS, cache=steps, run_id=run_id, resumed=resumed)
 
 

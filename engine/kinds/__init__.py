@@ -1,4 +1,4 @@
-"""Built-in node kinds. Importing this package registers them in the default registry."""
+"""Built-in node kinds. Importing this package registers them in the default kinds."""
 
 from engine.kinds import http, map, media, models, template
 

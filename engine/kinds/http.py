@@ -17,7 +17,7 @@ import httpx
 
 from engine.context import NodeContext
 from engine.errors import NodeError
-from engine.registry import NodeResult, Param, node_kind
+from engine.node_kinds import NodeResult, Param, node_kind
 
 __all__ = ["METHODS", "http_json"]
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from engine.context import NodeContext
 from engine.errors import NodeError
-from engine.registry import NodeResult, Param, node_kind
+from engine.node_kinds import NodeResult, Param, node_kind
 
 __all__ = ["map_items"]
 

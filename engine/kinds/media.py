@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from engine.context import NodeContext
 from engine.errors import NodeError
-from engine.registry import NodeResult, Param, node_kind
+from engine.node_kinds import NodeResult, Param, node_kind
 from engine.types import MediaRef
 
 __all__ = ["compose_uri", "media_compose"]

@@ -20,8 +20,8 @@ from typing import Any, Final
 
 from engine.context import NodeContext
 from engine.errors import NodeError
+from engine.node_kinds import NodeResult, Param, node_kind
 from engine.refs import render_text
-from engine.registry import NodeResult, Param, node_kind
 
 __all__ = ["render_template", "template"]
 

@@ -23,10 +23,10 @@ if TYPE_CHECKING:
 __all__ = [
     "KindFn",
     "NodeKind",
+    "NodeKinds",
     "NodeResult",
     "Param",
-    "Registry",
-    "default_registry",
+    "default_kinds",
     "node_kind",
 ]
 
@@ -116,7 +116,7 @@ class NodeKind:
         }
 
 
-class Registry:
+class NodeKinds:
     """Name → kind. Built-ins register on import; entry points load on first look-up."""
 
     def __init__(self, *, load_entry_points: bool = True) -> None:
@@ -140,8 +140,8 @@ class Registry:
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.get(name) is not None
 
-    def copy(self) -> Registry:
-        clone = Registry(load_entry_points=False)
+    def copy(self) -> NodeKinds:
+        clone = NodeKinds(load_entry_points=False)
         self._load_entry_points()
         clone._kinds = dict(self._kinds)
         return clone
@@ -171,7 +171,7 @@ class Registry:
                 log.warning("entry point %s gave %r, not a NodeKind", origin, kind)
 
 
-default_registry = Registry()
+default_kinds = NodeKinds()
 
 
 def node_kind(
@@ -182,7 +182,7 @@ def node_kind(
     description: str = "",
     provider_task: str | None = None,
     retry_by_default: bool | None = None,
-    registry: Registry | None = None,
+    kinds: NodeKinds | None = None,
     replace: bool = False,
 ) -> Callable[[KindFn], NodeKind]:
     """Register a coroutine ``async def fn(ctx, params) -> dict | NodeResult`` as a node kind.
@@ -206,7 +206,7 @@ def node_kind(
             if retry_by_default is None
             else retry_by_default,
         )
-        (registry or default_registry).register(kind, replace=replace)
+        (kinds or default_kinds).register(kind, replace=replace)
         return kind
 
     return decorate

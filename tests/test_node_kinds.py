@@ -1,4 +1,4 @@
-"""Node kind registry: the decorator, entry points, and references/templates without code."""
+"""Node kinds: the decorator, entry points, and references/templates without code."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from engine.refs import compile_value, iter_refs, parse_ref
 
 
 def test_decorator_registers_a_typed_kind_usable_in_a_workflow() -> None:
-    reg = engine.Registry(load_entry_points=False)
+    reg = engine.NodeKinds(load_entry_points=False)
 
-    @engine.node_kind("text.upper", inputs={"text": "text"}, outputs={"text": "text"}, registry=reg)
+    @engine.node_kind("text.upper", inputs={"text": "text"}, outputs={"text": "text"}, kinds=reg)
     async def upper(ctx: engine.NodeContext, p: dict[str, Any]) -> dict[str, Any]:
         """Upper-case a text."""
         return {"text": p["text"].upper()}
@@ -27,10 +27,10 @@ def test_decorator_registers_a_typed_kind_usable_in_a_workflow() -> None:
     assert kind.to_json()["description"] == "Upper-case a text."
     assert kind.to_json()["inputs"] == {"text": {"type": "text", "required": True, "default": None}}
     with pytest.raises(ValueError, match="already registered"):
-        engine.node_kind("text.upper", inputs={}, outputs={}, registry=reg)(upper.fn)
+        engine.node_kind("text.upper", inputs={}, outputs={}, kinds=reg)(upper.fn)
 
     async def go() -> engine.RunResult:
-        async with engine.Engine(registry=reg, providers=[]) as eng:
+        async with engine.Engine(kinds=reg, providers=[]) as eng:
             spec = {
                 "name": "u",
                 "inputs": {"t": "text"},
@@ -64,14 +64,14 @@ def test_kinds_from_the_rollgraph_nodes_entry_point(
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: plug\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[rollgraph.nodes]\nshout = plug_kinds:kinds\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    reg = engine.Registry()
+    reg = engine.NodeKinds()
     kind = reg.get("plug.shout")
     assert kind is not None and kind.name == "plug.shout"
     assert "plug.shout" in reg.names()
     sys.modules.pop("plug_kinds", None)
 
 
-def test_a_broken_plugin_does_not_break_the_registry(
+def test_a_broken_plugin_does_not_break_the_node_kinds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     dist = tmp_path / "broken-0.1.dist-info"
@@ -79,13 +79,13 @@ def test_a_broken_plugin_does_not_break_the_registry(
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[rollgraph.nodes]\nbad = no_such_module_here:kinds\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    reg = engine.Registry()
+    reg = engine.NodeKinds()
     assert reg.get("anything") is None
     assert "could not load node kinds" in caplog.text
 
 
 def test_builtin_kinds_are_all_registered() -> None:
-    names = set(engine.default_registry.names())
+    names = set(engine.default_kinds.names())
     assert {
         "prompt.enhance",
         "llm.generate",
