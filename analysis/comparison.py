@@ -207,7 +207,6 @@ def compare(
     est = effect(tested_b, tested_c)
     if not _finite(observed.difference, est.difference, est.variance) or est.variance <= 0:
         return replace(base, reason="not_finite")
-    base = replace(base, adjustment=adjustment)
     boundary = boundary_for(tested_b, tested_c)
     one_sided = alternative != "two-sided"
     mult = boundary.multiplier(alpha, one_sided)
@@ -224,7 +223,7 @@ def compare(
             rel_low, rel_high = _clip(rel_low, -1.0, math.inf), _clip(rel_high, -1.0, math.inf)
     if scale == "relative" and rel_se is None:
         missing: ReasonCode = "baseline_zero" if b.mean == 0 else "not_finite"
-        return replace(base, reason=missing, effect=observed.difference)
+        return replace(base, reason=missing, effect=observed.difference, adjustment=adjustment)
     if scale == "relative" and rel_se == 0:  # a zero candidate mean with no spread
         return replace(base, reason="zero_variance", effect=observed.difference)
     estimate, scale_se = (est.relative, rel_se) if scale == "relative" else (est.difference, se)
@@ -246,6 +245,7 @@ def compare(
         statistic=z,
         p_value=p,
         significant=p < alpha,
+        adjustment=adjustment,
     )
     numbers = (se, low, high, observed.relative, rel_se, rel_low, rel_high, z, p, mult)
     if not _finite(*numbers):
