@@ -31,7 +31,7 @@ cost does not depend on the runs behind the statistics (about 0.1 ms for two arm
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from analysis.comparison import Alternative, Comparison, Scale
 from analysis.multiple import adjust
@@ -41,11 +41,23 @@ from analysis.sequential import sequential_test
 from analysis.significance import fixed_test
 from analysis.spec import ExperimentSpec, Guardrail, MetricSpec, problems
 from analysis.srm import SRMResult, srm_check
-from analysis.srm_sequential import sequential_srm_check
+from analysis.srm_sequential import sequential_srm_steps
 from analysis.stats import ArmData, MeanStats, MetricStats, ProportionStats
 from analysis.units import RateOverUnits
 
-__all__ = ["Action", "Decision", "MetricResult", "Reason", "ReasonCode", "Role", "decide"]
+__all__ = [
+    "Action",
+    "Decision",
+    "MetricResult",
+    "Reason",
+    "ReasonCode",
+    "Role",
+    "SRMStep",
+    "decide",
+]
+
+SRMStep = tuple[Mapping[str, int], Mapping[str, float]]
+"""One finished ramp step for the sequential sample ratio check: (counts per arm, shares)."""
 
 _KIND: dict[str, type[MeanStats] | type[ProportionStats]] = {
     "mean": MeanStats,
@@ -171,7 +183,9 @@ def _compare_all(spec: ExperimentSpec, data: Mapping[str, ArmData]) -> list[Metr
     return results
 
 
-def _srm(spec: ExperimentSpec, data: Mapping[str, ArmData]) -> tuple[SRMResult, str]:
+def _srm(
+    spec: ExperimentSpec, data: Mapping[str, ArmData], earlier_steps: Sequence[SRMStep]
+) -> tuple[SRMResult, str]:
     """The sample ratio check the spec names, on users when every arm reports them (assignment
     is by user), else on runs; and which of the two it counted."""
     shares = {arm.name: arm.share for arm in spec.arms}
@@ -179,20 +193,30 @@ def _srm(spec: ExperimentSpec, data: Mapping[str, ArmData]) -> tuple[SRMResult, 
     counts = {
         arm: (arm_data.users or 0) if by_user else arm_data.runs for arm, arm_data in data.items()
     }
-    check = sequential_srm_check if spec.srm_method == "sequential" else srm_check
-    return check(counts, shares, threshold=spec.srm_threshold), "users" if by_user else "runs"
+    unit = "users" if by_user else "runs"
+    if spec.srm_method == "sequential":
+        steps = [*earlier_steps, (counts, shares)]
+        return sequential_srm_steps(steps, threshold=spec.srm_threshold), unit
+    return srm_check(counts, shares, threshold=spec.srm_threshold), unit
 
 
-def decide(spec: ExperimentSpec, data: Mapping[str, ArmData]) -> Decision:
+def decide(
+    spec: ExperimentSpec, data: Mapping[str, ArmData], *, earlier_steps: Sequence[SRMStep] = ()
+) -> Decision:
     """The verdict on ``spec`` given each arm's statistics, ``data[arm_name]`` (arms missing
     from ``data`` have no runs; runs in arms missing from ``spec`` are a sample ratio mismatch).
     See the module docstring for the rules. Never raises on degenerate data; a spec that cannot
-    be analysed halts with ``invalid_spec``."""
+    be analysed halts with ``invalid_spec``.
+
+    ``earlier_steps`` are the finished ramp steps' final (counts, shares), oldest first, counted
+    as ``data`` counts (users or runs): with ``srm_method="sequential"`` the check multiplies
+    their Bayes factors with the current step's, one always-valid test for the whole ramp
+    (``analysis.srm_sequential.sequential_srm_steps``); the chi-square check ignores them."""
     found = problems(spec) or _type_problems(spec, data)
     if found:
         reasons = tuple(Reason("invalid_spec", f"Cannot analyse: {p}.") for p in found)
         return Decision("halt", reasons, (), None, spec.method)
-    srm, unit = _srm(spec, data)
+    srm, unit = _srm(spec, data, earlier_steps)
     halts = [Reason("srm", srm_message(srm, unit))] if srm.flagged else []
     halts += _halts(spec, data)
     results = _compare_all(spec, data)

@@ -218,3 +218,37 @@ def test_never_raises_or_returns_a_nan(
     for value in (result.p_value, result.statistic, *result.expected.values()):
         assert value is None or math.isfinite(value)
     assert result.flagged == (result.reason in ("mismatch", "zero_share_with_runs"))
+
+
+def test_decide_carries_the_test_across_ramp_steps() -> None:
+    def arm(users: int) -> ArmData:
+        return ArmData(users, {"ok": ProportionStats(users, users // 2)}, users)
+
+    # each step alone stays above the 0.001 threshold (p = 0.047, 0.0071, 0.15); the candidate
+    # is short in every one of them, and together p = 4.9e-5
+    earlier = [
+        ({"v1": 1_840, "v2": 160}, {"v1": 0.9, "v2": 0.1}),
+        ({"v1": 1_570, "v2": 430}, {"v1": 0.75, "v2": 0.25}),
+    ]
+    now = {"v1": arm(1_060), "v2": arm(940)}
+    alone = decide(SPEC, now)
+    whole = decide(SPEC, now, earlier_steps=earlier)
+    assert alone.srm is not None
+    assert whole.srm is not None
+    assert whole.srm.statistic == pytest.approx(
+        math.fsum(
+            r.statistic or 0.0
+            for r in (
+                *(sequential_srm_check(c, s) for c, s in earlier),
+                sequential_srm_check({"v1": 1_060, "v2": 940}, {"v1": 0.5, "v2": 0.5}),
+            )
+        )
+    )
+    assert whole.srm.observed == {"v1": 1_060, "v2": 940}
+    assert (alone.action, whole.action) == ("continue", "halt")
+    assert all(not sequential_srm_check(c, s).flagged for c, s in earlier)
+    assert alone.srm.statistic is not None
+    assert whole.srm.statistic is not None
+    assert whole.srm.statistic > alone.srm.statistic
+    chi = decide(dataclasses.replace(SPEC, srm_method="chi_square"), now, earlier_steps=earlier)
+    assert chi.srm == srm_check({"v1": 1_060, "v2": 940}, {"v1": 0.5, "v2": 0.5})
