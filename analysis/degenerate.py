@@ -11,7 +11,7 @@ data make that estimate worthless, and each has its own remedy, applied by
   min(n_b, n_c)·min(p̄, 1 − p̄) with p̄ = (x_b + x_c)/(n_b + n_c), against ``min_events``;
   below it a proportion is not tested (reason ``too_few_events``). This is Cochran's rule for
   the normal approximation of a 2×2 table, expected counts of at least 5 (Cochran 1954, "Some
-  methods for strengthening the common χ² tests", *Biometrics* 10(4): 417–451, §4);
+  methods for strengthening the common χ² tests", *Biometrics* 10(4): 417–451);
   ``ExperimentSpec.min_events`` defaults to 10 because the sequential test leans on the
   approximation at every look. Pooled, not observed: a candidate with no success at all
   against a baseline converting 30 % has plenty of expected events, and is tested.
@@ -27,10 +27,11 @@ data make that estimate worthless, and each has its own remedy, applied by
   takes its p-value from Fisher's exact test instead (below).
 - **A numeric arm without spread** while the other has some: Welch's test would use the other
   arm's variance alone, so a small constant sample (five zero costs) reads as certainty. Both
-  arms then get Student's pooled variance s² = (M2_b + M2_c)/(n_b + n_c − 2) with n_b + n_c − 2
-  degrees of freedom (Student 1908, "The probable error of a mean", *Biometrika* 6(1): 1–25;
-  scipy's ``ttest_ind(equal_var=True)``): valid under the null that both arms share one
-  distribution, and no spread in one arm alone is then no evidence.
+  arms then get the pooled variance s² = (M2_b + M2_c)/(n_b + n_c − 2) with n_b + n_c − 2
+  degrees of freedom: Student's two-sample t-test (Student 1908, "The probable error of a
+  mean", *Biometrika* 6(1): 1–25, in the two-sample form of Fisher's *Statistical Methods for
+  Research Workers*, 1925; scipy's ``ttest_ind(equal_var=True)``). It is valid under the null
+  that both arms share one distribution, and no spread in one arm alone is then no evidence.
 
 **Fisher's exact test** (Fisher, *Statistical Methods for Research Workers*, 5th ed., 1934,
 §21.02): given both margins of the 2×2 table, the candidate's successes are hypergeometric;

@@ -6,7 +6,7 @@ looked at after every unit, for ever, and still raises a false alarm with probab
 its threshold.
 
 **The Dirichlet-multinomial mixture SPRT** of Lindon & Malek ("Anytime-Valid Inference for
-Multinomial Count Data", *NeurIPS* 35, 2022, §3, the sequential multinomial test they apply to
+Multinomial Count Data", *NeurIPS* 35, 2022, the sequential multinomial test they apply to
 sample ratio mismatch; arXiv:2011.03567). Each unit's arm is a Multinomial(1, θ) draw and H0 is
 θ = θ₀, the configured shares. Mixing the likelihood over θ ~ Dirichlet(α), α = k·θ₀, gives the
 Bayes factor of the counts x (n = Σx) against H0, the multinomial coefficient cancelling::
@@ -30,7 +30,7 @@ mismatches and slower on large ones; any k > 0 keeps the guarantee.
 current one's now). Each factor starts at 1 when its step begins and is a martingale under H0
 given the past, so the product is a nonnegative martingale with mean 1 and Ville's bound holds
 for the whole ramp at one threshold (the product of sequential e-values: Vovk & Wang, "E-values:
-calibration, combination and applications", *Annals of Statistics* 49(3), 2021, §4).
+calibration, combination and applications", *Annals of Statistics* 49(3), 2021).
 """
 
 from __future__ import annotations

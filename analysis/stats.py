@@ -45,7 +45,7 @@ _EPS = 2.0**-52
 # rounding, not spread. Relative, not n·ε: a low coefficient of variation at n = 1e9 is spread.
 _ZERO_TOL = 64 * _EPS
 # Naive summation of n terms errs by up to (n − 1)·ε of the sum (Higham, *Accuracy and Stability
-# of Numerical Algorithms*, 2nd ed., §4.2): a remainder below −(4n + 64)·ε·Σ(x − K)² cannot be
+# of Numerical Algorithms*, 2nd ed., ch. 4): a remainder below −(4n + 64)·ε·Σ(x − K)² cannot be
 # rounding of any real sample, so the sums are damaged.
 _SUM_TOL_PER_TERM = 4 * _EPS
 
@@ -116,7 +116,7 @@ class MeanStats:
     @classmethod
     def from_values(cls, values: Iterable[float]) -> Self:
         """The statistics of raw values (tests and small tools), by the corrected two-pass
-        algorithm (Chan, Golub & LeVeque 1983, eq. 1.7) about the rounded mean: the mean, then
+        algorithm (Chan, Golub & LeVeque 1983) about the rounded mean: the mean, then
         Σ(x − mean)² less the rounding left in Σ(x − mean)."""
         xs = [float(v) for v in values]
         n = len(xs)
