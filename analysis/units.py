@@ -28,11 +28,12 @@ from analysis.stats import MeanStats, MetricStats, ProportionStats
 __all__ = ["RateOverUnits", "UnitStats"]
 
 
-@dataclass(frozen=True, slots=True)
 class RateOverUnits(MeanStats):
     """A proportion whose units ran more than once: the mean and spread of its linearised
     values. A type of its own, so that a plain ``MeanStats`` handed in for a proportion is
-    still refused as the caller's mistake."""
+    still refused as the caller's mistake; built and read exactly as a ``MeanStats``."""
+
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,15 +91,14 @@ class UnitStats:
         # Σ (S − R·N)² = ΣS² − 2R·ΣSN + R²·ΣN², never negative but for rounding.
         spread = self.sum_ss - 2.0 * ratio * self.sum_sn + ratio * ratio * self.sum_nn
         spread = max(0.0, spread) / (mean_n * mean_n)
-        # Statistics whose mean is R and whose sum of squared deviations is Σ L².
+        # Statistics whose mean is R and whose sum of squared deviations is Σ L² (Welford's
+        # form: no sums to cancel).
         cls = RateOverUnits if kind == "proportion" else MeanStats
-        return _mean_stats(n, n * ratio, spread + n * ratio * ratio, cls)
+        stats = cls.from_moments(n, ratio, spread)
+        return None if stats.defect is not None else stats
 
 
-def _mean_stats(
-    n: int, total: float, total_sq: float, cls: type[MeanStats] = MeanStats
-) -> MetricStats | None:
-    try:
-        return cls(n=n, total=total, total_sq=total_sq)
-    except ValueError:  # sums no sample can have: reported, never raised
-        return None
+def _mean_stats(n: int, total: float, total_sq: float) -> MetricStats | None:
+    stats = MeanStats(n=n, total=total, total_sq=total_sq)
+    # Sums no sample can have: reported by the caller as missing, never raised.
+    return None if stats.defect is not None else stats

@@ -162,7 +162,7 @@ def rollgraph_server(env: Mapping[str, str], *, workers: int = 1) -> Iterator[st
     port = free_port()
     command = [sys.executable, "-m", "control_plane.cli", "serve", "--port", str(port)]
     proc = subprocess.Popen(
-        [*command, "--workers", str(workers)],
+        [*command, "--processes", str(workers)],
         cwd=Path(__file__).resolve().parent.parent,
         env={**os.environ, **env},
         stdin=subprocess.DEVNULL,

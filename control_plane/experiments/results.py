@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session
 
-from analysis.decision import Decision, decide
+from analysis.decision import Decision, SRMStep, decide
 from analysis.spec import ArmSpec, ExperimentSpec, Guardrail, PrimaryMetric
 from analysis.stats import ArmData, MeanStats, MetricStats, ProportionStats
 from analysis.units import UnitStats
@@ -83,6 +83,9 @@ def spec_of(experiment: ExperimentPublic) -> ExperimentSpec:
         ),
         alpha=config.alpha,
         min_runs_per_arm=config.min_runs_per_arm,
+        # Looked at every evaluation: an always-valid check (Lindon & Malek 2022), so looking
+        # every 30 s does not raise false halts as a repeated chi-square does.
+        srm_method="sequential",
         method=config.method,
         tuning_runs=config.tuning_runs,
     )
@@ -115,12 +118,14 @@ def unit_data_of(
     the metric out, so the analysis reports it as missing instead of raising."""
     pooled: dict[str, dict[str, tuple[str, UnitStats]]] = defaultdict(dict)
     users: dict[str, int] = dict.fromkeys(arms, 0)
+    runs: dict[str, int] = dict.fromkeys(arms, 0)
     for row in rows:
         stats = UnitStats(row.units, row.sum_n, row.sum_s, row.sum_nn, row.sum_ss, row.sum_sn)
         known = pooled[row.arm].get(row.metric)
         pooled[row.arm][row.metric] = (row.kind, known[1] + stats if known else stats)
         if row.metric == "success" and row.step == step:
             users[row.arm] = users.get(row.arm, 0) + row.units
+            runs[row.arm] = runs.get(row.arm, 0) + round(row.sum_n)
     data: dict[str, ArmData] = {}
     for arm in {*arms, *pooled}:
         metrics: dict[str, MetricStats] = {}
@@ -128,8 +133,25 @@ def unit_data_of(
             converted = stats.as_metric_stats(kind)
             if converted is not None:
                 metrics[metric] = converted
-        data[arm] = ArmData(runs=users.get(arm, 0), metrics=metrics)
+        data[arm] = ArmData(runs=runs.get(arm, 0), metrics=metrics, users=users.get(arm, 0))
     return data
+
+
+def earlier_steps_of(rows: Sequence[ArmUnitStatRow], experiment: ExperimentPublic) -> list[SRMStep]:
+    """Each finished ramp step's users per arm and shares, oldest first: the sequential sample
+    ratio check multiplies their evidence with the current step's (one test for the ramp)."""
+    config: ExperimentCreate = experiment.config
+    steps: list[SRMStep] = []
+    for step in range(experiment.step):
+        arms = config.shares_at(step)
+        shares = {str(a["version"]): _share(a) for a in arms}
+        shares[experiment.baseline] = max(0.0, 1.0 - sum(shares.values()))
+        counts = dict.fromkeys(shares, 0)
+        for row in rows:
+            if row.metric == "success" and row.step == step and row.arm in counts:
+                counts[row.arm] += row.units
+        steps.append((counts, shares))
+    return steps
 
 
 def analyse(session: Session, *, experiment_id: int) -> tuple[ExperimentPublic, Decision]:
@@ -138,9 +160,10 @@ def analyse(session: Session, *, experiment_id: int) -> tuple[ExperimentPublic, 
     unit_rows = unit_stats_of(session, experiment_id)
     if unit_rows or not (run_rows := stats_of(session, experiment_id)):
         data = unit_data_of(unit_rows, arms=arms, step=experiment.step)
+        earlier = earlier_steps_of(unit_rows, experiment)
     else:
-        data = data_of(run_rows, arms=arms, step=experiment.step)
-    return experiment, decide(spec_of(experiment), data)
+        data, earlier = data_of(run_rows, arms=arms, step=experiment.step), []
+    return experiment, decide(spec_of(experiment), data, earlier_steps=earlier)
 
 
 class ExperimentResults(BaseModel):
