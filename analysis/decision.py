@@ -34,6 +34,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from analysis.comparison import Alternative, Comparison, Scale
+from analysis.horizon import PLANNED_POWER, horizon
 from analysis.multiple import adjust
 from analysis.outcome import Action, Decision, MetricResult, Reason, ReasonCode, Role
 from analysis.rules import apply_rules, good_sign, guardrail_holds, srm_message
@@ -223,4 +224,32 @@ def decide(
     runs = {arm.name: data[arm.name].runs if arm.name in data else 0 for arm in spec.arms}
     primary_baseline = _stats(data, spec.baseline.name, spec.primary)
     action, reasons, winner = apply_rules(spec, runs, results, halts, primary_baseline)
+    if spec.method == "fixed" and action in ("promote", "rollback"):
+        action, reasons, winner = _hold_until_horizon(spec, data, action, reasons, winner)
     return Decision(action, reasons, tuple(results), srm, spec.method, winner)
+
+
+def _hold_until_horizon(
+    spec: ExperimentSpec,
+    data: Mapping[str, ArmData],
+    action: Action,
+    reasons: tuple[Reason, ...],
+    winner: str | None,
+) -> tuple[Action, tuple[Reason, ...], str | None]:
+    """A fixed-horizon test acts only at its planned sample size (``analysis.horizon``): before
+    it, what it would do is reported as a reason, never done."""
+    planned = horizon(spec, data)
+    if planned.reached:
+        return action, reasons, winner
+    if planned.runs_per_arm is None:
+        message = (
+            f"a fixed-horizon test would {action} now, but its sample size cannot be planned "
+            "yet (no baseline data to plan with); continue"
+        )
+    else:
+        message = (
+            f"a fixed-horizon test acts only at its planned {planned.runs_per_arm:,} runs per "
+            f"arm (power {PLANNED_POWER:.0%} for the mde at alpha {spec.alpha}); it would "
+            f"{action} now, which is not yet evidence; continue"
+        )
+    return "continue", (Reason("before_horizon", message), *reasons), None

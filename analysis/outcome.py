@@ -29,6 +29,7 @@ ReasonCode = Literal[
     "primary_not_evaluable",  # continue: the primary comparison is degenerate (zero variance,
     # too few events, damaged statistics…)
     "inconclusive",  # continue: not significant yet
+    "before_horizon",  # continue: a fixed-horizon test has not reached its planned runs
 ]
 
 

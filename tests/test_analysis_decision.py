@@ -260,11 +260,31 @@ def test_secondary_metrics_are_adjusted_and_reported_but_do_not_decide() -> None
 
 def test_fixed_promotes_where_sequential_still_waits() -> None:
     data = {"v3.2": arm(3000, 2700), "v3.3": arm(3000, 2745)}  # +1.5 points, z ≈ 2.0
-    fixed = decide(dataclasses.replace(SPEC, method="fixed"), data)
+    # Planned for a 2.2-point effect: about 2,900 runs per arm, so 3,000 is past the horizon.
+    planned = dataclasses.replace(SUCCESS, mde=0.022)
+    fixed = decide(dataclasses.replace(SPEC, method="fixed", primary=planned), data)
     sequential = decide(SPEC, data)
     assert fixed.action == "promote"
     assert "95 % CI" in fixed.summary
     assert sequential.action == "continue"
+
+
+def test_a_fixed_test_acts_only_at_its_planned_sample_size() -> None:
+    # The same data, planned for the spec's 1-point effect (about 13,500 runs per arm): a
+    # fixed-horizon test read at 3,000 runs says what it would do, and does not do it.
+    data = {"v3.2": arm(3000, 2700), "v3.3": arm(3000, 2745)}
+    early = decide(dataclasses.replace(SPEC, method="fixed"), data)
+    assert (early.action, early.winner) == ("continue", None)
+    assert early.codes[0] == "before_horizon"
+    assert "would promote" in early.reasons[0].message
+    planned = int(early.reasons[0].message.split("planned ")[1].split(" runs")[0].replace(",", ""))
+    assert 13_000 < planned < 14_500
+    # At the horizon the test acts (the same rates, more runs).
+    late = {
+        "v3.2": arm(planned, round(planned * 0.9)),
+        "v3.3": arm(planned, round(planned * 0.915)),
+    }
+    assert decide(dataclasses.replace(SPEC, method="fixed"), late).action == "promote"
 
 
 def test_results_hold_every_arm_and_metric() -> None:

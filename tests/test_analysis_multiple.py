@@ -89,7 +89,8 @@ def test_decide_applies_the_correction_the_spec_names() -> None:
     spec = ExperimentSpec(
         baseline=ArmSpec("v1", 1),
         candidates=(ArmSpec("v2", 1), ArmSpec("v3", 1), ArmSpec("v4", 1)),
-        primary=PrimaryMetric(name="ok", mde=0.01),
+        # Planned for 2 points: about 3,200 runs per arm, so 5,000 is past the fixed horizon.
+        primary=PrimaryMetric(name="ok", mde=0.02),
         method="fixed",
     )
     data = {
