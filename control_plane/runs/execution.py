@@ -48,7 +48,7 @@ from control_plane.runs.steps import RunSteps, SharedSteps
 from control_plane.runs.writer import BatchWriter, WriterClosed
 from control_plane.settings import Settings
 from control_plane.store.db import SessionFactory, session_scope
-from control_plane.store.redis import RedisLink
+from control_plane.store.redis import RedisLink, RedisUnavailable
 from control_plane.store.tables import RunStepRow
 
 __all__ = ["Runs", "Submitted"]
@@ -109,6 +109,11 @@ class Runs:
         count = len(await self.write(fail))
         if count:
             log.warning("marked %d interrupted run(s) failed; they can be resumed", count)
+        if self.queued is not None:
+            try:
+                await self.queued.requeue_stranded()
+            except RedisUnavailable:  # the next sweep tries again
+                log.warning("could not queue stranded runs: Redis is unavailable")
         return count
 
     async def _sweep_forever(self) -> None:

@@ -20,12 +20,13 @@ from sqlmodel import Session
 import engine
 from control_plane.metrics import Metrics, after_commit
 from control_plane.queue import Delivery, Fatal, RunQueue
-from control_plane.runs import idempotency, service
+from control_plane.runs import idempotency, outbox, service
 from control_plane.runs.compiler import Compiler
 from control_plane.runs.planning import RunPlan
 from control_plane.runs.remote_steps import RemoteSteps
 from control_plane.runs.schemas import RunPublic
 from control_plane.runs.steps import RunSteps, SharedSteps
+from control_plane.runs.writer import BatchWriter, WriterClosed
 from control_plane.settings import Settings
 from control_plane.store.redis import RedisLink, RedisUnavailable
 
@@ -46,6 +47,7 @@ class RunHost(Protocol):
     redis: RedisLink | None
     remote: RemoteSteps | None
     shared: SharedSteps
+    writer: BatchWriter
 
     async def write(self, work: Callable[[Session], T]) -> T: ...
 
@@ -113,6 +115,10 @@ class QueuedRuns:
         )
         try:
             await self._call("queue.enqueue", lambda: self.queue.enqueue(run_id))
+            # The outbox's mark, not awaited: if it is lost, the sweep queues the run again
+            # and the duplicate message finds nothing to run.
+            with contextlib.suppress(WriterClosed):
+                runs.writer.post(partial(outbox.mark_enqueued, run_ids=[run_id]))
         except RedisUnavailable:
             error = "not queued: Redis was unavailable when the run was submitted"
 
@@ -125,6 +131,19 @@ class QueuedRuns:
             await runs.write(refuse)
             raise
         return accepted
+
+    async def requeue_stranded(self) -> int:
+        """Put back on the queue the runs a server stored ``queued`` and died before queueing
+        (``outbox``); how many. Called by the sweep, in every process that has the queue."""
+        runs = self._runs
+        grace = runs.settings.queue_visibility_timeout_s
+        ids = await runs.write(partial(outbox.stranded, grace_s=grace))
+        for run_id in ids:
+            await self._call("queue.enqueue", partial(self.queue.enqueue, run_id))
+        if ids:
+            await runs.write(partial(outbox.mark_enqueued, run_ids=ids))
+            log.warning("queued %d run(s) stored but never queued (a server stopped)", len(ids))
+        return len(ids)
 
     async def _call(self, operation: str, work: Callable[[], Awaitable[T]]) -> T:
         """A queue operation through the Redis link's breaker (timeout, error count, 503)."""

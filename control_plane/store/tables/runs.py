@@ -75,6 +75,11 @@ class RunRow(SQLModel, table=True):
     deadline_at: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
     )
+    # A queued run's message is on the run queue (the outbox's mark): NULL while it is stored
+    # but not yet queued, so a replica that died in between leaves it for the sweep to queue.
+    enqueued_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
 
 
 class RunTraceRow(SQLModel, table=True):
