@@ -24,6 +24,7 @@ from control_plane.runs.schemas import RunRequest
 from control_plane.store.db import session_scope
 from control_plane.store.tables import RunRow
 from tests.fixtures import GREET, REDIS_URL, app_client, app_state, seed_workflow
+from tests.processes import free_port
 
 BODY: dict[str, Any] = {"workflow": "greet", "input": {"prompt": "hi"}, "mode": "async"}
 
@@ -136,3 +137,26 @@ async def _wait_marked(client: TestClient, run_id: str) -> object:
             return marked
         await asyncio.sleep(0.05)
     return None
+
+
+def test_a_submission_the_queue_refuses_leaves_no_run_and_no_count(
+    database_url: str, admin_key: str, redis_prefix: str
+) -> None:
+    with app_client(
+        database_url,
+        admin_key,
+        redis_url=f"redis://127.0.0.1:{free_port()}/0",  # nothing listens: Redis is away
+        redis_prefix=redis_prefix,
+    ) as client:
+        seed_workflow(client, "greet", {"v1": GREET}, {"prod": "v1"})
+        # The breaker closed, as when Redis answered a moment ago: the submission is stored
+        # and Redis goes away before its message is queued.
+        link = app_state(client).redis
+        link._down = False
+        refused = client.post("/v1/run", json=BODY, headers={"Idempotency-Key": "k1"})
+        assert refused.status_code == 503, refused.json()
+        assert refused.json()["error"]["code"] == "redis_unavailable"
+        assert client.get("/v1/runs").json() == []  # the 503 left no failed run behind
+        metrics = client.get("/metrics").text
+        assert "rollgraph_runs_total{" not in metrics.replace("# HELP rollgraph_runs_total", "")
+        assert "rollgraph_assignments_total{" not in metrics

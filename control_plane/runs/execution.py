@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine, Iterable, Mapping
-from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 from typing import Any, Literal, TypeVar
@@ -43,7 +42,7 @@ from control_plane.runs.compiler import Compiler
 from control_plane.runs.planning import RunPlan
 from control_plane.runs.queued import QueuedRuns
 from control_plane.runs.remote_steps import RemoteSteps
-from control_plane.runs.schemas import RunPublic, RunRequest
+from control_plane.runs.schemas import RunPublic, RunRequest, Submitted
 from control_plane.runs.steps import RunSteps, SharedSteps
 from control_plane.runs.writer import BatchWriter, WriterClosed
 from control_plane.settings import Settings
@@ -51,19 +50,11 @@ from control_plane.store.db import SessionFactory, session_scope
 from control_plane.store.redis import RedisLink, RedisUnavailable
 from control_plane.store.tables import RunStepRow
 
-__all__ = ["Runs", "Submitted"]
+__all__ = ["Runs"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class Submitted:
-    """A ``POST /v1/run`` answer: the run, and whether it is an earlier request's answer."""
-
-    run: RunPublic
-    replayed: bool = False
 
 
 class Runs:
@@ -247,15 +238,18 @@ class Runs:
         claim: idempotency.Claim | None,
         deadline_s: float,
         status: Literal["running", "queued"] = "running",
+        count: bool = True,
     ) -> RunPublic:
-        """Unit of work: store an accepted async run (its end is counted when it ends)."""
+        """Unit of work: store an accepted async run; ``count``: its assignment is counted when
+        this commits (its end is counted when it ends)."""
         deadline_at = service.deadline_after(deadline_s, margin_s=self.settings.run_store_margin_s)
         public = service.start_run(
             session, plan=plan, run_id=run_id, inputs=inputs, deadline_at=deadline_at, status=status
         )
         if claim is not None:
             idempotency.complete(session, claim=claim, response=public)
-        after_commit(session, partial(self.metrics.observe_assignment, public))
+        if count:
+            after_commit(session, partial(self.metrics.observe_assignment, public))
         return public
 
     async def resume(self, run_id: str, *, asynchronous: bool) -> RunPublic:

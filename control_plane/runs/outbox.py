@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlmodel import Session, col, select
 
 from control_plane.kit.time import utcnow
 from control_plane.store.tables import RunRow
 
-__all__ = ["STRANDED_BATCH", "mark_enqueued", "stranded"]
+__all__ = ["STRANDED_BATCH", "discard_unqueued", "mark_enqueued", "stranded"]
 
 STRANDED_BATCH = 500  # per sweep: a long outage's backlog drains over a few sweeps
 
@@ -51,3 +51,17 @@ def stranded(session: Session, *, grace_s: float, now: datetime | None = None) -
         .limit(STRANDED_BATCH)
     )
     return list(session.exec(query).all())
+
+
+def discard_unqueued(session: Session, *, run_id: str) -> bool:
+    """Delete a run the queue refused before its submission was answered (the client got a
+    503 and retries): it never ran, nothing references it, and a failed run in its place would
+    count in the error ratio for a request that was never accepted. Whether it was deleted."""
+    result = session.execute(
+        delete(RunRow).where(
+            col(RunRow.id) == run_id,
+            col(RunRow.status) == "queued",
+            col(RunRow.enqueued_at).is_(None),
+        )
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]

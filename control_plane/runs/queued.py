@@ -61,6 +61,7 @@ class RunHost(Protocol):
         claim: idempotency.Claim | None,
         deadline_s: float,
         status: Literal["running", "queued"] = "running",
+        count: bool = True,
     ) -> RunPublic: ...
 
     def count_failed_ends(self, session: Session, ended: Iterable[service.EndedRun]) -> None: ...
@@ -94,8 +95,9 @@ class QueuedRuns:
     ) -> RunPublic:
         """Store the run ``queued``, then put it on the queue; answered only once both hold.
         Stored first, so a worker never reads a message whose run is not there yet. When the
-        queue cannot take it, the run is stored failed (resumable, never left ``queued``), the
-        idempotency key is freed, and the client gets a 503."""
+        queue cannot take it, the run is deleted (it never ran and was never answered), the
+        idempotency key is freed, and the client gets a 503 to retry; the run is counted only
+        once it is queued."""
         runs = self._runs
         redis = runs.redis
         if redis is not None and not redis.up:
@@ -111,6 +113,7 @@ class QueuedRuns:
                 claim=claim,
                 deadline_s=2 * runs.settings.async_run_deadline_s,
                 status="queued",
+                count=False,
             )
         )
         try:
@@ -120,16 +123,15 @@ class QueuedRuns:
             with contextlib.suppress(WriterClosed):
                 runs.writer.post(partial(outbox.mark_enqueued, run_ids=[run_id]))
         except RedisUnavailable:
-            error = "not queued: Redis was unavailable when the run was submitted"
 
             def refuse(session: Session) -> None:
                 if claim is not None:
                     idempotency.withdraw(session, claim=claim, run_id=run_id)
-                ended = service.fail_unstarted(session, run_id=run_id, error=error)
-                runs.count_failed_ends(session, [ended] if ended is not None else [])
+                outbox.discard_unqueued(session, run_id=run_id)
 
             await runs.write(refuse)
             raise
+        runs.metrics.observe_assignment(accepted)  # queued: its end is counted by the worker
         return accepted
 
     async def requeue_stranded(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -9,7 +10,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from control_plane.kit.storable import MAX_JSON_DEPTH, StoreJsonObject, StoreText
 from control_plane.kit.time import UtcDatetime
 
-__all__ = ["ResumeRequest", "RunDetail", "RunMode", "RunPublic", "RunRequest", "RunStatus"]
+__all__ = [
+    "ResumeRequest",
+    "RunDetail",
+    "RunMode",
+    "RunPublic",
+    "RunRequest",
+    "RunStatus",
+    "Submitted",
+]
 
 # `queued` is reserved for runs handed to a queue of workers; this server runs them at once.
 RunStatus = Literal["queued", "running", "succeeded", "failed"]
@@ -75,3 +84,11 @@ class RunDetail(RunPublic):
         description="the engine's trace of the latest attempt (or of `?attempt=N`): a step per "
         "node; empty while the first attempt runs"
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """A ``POST /v1/run`` answer: the run, and whether it is an earlier request's answer."""
+
+    run: RunPublic
+    replayed: bool = False
