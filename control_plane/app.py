@@ -12,9 +12,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 import engine as graph_engine
+from control_plane.access.failures import FailedKeys
 from control_plane.access.routes import router as keys_router
 from control_plane.api.errors import error_body, install_error_handlers
-from control_plane.api.middleware import BodySizeLimit
+from control_plane.api.middleware import BodySizeLimit, SecurityHeaders
 from control_plane.audit.routes import router as audit_router
 from control_plane.experiments.gauges import StoreCollector
 from control_plane.experiments.routes import router as experiments_router
@@ -72,10 +73,13 @@ def create_app(
     metrics = Metrics()
     metrics.add_collector(StoreCollector(lambda: getattr(app.state, "session_factory", None)))
     app.state.metrics = metrics
+    app.state.failed_keys = FailedKeys()  # unknown keys and failures per client, this process
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     # Added last, so outermost: it also counts the requests BodySizeLimit refuses.
     app.add_middleware(HttpMetrics, metrics=metrics)
+    # Outermost of all: every answer, the 413s and the 500s of the layers inside included.
+    app.add_middleware(SecurityHeaders)
     app.include_router(workflows_router)
     app.include_router(rollouts_router)
     app.include_router(runs_router)

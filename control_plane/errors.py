@@ -106,6 +106,21 @@ class Unauthorized(ControlPlaneError):
         return {"WWW-Authenticate": "Bearer"}
 
 
+class TooManyFailedKeys(ControlPlaneError):
+    """The client sent more unknown or revoked keys than a process admits a second
+    (``access.failures``); retry after ``Retry-After`` seconds."""
+
+    status_code = 429
+    code = "too_many_failed_keys"
+
+    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
+
+
 class PayloadTooLarge(ControlPlaneError):
     status_code = 413
     code = "payload_too_large"

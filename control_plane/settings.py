@@ -2,25 +2,130 @@
 
 The defaults start a development server with no configuration at all: a SQLite file under
 ``var/`` and a placeholder admin key. Outside ``dev`` the placeholder (or any weak key) is refused
-at start-up, because a forgotten default key is a public admin API.
+at start-up, because a forgotten default key is a public admin API; a server bound to anything
+but loopback refuses the placeholder whatever the env (``rollgraph serve`` checks the address).
+
+A key's strength is estimated, not looked up in a word list: ``admin_key_problem`` counts the
+characters that the ones before them do not predict (a repeat, an alphabet, digit or keyboard
+sequence, a block seen earlier) and multiplies them by log2 of the alphabet of the character
+classes used; at least ``MIN_ADMIN_KEY_BITS`` are required.
 """
 
 from __future__ import annotations
 
 import functools
+import ipaddress
+import itertools
+import math
 from pathlib import Path
 from typing import Final, Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["DEV_ADMIN_KEY", "MIN_ADMIN_KEY_LENGTH", "Settings", "get_settings"]
+__all__ = [
+    "DEV_ADMIN_KEY",
+    "KEY_RECIPE",
+    "MIN_ADMIN_KEY_BITS",
+    "Settings",
+    "admin_key_problem",
+    "bind_problem",
+    "estimate_key_bits",
+    "get_settings",
+    "is_loopback",
+    "settings_problem",
+]
 
 DEV_ADMIN_KEY: Final = "dev-admin-key-not-for-production"
-MIN_ADMIN_KEY_LENGTH: Final = 24
-_WEAK_KEYS: Final = frozenset(
-    {DEV_ADMIN_KEY, "admin", "changeme", "change-me", "secret", "password"}
+# 128 bits: beyond any online or offline guessing; `secrets.token_urlsafe(32)` estimates ~260.
+MIN_ADMIN_KEY_BITS: Final = 128
+KEY_RECIPE: Final = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+# Sequences a person types: the alphabet, digits (wrapping 9 -> 0), keyboard rows run together.
+_SEQUENCES: Final = (
+    "abcdefghijklmnopqrstuvwxyz",
+    "01234567890",
+    "qwertyuiopasdfghjklzxcvbnm",
+    "azertyuiopqsdfghjklmwxcvbn",
+    "qwertzuiopasdfghjklyxcvbnm",
+    "1qaz2wsx3edc4rfv5tgb6yhn7ujm8ik9ol0p",
 )
+_ADJACENT: Final = frozenset(
+    pair
+    for sequence in _SEQUENCES
+    for a, b in itertools.pairwise(sequence)
+    for pair in ((a, b), (b, a))
+)
+_PUNCTUATION_CLASS: Final = 33  # printable ASCII that is neither a letter nor a digit
+
+
+def estimate_key_bits(key: str) -> float:
+    """Estimated entropy of ``key`` in bits: the characters the ones before do not predict,
+    times log2 of the alphabet of the classes used (a-z 26, A-Z 26, 0-9 10, others 33; any
+    non-ASCII character adds 100)."""
+    alphabet = 0
+    alphabet += 26 if any("a" <= c <= "z" for c in key) else 0
+    alphabet += 26 if any("A" <= c <= "Z" for c in key) else 0
+    alphabet += 10 if any("0" <= c <= "9" for c in key) else 0
+    alphabet += _PUNCTUATION_CLASS if any(c.isascii() and not c.isalnum() for c in key) else 0
+    alphabet += 100 if any(not c.isascii() for c in key) else 0
+    if alphabet <= 1:
+        return 0.0
+    folded = key.lower()  # sequences and keyboard rows regardless of case
+    surprising = 0
+    for i, c in enumerate(key):
+        if i >= 2:
+            a, b, f = folded[i - 2], folded[i - 1], folded[i]
+            if c == key[i - 1] == key[i - 2] or ((a, b) in _ADJACENT and (b, f) in _ADJACENT):
+                continue  # the third of a repeat, or of a run along a sequence
+        if i >= 3 and key[i - 3 : i + 1] in key[:i]:
+            continue  # four characters seen earlier: a repeated block
+        surprising += 1
+    return surprising * math.log2(alphabet)
+
+
+def admin_key_problem(key: str) -> str | None:
+    """Why ``key`` is too weak to be an admin key, in one line, or ``None`` when it is strong."""
+    how = f"set a random one, e.g. `{KEY_RECIPE}`"
+    if DEV_ADMIN_KEY in key.lower():
+        return f"ROLLGRAPH_ADMIN_KEY is the published development key; {how}"
+    bits = estimate_key_bits(key)
+    if bits < MIN_ADMIN_KEY_BITS:
+        return (
+            f"ROLLGRAPH_ADMIN_KEY is too weak: about {bits:.0f} bits estimated (characters not "
+            f"predicted by a repeat, sequence or keyboard row x log2 of the character classes "
+            f"used), at least {MIN_ADMIN_KEY_BITS} needed; {how}"
+        )
+    return None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a server bound to ``host`` is reachable from this machine only."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name other than localhost may resolve to anything
+
+
+def bind_problem(settings: Settings, host: str) -> str | None:
+    """Why a server with ``settings`` must not listen on ``host``, in one line, or ``None``."""
+    if is_loopback(host) or DEV_ADMIN_KEY not in settings.admin_key.lower():
+        return None
+    return (
+        f"refusing to listen on {host} with the development admin key: set ROLLGRAPH_ADMIN_KEY "
+        f"to a random key (e.g. `{KEY_RECIPE}`), or bind to 127.0.0.1"
+    )
+
+
+def settings_problem(exc: ValidationError) -> str:
+    """A settings validation error as one line (what a command prints instead of a traceback)."""
+    parts = []
+    for error in exc.errors():
+        message = str(error.get("msg", "")).removeprefix("Value error, ")
+        where = ".".join(str(part) for part in error.get("loc", ()))
+        parts.append(f"ROLLGRAPH_{where.upper()}: {message}" if where else message)
+    return "; ".join(parts) or str(exc).replace("\n", " ")
 
 
 def _default_database_url() -> str:
@@ -73,13 +178,9 @@ class Settings(BaseSettings):
     def _refuse_weak_admin_key(self) -> Settings:
         if self.env == "dev":
             return self
-        key = self.admin_key
-        if key in _WEAK_KEYS or len(key) < MIN_ADMIN_KEY_LENGTH or len(set(key)) < 8:
-            raise ValueError(
-                f"ROLLGRAPH_ADMIN_KEY is the development placeholder or too weak for "
-                f"env={self.env!r}: set a random key of at least {MIN_ADMIN_KEY_LENGTH} "
-                f"characters (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
-            )
+        problem = admin_key_problem(self.admin_key)
+        if problem is not None:
+            raise ValueError(f"{problem} (env={self.env!r})")
         return self
 
 

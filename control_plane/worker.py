@@ -26,12 +26,13 @@ import sys
 from collections.abc import Callable
 
 from prometheus_client import start_http_server
+from pydantic import ValidationError
 
 import engine as graph_engine
 from control_plane.metrics import Metrics
 from control_plane.queue import Consumer
 from control_plane.runtime import open_runtime
-from control_plane.settings import Settings, get_settings
+from control_plane.settings import Settings, get_settings, settings_problem
 
 __all__ = ["default_consumer", "main", "run_worker"]
 
@@ -103,8 +104,8 @@ def main(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         settings = get_settings()
-    except ValueError as exc:
-        print(f"rollgraph worker: {exc}", file=sys.stderr)
+    except ValidationError as exc:
+        print(f"rollgraph worker: {settings_problem(exc)}", file=sys.stderr)
         return 2
     return asyncio.run(
         run_worker(

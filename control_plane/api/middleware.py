@@ -1,16 +1,19 @@
-"""Pure ASGI middleware: refuse request bodies over a configured size with 413.
+"""Pure ASGI middleware: refuse request bodies over a configured size with 413, and add the
+standard security headers to every response.
 
-Checked against ``Content-Length`` up front and against the bytes actually received, so a
+``BodySizeLimit`` checks ``Content-Length`` up front and the bytes actually received, so a
 chunked upload without a length cannot get past the limit either.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
+from typing import Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["BodySizeLimit"]
+__all__ = ["DOCS_PATHS", "BodySizeLimit", "SecurityHeaders"]
 
 
 class _TooLarge(Exception):
@@ -79,3 +82,49 @@ class BodySizeLimit:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+# The interactive docs are HTML pages that run inline scripts and load Swagger UI / ReDoc from a
+# CDN: the API's `default-src 'none'` would blank them, and a policy listing today's CDN URLs
+# would break silently when FastAPI changes them. They get only `frame-ancestors 'none'`
+# (no clickjacking); they hold no data, the key typed into them is sent to the API's paths.
+DOCS_PATHS: Final = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
+_API_CSP: Final = b"default-src 'none'; frame-ancestors 'none'"
+_DOCS_CSP: Final = b"frame-ancestors 'none'"
+_ALWAYS: Final = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+)
+_CREDENTIALS: Final = frozenset({b"authorization", b"x-api-key"})
+
+
+class SecurityHeaders:
+    """Adds ``X-Content-Type-Options``, ``X-Frame-Options``, ``Referrer-Policy``,
+    ``Cross-Origin-Resource-Policy`` and ``Content-Security-Policy`` to every HTTP response
+    (errors included), and ``Cache-Control: no-store`` to answers to a request that carried a
+    key; a header the app set itself is kept."""
+
+    def __init__(self, app: ASGIApp, *, docs_paths: Iterable[str] = DOCS_PATHS) -> None:
+        self.app = app
+        self.docs_paths = frozenset(docs_paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        csp = _DOCS_CSP if scope["path"] in self.docs_paths else _API_CSP
+        extra = [*_ALWAYS, (b"content-security-policy", csp)]
+        if any(name in _CREDENTIALS for name, _ in scope.get("headers", [])):
+            extra.append((b"cache-control", b"no-store"))
+
+        async def secured_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers.extend((name, value) for name, value in extra if name not in present)
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, secured_send)

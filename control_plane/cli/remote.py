@@ -257,9 +257,21 @@ def _positive_int(text: str) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
+    from pydantic import ValidationError
 
     from control_plane.app import create_app
+    from control_plane.settings import bind_problem, get_settings, settings_problem
 
+    # Checked here, once, before anything listens: one line on stderr, no traceback.
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        print(f"rollgraph serve: {settings_problem(exc)}", file=sys.stderr)
+        return 2
+    problem = bind_problem(settings, args.host)
+    if problem is not None:
+        print(f"rollgraph serve: {problem}", file=sys.stderr)
+        return 2
     if args.processes > 1:
         # Metrics of several server processes are merged from files (prometheus-client's
         # multiprocess mode): a fresh directory for this server unless the operator chose one
