@@ -203,12 +203,15 @@ class Engine:
         deadline_s: float | None = None,
         attrs: Mapping[str, Any] | None = None,
         resumed: bool = False,
+        taken_over: bool = False,
         cache: StepCache | None = None,
     ) -> RunResult:
         """Run to completion. A failed node fails the result, it does not raise; bad inputs do.
 
         ``cache`` is this run's step cache, instead of the engine's: a server keeps each run's
-        completed steps where that run can be resumed from."""
+        completed steps where that run can be resumed from. ``taken_over``: this attempt goes on
+        from steps another process completed in the same attempt (it stopped mid-run); they
+        were billed there and never reported, so they count as this run's cost, once."""
         wf = workflow if isinstance(workflow, Workflow) else self.define(workflow)
         bound = wf.bind_inputs(inputs or {})
         if run_id:
@@ -222,7 +225,8 @@ class Engine:
             wf.version,
             wf.digest,
             {n: StepTrace(n, kind) for n, kind in wf.step_kinds},
-            resumed=resumed,
+            resumed=resumed or taken_over,
+            taken_over=taken_over,
             seed=run_seed,
             attrs=dict(attrs) if attrs else None,
         )

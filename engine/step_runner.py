@@ -101,15 +101,21 @@ class StepRunner:
         if self.cache is not None:
             key = step_key(self.wf.digest, node.id, self._key_params(node, params))
             hit = None
+            own = False
             if self.trace.resumed:
                 hit = await self.cache.get(f"run:{self.run_id}:{key}")
+                own = hit is not None
             if hit is None and node.cache is not None:
                 hit = await self.cache.get(f"shared:{key}")
             if hit is not None:
-                self._record(node, step, hit.outputs, 0.0, hit.usage, hit.meta)
+                # A step of this same attempt, completed by a process that stopped, was billed
+                # and never reported: it is this run's cost. Any other hit is a saving.
+                billed = own and self.trace.taken_over
+                cost = hit.cost_usd if billed else 0.0
+                self._record(node, step, hit.outputs, cost, hit.usage, hit.meta)
                 step.attempts = hit.attempts
                 step.cache_hit = True
-                step.cost_saved_usd = hit.cost_usd
+                step.cost_saved_usd = 0.0 if billed else hit.cost_usd
                 return
         result = await self._call(node, step, node.fn, params)
         outputs = self._check_outputs(node, result.outputs, step.attempts)

@@ -97,6 +97,9 @@ class Trace:
     error: str | None = None
     error_code: str | None = None
     resumed: bool = False
+    # Taken over from a process that stopped mid-run: its completed steps were billed in this
+    # same attempt, so they count as this run's cost, not as savings.
+    taken_over: bool = False
     seed: int = 0
     attrs: dict[str, Any] = _EMPTY  # replaced, never mutated
 
@@ -109,6 +112,7 @@ class Trace:
         steps: dict[str, StepTrace],
         *,
         resumed: bool = False,
+        taken_over: bool = False,
         seed: int = 0,
         attrs: dict[str, Any] | None = None,
     ) -> None:
@@ -121,6 +125,8 @@ class Trace:
         self.perf_start = time.perf_counter()
         if resumed:
             self.resumed = resumed
+        if taken_over:
+            self.taken_over = taken_over
         if seed:
             self.seed = seed
         if attrs:
@@ -181,6 +187,7 @@ class Trace:
             "cost_usd": round(self.cost_usd, 8),
             "cost_saved_usd": round(self.cost_saved_usd, 8),
             "resumed": self.resumed,
+            **({"taken_over": True} if self.taken_over else {}),
             "seed": self.seed,
             "error": self.error,
             "error_code": self.error_code,

@@ -197,3 +197,37 @@ def test_resume_of_a_simulated_product_video_reproduces_outputs(tmp_path: Path) 
     assert again.trace.cost_usd == 0 and again.trace.cost_saved_usd == pytest.approx(
         first.trace.cost_usd
     )
+
+
+def test_a_run_taken_over_mid_attempt_counts_the_steps_it_carries_as_cost_once(
+    tmp_path: Path,
+) -> None:
+    # A process ran three steps of an attempt and stopped before reporting it; another goes on
+    # under the same run id. The three were billed by the first process, so they are this
+    # run's cost (not savings), and only the fourth executes again.
+    switch = Switch()
+    reg = registry_with(switch)
+    db = tmp_path / "steps.db"
+
+    async def first() -> engine.RunResult:
+        async with engine.Engine(kinds=reg, providers=[], cache=engine.SQLiteStepCache(db)) as eng:
+            return await eng.run(SPEC, {"prompt": "sneaker"})
+
+    stopped = asyncio.run(first())
+    switch.broken = False
+    switch.calls.clear()
+
+    async def take_over() -> engine.RunResult:
+        async with engine.Engine(kinds=reg, providers=[], cache=engine.SQLiteStepCache(db)) as eng:
+            return await eng.run(
+                SPEC, {"prompt": "sneaker"}, run_id=stopped.run_id, taken_over=True
+            )
+
+    taken = asyncio.run(take_over())
+    assert taken.ok and taken.trace.taken_over and taken.trace.to_json()["taken_over"] is True
+    assert switch.calls == ["compose"]
+    steps = {s.node: s for s in taken.trace.steps.values()}
+    carried = [n for n, s in steps.items() if s.cache_hit]
+    assert carried == ["enhance", "video", "voice"]
+    assert all(steps[n].cost_usd == 1.0 and steps[n].cost_saved_usd == 0 for n in carried)
+    assert taken.trace.cost_usd == 4.0 and taken.trace.cost_saved_usd == 0

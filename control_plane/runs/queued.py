@@ -200,8 +200,9 @@ class QueuedRuns:
             deadline_s=deadline_s,
             attrs=attrs,
             give_back_on_cancel=False,
-            # Taken over from a worker that stopped: read the steps it completed.
-            resumed=bool(saved),
+            # Taken over from a worker that stopped: go on from the steps it completed, and
+            # count their cost (billed by that worker, never reported) as this run's.
+            taken_over=bool(saved),
         )
         if finished.status == "succeeded":
             if runs.remote is not None:
