@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Literal, Protocol, get_args
 
 from analysis.degenerate import Adjustment, adjust, too_few_events
-from analysis.effects import Moments, effect, moments
+from analysis.effects import Alternative, Moments, effect, moments
 from analysis.stats import MeanStats, MetricStats, ProportionStats
 
 __all__ = [
@@ -31,8 +31,6 @@ __all__ = [
     "compare",
 ]
 
-Alternative = Literal["two-sided", "greater", "less"]
-"""H1 about ``effect − null``: ≠ 0, > 0 or < 0 (on the comparison's ``scale``)."""
 Scale = Literal["absolute", "relative"]
 """What the p-value tests: the difference m_c − m_b, or the relative effect m_c/m_b − 1."""
 ReasonCode = Literal[

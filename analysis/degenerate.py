@@ -42,17 +42,14 @@ observed (relative tolerance 1e-7, as R's ``fisher.test``), a one-sided one sums
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 from scipy import special
 from scipy import stats as sps
 
-from analysis.effects import Moments
+from analysis.effects import Alternative, Moments
 from analysis.stats import MetricStats, ProportionStats
-
-if TYPE_CHECKING:
-    from analysis.comparison import Alternative
 
 __all__ = [
     "Adjustment",

@@ -25,10 +25,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 from analysis.stats import MeanStats, MetricStats
 
-__all__ = ["Effect", "Moments", "effect", "moments"]
+__all__ = ["Alternative", "Effect", "Moments", "effect", "moments"]
+
+Alternative = Literal["two-sided", "greater", "less"]
+"""H1 about ``effect − null``: ≠ 0, > 0 or < 0 (on the comparison's ``scale``)."""
 
 
 @dataclass(frozen=True, slots=True)
