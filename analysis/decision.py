@@ -9,8 +9,16 @@
    or a required metric without data (``no_data``, ``metric_no_data``) → **halt**: the numbers
    cannot be trusted, or do not exist;
 3. an arm under ``min_runs_per_arm`` (``below_min_runs``) → **continue**, saying how many more;
-4. a guardrail worse than the baseline beyond its margin, significant one-sided at alpha with
-   the chosen method (``guardrail_regression``) → **rollback**;
+4. a guardrail worse than the baseline beyond its margin, significant one-sided with the chosen
+   method (``guardrail_regression``) → **rollback**. Guardrails with margin 0 are tested
+   together: their one-sided p-values (every candidate's) are Holm-adjusted as one family and
+   one regresses when its adjusted p is below alpha (``guardrail_correction``, on by default).
+   Any one of them rolls the experiment back, so uncorrected, k margin-0 guardrails each at
+   alpha roll back an A/A experiment with probability up to 1 − (1 − alpha)^k (three
+   independent ones: 14.3 % at one fixed-horizon look); Holm bounds that family-wise rate at
+   alpha for any dependence between the metrics, and, on always-valid p-values, over every
+   look. A guardrail with margin > 0 is a one-sided non-inferiority test at alpha, uncorrected
+   as before: its null is "worse by at least the margin", a stated tolerance, not "no change";
 5. the primary metric significantly worse, two-sided at alpha (``primary_worse``) → **rollback**;
 6. the primary metric significantly better after the spec's correction (Holm by default, or
    Benjamini–Hochberg) across candidates and secondary metrics, every guardrail evaluable and
@@ -20,8 +28,10 @@
 
 So missing or insufficient data never promotes and never rolls back; nor does a proportion
 with fewer expected events than ``min_events``. The correction guards promotion (a
-false win ships a worse pipeline); losses are acted on unadjusted, like guardrails, because
-rolling back is the cheap and safe direction. With ``method="sequential"`` (the default) the
+false win ships a worse pipeline); a worse primary metric and margin > 0 guardrails are acted on
+unadjusted, because rolling back is the cheap and safe direction; margin-0 guardrails are
+Holm-corrected among themselves (above) because, several at once, they made false rollbacks
+routine. With ``method="sequential"`` (the default) the
 tests are confidence sequences and ``decide`` may be called after every batch; ``"fixed"`` is
 valid only when called once, at the sample size planned with ``analysis.power``.
 
@@ -35,7 +45,7 @@ from collections.abc import Mapping, Sequence
 
 from analysis.comparison import Alternative, Comparison, Scale
 from analysis.horizon import PLANNED_POWER, horizon
-from analysis.multiple import adjust
+from analysis.multiple import adjust, holm
 from analysis.outcome import Action, Decision, MetricResult, Reason, ReasonCode, Role
 from analysis.rules import apply_rules, good_sign, guardrail_holds, srm_message
 from analysis.sequential import sequential_test
@@ -158,6 +168,7 @@ def _compare_all(spec: ExperimentSpec, data: Mapping[str, ArmData]) -> list[Metr
     base = spec.baseline.name
     results: list[MetricResult] = []
     family: list[int] = []  # indices in ``results`` of the corrected family
+    guards: list[int] = []  # indices of margin-0 guardrail comparisons (Holm among themselves)
     roles: list[tuple[MetricSpec, Role]] = [(spec.primary, "primary")]
     roles += [(g, "guardrail") for g in spec.guardrails]
     roles += [(m, "secondary") for m in spec.secondary]
@@ -169,6 +180,8 @@ def _compare_all(spec: ExperimentSpec, data: Mapping[str, ArmData]) -> list[Metr
             if isinstance(metric, Guardrail):
                 comp = _guardrail_test(spec, metric, b, c)
                 regressed = guardrail_holds(metric, comp) is False
+                if spec.guardrail_correction and metric.margin == 0:
+                    guards.append(len(results))
                 results.append(
                     MetricResult(arm.name, metric.name, role, c.n, c.mean, comp, None, regressed)
                 )
@@ -181,6 +194,15 @@ def _compare_all(spec: ExperimentSpec, data: Mapping[str, ArmData]) -> list[Metr
     for i, adj, reject in zip(family, adjusted.adjusted, adjusted.reject, strict=True):
         r = results[i]
         results[i] = MetricResult(r.arm, r.metric, r.role, r.n, r.mean, r.comparison, adj, reject)
+    # Margin-0 guardrails: Holm across them (and the candidates), one-sided p-values; a
+    # regression needs the raw test significant (an evaluable comparison) and the adjusted p too.
+    guarded = holm([results[i].p_value for i in guards], spec.alpha)
+    for i, adj, reject in zip(guards, guarded.adjusted, guarded.reject, strict=True):
+        r = results[i]
+        regressed = r.significant and reject
+        results[i] = MetricResult(
+            r.arm, r.metric, r.role, r.n, r.mean, r.comparison, adj, regressed
+        )
     return results
 
 

@@ -24,8 +24,10 @@ always-valid p-values at any single look, so sequential decisions keep their gua
 
 The decision module applies the correction the spec names (Holm by default: a false promotion
 ships a worse pipeline, so the family-wise rate is the one to bound) across candidates and
-secondary metrics, never to guardrails: a guardrail is a safety check, and adjusting it would
-make regressions harder to catch.
+secondary metrics. Guardrails are a separate family: those with margin 0 are Holm-adjusted
+among themselves (``ExperimentSpec.guardrail_correction``, on by default), since each can roll
+the experiment back and uncorrected several of them roll back A/A experiments well above alpha;
+those with a margin are non-inferiority tests at alpha, uncorrected.
 """
 
 from __future__ import annotations

@@ -46,9 +46,11 @@ class Reason:
 @dataclass(frozen=True, slots=True)
 class MetricResult:
     """One metric in one arm. A candidate carries its ``comparison`` with the baseline;
-    ``adjusted_p`` is the spec's correction's (Holm's by default; primary and secondary only);
-    ``significant`` is the verdict the rules use: significant after the correction for primary
-    and secondary metrics, a regression beyond the margin for a guardrail."""
+    ``adjusted_p`` is the spec's correction's (Holm's by default) for primary and secondary
+    metrics, and Holm's across the margin-0 guardrails (``guardrail_correction``); ``None`` for
+    a guardrail with a margin. ``significant`` is the verdict the rules use: significant after
+    the correction for primary and secondary metrics, a regression beyond the margin (after
+    Holm, for margin 0) for a guardrail."""
 
     arm: str
     metric: str

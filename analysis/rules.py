@@ -52,6 +52,15 @@ def _p(p: float | None) -> str:
     return f"p = {p:.2g}" if p >= 0.001 else "p < 0.001"
 
 
+def _holm_guard(adjusted_p: float | None) -> str:
+    """How a margin-0 guardrail's regression was judged (Holm across those guardrails)."""
+    if adjusted_p is None:
+        return ""
+    return (
+        f" ({_p(adjusted_p).replace('p', 'Holm-adjusted p', 1)} across the zero-margin guardrails)"
+    )
+
+
 def _about(n: int) -> str:
     """A planning figure to three significant digits: 13,493 → "13,500"."""
     digits = max(0, len(str(n)) - 3)
@@ -149,7 +158,7 @@ def apply_rules(
         Reason(
             "guardrail_regression",
             f"{effect_sentence(m, c, r.arm, base, interval_phrase(m, c))}, beyond "
-            f"{margin_phrase(m)}: roll back.",
+            f"{margin_phrase(m)}{_holm_guard(r.adjusted_p)}: roll back.",
             r.arm,
             r.metric,
         )

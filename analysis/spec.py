@@ -94,8 +94,12 @@ class ExperimentSpec:
     ``min_events`` for proportions (expected events of the rarer outcome in the smaller arm,
     ``analysis.degenerate``; below it a proportion reads ``too_few_events`` and decides nothing).
     ``correction`` is the multiple-comparison adjustment of primary and secondary comparisons
-    (``analysis.multiple``). ``srm_method`` picks the sample ratio check; ``srm_threshold`` is
-    its alarm level for either.
+    (``analysis.multiple``). ``guardrail_correction`` (on by default) Holm-adjusts the
+    one-sided p-values of the guardrails whose margin is 0, across those guardrails and the
+    candidates, so together they roll an A/A experiment back with probability at most alpha
+    (``analysis.decision``, rule 4); guardrails with a margin > 0 are one-sided
+    non-inferiority tests at alpha, uncorrected. ``srm_method`` picks the sample ratio check;
+    ``srm_threshold`` is its alarm level for either.
     """
 
     baseline: ArmSpec
@@ -110,6 +114,7 @@ class ExperimentSpec:
     tuning_runs: int = 10_000
     min_events: float = DEFAULT_MIN_EVENTS
     correction: Correction = "holm"
+    guardrail_correction: bool = True
     srm_method: SRMMethod = "chi_square"
 
     @property

@@ -338,3 +338,69 @@ def test_one_process_at_a_time_evaluates_an_experiment(
         assert len(client.get(f"/v1/experiments/{experiment['id']}/decisions").json()) == 1
     finally:
         db.dispose()
+
+
+def test_secondary_metrics_are_analysed_with_the_chosen_correction(client: TestClient) -> None:
+    body = {
+        **EXPERIMENT,
+        "secondary": [
+            {"name": "rating", "kind": "mean", "direction": "increase"},
+            {"name": "latency_s", "direction": "decrease"},  # a built-in knows its kind
+        ],
+        "correction": "benjamini_hochberg",
+    }
+    created = client.post("/v1/experiments", json=body)
+    assert created.status_code == 201, created.json()
+    experiment = created.json()
+    assert experiment["config"]["correction"] == "benjamini_hochberg"
+    assert experiment["config"]["secondary"][1]["kind"] == "mean"
+    runs = [run(client, f"user-{i}") for i in range(60)]
+    for i, r in enumerate(runs):
+        outcome = {"converted": i % 3 == 0, "rating": float(i % 5) + (r["version"] == "v2")}
+        client.post(f"/v1/runs/{r['run_id']}/outcome", json=outcome)
+    results = client.get(f"/v1/experiments/{experiment['id']}/results").json()
+    rows = [m for m in results["metrics"] if m["role"] == "secondary" and m["arm"] == "v2"]
+    assert {m["metric"] for m in rows} == {"rating", "latency_s"}
+    for m in rows:
+        assert m["p_value"] is not None and m["adjusted_p"] is not None
+        assert m["adjusted_p"] >= m["p_value"]
+    assert client.post(f"/v1/experiments/{experiment['id']}/stop").status_code == 200
+    plain = client.post("/v1/experiments", json=EXPERIMENT).json()
+    assert plain["config"]["correction"] == "holm" and plain["config"]["secondary"] == []
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "message"),
+    [
+        ({"secondary": [{"name": "rating", "direction": "increase"}]}, 422, "kind"),
+        ({"secondary": [{"name": "cost_usd", "kind": "proportion", "direction": "decrease"}]},
+         422, "built-in"),
+        ({"secondary": [{"name": "converted", "kind": "proportion", "direction": "increase"}]},
+         422, "named twice"),
+        ({"correction": "bonferroni"}, 422, "correction"),
+    ],
+)  # fmt: skip
+def test_secondary_metrics_that_cannot_start_say_why(
+    client: TestClient, change: dict[str, Any], status: int, message: str
+) -> None:
+    response = client.post("/v1/experiments", json={**EXPERIMENT, **change})
+    assert response.status_code == status, response.json()
+    assert message in str(response.json())
+
+
+def test_a_secondary_metric_keeps_its_kind_per_workflow(client: TestClient) -> None:
+    run_id = run(client, "u1")["run_id"]
+    client.post(f"/v1/runs/{run_id}/outcome", json={"rating": 4.5})  # rating is a mean now
+    body = {**EXPERIMENT, "secondary": [{"name": "rating", "kind": "proportion",
+                                         "direction": "increase"}]}  # fmt: skip
+    response = client.post("/v1/experiments", json=body)
+    assert response.status_code == 409 and "mean" in response.json()["error"]["message"]
+
+
+def test_a_timeout_under_a_minute_is_said_in_seconds(client: TestClient) -> None:
+    body = {**EXPERIMENT, "no_traffic_timeout_s": 0.001}
+    experiment = client.post("/v1/experiments", json=body).json()
+    evaluate(client)
+    decision = client.get(f"/v1/experiments/{experiment['id']}/decisions").json()[0]
+    message = decision["reasons"][0]["message"]
+    assert "(timeout 0.001 s): halt" in message and " min" not in message

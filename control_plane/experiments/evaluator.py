@@ -145,6 +145,13 @@ def _ramp_gate(experiment: ExperimentPublic, decision: Decision, now: datetime) 
     return True, "gate passed"
 
 
+def _duration(seconds: float, timeout_s: float) -> str:
+    """Minutes ("12 min"), or seconds when the timeout is under a minute ("10 s", "0.5 s")."""
+    if timeout_s >= 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.3g} s" if seconds < 10 else f"{seconds:.0f} s"
+
+
 def evaluate(
     session: Session, *, experiment_id: int, now: datetime | None = None
 ) -> Evaluation | None:
@@ -161,8 +168,10 @@ def evaluate(
     idle = (now - last).total_seconds()
     if idle > config.no_traffic_timeout_s:
         action = "halt"
-        timeout_min = config.no_traffic_timeout_s / 60
-        words = f"no run for {idle / 60:.0f} min (timeout {timeout_min:.0f} min): halt"
+        words = (
+            f"no run for {_duration(idle, config.no_traffic_timeout_s)} "
+            f"(timeout {_duration(config.no_traffic_timeout_s, config.no_traffic_timeout_s)}): halt"
+        )
         reasons.insert(0, _reason("no_traffic", words))
     crossed = _crossed_bounds(experiment, statistics)
     if crossed and action not in ("halt",):

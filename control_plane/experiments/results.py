@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session
 
 from analysis.decision import Decision, SRMStep, decide
-from analysis.spec import ArmSpec, ExperimentSpec, Guardrail, PrimaryMetric
+from analysis.spec import ArmSpec, ExperimentSpec, Guardrail, MetricSpec, PrimaryMetric
 from analysis.stats import ArmData, MeanStats, MetricStats, ProportionStats
 from analysis.units import UnitStats
 from control_plane.experiments.schemas import ExperimentCreate, ExperimentPublic
@@ -81,6 +81,16 @@ def spec_of(experiment: ExperimentPublic) -> ExperimentSpec:
             )
             for g in config.guardrails
         ),
+        secondary=tuple(
+            MetricSpec(
+                name=m.name,
+                kind=m.kind or "mean",
+                direction=m.direction,
+                label=_LABELS.get(m.name),
+            )
+            for m in config.secondary
+        ),
+        correction=config.correction,
         alpha=config.alpha,
         min_runs_per_arm=config.min_runs_per_arm,
         # Looked at every evaluation: an always-valid check (Lindon & Malek 2022), so looking

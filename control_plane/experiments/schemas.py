@@ -20,6 +20,7 @@ __all__ = [
     "MetricKind",
     "PrimaryMetric",
     "RampStep",
+    "SecondaryMetric",
 ]
 
 MetricKind = Literal["proportion", "mean"]
@@ -61,6 +62,11 @@ class _Metric(BaseModel):
 class PrimaryMetric(_Metric):
     mde: float = Field(gt=0, description="the minimum detectable effect")
     relative: bool = Field(default=True, description="mde relative to the baseline (0.05 = 5 %)")
+
+
+class SecondaryMetric(_Metric):
+    """A metric reported with the primary one, in its correction's family (``correction``):
+    it never decides on its own."""
 
 
 class Guardrail(_Metric):
@@ -115,6 +121,16 @@ class ExperimentCreate(BaseModel):
     ramp: list[RampStep] = Field(default_factory=list, description="e.g. 1 → 5 → 25 → 50 %")
     primary: PrimaryMetric
     guardrails: list[Guardrail] = Field(default_factory=list, max_length=20)
+    secondary: list[SecondaryMetric] = Field(
+        default_factory=list,
+        max_length=20,
+        description="metrics reported alongside the primary, corrected with it",
+    )
+    correction: Literal["holm", "benjamini_hochberg"] = Field(
+        default="holm",
+        description="multiple-comparison correction across candidates and the primary and "
+        "secondary metrics",
+    )
     bounds: list[Bound] = Field(default_factory=list, max_length=20)
     alpha: float = Field(default=0.05, gt=0, lt=0.5)
     min_runs_per_arm: int = Field(default=100, ge=1)
@@ -150,6 +166,11 @@ class ExperimentCreate(BaseModel):
         names = [self.primary.name, *(g.name for g in self.guardrails)]
         if len(set(names)) != len(names):
             raise ValueError(f"a metric is named twice among primary and guardrails: {names}")
+        names += [m.name for m in self.secondary]
+        if len(set(names)) != len(names):
+            raise ValueError(
+                f"a metric is named twice among primary, guardrails and secondary: {names}"
+            )
         return self
 
     def shares_at(self, step: int) -> list[dict[str, object]]:

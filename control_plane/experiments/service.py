@@ -91,7 +91,7 @@ def start_experiment(session: Session, *, body: ExperimentCreate, actor: str) ->
         raise Conflict(
             f"experiment {running.id} already runs on {wf.name}:{body.label}; stop it first"
         )
-    for metric in (body.primary, *body.guardrails):
+    for metric in (body.primary, *body.guardrails, *body.secondary):
         assert metric.kind is not None  # filled in by validation
         try:
             check_metric_kind(session, workflow=wf, name=metric.name, kind=metric.kind)
