@@ -73,7 +73,8 @@ def create_app(
     metrics = Metrics()
     metrics.add_collector(StoreCollector(lambda: getattr(app.state, "session_factory", None)))
     app.state.metrics = metrics
-    app.state.failed_keys = FailedKeys()  # unknown keys and failures per client, this process
+    # Unknown keys and failures per client, in this process.
+    app.state.failed_keys = FailedKeys(failures_per_s=settings.key_failures_per_s)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     # Added last, so outermost: it also counts the requests BodySizeLimit refuses.

@@ -173,6 +173,9 @@ class Settings(BaseSettings):
     # instead of queueing behind a stalled store for half a minute.
     db_pool_size: int = Field(default=15, ge=1, le=1000)
     db_pool_timeout_s: float = Field(default=5.0, gt=0, le=300)
+    # Store lookups of unknown API keys a client address may cause per second before it gets
+    # 429 (access.failures): guessing keys costs the store nothing past this.
+    key_failures_per_s: float = Field(default=10.0, gt=0)
 
     @model_validator(mode="after")
     def _refuse_weak_admin_key(self) -> Settings:

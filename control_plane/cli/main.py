@@ -16,6 +16,7 @@ from typing import Any
 import engine
 from control_plane.cli.access import add_access_commands
 from control_plane.cli.experiments import add_experiment_commands
+from control_plane.cli.processes import add_process_commands
 from control_plane.cli.remote import add_remote_commands
 from control_plane.cli.waterfall import render_waterfall
 from engine.errors import DefinitionError, Problem, ValidationError
@@ -159,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--allow-host", action="append", default=[], help="host http.json may call")
     p.set_defaults(func=cmd_exec)
+    add_process_commands(sub)
     add_remote_commands(sub)
     add_access_commands(sub)
     add_experiment_commands(sub)
