@@ -12,17 +12,16 @@ answer or close its session.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Annotated, Protocol, TypeVar
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
-import anyio.to_thread
 from fastapi import Depends, Request
 from sqlmodel import Session
 
 import engine
 from control_plane.metrics import Metrics
 from control_plane.settings import Settings
-from control_plane.store.db import session_scope
+from control_plane.store.db import Unit, run_unit
 
 __all__ = [
     "EngineDep",
@@ -37,10 +36,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-
-class Unit(Protocol):
-    def __call__(self, work: Callable[[Session], T], /) -> Awaitable[T]: ...
 
 
 # The process-wide objects below are read on the event loop (async): a sync dependency would
@@ -67,13 +62,7 @@ async def get_unit(request: Request) -> Unit:
     factory = request.app.state.session_factory
 
     async def unit(work: Callable[[Session], T]) -> T:
-        def run() -> T:
-            with session_scope(factory) as session:
-                return work(session)
-
-        # Not abandoned on cancel: a client that goes away still lets the unit commit or roll
-        # back and give its connection back.
-        return await anyio.to_thread.run_sync(run)
+        return await run_unit(factory, work)
 
     return unit
 

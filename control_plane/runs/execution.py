@@ -46,7 +46,7 @@ from control_plane.runs.schemas import RunPublic, RunRequest, Submitted
 from control_plane.runs.steps import RunSteps, SharedSteps
 from control_plane.runs.writer import BatchWriter, WriterClosed
 from control_plane.settings import Settings
-from control_plane.store.db import SessionFactory, session_scope
+from control_plane.store.db import SessionFactory, run_unit
 from control_plane.store.redis import RedisLink, RedisUnavailable
 from control_plane.store.tables import RunStepRow
 
@@ -293,13 +293,9 @@ class Runs:
             raise Unavailable("the server is shutting down; retry the request") from exc
 
     async def _unit(self, work: Callable[[Session], T]) -> T:
-        # A unit of work of its own, off the event loop (the store's driver is synchronous):
-        # idempotency claims must not wait behind, or fail with, a batch of run writes.
-        def run() -> T:
-            with session_scope(self._factory) as session:
-                return work(session)
-
-        return await anyio.to_thread.run_sync(run)
+        # A unit of work of its own: idempotency claims must not wait behind, or fail with, a
+        # batch of run writes.
+        return await run_unit(self._factory, work)
 
     def count_failed_ends(self, session: Session, ended: Iterable[service.EndedRun]) -> None:
         """Count runs this unit of work ended without a result, once it commits."""

@@ -22,11 +22,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Final, Protocol, TypeVar
+from typing import Final
 
 from sqlalchemy import and_, or_, update
 from sqlalchemy.exc import IntegrityError
@@ -35,6 +34,7 @@ from sqlmodel import Session, col, select
 from control_plane.errors import Conflict, IdempotencyInProgress, IdempotencyKeyReused
 from control_plane.kit.time import as_utc, utcnow
 from control_plane.runs.schemas import RunPublic, RunRequest
+from control_plane.store.db import Unit
 from control_plane.store.tables import IdempotencyKeyRow
 
 __all__ = [
@@ -43,7 +43,6 @@ __all__ = [
     "KEY_PATTERN",
     "REPLAYED_HEADER",
     "Claim",
-    "Unit",
     "acquire",
     "claim",
     "complete",
@@ -55,15 +54,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
-
-
-class Unit(Protocol):
-    """Runs ``work`` in a unit of work of its own, committed when it returns: a claim must be
-    committed before its run starts, or a second request with the key cannot see it."""
-
-    def __call__(self, work: Callable[[Session], T], /) -> Awaitable[T]: ...
 
 
 HEADER: Final = "Idempotency-Key"

@@ -6,20 +6,36 @@ work ends, committing on success and rolling back on any error.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
+import anyio.to_thread
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, create_engine
 
-__all__ = ["create_db_engine", "is_sqlite", "make_session_factory", "session_scope"]
+__all__ = [
+    "Unit",
+    "create_db_engine",
+    "is_sqlite",
+    "make_session_factory",
+    "run_unit",
+    "session_scope",
+]
 
 SessionFactory = Callable[[], Session]
+T = TypeVar("T")
+
+
+class Unit(Protocol):
+    """Runs ``work(session)`` in a unit of work of its own (``run_unit``) and returns its
+    result once committed."""
+
+    def __call__(self, work: Callable[[Session], T], /) -> Awaitable[T]: ...
 
 
 def is_sqlite(url: str | URL) -> bool:
@@ -97,3 +113,15 @@ def session_scope(factory: SessionFactory) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+async def run_unit(factory: SessionFactory, work: Callable[[Session], T]) -> T:
+    """``work`` in a unit of work of its own, in a worker thread (the drivers are synchronous),
+    committed before this returns, so its connection is back in the pool. Not abandoned on
+    cancel: a caller that goes away still lets the unit commit or roll back."""
+
+    def run() -> T:
+        with session_scope(factory) as session:
+            return work(session)
+
+    return await anyio.to_thread.run_sync(run)
