@@ -45,7 +45,7 @@ from analysis import (
     decide,
     runs_for_proportion,
 )
-from benchmarks.report import report
+from benchmarks.report import report, share
 
 __all__ = ["aa_rates", "decide_ms", "main", "measure", "runs_to_rollback"]
 
@@ -152,12 +152,6 @@ def decide_ms(reps: int) -> dict[int, float]:
     return {n: statistics.median(t) for n, t in times.items()}
 
 
-def _rate(hits: int, n: int) -> float | int:
-    """A share; an exact 0 as the integer 0, since ``report`` reads a float 0.0 as a failed
-    measurement (a rate of zero false decisions is a real result)."""
-    return hits / n if hits else 0
-
-
 def measure(quick: bool = False, seed: int = 20240611) -> dict[str, Any]:
     start = time.perf_counter()
     rng = np.random.default_rng(seed)
@@ -172,16 +166,16 @@ def measure(quick: bool = False, seed: int = 20240611) -> dict[str, Any]:
     out: dict[str, Any] = {
         "alpha": ALPHA,
         "aa_experiments": aa_n,
-        "aa_false_decision_rate_sequential": _rate(seq_hits, aa_n),
+        "aa_false_decision_rate_sequential": share(seq_hits, aa_n),
         "aa_false_decision_rate_sequential_ci95": seq_ci,
-        "aa_false_decision_rate_naive": _rate(naive_hits, aa_n),
+        "aa_false_decision_rate_naive": share(naive_hits, aa_n),
         "aa_false_decision_rate_naive_ci95": naive_ci,
         "power_experiments": power_n,
         "power_runs_to_rollback_median": float(statistics.median(runs)) if runs else None,
         "power_runs_to_rollback_p25": float(np.percentile(runs, 25)) if runs else None,
         "power_runs_to_rollback_p75": float(np.percentile(runs, 75)) if runs else None,
-        "power_never_rolled_back_share": _rate(power_n - len(runs) - wrong, power_n),
-        "power_promoted_worse_share": _rate(wrong, power_n),
+        "power_never_rolled_back_share": share(power_n - len(runs) - wrong, power_n),
+        "power_promoted_worse_share": share(wrong, power_n),
         "power_fixed_horizon_runs_per_arm": fixed.baseline_runs,
         "analysis_ms_10m_runs": ms[10_000_000],
         "analysis_ms_1k_runs": ms[1_000],

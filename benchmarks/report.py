@@ -7,7 +7,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["report"]
+__all__ = ["report", "share"]
 
 
 def _table(result: Mapping[str, Any]) -> str:
@@ -24,3 +24,9 @@ def report(result: Mapping[str, Any], *, as_json: bool) -> str:
     if not all(math.isfinite(v) and v > 0 for v in numbers):
         raise RuntimeError(f"a measurement is not a finite positive number: {dict(result)}")
     return json.dumps(result, indent=2) if as_json else _table(result)
+
+
+def share(hits: int, n: int) -> float | int:
+    """``hits`` out of ``n``; an exact 0 as the integer 0, since ``report`` reads a float 0.0
+    as a failed measurement (a rate of zero false decisions is a real result)."""
+    return hits / n if hits else 0

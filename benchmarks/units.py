@@ -30,7 +30,7 @@ import numpy as np
 from scipy import stats as sps
 
 from analysis import ArmData, ArmSpec, ExperimentSpec, PrimaryMetric, ProportionStats, decide
-from benchmarks.report import report
+from benchmarks.report import report, share
 from control_plane.experiments.results import unit_data_of
 from control_plane.store.tables import ArmUnitStatRow
 
@@ -140,11 +140,6 @@ def _wilson(hits: int, n: int) -> list[float]:
     return [round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)]
 
 
-def _rate(hits: int, n: int) -> float | int:
-    # An exact 0 as the integer 0: ``report`` reads a float 0.0 as a failed measurement.
-    return hits / n if hits else 0
-
-
 def measure(quick: bool = False, seed: int = 20261203) -> dict[str, Any]:
     start = time.perf_counter()
     experiments = 20 if quick else 1000
@@ -154,7 +149,7 @@ def measure(quick: bool = False, seed: int = 20261203) -> dict[str, Any]:
     for unit, found in counts.items():
         for name, hits in found.items():
             key = f"aa_repeat_users_{name}_rate_by_{unit}"
-            out[key] = _rate(hits, experiments)
+            out[key] = share(hits, experiments)
             out[f"{key}_ci95"] = intervals[key] = _wilson(hits, experiments)
     out["targets"] = {
         # The bar: the upper end of the interval within alpha + 0.01.
