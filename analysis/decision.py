@@ -246,23 +246,34 @@ def decide(
     runs = {arm.name: data[arm.name].runs if arm.name in data else 0 for arm in spec.arms}
     primary_baseline = _stats(data, spec.baseline.name, spec.primary)
     action, reasons, winner = apply_rules(spec, runs, results, halts, primary_baseline)
-    if spec.method == "fixed" and action in ("promote", "rollback"):
-        action, reasons, winner = _hold_until_horizon(spec, data, action, reasons, winner)
-    return Decision(action, reasons, tuple(results), srm, spec.method, winner)
+    final = False
+    if spec.method == "fixed" and action != "halt":
+        action, reasons, winner, final = _at_horizon(spec, data, action, reasons, winner)
+    return Decision(action, reasons, tuple(results), srm, spec.method, winner, final)
 
 
-def _hold_until_horizon(
+def _at_horizon(
     spec: ExperimentSpec,
     data: Mapping[str, ArmData],
     action: Action,
     reasons: tuple[Reason, ...],
     winner: str | None,
-) -> tuple[Action, tuple[Reason, ...], str | None]:
+) -> tuple[Action, tuple[Reason, ...], str | None, bool]:
     """A fixed-horizon test acts only at its planned sample size (``analysis.horizon``): before
-    it, what it would do is reported as a reason, never done."""
+    it, what it would do is reported as a reason, never done; at it, its verdict is final,
+    "no difference found" included."""
     planned = horizon(spec, data)
     if planned.reached:
-        return action, reasons, winner
+        if action == "continue":
+            message = (
+                f"the fixed-horizon test reached its planned {planned.runs_per_arm:,} per arm "
+                "without a significant difference: it is read once, so the experiment ends "
+                "here, inconclusive"
+            )
+            reasons = (Reason("at_horizon", message), *reasons)
+        return action, reasons, winner, True
+    if action == "continue":
+        return action, reasons, winner, False
     if planned.runs_per_arm is None:
         message = (
             f"a fixed-horizon test would {action} now, but its sample size cannot be planned "
@@ -270,8 +281,8 @@ def _hold_until_horizon(
         )
     else:
         message = (
-            f"a fixed-horizon test acts only at its planned {planned.runs_per_arm:,} runs per "
+            f"a fixed-horizon test acts only at its planned {planned.runs_per_arm:,} per "
             f"arm (power {PLANNED_POWER:.0%} for the mde at alpha {spec.alpha}); it would "
             f"{action} now, which is not yet evidence; continue"
         )
-    return "continue", (Reason("before_horizon", message), *reasons), None
+    return "continue", (Reason("before_horizon", message), *reasons), None, False

@@ -7,8 +7,13 @@ decide falsely. So before the horizon a fixed experiment reports and never acts.
 the runs per arm that a two-sided test at the spec's alpha detects the primary metric's ``mde``
 with 80 % power (``analysis.power``: normal approximation for two proportions or two means),
 with the baseline's observed rate or standard deviation plugged in, the standard plug-in
-planning when the baseline is not known in advance. The sequential method needs none of this:
-its p-values are valid at every look.
+planning when the baseline is not known in advance. The sizes count the metric's units: users
+when the store reports per-user statistics (a rate over users who ran several times is planned
+from the spread of its linearised values, as a mean), runs otherwise. The sequential method
+needs none of this: its p-values are valid at every look.
+
+At the horizon the test is read once and its verdict is final (``Decision.final``), including
+"no difference found"; the evaluator ends the experiment then.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from dataclasses import dataclass
 from analysis.effects import moments
 from analysis.power import runs_for_mean, runs_for_proportion
 from analysis.spec import ExperimentSpec
-from analysis.stats import ArmData, MetricStats
+from analysis.stats import ArmData, MetricStats, ProportionStats
 
 __all__ = ["PLANNED_POWER", "Horizon", "horizon"]
 
@@ -28,8 +33,9 @@ PLANNED_POWER = 0.8
 
 @dataclass(frozen=True, slots=True)
 class Horizon:
-    """Runs per arm the fixed test was planned for (``None``: it cannot be planned yet, e.g.
-    the baseline has no spread to plan with), and whether every arm has reached it."""
+    """Units per arm (users, or runs) the fixed test was planned for (``None``: it cannot be
+    planned yet, e.g. the baseline has no spread to plan with), and whether every arm has
+    reached it."""
 
     runs_per_arm: int | None
     reached: bool
@@ -47,7 +53,7 @@ def horizon(spec: ExperimentSpec, data: Mapping[str, ArmData]) -> Horizon:
     planned = 0
     for arm in spec.candidates:
         share = arm.share / (arm.share + spec.baseline.share)
-        if spec.primary.kind == "proportion":
+        if isinstance(baseline, ProportionStats):
             size = runs_for_proportion(
                 baseline_rate=min(1.0, max(0.0, observed.mean)),
                 mde=spec.primary.mde,
@@ -69,5 +75,11 @@ def horizon(spec: ExperimentSpec, data: Mapping[str, ArmData]) -> Horizon:
         if size.reason != "ok" or size.baseline_runs is None or size.candidate_runs is None:
             return Horizon(None, False)
         planned = max(planned, size.baseline_runs, size.candidate_runs)
-    runs = [data[a.name].runs if a.name in data else 0 for a in spec.arms]
-    return Horizon(planned, all(r >= planned for r in runs))
+    units = [_units(data, arm.name, spec.primary.name) for arm in spec.arms]
+    return Horizon(planned, all(n >= planned for n in units))
+
+
+def _units(data: Mapping[str, ArmData], arm: str, metric: str) -> int:
+    found = data.get(arm)
+    stats = found.metrics.get(metric) if found is not None else None
+    return stats.n if stats is not None else 0

@@ -30,6 +30,7 @@ ReasonCode = Literal[
     # too few events, damaged statistics…)
     "inconclusive",  # continue: not significant yet
     "before_horizon",  # continue: a fixed-horizon test has not reached its planned runs
+    "at_horizon",  # continue, final: a fixed-horizon test reached its size without a verdict
 ]
 
 
@@ -73,7 +74,11 @@ class MetricResult:
 @dataclass(frozen=True, slots=True)
 class Decision:
     """The verdict. ``winner`` names the arm to promote (``None`` unless ``action`` is
-    "promote"); ``srm`` is ``None`` only when the spec could not be analysed."""
+    "promote"); ``srm`` is ``None`` only when the spec could not be analysed. ``final`` is
+    True when the verdict must not be looked at again: a fixed-horizon test at its planned
+    sample size is read once, so whatever it says then (promote, roll back, or "continue",
+    which means no difference was found) ends the experiment; reading it again at every later
+    look would be peeking by another name."""
 
     action: Action
     reasons: tuple[Reason, ...]
@@ -81,6 +86,7 @@ class Decision:
     srm: SRMResult | None
     method: str
     winner: str | None = None
+    final: bool = False
 
     @property
     def codes(self) -> tuple[ReasonCode, ...]:

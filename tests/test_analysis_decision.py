@@ -277,14 +277,28 @@ def test_a_fixed_test_acts_only_at_its_planned_sample_size() -> None:
     assert (early.action, early.winner) == ("continue", None)
     assert early.codes[0] == "before_horizon"
     assert "would promote" in early.reasons[0].message
-    planned = int(early.reasons[0].message.split("planned ")[1].split(" runs")[0].replace(",", ""))
+    planned = int(early.reasons[0].message.split("planned ")[1].split(" per")[0].replace(",", ""))
     assert 13_000 < planned < 14_500
     # At the horizon the test acts (the same rates, more runs).
     late = {
         "v3.2": arm(planned, round(planned * 0.9)),
         "v3.3": arm(planned, round(planned * 0.915)),
     }
-    assert decide(dataclasses.replace(SPEC, method="fixed"), late).action == "promote"
+    at_horizon = decide(dataclasses.replace(SPEC, method="fixed"), late)
+    assert (at_horizon.action, at_horizon.final) == ("promote", True)
+    assert not early.final
+
+
+def test_a_fixed_test_without_a_difference_at_its_horizon_ends_inconclusive() -> None:
+    # Read once: at its planned size "no difference" is the verdict, final like any other.
+    fixed = dataclasses.replace(SPEC, method="fixed")
+    planned = 14_500
+    data = {"v3.2": arm(planned, round(planned * 0.9)), "v3.3": arm(planned, round(planned * 0.9))}
+    decision = decide(fixed, data)
+    assert (decision.action, decision.final, decision.codes[0]) == ("continue", True, "at_horizon")
+    assert "inconclusive" in decision.reasons[0].message
+    # Sequential decisions are never final: they may be looked at again.
+    assert not decide(SPEC, data).final
 
 
 def test_results_hold_every_arm_and_metric() -> None:
