@@ -168,6 +168,10 @@ class Settings(BaseSettings):
     queue_visibility_timeout_s: float = Field(default=30.0, gt=0)
     queue_max_deliveries: int = Field(default=3, ge=1)  # then it goes to the dead-letter stream
     worker_concurrency: int = Field(default=4, ge=1)  # runs in flight per worker process
+    # Back-pressure (queue.pressure): async submissions get 429 `queue_full` while this many runs
+    # wait for a worker, or while the oldest has waited this long; 0 turns a limit off.
+    queue_max_depth: int = Field(default=10_000, ge=0)
+    queue_max_wait_s: float = Field(default=120.0, ge=0)
     # Store connections per process (PostgreSQL; SQLite serialises writers anyway). A request
     # that finds them all busy for db_pool_timeout_s gets a 503 with Retry-After
     # instead of queueing behind a stalled store for half a minute.

@@ -13,8 +13,10 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import AfterValidator, BaseModel, Field
 
 from control_plane.access.deps import ViewerDep, auth_responses
+from control_plane.api.deps import SettingsDep
 from control_plane.api.errors import error_responses
 from control_plane.errors import NotFound
+from control_plane.queue.pressure import refusal
 from control_plane.queue.streams import RunQueue
 from control_plane.store.redis import RedisLink
 
@@ -29,6 +31,19 @@ class QueuePublic(BaseModel):
     length: int | None = Field(default=None, description="entries on the stream")
     pending: int | None = Field(default=None, description="delivered, not yet acknowledged")
     dead: int | None = Field(default=None, description="entries in the dead-letter stream")
+    waiting: int | None = Field(default=None, description="queued runs no worker took yet")
+    oldest_wait_s: float | None = Field(
+        default=None, description="how long the oldest waiting run has waited (0: none waits)"
+    )
+    max_depth: int | None = Field(
+        default=None, description="`waiting` at which async submissions get 429 (0: no limit)"
+    )
+    max_wait_s: float | None = Field(
+        default=None, description="`oldest_wait_s` past which they get 429 (0: no limit)"
+    )
+    accepting: bool | None = Field(
+        default=None, description="whether an async submission would be queued now"
+    )
 
 
 class DeadLetterPublic(BaseModel):
@@ -78,18 +93,25 @@ EntryId = Annotated[
 @router.get(
     "", response_model=QueuePublic, responses={**auth_responses("viewer"), **error_responses(503)}
 )
-async def queue_status(found: QueueDep, principal: ViewerDep) -> QueuePublic:
-    """How many runs wait, run and failed for good (503 when Redis does not answer)."""
+async def queue_status(found: QueueDep, principal: ViewerDep, settings: SettingsDep) -> QueuePublic:
+    """How many runs wait, for how long, run and failed for good, and whether async
+    submissions are accepted (503 when Redis does not answer)."""
     if found is None:
         return QueuePublic(enabled=False)
     queue, link = found
     stats = await link.call("queue.stats", lambda _c: queue.stats())
+    max_depth, max_wait_s = settings.queue_max_depth, settings.queue_max_wait_s
     return QueuePublic(
         enabled=True,
         stream=queue.stream,
         length=stats.length,
         pending=stats.pending,
         dead=stats.dead,
+        waiting=stats.waiting,
+        oldest_wait_s=round(stats.oldest_wait_s, 3),
+        max_depth=max_depth,
+        max_wait_s=max_wait_s,
+        accepting=refusal(stats, max_depth=max_depth, max_wait_s=max_wait_s) is None,
     )
 
 

@@ -71,6 +71,34 @@ redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
 return 1
 """
 
+# One round trip, read at one instant: the stream's length, the group's pending count and
+# last-delivered id (entries after it wait for a worker), the oldest waiting entry's id (its
+# milliseconds are when it was queued) and Redis's own clock, so the wait is measured on one
+# clock whatever the servers' clocks say. No group yet: every entry waits.
+_STATS = """
+local length = redis.call('XLEN', KEYS[1])
+local dead = redis.call('XLEN', KEYS[2])
+local now = redis.call('TIME')
+local pending, last = 0, '0-0'
+local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', KEYS[1])
+if ok then
+  for _, g in ipairs(groups) do
+    local f = {}
+    for i = 1, #g, 2 do f[g[i]] = g[i + 1] end
+    if f['name'] == ARGV[1] then
+      pending = f['pending']
+      last = f['last-delivered-id']
+    end
+  end
+end
+local oldest = ''
+if length > pending then
+  local r = redis.call('XRANGE', KEYS[1], '(' .. last, '+', 'COUNT', 1)
+  if #r > 0 then oldest = r[1][1] end
+end
+return {length, pending, dead, now[1], now[2], oldest}
+"""
+
 _MAX_SCANS = 100
 
 
@@ -95,6 +123,10 @@ class QueueStats:
     length: int  # entries in the stream: queued plus in flight (acked ones are deleted)
     pending: int  # delivered and not acked yet
     dead: int
+    # Not yet delivered to any worker (acked entries are deleted, so length - pending).
+    waiting: int = 0
+    # How long the oldest waiting entry has waited, by Redis's clock; 0 when none waits.
+    oldest_wait_s: float = 0.0
 
 
 def _text(value: bytes | str) -> str:
@@ -131,6 +163,7 @@ class RunQueue:
         self.max_length = max_length
         self._reclaim = client.register_script(_RECLAIM)
         self._extend = client.register_script(_EXTEND)
+        self._stats = client.register_script(_STATS)
         self._cursor = "0-0"
 
     async def ensure_group(self) -> None:
@@ -253,12 +286,17 @@ class RunQueue:
         return letters
 
     async def stats(self) -> QueueStats:
-        length = await self.client.xlen(self.stream)
-        dead = await self.client.xlen(self.dead_stream)
-        try:
-            pending = int((await self.client.xpending(self.stream, self.group))["pending"])
-        except ResponseError as exc:
-            if "NOGROUP" not in str(exc):
-                raise
-            pending = 0  # no group yet: nothing was ever delivered
-        return QueueStats(length=length, pending=pending, dead=dead)
+        """Depth and wait of the queue, read atomically (what back-pressure is decided on)."""
+        reply = await self._stats(keys=[self.stream, self.dead_stream], args=[self.group])
+        length, pending, dead, seconds, micros, oldest = reply
+        wait_s = 0.0
+        if _text(oldest):
+            now_ms = int(seconds) * 1000 + int(micros) // 1000
+            wait_s = max(0.0, (now_ms - int(_text(oldest).partition("-")[0])) / 1000)
+        return QueueStats(
+            length=int(length),
+            pending=int(pending),
+            dead=int(dead),
+            waiting=max(0, int(length) - int(pending)),
+            oldest_wait_s=wait_s,
+        )

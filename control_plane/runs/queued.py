@@ -20,6 +20,7 @@ from sqlmodel import Session
 import engine
 from control_plane.metrics import Metrics, after_commit
 from control_plane.queue import Delivery, Fatal, RunQueue
+from control_plane.queue.pressure import QueuePressure
 from control_plane.runs import idempotency, outbox, service
 from control_plane.runs.compiler import Compiler
 from control_plane.runs.planning import RunPlan
@@ -83,6 +84,11 @@ class QueuedRuns:
     def __init__(self, runs: RunHost, queue: RunQueue) -> None:
         self._runs = runs
         self.queue = queue
+        self.pressure = QueuePressure(
+            partial(self._call, "queue.stats", queue.stats),
+            max_depth=runs.settings.queue_max_depth,
+            max_wait_s=runs.settings.queue_max_wait_s,
+        )
 
     # -- producer (servers) -------------------------------------------------------------------
     async def enqueue(
@@ -97,12 +103,14 @@ class QueuedRuns:
         Stored first, so a worker never reads a message whose run is not there yet. When the
         queue cannot take it, the run is deleted (it never ran and was never answered), the
         idempotency key is freed, and the client gets a 503 to retry; the run is counted only
-        once it is queued."""
+        once it is queued. A queue past its depth or wait limit refuses it (429 ``queue_full``)
+        before anything is stored."""
         runs = self._runs
         redis = runs.redis
         if redis is not None and not redis.up:
             # The breaker is open: refuse before storing anything.
             await redis.call("queue.check", lambda c: c.ping())
+        await self.pressure.check()
         # Queued time counts: a run that no worker picks up is failed by the sweep at the end.
         accepted = await runs.write(
             partial(

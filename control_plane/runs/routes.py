@@ -105,6 +105,20 @@ _RUN_RESPONSES: dict[int | str, dict[str, Any]] = {
             "`Idempotency-Key` already used for a different request."
         ),
     },
+    429: {
+        "model": ErrorBody,
+        "description": (
+            "`too_many_failed_keys`, or `queue_full`: `mode: async` while the run queue is past"
+            " `ROLLGRAPH_QUEUE_MAX_DEPTH` or `ROLLGRAPH_QUEUE_MAX_WAIT_S` (see `GET /v1/queue`);"
+            " nothing was stored."
+        ),
+        "headers": {
+            "Retry-After": {
+                "description": "seconds to wait before retrying",
+                "schema": {"type": "integer"},
+            }
+        },
+    },
 }
 
 
