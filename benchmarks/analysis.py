@@ -1,21 +1,28 @@
-"""``analysis.decide`` under continuous monitoring: false decisions, power, and cost.
+"""``analysis.decide`` under continuous monitoring, on the traffic the product gets.
 
     python -m benchmarks.analysis            # a table
     python -m benchmarks.analysis --json     # one JSON object
     python -m benchmarks.analysis --quick    # a few experiments: checks the benchmark works
 
-Three measurements, all with a fixed seed:
+Every scenario is simulated by ``benchmarks.scenarios`` through the evaluator's own path (sums
+over users per ramp step → ``analysis.strata.arm_data_over_steps`` → ``analysis.decide``), 1,000
+experiments each decided after every one of 50 looks, with a fixed seed:
 
-- **A/A**: experiments with no true difference (conversion 10 % in both arms, equal shares),
-  each looked at after every one of 50 batches of 200 users per arm, the full ``decide`` at every
-  look; the share of experiments that *ever* decide "promote" or "rollback", with the sequential
-  method (asymptotic confidence sequences) and with the fixed-horizon z-test peeked the same way.
-  Batches are drawn once with numpy; cumulative sums give every look's sufficient statistics.
-- **Power**: the candidate converts 20 % less (10 % → 8 %); the runs *per arm* until the
-  sequential ``decide`` first says "rollback", over many experiments, and the share never rolled
-  back within the 50 batches (10,000 runs per arm).
-- **Cost**: one ``decide`` on two arms holding 10 million runs each, and on 1,000 each: the
-  statistics are sufficient, so both should take the same fraction of a millisecond.
+- ``aa_repeat_users``: runs per user 1 + NegBin (mean 5, heavy-tailed), per-user conversion
+  Beta with within-user correlation 0.2; also the sample ratio check's false halts;
+- ``aa_ramp_drift``: the candidate ramped 5 → 25 → 50 % while the baseline's conversion
+  drifts 12 % → 8 %, steps combined by ``analysis.strata``;
+- ``aa_small_share_rare``: a 5 % candidate share, a 3 % event rate;
+- ``aa_guardrails_margin0``: three margin-0 guardrails beside the primary metric;
+- ``aa_fixed_peeked``: ``method: fixed`` evaluated at every look (it holds before its planned
+  size and is read once at it).
+
+A false decision is any look deciding promote or roll back with no true difference; each rate
+has a Clopper–Pearson 95 % interval, and the bar is its upper end ≤ alpha + 0.01. **Power**:
+the candidate converts 20 % less (10 % → 8 %), one run per user: users per arm at the first
+rollback (median, quartiles; issue 12's bar is ≤ 1.3× the 3,300 measured before it). **Cost**:
+one ``decide`` on arms of 10 million runs and of 1,000: the statistics are sufficient, so both
+take the same fraction of a millisecond.
 """
 
 from __future__ import annotations
@@ -45,79 +52,69 @@ from analysis import (
     decide,
     runs_for_proportion,
 )
+from benchmarks import scenarios
 from benchmarks.report import report, share
+from benchmarks.scenarios import LOOKS, Scenario
 
-__all__ = ["aa_rates", "decide_ms", "main", "measure", "runs_to_rollback"]
+__all__ = ["SCENARIOS", "decide_ms", "main", "measure"]
 
 ALPHA = 0.05
 RATE = 0.10
 WORSE_RATE = 0.08  # 20 % worse in relative terms
-LOOKS = 50
-BATCH = 200  # users per arm per batch
 SPEC = ExperimentSpec(
     baseline=ArmSpec("A", 0.5),
     candidates=(ArmSpec("B", 0.5),),
     primary=PrimaryMetric(name="conversion", kind="proportion", mde=0.2, mde_relative=True),
     alpha=ALPHA,
     min_runs_per_arm=100,
-    method="sequential",  # ρ from the default tuning_runs (10,000 runs for the pair)
+    method="sequential",  # ρ from the default tuning_runs
+    srm_method="sequential",  # as control_plane.experiments.results.spec_of sets it
 )
-NAIVE = dataclasses.replace(SPEC, method="fixed")
-DECISIVE = ("promote", "rollback")
+_FLAT = (0,) * LOOKS
+_GUARDS = ("latency_s", "cost_usd", "tokens")
+_RAMP = (0,) * 17 + (1,) * 17 + (2,) * 16
 
 
-def _looks(rng: np.random.Generator, experiments: int, rates: tuple[float, float]) -> np.ndarray:
-    """Cumulative successes, shape (experiments, 2 arms, LOOKS): every look's statistics."""
-    draws = rng.binomial(BATCH, np.array(rates)[None, :, None], size=(experiments, 2, LOOKS))
-    return np.cumsum(draws, axis=2)
+def _margin0(name: str) -> Guardrail:
+    return Guardrail(name=name, kind="mean", direction="decrease", margin=0.0)
 
 
-def _data(successes: np.ndarray, look: int) -> dict[str, ArmData]:
-    n = BATCH * (look + 1)
-    return {
-        arm: ArmData(n, {"conversion": ProportionStats(n, int(successes[i, look]))})
-        for i, arm in enumerate(("A", "B"))
-    }
-
-
-def _first(spec: ExperimentSpec, successes: np.ndarray, actions: tuple[str, ...]) -> int | None:
-    """The first look whose decision is one of ``actions``, or ``None``."""
-    for look in range(LOOKS):
-        if decide(spec, _data(successes, look)).action in actions:
-            return look
-    return None
+SCENARIOS = (
+    Scenario("aa_repeat_users", SPEC, 400, (0.5,), _FLAT, (RATE,) * LOOKS, 5.0, 0.2),
+    Scenario(
+        "aa_ramp_drift",
+        SPEC,
+        400,
+        (0.05, 0.25, 0.5),
+        _RAMP,
+        tuple(float(r) for r in np.linspace(0.12, 0.08, LOOKS)),
+    ),
+    Scenario("aa_small_share_rare", SPEC, 1000, (0.05,), _FLAT, (0.03,) * LOOKS),
+    Scenario(
+        "aa_guardrails_margin0",
+        dataclasses.replace(SPEC, guardrails=tuple(_margin0(g) for g in _GUARDS)),
+        400,
+        (0.5,),
+        _FLAT,
+        (RATE,) * LOOKS,
+        guardrails=_GUARDS,
+    ),
+    Scenario(
+        "aa_fixed_peeked",
+        dataclasses.replace(SPEC, method="fixed"),
+        400,
+        (0.5,),
+        _FLAT,
+        (RATE,) * LOOKS,
+    ),
+)
+POWER = Scenario("power", SPEC, 400, (0.5,), _FLAT, (RATE,) * LOOKS, lift=WORSE_RATE / RATE - 1)
 
 
 def _ci95(hits: int, n: int) -> list[float]:
     """Clopper–Pearson 95 % interval of a binomial share."""
     ci = sps.binomtest(hits, n).proportion_ci(0.95, method="exact")
-    return [float(ci.low), float(ci.high)]
-
-
-def aa_rates(rng: np.random.Generator, experiments: int) -> dict[str, tuple[int, int]]:
-    """Experiments that ever decided, and of those how many by rollback, per method."""
-    cum = _looks(rng, experiments, (RATE, RATE))
-    out = {}
-    for name, spec in (("sequential", SPEC), ("naive", NAIVE)):
-        firsts = [_first(spec, cum[e], DECISIVE) for e in range(experiments)]
-        out[name] = (sum(f is not None for f in firsts), experiments)
-    return out
-
-
-def runs_to_rollback(rng: np.random.Generator, experiments: int) -> tuple[list[int], int]:
-    """Runs per arm at the first rollback of each experiment that rolled back, and how many
-    experiments promoted the worse candidate instead (should be none)."""
-    cum = _looks(rng, experiments, (RATE, WORSE_RATE))
-    runs, wrong = [], 0
-    for e in range(experiments):
-        look = _first(SPEC, cum[e], DECISIVE)
-        if look is None:
-            continue
-        if decide(SPEC, _data(cum[e], look)).action == "promote":
-            wrong += 1
-        else:
-            runs.append(BATCH * (look + 1))
-    return runs, wrong
+    return [round(float(ci.low), 4), round(float(ci.high), 4)]
 
 
 def _big_data(n: int) -> dict[str, ArmData]:
@@ -152,26 +149,34 @@ def decide_ms(reps: int) -> dict[int, float]:
     return {n: statistics.median(t) for n, t in times.items()}
 
 
-def measure(quick: bool = False, seed: int = 20240611) -> dict[str, Any]:
+def measure(quick: bool = False, seed: int = 20261203) -> dict[str, Any]:
     start = time.perf_counter()
     rng = np.random.default_rng(seed)
-    aa_n = 100 if quick else 1000
-    power_n = 60 if quick else 500
-    aa = aa_rates(rng, aa_n)
-    runs, wrong = runs_to_rollback(rng, power_n)
+    aa_n = 40 if quick else 1000
+    power_n = 20 if quick else 500
+    out: dict[str, Any] = {"alpha": ALPHA, "aa_experiments": aa_n, "power_experiments": power_n}
+    targets: dict[str, bool] = {}
+    for sc in SCENARIOS:
+        outcomes = scenarios.run(rng, sc, aa_n)
+        hits = sum(o.look is not None for o in outcomes)
+        ci = _ci95(hits, aa_n)
+        out[f"{sc.name}_false_decision_rate"] = share(hits, aa_n)
+        out[f"{sc.name}_false_decision_rate_ci95"] = ci
+        targets[f"{sc.name}_within_alpha"] = ci[1] <= ALPHA + 0.01
+        if sc.name == "aa_repeat_users":
+            halts = sum(o.srm_flagged for o in outcomes)
+            out["srm_false_halt_rate_repeat_users"] = share(halts, aa_n)
+            out["srm_false_halt_rate_repeat_users_ci95"] = _ci95(halts, aa_n)
+            targets["srm_false_halts_within_1pct"] = share(halts, aa_n) <= 0.01
+    power = scenarios.run(rng, POWER, power_n)
+    per_look = POWER.users_per_look * POWER.shares[0]
+    runs = [per_look * (o.look + 1) for o in power if o.action == "rollback" and o.look is not None]
+    wrong = sum(o.action == "promote" for o in power)
+    median = float(statistics.median(runs)) if runs else None
     ms = decide_ms(20 if quick else 300)
     fixed = runs_for_proportion(baseline_rate=RATE, mde=WORSE_RATE - RATE, alpha=ALPHA)
-    seq_hits, naive_hits = aa["sequential"][0], aa["naive"][0]
-    seq_ci, naive_ci = _ci95(seq_hits, aa_n), _ci95(naive_hits, aa_n)
-    out: dict[str, Any] = {
-        "alpha": ALPHA,
-        "aa_experiments": aa_n,
-        "aa_false_decision_rate_sequential": share(seq_hits, aa_n),
-        "aa_false_decision_rate_sequential_ci95": seq_ci,
-        "aa_false_decision_rate_naive": share(naive_hits, aa_n),
-        "aa_false_decision_rate_naive_ci95": naive_ci,
-        "power_experiments": power_n,
-        "power_runs_to_rollback_median": float(statistics.median(runs)) if runs else None,
+    out |= {
+        "power_runs_to_rollback_median": median,
         "power_runs_to_rollback_p25": float(np.percentile(runs, 25)) if runs else None,
         "power_runs_to_rollback_p75": float(np.percentile(runs, 75)) if runs else None,
         "power_never_rolled_back_share": share(power_n - len(runs) - wrong, power_n),
@@ -180,12 +185,14 @@ def measure(quick: bool = False, seed: int = 20240611) -> dict[str, Any]:
         "analysis_ms_10m_runs": ms[10_000_000],
         "analysis_ms_1k_runs": ms[1_000],
     }
-    out["targets"] = {
-        "aa_sequential_within_alpha": seq_ci[0] <= ALPHA,  # not significantly above alpha
-        "aa_naive_above_alpha": naive_ci[0] > ALPHA,
+    targets |= {
+        # Before users were the unit (one run per user, the same test): 3,300 runs per arm.
+        "power_within_1_3x_of_3300": median is not None and median <= 1.3 * 3300,
+        "power_never_promotes_worse": wrong == 0,
         "analysis_under_10ms": ms[10_000_000] < 10.0,
         "analysis_cost_flat_in_runs": 0.5 <= ms[10_000_000] / ms[1_000] <= 2.0,
     }
+    out["targets"] = targets
     out["machine"] = {
         "cores": os.cpu_count(),
         "python": platform.python_version(),
@@ -193,16 +200,19 @@ def measure(quick: bool = False, seed: int = 20240611) -> dict[str, Any]:
         "scipy": importlib.metadata.version("scipy"),
     }
     out["notes"] = [
-        f"A/A: {aa_n} experiments, conversion {RATE:.0%} in both arms, equal shares, a look after "
-        f"each of {LOOKS} batches of {BATCH} users per arm; a false decision is any look whose "
-        "decide() says promote or rollback; ci95 is Clopper–Pearson",
-        "sequential: asymptotic confidence sequence, rho from tuning_runs=10,000 (the default); "
-        "naive: the same decide() with method='fixed' (two-proportion z-test) at every look",
-        f"power: {power_n} experiments, {RATE:.0%} → {WORSE_RATE:.0%}; runs_to_rollback figures "
-        f"are runs PER ARM at the first look deciding rollback (multiples of {BATCH}), over the "
-        "experiments rolled back within the horizon; never_rolled_back is the share not rolled "
-        f"back within {LOOKS * BATCH:,} runs per arm; power_fixed_horizon_runs_per_arm is what "
-        "one fixed-horizon test at 80 % power needs (analysis.power), for scale",
+        f"A/A: {aa_n} experiments per scenario x {LOOKS} looks, each look's decide() through "
+        "the evaluator's path (benchmarks.scenarios); a false decision is any look deciding "
+        "promote or rollback; ci95 is Clopper–Pearson; bar: upper end <= alpha + 0.01",
+        "aa_repeat_users: 400 users/look, 1 + NegBin runs (mean 5, shape 0.5), Beta "
+        "conversion (mean 10 %, ICC 0.2); aa_ramp_drift: 400 users/look, share 5/25/50 % over "
+        "looks 0-16/17-33/34-49, conversion 12 % -> 8 % linearly; aa_small_share_rare: 1,000 "
+        "users/look, 5 % share, 3 % events; aa_guardrails_margin0: three mean guardrails, "
+        "margin 0 (Holm across them); aa_fixed_peeked: method fixed at every look (holds until "
+        "its planned size, read once there)",
+        f"power: {power_n} experiments, {RATE:.0%} -> {WORSE_RATE:.0%}, one run per user, 200 "
+        "users per arm per look; runs_to_rollback are users (= runs) per arm at the first look "
+        "deciding rollback, over the experiments rolled back within the horizon; "
+        "power_fixed_horizon_runs_per_arm is one fixed test at 80 % power, for scale",
         "analysis_ms: median of single decide() calls (conversion + a latency guardrail, two "
         "identical arms: every test and the planning hint computed), 10M and 1k interleaved",
         f"seed {seed}; whole benchmark {time.perf_counter() - start:.1f} s",
@@ -216,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.analysis", description=__doc__)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--quick", action="store_true", help="a few experiments (smoke test)")
-    parser.add_argument("--seed", type=int, default=20240611, help="random seed")
+    parser.add_argument("--seed", type=int, default=20261203, help="random seed")
     args = parser.parse_args(argv)
     print(report(measure(quick=args.quick, seed=args.seed), as_json=args.json))
     return 0

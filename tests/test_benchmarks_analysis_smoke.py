@@ -27,15 +27,20 @@ POSITIVE = [
     "aa_experiments",
     "power_experiments",
 ]
-SHARES = [
-    "aa_false_decision_rate_sequential",
-    "aa_false_decision_rate_naive",
-    "power_never_rolled_back_share",
-    "power_promoted_worse_share",
+SCENARIOS = [
+    "aa_repeat_users",
+    "aa_ramp_drift",
+    "aa_small_share_rare",
+    "aa_guardrails_margin0",
+    "aa_fixed_peeked",
 ]
+RATES = [f"{name}_false_decision_rate" for name in SCENARIOS] + ["srm_false_halt_rate_repeat_users"]
+SHARES = [*RATES, "power_never_rolled_back_share", "power_promoted_worse_share"]
 TARGETS = {
-    "aa_sequential_within_alpha",
-    "aa_naive_above_alpha",
+    *(f"{name}_within_alpha" for name in SCENARIOS),
+    "srm_false_halts_within_1pct",
+    "power_within_1_3x_of_3300",
+    "power_never_promotes_worse",
     "analysis_under_10ms",
     "analysis_cost_flat_in_runs",
 }
@@ -61,7 +66,7 @@ def test_analysis_benchmark_prints_one_json_object_with_every_figure() -> None:
         assert not isinstance(value, bool), key
         assert math.isfinite(value), key
         assert value > 0 if key in POSITIVE else 0 <= value <= 1, key
-    for key in ("aa_false_decision_rate_sequential", "aa_false_decision_rate_naive"):
+    for key in RATES:
         low, high = result[f"{key}_ci95"]
         assert 0 <= low <= result[key] <= high <= 1, key
     assert result["alpha"] == 0.05

@@ -3,7 +3,9 @@
 Users are the unit: every metric is analysed over users (``analysis.units``: a per-run metric
 is a ratio over users, its variance by the delta method), and the sample ratio check counts the
 users of the current step against its shares (earlier steps had other shares). The store keeps
-statistics per ramp step; metrics are pooled over the steps. Experiments started before the
+statistics per ramp step; each metric is estimated within each step and the steps combined
+with Cochran–Mantel–Haenszel weights (``analysis.strata``), so a drifting baseline and changing
+shares cannot manufacture an effect. Experiments started before the
 unit tables existed have only run-level sums, and are analysed over runs as they were.
 
 The response is the analysis, flattened for JSON: per arm and metric
@@ -22,6 +24,7 @@ from sqlmodel import Session
 from analysis.decision import Decision, SRMStep, decide
 from analysis.spec import ArmSpec, ExperimentSpec, Guardrail, MetricSpec, PrimaryMetric
 from analysis.stats import ArmData, MeanStats, MetricStats, ProportionStats
+from analysis.strata import arm_data_over_steps
 from analysis.units import UnitStats
 from control_plane.experiments.schemas import ExperimentCreate, ExperimentPublic
 from control_plane.experiments.service import get_experiment
@@ -123,28 +126,14 @@ def data_of(rows: Sequence[ArmStatRow], *, arms: Sequence[str], step: int) -> di
 def unit_data_of(
     rows: Sequence[ArmUnitStatRow], *, arms: Sequence[str], step: int
 ) -> dict[str, ArmData]:
-    """Per arm: the users of the current ``step`` (every run adds a ``success`` observation to
-    its user) and each metric over users, pooled over all steps. Sums no sample can have leave
-    the metric out, so the analysis reports it as missing instead of raising."""
-    pooled: dict[str, dict[str, tuple[str, UnitStats]]] = defaultdict(dict)
-    users: dict[str, int] = dict.fromkeys(arms, 0)
-    runs: dict[str, int] = dict.fromkeys(arms, 0)
+    """Per arm: the users of the current ``step`` and each metric over users, estimated within
+    each ramp step and combined across steps (``analysis.strata``). ``arms[0]`` is the
+    baseline."""
+    steps: dict[int, dict[str, dict[str, tuple[str, UnitStats]]]] = {}
     for row in rows:
         stats = UnitStats(row.units, row.sum_n, row.sum_s, row.sum_nn, row.sum_ss, row.sum_sn)
-        known = pooled[row.arm].get(row.metric)
-        pooled[row.arm][row.metric] = (row.kind, known[1] + stats if known else stats)
-        if row.metric == "success" and row.step == step:
-            users[row.arm] = users.get(row.arm, 0) + row.units
-            runs[row.arm] = runs.get(row.arm, 0) + round(row.sum_n)
-    data: dict[str, ArmData] = {}
-    for arm in {*arms, *pooled}:
-        metrics: dict[str, MetricStats] = {}
-        for metric, (kind, stats) in pooled.get(arm, {}).items():
-            converted = stats.as_metric_stats(kind)
-            if converted is not None:
-                metrics[metric] = converted
-        data[arm] = ArmData(runs=runs.get(arm, 0), metrics=metrics, users=users.get(arm, 0))
-    return data
+        steps.setdefault(row.step, {}).setdefault(row.arm, {})[row.metric] = (row.kind, stats)
+    return arm_data_over_steps(steps, baseline=arms[0], arms=arms, step=step)
 
 
 def earlier_steps_of(rows: Sequence[ArmUnitStatRow], experiment: ExperimentPublic) -> list[SRMStep]:
