@@ -28,6 +28,7 @@ from control_plane.rollouts.routes import router as rollouts_router
 from control_plane.runs.routes import router as runs_router
 from control_plane.runtime import open_runtime
 from control_plane.settings import Settings, get_settings
+from control_plane.store.db import size_threads
 from control_plane.workflows.routes import router as workflows_router
 
 __all__ = ["create_app"]
@@ -55,6 +56,8 @@ def create_app(
             state.compiler = runtime.compiler
             state.engine = runtime.compiler.engine
             state.runs = runtime.runs
+            # Every admitted unit of work can hold its connection at once.
+            size_threads(settings.db_admission_limit)
             state.redis = runtime.redis
             state.queue = runtime.queue
             state.registry_cache = runtime.registry

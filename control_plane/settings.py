@@ -150,6 +150,9 @@ class Settings(BaseSettings):
     # still in progress) after deadline + margin belongs to a process that stopped.
     run_store_margin_s: float = Field(default=30.0, gt=0)
     orphan_sweep_s: float = Field(default=30.0, gt=0)  # how often to look for such runs
+    # An Idempotency-Key's claim is a lease renewed every third of this while its run executes:
+    # a retry takes over the claim of a request whose process died once this has passed.
+    idempotency_lease_s: float = Field(default=10.0, ge=0.3, le=3600)
     shutdown_grace_s: float = Field(default=10.0, ge=0)  # async runs left to finish on stop
     experiment_eval_s: float = Field(default=30.0, gt=0)  # how often experiments are judged
     # How often each process reads the registry's generation: the longest a change made by
@@ -177,9 +180,19 @@ class Settings(BaseSettings):
     # instead of queueing behind a stalled store for half a minute.
     db_pool_size: int = Field(default=15, ge=1, le=1000)
     db_pool_timeout_s: float = Field(default=5.0, gt=0, le=300)
+    # Admission control (store.db.UnitGate): request units in flight per process beyond the
+    # pool's connections that may wait for one; past pool size + this, a request gets 503
+    # `store_busy` at once. Unset: as many as the pool has connections.
+    db_max_waiting: int | None = Field(default=None, ge=0, le=100_000)
     # Store lookups of unknown API keys a client address may cause per second before it gets
     # 429 (access.failures): guessing keys costs the store nothing past this.
     key_failures_per_s: float = Field(default=10.0, gt=0)
+
+    @property
+    def db_admission_limit(self) -> int:
+        """Request units of work in flight per process before 503 ``store_busy``."""
+        waiting = self.db_pool_size if self.db_max_waiting is None else self.db_max_waiting
+        return self.db_pool_size + waiting
 
     @model_validator(mode="after")
     def _refuse_weak_admin_key(self) -> Settings:

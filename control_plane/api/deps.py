@@ -3,7 +3,9 @@
 ``UnitDep`` is how a handler reaches the store: ``await unit(work)`` runs ``work(session)`` in
 a worker thread in a unit of work of its own, committed when it returns and rolled back when it
 raises (services never commit, so a failed request leaves nothing half-written), and the
-connection is back in the pool before the handler goes on. Handlers are ``async``: the answer is
+connection is back in the pool before the handler goes on. The units are the process's
+``UnitGate`` (``Runs.units``): past its bound a request gets 503 ``store_busy`` at once rather
+than waiting for a connection of a saturated store. Handlers are ``async``: the answer is
 serialised on the event loop, with no connection held. A session held across the handler, as
 a dependency with ``yield``, deadlocked under load: every thread inside a handler waiting for a
 connection, every connection held by a finished handler waiting for a thread to serialise its
@@ -12,16 +14,14 @@ answer or close its session.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
-from sqlmodel import Session
 
 import engine
 from control_plane.metrics import Metrics
 from control_plane.settings import Settings
-from control_plane.store.db import Unit, run_unit
+from control_plane.store.db import Unit, UnitGate
 
 __all__ = [
     "EngineDep",
@@ -59,12 +59,8 @@ async def get_engine(request: Request) -> engine.Engine:
 
 
 async def get_unit(request: Request) -> Unit:
-    factory = request.app.state.session_factory
-
-    async def unit(work: Callable[[Session], T]) -> T:
-        return await run_unit(factory, work)
-
-    return unit
+    units: UnitGate = request.app.state.runs.units
+    return units
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]

@@ -38,6 +38,7 @@ from control_plane.metrics import Metrics, after_commit
 from control_plane.queue import RunQueue
 from control_plane.registry.cache import RegistryCache
 from control_plane.runs import idempotency, planning, service
+from control_plane.runs.claimed import claimed_steps, forget_claimed
 from control_plane.runs.compiler import Compiler
 from control_plane.runs.planning import RunPlan
 from control_plane.runs.queued import QueuedRuns
@@ -46,7 +47,7 @@ from control_plane.runs.schemas import RunPublic, RunRequest, Submitted
 from control_plane.runs.steps import RunSteps, SharedSteps
 from control_plane.runs.writer import BatchWriter, WriterClosed
 from control_plane.settings import Settings
-from control_plane.store.db import SessionFactory, run_unit
+from control_plane.store.db import SessionFactory, UnitGate, run_unit
 from control_plane.store.redis import RedisLink, RedisUnavailable
 from control_plane.store.tables import RunStepRow
 
@@ -74,6 +75,9 @@ class Runs:
         self.redis = redis
         # Steps shared with every replica and worker through Redis, when there is one.
         self.remote = RemoteSteps(redis) if redis is not None else None
+        # The request path's units of work (claims here, the routes' through api.deps): one
+        # bound per process, so a saturated store answers 503 at once.
+        self.units = UnitGate(session_factory, limit=settings.db_admission_limit)
         self._factory = session_factory
         self.writer = BatchWriter(session_factory)
         self.shared = SharedSteps()
@@ -155,7 +159,11 @@ class Runs:
             return Submitted(claimed, replayed=True)
         claim = claimed
         try:
-            return Submitted(await self._plan_and_run(request, registry, claim=claim))
+            # Renewed while the run executes (past the gate: a live run keeps its claim when the
+            # store is saturated): a takeover waits for a dead request, not a live one.
+            renew = partial(run_unit, self._factory)
+            async with idempotency.keep(renew, claim, lease=self._claim_hold()):
+                return Submitted(await self._plan_and_run(request, registry, claim=claim))
         except BaseException:
             # No response was stored: free the key so that the client can retry with it.
             # Shielded, so that a cancelled request (client gone) still releases it.
@@ -167,9 +175,7 @@ class Runs:
             raise
 
     def _claim_hold(self) -> timedelta:
-        # A sync request holds its claim for the whole run; an async one only until it is
-        # accepted, but the same bound keeps the rule simple and is never shorter than needed.
-        return timedelta(seconds=self.settings.run_deadline_s + self.settings.run_store_margin_s)
+        return timedelta(seconds=self.settings.idempotency_lease_s)
 
     async def _plan_and_run(
         self, request: RunRequest, registry: RegistryCache, *, claim: idempotency.Claim | None
@@ -184,14 +190,16 @@ class Runs:
         self, plan: RunPlan, inputs: Mapping[str, Any], *, claim: idempotency.Claim | None
     ) -> RunPublic:
         workflow = self.workflow_of(plan)
-        steps = RunSteps(self.shared, remote=self.remote)
+        steps, carried = await claimed_steps(self.shared, self.remote, claim)
         try:
             result = await self.compiler.engine.run(
                 workflow,
                 inputs,
+                run_id=claim.run_id if claim is not None else None,
                 deadline_s=self.settings.run_deadline_s,
                 attrs=plan.attrs,
                 cache=steps,
+                taken_over=carried,
             )
         except engine.InputBindingError as exc:
             raise invalid_input(plan, exc) from exc
@@ -206,7 +214,9 @@ class Runs:
             after_commit(session, partial(self.metrics.observe_run, public, result, first_end=True))
             return public
 
-        return await self.write(record)
+        recorded = await self.write(record)
+        await forget_claimed(self.remote, claim)
+        return recorded
 
     async def run_async(
         self, plan: RunPlan, inputs: Mapping[str, Any], *, claim: idempotency.Claim | None
@@ -216,7 +226,7 @@ class Runs:
             workflow.bind_inputs(inputs)  # a bad input is a 422 now, not a failed run later
         except engine.InputBindingError as exc:
             raise invalid_input(plan, exc) from exc
-        run_id = engine.new_run_id()
+        run_id = claim.run_id if claim is not None else engine.new_run_id()
         if self.queued is not None:
             return await self.queued.enqueue(plan, inputs, run_id=run_id, claim=claim)
         deadline_s = self.settings.async_run_deadline_s
@@ -295,7 +305,7 @@ class Runs:
     async def _unit(self, work: Callable[[Session], T]) -> T:
         # A unit of work of its own: idempotency claims must not wait behind, or fail with, a
         # batch of run writes.
-        return await run_unit(self._factory, work)
+        return await self.units(work)
 
     def count_failed_ends(self, session: Session, ended: Iterable[service.EndedRun]) -> None:
         """Count runs this unit of work ended without a result, once it commits."""

@@ -2,6 +2,12 @@
 
 Services never commit: ``session_scope`` is the one place outside the HTTP layer where a unit of
 work ends, committing on success and rolling back on any error.
+
+Admission control (``UnitGate``): the request path's units of work are bounded per process, at
+the pool's size plus a few waiting for a connection (``Settings.db_admission_limit``). Past it a
+request is answered 503 ``store_busy`` with ``Retry-After`` at once: when the store is slow or
+stalled, queueing more requests behind the pool only makes each of them wait out the pool
+timeout and then fail anyway, holding a client and a thread all the while.
 """
 
 from __future__ import annotations
@@ -18,13 +24,17 @@ from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, create_engine
 
+from control_plane.errors import StoreBusy
+
 __all__ = [
     "Unit",
+    "UnitGate",
     "create_db_engine",
     "is_sqlite",
     "make_session_factory",
     "run_unit",
     "session_scope",
+    "size_threads",
 ]
 
 SessionFactory = Callable[[], Session]
@@ -125,3 +135,38 @@ async def run_unit(factory: SessionFactory, work: Callable[[Session], T]) -> T:
             return work(session)
 
     return await anyio.to_thread.run_sync(run)
+
+
+class UnitGate:
+    """A ``Unit`` that admits at most ``limit`` units of work in flight in this process (running
+    or waiting for a connection) and refuses the next one at once with ``StoreBusy`` (503,
+    ``Retry-After``). Counted on the event loop, where every caller awaits it."""
+
+    def __init__(self, factory: SessionFactory, *, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("an admission limit admits at least one unit")
+        self._factory = factory
+        self.limit = limit
+        self.in_flight = 0
+
+    async def __call__(self, work: Callable[[Session], T], /) -> T:
+        if self.in_flight >= self.limit:
+            raise StoreBusy(
+                f"the store is saturated ({self.in_flight} units of work in flight in this "
+                "process); nothing was changed: retry"
+            )
+        self.in_flight += 1
+        try:
+            return await run_unit(self._factory, work)
+        finally:
+            self.in_flight -= 1
+
+
+def size_threads(limit: int, *, spare: int = 8) -> int:
+    """Raise the worker-thread limit (anyio's default limiter, shared with the server's ``def``
+    handlers) to at least ``limit`` units plus ``spare`` threads for everything else, so that
+    every admitted unit can hold its connection at once; never lowers it. The limit now."""
+    limiter = anyio.to_thread.current_default_thread_limiter()
+    if limiter.total_tokens < limit + spare:
+        limiter.total_tokens = limit + spare
+    return int(limiter.total_tokens)

@@ -134,8 +134,12 @@ class IdempotencyKeyRow(SQLModel, table=True):
     status: str = Field(default="in_progress", max_length=16)
     response: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     created_at: datetime = timestamp()
-    # An in-progress claim older than this belongs to a request that died with its process
-    # (the run's deadline has passed): another request with the key may take it over.
+    # The claim's lease: renewed by the request that holds it while its run executes, so an
+    # in-progress claim past it belongs to a request that died with its process, and another
+    # request with the key may take it over.
     expires_at: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
     )
+    # The token of the request that holds the claim (each takeover sets a new one): only that
+    # request renews, completes or releases it.
+    holder: str | None = Field(default=None, max_length=32)
