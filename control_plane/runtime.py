@@ -24,7 +24,7 @@ from control_plane.metrics import Metrics
 from control_plane.queue import RunQueue
 from control_plane.registry.cache import RegistryCache
 from control_plane.registry.notify import RegistryNotifier
-from control_plane.runs.compiler import Compiler
+from control_plane.runs.compiler import Compiler, configure_engine
 from control_plane.runs.execution import Runs
 from control_plane.settings import Settings
 from control_plane.store.db import SessionFactory, create_db_engine, make_session_factory
@@ -105,7 +105,7 @@ async def open_runtime(
             queue = queue_of(link, settings, client)
 
         # One graph engine per process: shared provider limits and HTTP connection pools.
-        compiler = Compiler((run_engine or graph_engine.Engine)())
+        compiler = Compiler(configure_engine((run_engine or graph_engine.Engine)(), settings))
         stack.push_async_callback(compiler.aclose)
         runs = Runs(
             compiler=compiler,

@@ -20,8 +20,17 @@ import math
 from pathlib import Path
 from typing import Final, Literal
 
-from pydantic import AliasChoices, Field, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from engine.http_policy import parse_entry, parse_network
 
 __all__ = [
     "DEV_ADMIN_KEY",
@@ -34,6 +43,7 @@ __all__ = [
     "get_settings",
     "is_loopback",
     "settings_problem",
+    "split_list",
 ]
 
 DEV_ADMIN_KEY: Final = "dev-admin-key-not-for-production"
@@ -128,6 +138,11 @@ def settings_problem(exc: ValidationError) -> str:
     return "; ".join(parts) or str(exc).replace("\n", " ")
 
 
+def split_list(value: str) -> list[str]:
+    """A comma-separated setting as its entries, blanks dropped."""
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
 def _default_database_url() -> str:
     # Resolved when settings are built, not at import: the working directory is the project's.
     return f"sqlite:///{Path.cwd() / 'var' / 'rollgraph.db'}"
@@ -187,6 +202,33 @@ class Settings(BaseSettings):
     # Store lookups of unknown API keys a client address may cause per second before it gets
     # 429 (access.failures): guessing keys costs the store nothing past this.
     key_failures_per_s: float = Field(default=10.0, gt=0)
+    # Bounds on work (engine.limits has why each exists). A definition over the graph bounds is
+    # a 422 when applied; a run over the others fails with a step error `too_large`.
+    # 1,000 nodes / 10,000 edges: fifty times the largest example; 1,000 nodes compile in
+    # ~0.35 s (a 10,000-node definition is refused after reading its first 1,001).
+    max_nodes: int = Field(default=1_000, ge=1, le=100_000)
+    max_edges: int = Field(default=10_000, ge=1, le=1_000_000)
+    # 10,000 elements of a template: ~1.3 s and ~14 MB of one process here (400,000: 41 s and
+    # 610 MB on the same machine).
+    max_map_items: int = Field(default=10_000, ge=1)
+    # 1 MiB: the request body limit's size; a text a template builds is a prompt or a message.
+    max_template_bytes: int = Field(default=1024 * 1024, ge=1)
+    # 8 MiB: what an http.json call reads, a map collects and a run returns (outputs are
+    # text and media references, never media bytes).
+    max_response_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
+    # Where http.json may connect, comma-separated host:port (a bare host: its scheme's default
+    # port; host:* every port). Empty: nowhere. Private, loopback and link-local addresses are
+    # refused unless in http_allow_networks (CIDRs, comma-separated) or named as an address.
+    http_allow_hosts: str = ""
+    http_allow_networks: str = ""
+
+    @field_validator("http_allow_hosts", "http_allow_networks")
+    @classmethod
+    def _check_http_entries(cls, value: str, info: ValidationInfo) -> str:
+        parse = parse_entry if info.field_name == "http_allow_hosts" else parse_network
+        for entry in split_list(value):
+            parse(entry)  # a ValueError names the entry
+        return value
 
     @property
     def db_admission_limit(self) -> int:

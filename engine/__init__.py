@@ -5,6 +5,7 @@ The public surface is small on purpose; the control plane and users' notebooks r
 - ``define(source) -> Workflow`` and ``check(source) -> list[Problem]``
 - ``Engine(...)`` with ``run``, ``resume``; ``run(workflow, inputs)`` and ``run_sync`` for one-offs
 - ``RunResult`` and its ``Trace``; ``MemoryStepCache``, ``SQLiteStepCache``
+- ``Limits`` (bounds on work) and ``LimitExceeded``
 - ``node_kind`` to add kinds; ``NodeResult``, ``NodeContext``, ``NodeError``
 - the errors: ``DefinitionError``, ``ValidationError``, ``RunError``
 """
@@ -20,6 +21,7 @@ from engine.errors import (
     RunError,
     ValidationError,
 )
+from engine.limits import LimitExceeded, Limits
 from engine.node_kinds import NodeKind, NodeKinds, NodeResult, Param, default_kinds, node_kind
 from engine.trace import RunId, StepTrace, Trace
 from engine.types import MediaRef, ValueType
@@ -32,6 +34,8 @@ __all__ = [
     "Engine",
     "EngineError",
     "InputBindingError",
+    "LimitExceeded",
+    "Limits",
     "MediaRef",
     "MemoryStepCache",
     "NodeContext",

@@ -11,11 +11,12 @@ import asyncio
 import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
 from engine.errors import NodeError
+from engine.http_policy import HttpPolicy, Target
+from engine.limits import Limits
 from engine.node_kinds import NodeKinds, NodeResult
 from engine.providers.base import ModelCall, Provider, ProviderResult, split_model
 
@@ -31,15 +32,18 @@ class Runtime:
         providers: Iterable[Provider],
         kinds: NodeKinds,
         http_allow_hosts: Iterable[str] = (),
+        http_allow_networks: Iterable[str] = (),
         concurrency: Mapping[str, int] | None = None,
         http_client: httpx.AsyncClient | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.providers: dict[str, Provider] = {p.name: p for p in providers}
         self.kinds = kinds
-        self.http_allow_hosts = frozenset(h.lower() for h in http_allow_hosts)
-        limits = dict(concurrency or {})
+        self.limits = limits or Limits()
+        self.http_policy = HttpPolicy(http_allow_hosts, http_allow_networks)
+        overrides = dict(concurrency or {})
         self._limits = {
-            name: limits.get(name, p.max_concurrency) for name, p in self.providers.items()
+            name: overrides.get(name, p.max_concurrency) for name, p in self.providers.items()
         }
         self._semaphores: dict[str, asyncio.Semaphore] = {}
         self._http = http_client
@@ -59,10 +63,6 @@ class Runtime:
         if self._http is None:
             self._http = httpx.AsyncClient(timeout=httpx.Timeout(30.0), follow_redirects=False)
         return self._http
-
-    def host_allowed(self, url: str) -> bool:
-        host = (urlsplit(url).hostname or "").lower()
-        return bool(host) and host in self.http_allow_hosts
 
     async def aclose(self) -> None:
         for provider in self.providers.values():
@@ -121,15 +121,11 @@ class NodeContext:
     def http(self) -> httpx.AsyncClient:
         return self.runtime.http
 
-    def check_host(self, url: str) -> None:
-        """Refuse a URL whose host is not on the engine's allow-list (not retryable)."""
-        if not self.runtime.host_allowed(url):
-            host = urlsplit(url).hostname or url
-            raise NodeError(
-                f"host {host!r} is not on the http allow-list; allow it with "
-                "Engine(http_allow_hosts=[...]) or `rollgraph exec --allow-host HOST`",
-                code="host_not_allowed",
-            )
+    async def http_target(self, url: str, timeout_s: float) -> Target:
+        """Where a request to ``url`` may go: host and port on the engine's allow-list, every
+        address the name resolves to allowed, pinned to one of them (``engine.http_policy``).
+        Refusals are ``NodeError`` with code ``host_not_allowed`` (not retryable)."""
+        return await self.runtime.http_policy.target(url, timeout_s)
 
     async def run_kind(self, name: str, params: dict[str, Any]) -> NodeResult:
         """Run another kind in place (``map`` uses this for each element)."""

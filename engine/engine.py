@@ -34,6 +34,8 @@ from engine.codec import to_jsonable
 from engine.context import Runtime
 from engine.errors import DefinitionError, Problem, RunError, ValidationError
 from engine.executor import RunState
+from engine.http_policy import HttpPolicy
+from engine.limits import Limits
 from engine.node_kinds import NodeKinds, default_kinds
 from engine.providers import Provider, default_providers
 from engine.spec import load_spec
@@ -128,10 +130,14 @@ def _compile(
     source: str | bytes | Path | dict[str, Any],
     kinds: NodeKinds | None,
     providers: Iterable[Provider] | None,
+    limits: Limits | None,
 ) -> tuple[Workflow | None, list[Problem]]:
-    spec, smap = load_spec(source)
+    limits = limits or Limits()
+    spec, smap = load_spec(source, max_nodes=limits.max_nodes)
     provs = {p.name: p for p in (providers if providers is not None else _catalogue())}
-    workflow, problems = compile_workflow(spec, kinds=kinds or default_kinds, providers=provs)
+    workflow, problems = compile_workflow(
+        spec, kinds=kinds or default_kinds, providers=provs, limits=limits
+    )
     located = [replace(p, line=smap.line(p.location)) for p in problems]
     if workflow is not None:
         workflow = replace(workflow, warnings=tuple(p for p in located if p.severity == "warning"))
@@ -139,32 +145,42 @@ def _compile(
 
 
 def check(
-    source: Source, *, kinds: NodeKinds | None = None, providers: Iterable[Provider] | None = None
+    source: Source,
+    *,
+    kinds: NodeKinds | None = None,
+    providers: Iterable[Provider] | None = None,
+    limits: Limits | None = None,
 ) -> list[Problem]:
-    """Every problem of a definition (errors and warnings); never raises for a bad definition."""
+    """Every problem of a definition (errors and warnings); never raises for a bad definition.
+    ``limits`` bound its size (default: ``Limits()``)."""
     if isinstance(source, Workflow):
         return list(source.warnings)
     try:
-        return _compile(source, kinds, providers)[1]
+        return _compile(source, kinds, providers, limits)[1]
     except DefinitionError as exc:
         return list(exc.problems)
 
 
 def define(
-    source: Source, *, kinds: NodeKinds | None = None, providers: Iterable[Provider] | None = None
+    source: Source,
+    *,
+    kinds: NodeKinds | None = None,
+    providers: Iterable[Provider] | None = None,
+    limits: Limits | None = None,
 ) -> Workflow:
     """Parse and check a definition; raise ``DefinitionError`` or ``ValidationError`` listing
-    every problem."""
+    every problem. ``limits`` bound its size (default: ``Limits()``)."""
     if isinstance(source, Workflow):
         return source
-    workflow, problems = _compile(source, kinds, providers)
+    workflow, problems = _compile(source, kinds, providers, limits)
     if workflow is None:
         raise ValidationError(problems)
     return workflow
 
 
 class Engine:
-    """Long-lived runner: providers, concurrency limits, step cache, HTTP allow-list."""
+    """Long-lived runner: providers, concurrency limits, step cache, HTTP allow-list, bounds on
+    work (``limits``, see ``engine.limits``)."""
 
     def __init__(
         self,
@@ -173,25 +189,44 @@ class Engine:
         cache: StepCache | None = None,
         kinds: NodeKinds | None = None,
         http_allow_hosts: Iterable[str] = (),
+        http_allow_networks: Iterable[str] = (),
         concurrency: Mapping[str, int] | None = None,
         http_client: httpx.AsyncClient | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.kinds = kinds or default_kinds
         self.providers = list(providers) if providers is not None else default_providers()
         self.cache = cache
+        self.limits = limits or Limits()
         self.runtime = Runtime(
             providers=self.providers,
             kinds=self.kinds,
             http_allow_hosts=http_allow_hosts,
+            http_allow_networks=http_allow_networks,
             concurrency=concurrency,
             http_client=http_client,
+            limits=self.limits,
         )
 
+    def configure(
+        self,
+        *,
+        limits: Limits,
+        http_allow_hosts: Iterable[str] = (),
+        http_allow_networks: Iterable[str] = (),
+    ) -> None:
+        """Replace the bounds on work and the http allow-list: a host application (the control
+        plane) applies its settings to whichever engine it was given. Workflows compiled
+        before keep the template bound they were compiled with."""
+        self.limits = limits
+        self.runtime.limits = limits
+        self.runtime.http_policy = HttpPolicy(http_allow_hosts, http_allow_networks)
+
     def define(self, source: Source) -> Workflow:
-        return define(source, kinds=self.kinds, providers=self.providers)
+        return define(source, kinds=self.kinds, providers=self.providers, limits=self.limits)
 
     def check(self, source: Source) -> list[Problem]:
-        return check(source, kinds=self.kinds, providers=self.providers)
+        return check(source, kinds=self.kinds, providers=self.providers, limits=self.limits)
 
     async def run(
         self,
@@ -239,7 +274,7 @@ class Engine:
         trace.perf_end = time.perf_counter()
         if trace.status == "running":
             trace.status = "succeeded"
-        outputs = state.outputs() if trace.status == "succeeded" else None
+        outputs = state.final_outputs() if trace.status == "succeeded" else None
         return RunResult(rid, trace.status, outputs, trace)
 
     async def resume(

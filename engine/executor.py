@@ -20,6 +20,7 @@ from typing import Any
 
 from engine.cache import StepCache
 from engine.context import NodeContext, Runtime
+from engine.limits import TOO_LARGE, LimitExceeded, json_size
 from engine.spec import FallbackSpec
 from engine.step_runner import StepFailed, StepRunner, as_node_error, backoff_delay
 from engine.trace import StepStatus, StepTrace, Trace
@@ -92,6 +93,26 @@ class RunState(StepRunner):
                 values[name] = resolve(self.scope)
             except KeyError:  # it reads a node that was skipped
                 values[name] = None
+        return values
+
+    def final_outputs(self) -> dict[str, Any] | None:
+        """The outputs of a run whose steps all ended well, or ``None`` with the run failed
+        when they are larger than the engine's ``max_response_bytes`` (``too_large``)."""
+        limit = self.runtime.limits.max_response_bytes
+        try:
+            values = self.outputs()
+        except LimitExceeded as exc:
+            self._fail_run(f"the outputs: {exc}", exc.code)
+            return None
+        size = json_size(values, stop_above=limit)
+        if size > limit:
+            self._fail_run(
+                f"the outputs are larger than {limit:,} bytes (the limit; "
+                "ROLLGRAPH_MAX_RESPONSE_BYTES on a server): return a reference to large data, "
+                "not the data",
+                TOO_LARGE,
+            )
+            return None
         return values
 
     async def _drive(self, first: CompiledNode | None) -> None:

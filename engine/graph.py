@@ -8,43 +8,53 @@ and consumers expect a graph that has passed every check.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 
 __all__ = ["consumers_of", "find_cycles", "reaching", "topological_order"]
 
 
 def find_cycles(deps: Mapping[str, AbstractSet[str]]) -> list[list[str]]:
-    """Every elementary cycle reached by a depth-first search, each reported once."""
+    """Every elementary cycle reached by a depth-first search, each reported once.
+
+    The search keeps its own stack: a chain of a thousand nodes whose names sort against the
+    data flow would otherwise recurse a thousand calls deep and exhaust Python's stack."""
     state: dict[str, int] = {}
     stack: list[str] = []
     cycles: list[list[str]] = []
     seen: set[frozenset[str]] = set()
 
-    def visit(node: str) -> None:
-        state[node] = 1
-        stack.append(node)
-        for dep in sorted(deps.get(node, ())):
-            if dep not in deps:
-                continue
-            if state.get(dep) == 1:
-                cycle = stack[stack.index(dep) :]
-                if frozenset(cycle) not in seen:
-                    seen.add(frozenset(cycle))
-                    # In data-flow order, starting at the smallest name, so it reads the same
-                    # whichever node the search entered the cycle by.
-                    flow = list(reversed(cycle))
-                    start = flow.index(min(flow))
-                    flow = flow[start:] + flow[:start]
-                    cycles.append([*flow, flow[0]])
-            elif dep not in state:
-                visit(dep)
-        stack.pop()
-        state[node] = 2
+    def record(dep: str) -> None:
+        cycle = stack[stack.index(dep) :]
+        if frozenset(cycle) not in seen:
+            seen.add(frozenset(cycle))
+            # In data-flow order, starting at the smallest name, so it reads the same
+            # whichever node the search entered the cycle by.
+            flow = list(reversed(cycle))
+            start = flow.index(min(flow))
+            flow = flow[start:] + flow[:start]
+            cycles.append([*flow, flow[0]])
 
-    for node in sorted(deps):
-        if node not in state:
-            visit(node)
+    for root in sorted(deps):
+        if root in state:
+            continue
+        state[root] = 1
+        stack.append(root)
+        pending: list[Iterator[str]] = [iter(sorted(deps.get(root, ())))]
+        while pending:
+            for dep in pending[-1]:
+                if dep not in deps:
+                    continue
+                if state.get(dep) == 1:
+                    record(dep)
+                elif dep not in state:
+                    state[dep] = 1
+                    stack.append(dep)
+                    pending.append(iter(sorted(deps.get(dep, ()))))
+                    break
+            else:
+                pending.pop()
+                state[stack.pop()] = 2
     return cycles
 
 

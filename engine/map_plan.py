@@ -80,7 +80,15 @@ def _items(checker: Checker, value: Any, loc: str, deps: set[str]) -> tuple[Reso
             item_type = vtype.item
     elif not isinstance(value, list):
         checker.error("bad_value", loc, "items must be a list or one reference to a list")
-    return compile_value(value) or (lambda scope: value), item_type
+    elif len(value) > checker.limits.max_map_items:
+        checker.error(
+            "too_large",
+            loc,
+            f"map has {len(value):,} items, more than the limit of "
+            f"{checker.limits.max_map_items:,} (ROLLGRAPH_MAX_MAP_ITEMS on a server)",
+        )
+    resolver = compile_value(value, max_text=checker.limits.max_template_bytes)
+    return resolver or (lambda scope: value), item_type
 
 
 def _concurrency(checker: Checker, value: Any, loc: str) -> int:

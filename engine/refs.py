@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final, NamedTuple
 
+from engine.limits import LimitExceeded, text_size
 from engine.types import MediaRef
 
 __all__ = [
@@ -181,11 +182,13 @@ def _lookup(ref: Ref) -> Resolver:
     return walk
 
 
-def compile_value(value: Any) -> Resolver | None:
+def compile_value(value: Any, *, max_text: int | None = None) -> Resolver | None:
     """Turn a parameter into a resolver over the run's scope; ``None`` when it holds no reference.
 
     Compiling once when the workflow is defined keeps the per-node cost of a run to a few
-    dictionary look-ups.
+    dictionary look-ups. ``max_text`` bounds the UTF-8 size of the text a template renders
+    (``LimitExceeded`` when a run's values would make it larger): a parameter that repeats one
+    reference a thousand times must not turn a long input into a gigabyte.
     """
     if isinstance(value, str):
         if "${" not in value:
@@ -203,17 +206,40 @@ def compile_value(value: Any) -> Resolver | None:
         if not any(isinstance(p, Ref) for p in parts):
             literal = "".join(p for p in parts if isinstance(p, str))
             return lambda scope: literal
-        return lambda scope: "".join(piece(scope) for piece in pieces)
+        if max_text is None:
+            return lambda scope: "".join(piece(scope) for piece in pieces)
+        return _bounded(pieces, max_text)
     if isinstance(value, dict):
-        compiled = {k: compile_value(v) for k, v in value.items()}
+        compiled = {k: compile_value(v, max_text=max_text) for k, v in value.items()}
         if all(c is None for c in compiled.values()):
             return None
         return lambda scope: {
             k: (c(scope) if c is not None else value[k]) for k, c in compiled.items()
         }
     if isinstance(value, list):
-        items = [compile_value(v) for v in value]
+        items = [compile_value(v, max_text=max_text) for v in value]
         if all(c is None for c in items):
             return None
         return lambda scope: [c(scope) if c is not None else value[i] for i, c in enumerate(items)]
     return None
+
+
+def _bounded(pieces: list[Callable[[Scope], str]], max_text: int) -> Resolver:
+    """A template's renderer that stops as soon as its text would pass ``max_text`` bytes."""
+
+    def render(scope: Scope) -> str:
+        out: list[str] = []
+        size = 0
+        for piece in pieces:
+            text = piece(scope)
+            size += text_size(text)
+            if size > max_text:
+                raise LimitExceeded(
+                    f"a template would render more than {max_text:,} bytes (the limit; "
+                    "ROLLGRAPH_MAX_TEMPLATE_BYTES on a server): it repeats or embeds values "
+                    "too large to put in one text"
+                )
+            out.append(text)
+        return "".join(out)
+
+    return render

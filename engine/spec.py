@@ -168,10 +168,13 @@ def _pydantic_problems(exc: pydantic.ValidationError, smap: SourceMap) -> list[P
     return unique
 
 
-def load_spec(source: str | bytes | Path | dict[str, Any]) -> tuple[WorkflowSpec, SourceMap]:
+def load_spec(
+    source: str | bytes | Path | dict[str, Any], *, max_nodes: int | None = None
+) -> tuple[WorkflowSpec, SourceMap]:
     """Read a definition from YAML/JSON text, a file path or a mapping.
 
-    Raises ``DefinitionError`` listing every problem; never a parser traceback.
+    Raises ``DefinitionError`` listing every problem; never a parser traceback. A definition
+    with more than ``max_nodes`` nodes is refused before it is validated (``too_large``).
     """
     if isinstance(source, Path):
         try:
@@ -186,7 +189,7 @@ def load_spec(source: str | bytes | Path | dict[str, Any]) -> tuple[WorkflowSpec
     if isinstance(source, bytes):
         source = source.decode("utf-8", errors="replace")
     if isinstance(source, str):
-        data, smap, problems = SourceMap.parse(source)
+        data, smap, problems = SourceMap.parse(source, max_nodes=max_nodes)
         if problems:
             raise DefinitionError(problems)
     else:
@@ -201,6 +204,14 @@ def load_spec(source: str | bytes | Path | dict[str, Any]) -> tuple[WorkflowSpec
                 )
             ]
         )
+    nodes = data.get("nodes")
+    if max_nodes is not None and isinstance(nodes, dict) and len(nodes) > max_nodes:
+        # Text was counted as it was parsed; this catches mappings and YAML merge keys.
+        message = (
+            f"the workflow has {len(nodes):,} nodes, more than the limit of {max_nodes:,} "
+            "(ROLLGRAPH_MAX_NODES on a server); split it into smaller ones"
+        )
+        raise DefinitionError([Problem("too_large", "nodes", message, line=smap.line("nodes"))])
     try:
         return WorkflowSpec.model_validate(data), smap
     except pydantic.ValidationError as exc:

@@ -20,6 +20,7 @@ from engine.cache import CachedStep, StepCache
 from engine.codec import step_key
 from engine.context import NodeContext, Runtime
 from engine.errors import NodeError
+from engine.limits import LimitExceeded
 from engine.node_kinds import KindFn, NodeResult
 from engine.spec import RetrySpec
 from engine.trace import RunId, StepTrace, Trace
@@ -131,8 +132,16 @@ class StepRunner:
         try:
             if node.map_plan is not None:
                 assert node.items is not None
+                items = node.items(scope)
+                limit = self.runtime.limits.max_map_items
+                if isinstance(items, list) and len(items) > limit:
+                    # Before the step key (which hashes every item) or any task is made.
+                    raise LimitExceeded(
+                        f"map has {len(items):,} items, more than the limit of {limit:,} "
+                        "(ROLLGRAPH_MAX_MAP_ITEMS on a server); split the list"
+                    )
                 return {
-                    "items": node.items(scope),
+                    "items": items,
                     "concurrency": node.map_plan.concurrency,
                     "output": node.map_plan.output,
                     "run_item": self._item_runner(node),
@@ -154,6 +163,8 @@ class StepRunner:
             return params
         except (ValueError, KeyError) as exc:
             raise StepFailed(NodeError(f"bad input: {exc}", code="bad_input"), 0) from None
+        except LimitExceeded as exc:
+            raise StepFailed(exc, 0) from None
 
     def _params_without_skipped(self, node: CompiledNode) -> dict[str, Any]:
         scope = self.scope

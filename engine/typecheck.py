@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, cast
 
 from engine.errors import Problem
+from engine.limits import Limits
 from engine.node_kinds import NodeKind, NodeKinds, Param
 from engine.providers.base import Provider, split_model
 from engine.refs import INPUTS, ITEM, Ref, Resolver, compile_value, iter_refs
@@ -48,6 +49,7 @@ class Checker:
     spec: WorkflowSpec
     kinds: NodeKinds
     providers: Mapping[str, Provider]
+    limits: Limits = field(default_factory=Limits)
     problems: list[Problem] = field(default_factory=list)
     input_types: dict[str, ValueType] = field(default_factory=dict)
 
@@ -136,7 +138,7 @@ class Checker:
                     static[name] = param.default
                 continue
             value = values[name]
-            resolver = compile_value(value)
+            resolver = compile_value(value, max_text=self.limits.max_template_bytes)
             if resolver is None:
                 static[name] = self.literal(value, param, where)
                 continue

@@ -21,6 +21,7 @@ from typing import Any, cast
 
 from engine.errors import Problem
 from engine.graph import consumers_of, find_cycles, reaching, topological_order
+from engine.limits import Limits
 from engine.map_plan import compile_map
 from engine.node_kinds import NodeKind, NodeKinds, Param
 from engine.providers.base import Provider
@@ -43,14 +44,19 @@ class _Outputs:
 
 
 def compile_workflow(
-    spec: WorkflowSpec, *, kinds: NodeKinds, providers: Mapping[str, Provider]
+    spec: WorkflowSpec,
+    *,
+    kinds: NodeKinds,
+    providers: Mapping[str, Provider],
+    limits: Limits | None = None,
 ) -> tuple[Workflow | None, list[Problem]]:
     """Check a workflow and compile it; no workflow when any of the problems is an error."""
-    checker = Checker(spec, kinds, providers)
+    checker = Checker(spec, kinds, providers, limits or Limits())
     _check_inputs(checker)
     compiled, deps_of = _compile_nodes(checker)
     outputs = _compile_outputs(checker)
-    _check_graph(checker, deps_of, outputs.deps)
+    if _check_edges(checker, deps_of):
+        _check_graph(checker, deps_of, outputs.deps)
     problems = checker.problems
     if any(p.severity == "error" for p in problems):
         return None, problems
@@ -146,7 +152,8 @@ def _compile_outputs(checker: Checker) -> _Outputs:
     outputs = _Outputs()
     for name, value in checker.spec.outputs.items():
         out_type = _output_type(checker, value, f"outputs.{name}", outputs.deps)
-        outputs.resolvers.append((name, compile_value(value), value))
+        resolver = compile_value(value, max_text=checker.limits.max_template_bytes)
+        outputs.resolvers.append((name, resolver, value))
         outputs.types[name] = out_type or JSON
     return outputs
 
@@ -166,6 +173,21 @@ def _output_type(checker: Checker, value: Any, loc: str, deps: set[str]) -> Valu
         elif rtype is not None and not rtype.interpolatable:
             checker.error("not_interpolatable", where, f"{ref} is {rtype}; output it on its own")
     return out_type
+
+
+def _check_edges(checker: Checker, deps_of: Mapping[str, set[str]]) -> bool:
+    """Whether the graph's edges are within the limit; the graph checks walk every one."""
+    edges = sum(len(deps) for deps in deps_of.values())
+    limit = checker.limits.max_edges
+    if edges <= limit:
+        return True
+    checker.error(
+        "too_large",
+        "nodes",
+        f"the workflow has {edges:,} edges (references between nodes), more than the limit "
+        f"of {limit:,} (ROLLGRAPH_MAX_EDGES on a server); split it into smaller ones",
+    )
+    return False
 
 
 def _check_graph(checker: Checker, deps_of: Mapping[str, set[str]], output_deps: set[str]) -> None:

@@ -404,7 +404,7 @@ def test_failing_run_then_resume(
     assert rows["draft"] == "succeeded"
     assert rows["fetch"] == "failed"
     assert rows["report"] == "cancelled"
-    assert "host '127.0.0.1' is not on the http allow-list" in out
+    assert f"127.0.0.1:{server.server_address[1]} is not on the http allow-list" in out
     match = RUN_ID_RE.search(out)
     assert match, f"no resume hint in:\n{out}"
     run_id = match.group(1)
@@ -412,7 +412,7 @@ def test_failing_run_then_resume(
     assert str(db) in out[out.index("resume") :]
     assert server.requests == []
 
-    code, doc = exec_json(capsys, flaky, *common, "--resume", run_id, "--allow-host", "127.0.0.1")
+    code, doc = exec_json(capsys, flaky, *common, "--resume", run_id, "--allow-host", "127.0.0.1:*")
     assert code == 0, doc["error"]
     assert doc["run_id"] == run_id
     trace = doc["trace"]
@@ -454,7 +454,7 @@ def test_resume_keeps_the_seed_given_on_the_command_line(
     assert code == 1
     assert first["trace"]["seed"] == 3
     code, resumed = exec_json(
-        capsys, flaky, *common, "--resume", first["run_id"], "--allow-host", "127.0.0.1"
+        capsys, flaky, *common, "--resume", first["run_id"], "--allow-host", "127.0.0.1:*"
     )
     assert code == 0
     assert resumed["trace"]["seed"] == 3
@@ -478,7 +478,7 @@ def test_printed_resume_command_carries_the_inputs(
     assert code == 1
     argv = resume_hint(out)
     code, out, err = run_cli(
-        capsys, *argv, "--allow-host", "127.0.0.1", "--time-scale", "0", "--json"
+        capsys, *argv, "--allow-host", "127.0.0.1:*", "--time-scale", "0", "--json"
     )
     assert code == 0, err
     steps = {s["node"]: s for s in json.loads(out)["trace"]["steps"]}

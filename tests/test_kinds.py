@@ -54,7 +54,7 @@ def run_kind(
         runtime = Runtime(
             providers=providers or [SimProvider(time_scale=0, failure_rate=0.0)],
             kinds=default_kinds,
-            http_allow_hosts=["127.0.0.1"],
+            http_allow_hosts=["127.0.0.1:*"],
         )
         try:
             ctx = NodeContext(runtime, "run-1", "n", seed=1, attempt=1)

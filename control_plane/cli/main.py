@@ -9,7 +9,7 @@ import asyncio
 import json
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from control_plane.cli.processes import add_process_commands
 from control_plane.cli.remote import add_remote_commands
 from control_plane.cli.waterfall import render_waterfall
 from engine.errors import DefinitionError, Problem, ValidationError
+from engine.http_policy import parse_entry, parse_network
 from engine.providers import OpenAIProvider, Provider, SimProvider
 from engine.workflow import InputBindingError, Workflow, parse_input_text
 
@@ -79,6 +80,19 @@ def _parse_inputs(workflow: Workflow, pairs: Sequence[str]) -> dict[str, Any]:
     return values
 
 
+def _checked(parse: Callable[[str], object]) -> Callable[[str], str]:
+    """An argparse type: the text itself, once ``parse`` accepts it (else a usage error)."""
+
+    def check(text: str) -> str:
+        try:
+            parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return text
+
+    return check
+
+
 def _resume_command(args: argparse.Namespace, run_id: str) -> str:
     words = ["rollgraph", "exec", args.file]
     for pair in args.input:
@@ -87,6 +101,8 @@ def _resume_command(args: argparse.Namespace, run_id: str) -> str:
         words += ["--seed", str(args.seed)]
     for host in args.allow_host:
         words += ["--allow-host", host]
+    for network in args.allow_network:
+        words += ["--allow-network", network]
     words += ["--cache", args.cache, "--resume", run_id]
     return shlex.join(words)
 
@@ -98,7 +114,10 @@ async def _exec(args: argparse.Namespace, workflow: Workflow, inputs: dict[str, 
         OpenAIProvider(),
     ]
     async with engine.Engine(
-        providers=providers, cache=cache, http_allow_hosts=args.allow_host
+        providers=providers,
+        cache=cache,
+        http_allow_hosts=args.allow_host,
+        http_allow_networks=args.allow_network,
     ) as eng:
         if args.resume:
             result = await eng.resume(
@@ -158,7 +177,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--time-scale", type=float, default=0.1, help="simulated latency factor (1 = realistic)"
     )
-    p.add_argument("--allow-host", action="append", default=[], help="host http.json may call")
+    p.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        type=_checked(parse_entry),
+        metavar="HOST[:PORT|:*]",
+        help="where http.json may connect (a bare host: its scheme's default port only)",
+    )
+    p.add_argument(
+        "--allow-network",
+        action="append",
+        default=[],
+        type=_checked(parse_network),
+        metavar="CIDR",
+        help="private or loopback addresses http.json may reach (e.g. 127.0.0.0/8)",
+    )
     p.set_defaults(func=cmd_exec)
     add_process_commands(sub)
     add_remote_commands(sub)

@@ -14,8 +14,31 @@ from collections import OrderedDict
 
 import engine
 from control_plane.errors import Conflict
+from control_plane.settings import Settings, split_list
 
-__all__ = ["Compiler"]
+__all__ = ["Compiler", "configure_engine", "engine_limits"]
+
+
+def engine_limits(settings: Settings) -> engine.Limits:
+    """The engine's bounds on work, from the process's settings."""
+    return engine.Limits(
+        max_nodes=settings.max_nodes,
+        max_edges=settings.max_edges,
+        max_map_items=settings.max_map_items,
+        max_template_bytes=settings.max_template_bytes,
+        max_response_bytes=settings.max_response_bytes,
+    )
+
+
+def configure_engine(run_engine: engine.Engine, settings: Settings) -> engine.Engine:
+    """``run_engine`` with the settings' limits and http allow-list, whoever built it (the
+    default factory, a test's, a benchmark's): a server's bounds never depend on that."""
+    run_engine.configure(
+        limits=engine_limits(settings),
+        http_allow_hosts=split_list(settings.http_allow_hosts),
+        http_allow_networks=split_list(settings.http_allow_networks),
+    )
+    return run_engine
 
 
 class Compiler:

@@ -22,6 +22,7 @@ from typing import Any
 
 from engine.context import NodeContext
 from engine.errors import NodeError
+from engine.limits import LimitExceeded, json_size
 from engine.node_kinds import NodeResult, Param, node_kind
 
 __all__ = ["map_items"]
@@ -46,12 +47,23 @@ async def map_items(ctx: NodeContext, params: dict[str, Any]) -> NodeResult:
     run_item = params["run_item"]
     output = params["output"]
     limit = asyncio.Semaphore(max(1, int(params.get("concurrency") or 4)))
+    # The results are one value: bounded like a run's outputs, and checked as they arrive so
+    # the step stops (cancelling the rest) instead of holding all of them first.
+    max_bytes = ctx.runtime.limits.max_response_bytes
+    collected = 0
 
     async def one(index: int, item: Any) -> NodeResult:
+        nonlocal collected
         async with limit:
             sub = NodeContext(ctx.runtime, ctx.run_id, f"{ctx.node}[{index}]", ctx.seed, 1)
             result: NodeResult = await run_item(sub, index, item)
-            return result
+        collected += json_size(result.outputs.get(output), stop_above=max_bytes)
+        if collected > max_bytes:
+            raise LimitExceeded(
+                f"map results are larger than {max_bytes:,} bytes by element {index} (the limit; "
+                "ROLLGRAPH_MAX_RESPONSE_BYTES on a server)"
+            )
+        return result
 
     try:
         async with asyncio.TaskGroup() as group:

@@ -20,6 +20,7 @@ from typing import Any, Final
 
 from engine.context import NodeContext
 from engine.errors import NodeError
+from engine.limits import LimitExceeded, text_size
 from engine.node_kinds import NodeResult, Param, node_kind
 from engine.refs import render_text
 
@@ -34,11 +35,13 @@ def _available(values: Mapping[str, Any]) -> str:
     return ", ".join(sorted(values)) or "none"
 
 
-def render_template(text: str, values: Mapping[str, Any]) -> str:
+def render_template(text: str, values: Mapping[str, Any], max_bytes: int | None = None) -> str:
     """Replace each ``{name}`` in ``text`` with ``values[name]`` rendered as text.
 
     Raise ``NodeError`` (not retryable) naming every missing placeholder at once, so a user
-    fixes them in one edit rather than one run per name.
+    fixes them in one edit rather than one run per name. With ``max_bytes``, raise
+    ``LimitExceeded`` before building a text larger than that (its size is added up from the
+    pieces first: a short text repeating a long value must not be built to be refused).
     """
     missing: list[str] = []
     for match in _TOKEN_RE.finditer(text):
@@ -61,6 +64,9 @@ def render_template(text: str, values: Mapping[str, Any]) -> str:
             code="template_missing_value",
         )
 
+    if max_bytes is not None:
+        _check_size(text, values, max_bytes)
+
     def replace(match: re.Match[str]) -> str:
         token = match.group(0)
         if token == "{{":
@@ -70,6 +76,32 @@ def render_template(text: str, values: Mapping[str, Any]) -> str:
         return render_text(values[match.group(1)])
 
     return _TOKEN_RE.sub(replace, text)
+
+
+def _check_size(text: str, values: Mapping[str, Any], max_bytes: int) -> None:
+    rendered: dict[str, int] = {}  # each value measured once, however often it repeats
+    size = 0
+    pos = 0
+    for match in _TOKEN_RE.finditer(text):
+        size += text_size(text[pos : match.start()])
+        name = match.group(1)
+        if name is None:
+            size += 1  # an escaped brace
+        else:
+            if name not in rendered:
+                rendered[name] = text_size(render_text(values[name]))
+            size += rendered[name]
+        pos = match.end()
+        if size > max_bytes:
+            raise LimitExceeded(
+                f"template would render more than {max_bytes:,} bytes (the limit; "
+                "ROLLGRAPH_MAX_TEMPLATE_BYTES on a server)"
+            )
+    if size + text_size(text[pos:]) > max_bytes:
+        raise LimitExceeded(
+            f"template would render more than {max_bytes:,} bytes (the limit; "
+            "ROLLGRAPH_MAX_TEMPLATE_BYTES on a server)"
+        )
 
 
 @node_kind(
@@ -90,4 +122,5 @@ async def template(ctx: NodeContext, params: dict[str, Any]) -> NodeResult:
             f"template values must be a mapping of names to values, got {type(values).__name__}",
             code="bad_input",
         )
-    return NodeResult(outputs={"text": render_template(str(params["text"]), values)})
+    text = render_template(str(params["text"]), values, ctx.runtime.limits.max_template_bytes)
+    return NodeResult(outputs={"text": text})
