@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo example test lint typecheck bench bench-http bench-analysis bench-scale lock clean
+.PHONY: run demo example test lint typecheck bench bench-http bench-analysis bench-scale soak lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,13 @@ bench-analysis: $(STAMP)
 # extra latency over a direct run (needs the machine's PostgreSQL and Redis).
 bench-scale: $(STAMP)
 	$(BIN)/python -m benchmarks.scale --json
+
+# Two replicas and two workers on the machine's PostgreSQL and Redis under mixed traffic from
+# wrk (200 clients, SOAK_S seconds, default 300), then a checker: no 5xx, nothing answered lost,
+# no accepted run unfinished, counters equal to the store, p50/p99 per route class, RSS.
+SOAK_S ?= 300
+soak: $(STAMP)
+	$(BIN)/python -m benchmarks.soak --json --duration $(SOAK_S)
 
 # Re-pin every dependency (needs `uv`; the lock is committed, so nobody else has to run this).
 lock:
