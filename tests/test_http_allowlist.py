@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from pydantic import ValidationError
 
@@ -81,8 +86,9 @@ def other() -> Iterator[Server]:
     srv.close()
 
 
-def call(url: str, **engine_kw: Any) -> dict[str, Any]:
-    """One ``http.json`` node calling ``url``: its step as the trace records it."""
+def call(url: str, verify: ssl.SSLContext | None = None, **engine_kw: Any) -> dict[str, Any]:
+    """One ``http.json`` node calling ``url``: its step as the trace records it. ``verify``:
+    the TLS trust the engine's HTTP client uses (default: the system's)."""
     definition = {
         "name": "fetch",
         "nodes": {"get": {"uses": "http.json", "with": {"url": url}, "retry": {"max_attempts": 1}}},
@@ -90,7 +96,13 @@ def call(url: str, **engine_kw: Any) -> dict[str, Any]:
     }
 
     async def go() -> engine.RunResult:
-        async with engine.Engine(providers=[], **engine_kw) as eng:
+        if verify is None:
+            async with engine.Engine(providers=[], **engine_kw) as eng:
+                return await eng.run(definition)
+        async with (
+            httpx.AsyncClient(verify=verify) as client,
+            engine.Engine(providers=[], http_client=client, **engine_kw) as eng,
+        ):
             return await eng.run(definition)
 
     result = asyncio.run(go())
@@ -191,6 +203,63 @@ def test_the_connection_goes_to_the_address_that_was_checked(
         assert len(pinned.seen) == 1
     finally:
         pinned.close()
+
+
+def self_signed(directory: Path, name: str) -> tuple[Path, Path]:
+    """A certificate for ``name`` (its own CA) and its key, made by the openssl command."""
+    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", f"/CN={name}"),
+            *("-addext", f"subjectAltName=DNS:{name}"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+@pytest.mark.parametrize("certified", ["secure.test", "other.test"])
+def test_https_goes_to_the_checked_address_verified_against_the_name(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, certified: str
+) -> None:
+    """``secure.test`` resolves to 127.0.0.1; the TLS server there holds a certificate for
+    ``certified``. The request connects to the address but sends the name as SNI and verifies
+    the certificate against it: it succeeds only when the certificate is the name's."""
+    cert, key = self_signed(tmp_path, certified)
+    server_names: list[str | None] = []
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+    tls.sni_callback = lambda _sock, name, _ctx: server_names.append(name)
+    srv = Server()
+    srv.socket = tls.wrap_socket(srv.socket, server_side=True)
+    real = socket.getaddrinfo
+
+    def resolve(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "secure.test":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    trusted = ssl.create_default_context(cafile=str(cert))
+    try:
+        step = call(
+            f"https://secure.test:{srv.port}/",
+            http_allow_hosts=[f"secure.test:{srv.port}"],
+            http_allow_networks=["127.0.0.1/32"],
+            verify=trusted,
+        )
+    finally:
+        srv.close()
+    assert server_names[:1] == ["secure.test"]
+    if certified == "secure.test":
+        assert step["status"] == "succeeded", step
+        assert srv.seen == [("/", f"secure.test:{srv.port}")]
+    else:
+        assert step["error_code"] == "connection_error" and "CERTIFICATE" in step["error"]
+        assert srv.seen == []
 
 
 def test_a_response_over_the_limit_is_refused(server: Server) -> None:
