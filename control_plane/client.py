@@ -203,6 +203,12 @@ class Client:
         result: dict[str, Any] = self._call("POST", path)
         return result
 
+    def experiment_resume(self, experiment_id: int) -> dict[str, Any]:
+        """Resume a halted experiment (admin)."""
+        path = f"/v1/experiments/{experiment_id}/resume"
+        result: dict[str, Any] = self._call("POST", path)
+        return result
+
     def outcome(self, run_id: str, metrics: dict[str, bool | float]) -> dict[str, Any]:
         """Record what happened after a run, once per metric (runner)."""
         result: dict[str, Any] = self._call("POST", f"/v1/runs/{run_id}/outcome", json=metrics)

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 
+import httpx
 import pytest
 
 from control_plane.cli import main
@@ -259,5 +260,20 @@ def test_experiments_through_the_cli(
     code, out, _ = cli(capsys, server, "experiment", "list", "--status", "running")
     assert experiment_id in out
     assert cli(capsys, server, "experiment", "stop", experiment_id)[1].endswith("stopped\n")
+    # A halt is visible in the CLI, and a person resumes it there.
+    spec.write_text(spec.read_text(encoding="utf-8") + "no_traffic_timeout_s: 0.001\n")
+    halting = cli(capsys, server, "experiment", "start", str(spec))[1].split()[1]
+    evaluated = httpx.post(
+        f"{server}/v1/experiments/{halting}/evaluate",
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+    )
+    assert evaluated.json()["applied"] == "halt", evaluated.text
+    code, out, _ = cli(capsys, server, "experiment", "status", halting)
+    assert code == 0 and "[halted]" in out and "decision: halt → halt" in out
+    assert "[no_traffic]" in out
+    assert halting in cli(capsys, server, "experiment", "list", "--status", "halted")[1]
+    code, out, _ = cli(capsys, server, "experiment", "resume", halting)
+    assert (code, out) == (0, f"experiment {halting} running (acknowledged: no_traffic)\n")
+    assert cli(capsys, server, "experiment", "stop", halting)[1].endswith("stopped\n")
     code, _, err = cli(capsys, server, "experiment", "start", str(tmp_path / "missing.yaml"))
     assert code == 2 and "cannot read" in err

@@ -278,18 +278,21 @@ def test_a_ramp_advances_when_its_gate_passes(client: TestClient) -> None:
     assert client.get(f"/v1/experiments/{experiment['id']}").json()["step"] == 2
 
 
-def test_no_traffic_halts_without_acting(client: TestClient) -> None:
+def test_no_traffic_halts_the_experiment_visibly(client: TestClient) -> None:
     body = {**EXPERIMENT, "no_traffic_timeout_s": 0.001}
     experiment = client.post("/v1/experiments", json=body).json()
-    assert evaluate(client) == {experiment["id"]: None}
+    assert evaluate(client) == {experiment["id"]: "halt"}
     decision = client.get(f"/v1/experiments/{experiment['id']}/decisions").json()[0]
-    assert decision["action"] == "halt" and decision["reasons"][0]["code"] == "no_traffic"
+    assert (decision["action"], decision["applied"]) == ("halt", "halt")
+    assert decision["reasons"][0]["code"] == "no_traffic"
     audited = client.get("/v1/audit", params={"target_kind": "experiment"}).json()[0]
-    assert audited["action"] == "experiment.decision" and audited["actor"] == "evaluator"
-    assert audited["after"]["action"] == "halt" and "statistics" in audited["after"]
-    evaluate(client)  # the same decision again is not news: nothing more is written
+    assert audited["action"] == "experiment.halt" and audited["actor"] == "evaluator"
+    assert audited["after"]["reasons"][0]["code"] == "no_traffic"
+    assert "statistics" in audited["after"]
+    assert evaluate(client) == {}  # halted: the evaluator leaves it to a person
     assert len(client.get(f"/v1/experiments/{experiment['id']}/decisions").json()) == 1
-    assert client.get(f"/v1/experiments/{experiment['id']}").json()["status"] == "running"
+    halted = client.get(f"/v1/experiments/{experiment['id']}").json()
+    assert halted["status"] == "halted" and halted["halt_reasons"][0]["code"] == "no_traffic"
 
 
 def test_an_absolute_bound_rolls_back_without_a_significant_difference(

@@ -1,4 +1,4 @@
-"""``rollgraph experiment start|list|status|decisions|stop`` and ``rollgraph outcome``.
+"""``rollgraph experiment start|list|status|decisions|resume|stop`` and ``rollgraph outcome``.
 
 ``status`` prints the results table the API serves: per arm and metric n, mean, the effect
 against the baseline with its interval, p-values; then the decision and its reasons.
@@ -16,6 +16,7 @@ import yaml
 
 from control_plane.cli.remote import remote_command, remote_options
 from control_plane.client import Client
+from control_plane.experiments.schemas import EXPERIMENT_STATUSES
 
 __all__ = ["add_experiment_commands", "render_results"]
 
@@ -52,8 +53,13 @@ def render_results(results: dict[str, Any]) -> str:
         )  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    if e.get("halt_reasons"):
+        lines.append(f"halted at {str(e['halted_at'])[:19]}: resume or stop it")
     winner = f" ({results['winner']})" if results.get("winner") else ""
-    lines.append(f"decision: {results['action']}{winner}")
+    applied = results.get("applied")
+    when = f" at {str(results['decided_at'])[:19]}" if results.get("decided_at") else ""
+    done = f" → {applied}{when}" if applied else ""
+    lines.append(f"decision: {results['action']}{winner}{done}")
     lines += [f"  - {r['message']} [{r['code']}]" for r in results["reasons"]]
     return "\n".join(lines)
 
@@ -102,6 +108,13 @@ def _stop(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def _resume(client: Client, args: argparse.Namespace) -> int:
+    resumed = client.experiment_resume(args.id)
+    codes = ", ".join(resumed["acknowledged"]) or "none"
+    print(f"experiment {resumed['id']} {resumed['status']} (acknowledged: {codes})")
+    return 0
+
+
 def add_experiment_commands(sub: Any) -> None:
     experiment = sub.add_parser("experiment", help="compare versions on live traffic")
     commands = experiment.add_subparsers(dest="experiment_command", required=True)
@@ -116,7 +129,7 @@ def add_experiment_commands(sub: Any) -> None:
     p.set_defaults(func=remote_command(_start))
     p = command("list", "list experiments, newest first")
     p.add_argument("--workflow")
-    p.add_argument("--status", choices=["running", "stopped", "promoted", "rolled_back"])
+    p.add_argument("--status", choices=EXPERIMENT_STATUSES)
     p.set_defaults(func=remote_command(_list))
     p = command("status", "the results table and the decision with its reasons")
     p.add_argument("id", type=int, metavar="ID")
@@ -125,6 +138,9 @@ def add_experiment_commands(sub: Any) -> None:
     p = command("decisions", "the evaluator's decisions and actions")
     p.add_argument("id", type=int, metavar="ID")
     p.set_defaults(func=remote_command(_decisions))
-    p = command("stop", "end a running experiment")
+    p = command("resume", "resume a halted experiment (its halt reasons halt it no more)")
+    p.add_argument("id", type=int, metavar="ID")
+    p.set_defaults(func=remote_command(_resume))
+    p = command("stop", "end a running or halted experiment (the baseline gets all traffic)")
     p.add_argument("id", type=int, metavar="ID")
     p.set_defaults(func=remote_command(_stop))

@@ -1,18 +1,26 @@
 """The background evaluator: every ``experiment_eval_s`` it analyses each running experiment and
-applies its rules.
+applies the verdict (``control_plane.experiments.verdict``: the analysis plus time, traffic,
+bounds and which halts to act on).
 
-* ``rollback`` (a guardrail regression the test finds significant, or a worse primary metric)
-  with ``auto_rollback``: the candidates go to 0 %, the experiment ends ``rolled_back`` and the
-  label stays on the baseline.
+* ``halt`` (sample ratio mismatch, an unanalysable spec, no traffic, a metric whose outcomes
+  never arrive): the experiment becomes ``halted`` with its reasons; traffic stays at the
+  step's shares, the ramp and the rules wait until a person resumes or stops it.
+* ``rollback`` (a guardrail regression the test finds significant, a worse primary metric, a
+  crossed bound) with ``auto_rollback``: the candidates go to 0 %, the experiment ends
+  ``rolled_back`` and the label stays on the baseline.
 * ``promote`` with ``auto_promote``, at the last ramp step (or without a ramp): the experiment
   ends ``promoted`` and the label moves to the winner.
+* a final verdict (a fixed-horizon test at its planned size, ``Decision.final``) not applied
+  above, "no difference found" included: the experiment ends ``stopped`` (``applied: end``),
+  so a fixed test is acted on once and never peeked at again.
 * a ramp step advances when its gate passes: held ``min_duration_s``, ``min_runs`` in every arm
   at this step, and an analysis that neither halts nor rolls back.
-* no run for ``no_traffic_timeout_s``: the decision is ``halt`` and says so (nothing is acted on).
 
 Every new decision and every action is stored (``GET /v1/experiments/{id}/decisions``) and
-written to the audit log, with the statistics it rests on. Actions are conditional updates on the
-experiment's status and step, so two processes evaluating at once act once.
+written to the audit log with its reasons (codes and words) and the statistics they rest on;
+the stored statistics' action and reasons are the verdict's, the analysis' own under
+``analysis``. Actions are conditional updates on the experiment's status and step, so two
+processes evaluating at once act once.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, text, update
+from sqlalchemy import text, update
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
@@ -31,10 +39,11 @@ from analysis.decision import Decision
 from control_plane.audit.service import record as audit
 from control_plane.experiments.results import analyse, to_public
 from control_plane.experiments.schemas import ExperimentCreate, ExperimentPublic
+from control_plane.experiments.verdict import Verdict, last_run_at, reason, verdict
 from control_plane.kit.time import as_utc, utcnow
 from control_plane.metrics import Metrics
 from control_plane.store.db import SessionFactory, session_scope
-from control_plane.store.tables import ExperimentDecisionRow, ExperimentRow, RunRow
+from control_plane.store.tables import ExperimentDecisionRow, ExperimentRow
 from control_plane.workflows.labels import set_label
 
 __all__ = ["ACTOR", "Evaluation", "Evaluator", "evaluate"]
@@ -52,7 +61,7 @@ def _statistics(experiment: ExperimentPublic, decision: Decision) -> dict[str, A
 
 @dataclass(frozen=True, slots=True)
 class Evaluation:
-    """One evaluation: what the analysis decided, what was done, why, and on what numbers."""
+    """One evaluation: what was decided, what was done, why, and on what numbers."""
 
     at: datetime
     step: int
@@ -68,42 +77,6 @@ class Evaluation:
             metrics.observe_evaluation(
                 experiment_id, action=self.action, applied=self.applied, stored=self.stored
             )
-
-
-def _reason(code: str, message: str) -> dict[str, Any]:
-    return {"code": code, "message": message, "arm": None, "metric": None}
-
-
-def _crossed_bounds(
-    experiment: ExperimentPublic, statistics: dict[str, Any]
-) -> list[dict[str, Any]]:
-    """Reasons for each candidate metric beyond an absolute bound after enough runs."""
-    candidates = {str(a["version"]) for a in experiment.arms}
-    crossed = []
-    for bound in experiment.config.bounds:
-        for row in statistics["metrics"]:
-            if row["arm"] not in candidates or row["metric"] != bound.metric:
-                continue
-            mean, n = row.get("mean"), int(row["n"])
-            if mean is None or n < bound.after_runs:
-                continue
-            low = bound.min is not None and mean < bound.min
-            high = bound.max is not None and mean > bound.max
-            if low or high:
-                limit = f"at least {bound.min:g}" if low else f"at most {bound.max:g}"
-                crossed.append({
-                    "code": "bound_crossed", "arm": row["arm"], "metric": bound.metric,
-                    "message": f"{row['arm']}'s {bound.metric} is {mean:.4g} after {n} runs; "
-                               f"the bound is {limit}: roll back",
-                })  # fmt: skip
-    return crossed
-
-
-def _last_run_at(session: Session, experiment_id: int) -> datetime | None:
-    latest = session.exec(
-        select(func.max(RunRow.created_at)).where(RunRow.experiment_id == experiment_id)
-    ).first()
-    return as_utc(latest) if latest is not None else None
 
 
 def _change(session: Session, experiment: ExperimentPublic, **values: Any) -> bool:
@@ -130,12 +103,16 @@ def _end(
     )
 
 
-def _ramp_gate(experiment: ExperimentPublic, decision: Decision, now: datetime) -> tuple[bool, str]:
+def _ramp_gate(
+    experiment: ExperimentPublic, decision: Decision, action: str, now: datetime
+) -> tuple[bool, str]:
     config: ExperimentCreate = experiment.config
     step = config.ramp[experiment.step]
     held = (now - as_utc(experiment.step_started_at)).total_seconds()
-    if decision.action in ("halt", "rollback"):
-        return False, f"the analysis says {decision.action}"
+    if decision.action == "halt":
+        return False, "the analysis cannot compare the arms yet"
+    if action == "rollback" or decision.action == "rollback":
+        return False, "the verdict is rollback"
     if held < step.min_duration_s:
         return False, f"step {experiment.step} held {held:.0f} s of {step.min_duration_s:.0f} s"
     runs = decision.srm.observed if decision.srm is not None else {}
@@ -145,68 +122,82 @@ def _ramp_gate(experiment: ExperimentPublic, decision: Decision, now: datetime) 
     return True, "gate passed"
 
 
-def _duration(seconds: float, timeout_s: float) -> str:
-    """Minutes ("12 min"), or seconds when the timeout is under a minute ("10 s", "0.5 s")."""
-    if timeout_s >= 60:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds:.3g} s" if seconds < 10 else f"{seconds:.0f} s"
+def _final_words(experiment: ExperimentPublic, v: Verdict) -> str:
+    """Why a final verdict that was not promoted or rolled back ends the experiment."""
+    first = v.reasons[0]["message"] if v.reasons else "no difference found"
+    if v.action == "continue":
+        return f"inconclusive at the planned horizon: {first}"
+    switch = "auto_promote" if v.action == "promote" else "auto_rollback"
+    return (
+        f"final at the planned horizon: {v.action} {v.winner or ''}".rstrip()
+        + f" ({first}); {switch} is off or the ramp is not at its last step: act by hand"
+    )
+
+
+def _apply(
+    session: Session, experiment: ExperimentPublic, v: Verdict, decision: Decision, now: datetime
+) -> tuple[str | None, list[dict[str, Any]]]:
+    """Act on the verdict; what was applied, and the reasons with the ramp's words added."""
+    config: ExperimentCreate = experiment.config
+    reasons = list(v.reasons)
+    last_step = not config.ramp or experiment.step == len(config.ramp) - 1
+    words = reasons[0]["message"] if reasons else v.action
+    if v.action == "halt":
+        halts = list(v.halts)
+        if _change(session, experiment, status="halted", halted_at=now, halt_reasons=halts):
+            return "halt", reasons
+    elif v.action == "rollback" and config.auto_rollback:
+        zero = [{"version": a["version"], "share": 0.0} for a in experiment.arms]
+        if _end(session, experiment, status="rolled_back", outcome=words, arms=zero):
+            return "rollback", reasons
+    elif v.action == "promote" and config.auto_promote and last_step and v.winner:
+        if _end(session, experiment, status="promoted", outcome=words, arms=experiment.arms):
+            session.flush()  # the label's guard must see the experiment ended
+            set_label(session, workflow=experiment.workflow, label=experiment.label,
+                      version=v.winner, actor=ACTOR)  # fmt: skip
+            return "promote", reasons
+    elif v.final:
+        zero = [{"version": a["version"], "share": 0.0} for a in experiment.arms]
+        outcome = _final_words(experiment, v)
+        if _end(session, experiment, status="stopped", outcome=outcome, arms=zero):
+            return "end", reasons
+    elif config.ramp and not last_step:
+        passed, why = _ramp_gate(experiment, decision, v.action, now)
+        if not passed:
+            reasons.append(reason("ramp_held", f"the ramp stays at step {experiment.step}: {why}"))
+        else:
+            step = experiment.step + 1
+            arms = config.shares_at(step)
+            if _change(session, experiment, step=step, step_started_at=now, arms=arms):
+                return "ramp", reasons
+    return None, reasons
 
 
 def evaluate(
     session: Session, *, experiment_id: int, now: datetime | None = None
 ) -> Evaluation | None:
-    """Analyse one running experiment and apply its rules (``applied``: ``rollback``,
-    ``promote``, ``ramp`` or ``None``); ``None`` when it is not running."""
+    """Analyse one running experiment and act on its verdict (``applied``: ``halt``,
+    ``rollback``, ``promote``, ``end``, ``ramp`` or ``None``); ``None`` when it is not
+    running."""
     now = now or utcnow()
     experiment, decision = analyse(session, experiment_id=experiment_id)
     if experiment.status != "running":
         return None
-    config = experiment.config
     statistics = _statistics(experiment, decision)
-    action, reasons = decision.action, list(statistics["reasons"])
-    last = _last_run_at(session, experiment_id) or as_utc(experiment.created_at)
-    idle = (now - last).total_seconds()
-    if idle > config.no_traffic_timeout_s:
-        action = "halt"
-        words = (
-            f"no run for {_duration(idle, config.no_traffic_timeout_s)} "
-            f"(timeout {_duration(config.no_traffic_timeout_s, config.no_traffic_timeout_s)}): halt"
-        )
-        reasons.insert(0, _reason("no_traffic", words))
-    crossed = _crossed_bounds(experiment, statistics)
-    if crossed and action not in ("halt",):
-        action = "rollback"
-        reasons[:0] = crossed
-    applied: str | None = None
-    target = f"{experiment.workflow}:{experiment.label}"
-    last_step = not config.ramp or experiment.step == len(config.ramp) - 1
-    if action == "rollback" and config.auto_rollback:
-        zero = [{"version": a["version"], "share": 0.0} for a in experiment.arms]
-        words = reasons[0]["message"] if reasons else "rolled back"
-        if _end(session, experiment, status="rolled_back", outcome=words, arms=zero):
-            applied = "rollback"
-    elif action == "promote" and config.auto_promote and last_step and decision.winner:
-        words = reasons[0]["message"] if reasons else f"promoted {decision.winner}"
-        if _end(session, experiment, status="promoted", outcome=words, arms=experiment.arms):
-            session.flush()  # the label's guard must see the experiment ended
-            set_label(session, workflow=experiment.workflow, label=experiment.label,
-                      version=decision.winner, actor=ACTOR)  # fmt: skip
-            applied = "promote"
-    elif config.ramp and not last_step:
-        passed, why = _ramp_gate(experiment, decision, now)
-        if not passed:
-            reasons.append(_reason("ramp_held", f"the ramp stays at step {experiment.step}: {why}"))
-        else:
-            step = experiment.step + 1
-            if _change(
-                session, experiment, step=step, step_started_at=now, arms=config.shares_at(step)
-            ):
-                applied = "ramp"
+    last = last_run_at(session, experiment_id)
+    v = verdict(experiment, decision, statistics["metrics"], last_run=last, now=now)
+    applied, reasons = _apply(session, experiment, v, decision, now)
+    # What acted is what is stored: the verdict's action and reasons, the analysis' beside.
+    statistics["analysis"] = {k: statistics[k] for k in ("action", "winner", "reasons")}
+    statistics.update(action=v.action, winner=v.winner, reasons=reasons, final=v.final)
     if applied is not None:
+        target = f"{experiment.workflow}:{experiment.label}"
         audit(session, actor=ACTOR, action=f"experiment.{applied}", target_kind="experiment",
-              target=str(experiment_id), before={"step": experiment.step, "arms": experiment.arms},
-              after={"target": target, "action": action, "statistics": statistics})  # fmt: skip
-    evaluation = Evaluation(now, experiment.step, action, applied, reasons, statistics)
+              target=str(experiment_id),
+              before={"status": "running", "step": experiment.step, "arms": experiment.arms},
+              after={"target": target, "action": v.action, "applied": applied,
+                     "reasons": reasons, "statistics": statistics})  # fmt: skip
+    evaluation = Evaluation(now, experiment.step, v.action, applied, reasons, statistics)
     return replace(evaluation, stored=_remember(session, experiment.id, evaluation))
 
 
@@ -232,6 +223,7 @@ def _remember(session: Session, experiment_id: int, evaluation: Evaluation) -> b
         audit(session, actor=ACTOR, action="experiment.decision", target_kind="experiment",
               target=str(experiment_id), before=None,
               after={"step": evaluation.step, "action": evaluation.action,
+                     "reasons": evaluation.reasons,
                      "statistics": evaluation.statistics})  # fmt: skip
     session.add(
         ExperimentDecisionRow(

@@ -14,6 +14,7 @@ n, mean, effect with its interval, p-values, and the decision with its reasons.
 
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -94,11 +95,15 @@ def spec_of(experiment: ExperimentPublic) -> ExperimentSpec:
             for m in config.secondary
         ),
         correction=config.correction,
+        guardrail_correction=config.guardrail_correction,
         alpha=config.alpha,
         min_runs_per_arm=config.min_runs_per_arm,
         # Looked at every evaluation: an always-valid check (Lindon & Malek 2022), so looking
         # every 30 s does not raise false halts as a repeated chi-square does.
         srm_method="sequential",
+        # A person who resumed past a sample ratio mismatch accepted the split: the check still
+        # reports its p-value, but no longer stops the rules (a rollback must stay possible).
+        srm_threshold=sys.float_info.min if "srm" in experiment.acknowledged else 0.001,
         method=config.method,
         tuning_runs=config.tuning_runs,
     )

@@ -1,4 +1,5 @@
-"""HTTP routes of experiments: start (admin), list and read (viewer), stop (admin).
+"""HTTP routes of experiments: start (admin), list and read (viewer), resume a halted one and
+stop (admin).
 
 Handlers only translate HTTP to service calls, each one unit of work (``UnitDep``).
 """
@@ -6,7 +7,7 @@ Handlers only translate HTTP to service calls, each one unit of work (``UnitDep`
 from __future__ import annotations
 
 from functools import partial
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,8 +17,12 @@ from control_plane.access.deps import AdminDep, ViewerDep, auth_responses
 from control_plane.api.deps import MetricsDep, UnitDep
 from control_plane.api.errors import error_responses
 from control_plane.errors import Conflict
-from control_plane.experiments import evaluator, results, service
-from control_plane.experiments.schemas import ExperimentCreate, ExperimentPublic
+from control_plane.experiments import evaluator, service, verdict
+from control_plane.experiments.schemas import (
+    ExperimentCreate,
+    ExperimentPublic,
+    ExperimentStatus,
+)
 from control_plane.kit.storable import Storable
 from control_plane.kit.time import UtcDatetime
 from control_plane.metrics import after_commit
@@ -52,7 +57,7 @@ async def list_experiments(
     unit: UnitDep,
     principal: ViewerDep,
     workflow: Annotated[str | None, Query(max_length=128), Storable] = None,
-    status: Literal["running", "stopped", "promoted", "rolled_back"] | None = None,
+    status: ExperimentStatus | None = None,
 ) -> list[ExperimentPublic]:
     """Experiments, newest first."""
     return await unit(partial(service.list_experiments, workflow=workflow, status=status))
@@ -77,23 +82,40 @@ async def get_experiment(
 async def stop_experiment(
     experiment_id: ExperimentId, unit: UnitDep, principal: AdminDep
 ) -> ExperimentPublic:
-    """End a running experiment: the label's traffic goes back to its version and rollout."""
+    """End a running or halted experiment: the candidates go to 0 % and the label's traffic
+    goes back to its version and rollout."""
     return await unit(
         partial(service.stop_experiment, experiment_id=experiment_id, actor=principal.name)
     )
 
 
+@router.post(
+    "/{experiment_id}/resume",
+    response_model=ExperimentPublic,
+    responses={**auth_responses("admin"), **error_responses(404, 409, 422)},
+)
+async def resume_experiment(
+    experiment_id: ExperimentId, unit: UnitDep, principal: AdminDep
+) -> ExperimentPublic:
+    """Resume a halted experiment: the evaluator goes on with it, and the reason codes it
+    halted for halt it no more (``acknowledged``)."""
+    return await unit(
+        partial(service.resume_experiment, experiment_id=experiment_id, actor=principal.name)
+    )
+
+
 @router.get(
     "/{experiment_id}/results",
-    response_model=results.ExperimentResults,
+    response_model=verdict.ExperimentView,
     responses={**auth_responses("viewer"), **error_responses(404, 422)},
 )
 async def experiment_results(
     experiment_id: ExperimentId, unit: UnitDep, principal: ViewerDep
-) -> results.ExperimentResults:
+) -> verdict.ExperimentView:
     """Per arm and metric: n, mean, effect with its interval and p-values; and the decision
-    (promote, rollback, continue, halt) with its reasons in words."""
-    return await unit(partial(results.results, experiment_id=experiment_id))
+    with its reasons in words: while it runs, what the evaluator would do now (promote,
+    rollback, continue, halt); halted or ended, the decision that did it (``applied``)."""
+    return await unit(partial(verdict.view, experiment_id=experiment_id))
 
 
 class DecisionPublic(BaseModel):
@@ -101,10 +123,10 @@ class DecisionPublic(BaseModel):
     model_config = ConfigDict(frozen=True, from_attributes=True)
     at: UtcDatetime
     step: int
-    action: str = Field(
-        description="what the analysis decided: promote | rollback | continue | halt"
+    action: str = Field(description="what was decided: promote | rollback | continue | halt")
+    applied: str | None = Field(
+        description="what was done: halt | rollback | promote | end | ramp | none"
     )
-    applied: str | None = Field(description="what was done: rollback | promote | ramp | none")
     reasons: list[dict[str, Any]]
     statistics: dict[str, Any] = Field(description="the results the decision rests on")
 
@@ -148,6 +170,11 @@ async def evaluate_experiment(
 
     def evaluate(session: Session) -> DecisionPublic:
         experiment = service.get_experiment(session, experiment_id=experiment_id)
+        if experiment.status == "halted":
+            raise Conflict(
+                f"experiment {experiment_id} is halted; resume it "
+                f"(POST /v1/experiments/{experiment_id}/resume) or stop it"
+            )
         if experiment.status != "running":
             raise Conflict(f"experiment {experiment_id} is {experiment.status}, not running")
         done = evaluator.evaluate(session, experiment_id=experiment_id)

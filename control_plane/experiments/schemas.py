@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -12,10 +12,12 @@ from control_plane.kit.time import UtcDatetime
 
 __all__ = [
     "BUILTIN_METRICS",
+    "EXPERIMENT_STATUSES",
     "Bound",
     "CandidateShare",
     "ExperimentCreate",
     "ExperimentPublic",
+    "ExperimentStatus",
     "Guardrail",
     "MetricKind",
     "PrimaryMetric",
@@ -24,6 +26,9 @@ __all__ = [
 ]
 
 MetricKind = Literal["proportion", "mean"]
+# ``halted`` still routes (the current step's shares); the last three have ended.
+ExperimentStatus = Literal["running", "halted", "stopped", "promoted", "rolled_back"]
+EXPERIMENT_STATUSES: tuple[str, ...] = get_args(ExperimentStatus)
 Direction = Literal["increase", "decrease"]
 _METRIC = r"^[A-Za-z][A-Za-z0-9_\-.]*$"
 # Python's JSON reader takes NaN and Infinity, which PostgreSQL's json type (the stored config)
@@ -131,6 +136,12 @@ class ExperimentCreate(BaseModel):
         description="multiple-comparison correction across candidates and the primary and "
         "secondary metrics",
     )
+    guardrail_correction: bool = Field(
+        default=True,
+        description="Holm-adjust the guardrails with margin 0 together (across them and the "
+        "candidates), so together they roll an A/A experiment back at most alpha of the time; "
+        "off: each is tested at alpha",
+    )
     bounds: list[Bound] = Field(default_factory=list, max_length=20)
     alpha: float = Field(default=0.05, gt=0, lt=0.5)
     min_runs_per_arm: int = Field(default=100, ge=1)
@@ -186,7 +197,7 @@ class ExperimentPublic(BaseModel):
     workflow: str
     label: str
     name: str
-    status: Literal["running", "stopped", "promoted", "rolled_back"]
+    status: ExperimentStatus
     baseline: str
     arms: list[dict[str, object]] = Field(description="candidates and their current shares")
     step: int = Field(description="the ramp step (0 without a ramp)")
@@ -196,3 +207,11 @@ class ExperimentPublic(BaseModel):
     created_by: str
     ended_at: UtcDatetime | None = None
     outcome: str | None = Field(default=None, description="why it ended")
+    halted_at: UtcDatetime | None = None
+    halt_reasons: list[dict[str, Any]] | None = Field(
+        default=None, description="why it halted: code, message, arm, metric"
+    )
+    acknowledged: list[str] = Field(
+        default_factory=list,
+        description="halt reason codes a person resumed past: they halt it no more",
+    )

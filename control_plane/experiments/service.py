@@ -1,9 +1,11 @@
-"""Experiments: start one on a label, read it, stop it.
+"""Experiments: start one on a label, read it, resume it when halted, stop it.
 
 While an experiment runs, it owns its label's traffic: the label's version is the baseline and
 the candidates get their shares (the current ramp step's), assigned by user id under the
 experiment's own salt, so it is independent of the label's rollout and of other experiments.
-At most one experiment runs per label; the label's rollout is set aside meanwhile.
+At most one experiment runs per label; the label's rollout is set aside meanwhile. A
+``halted`` experiment (the evaluator found its numbers untrustworthy) keeps routing at its
+step's shares until a person resumes it (``resume_experiment``) or stops it.
 
 Functions take the caller's ``Session`` and never commit; every change is audited (which also
 tells every process's registry cache that routing changed).
@@ -30,6 +32,7 @@ __all__ = [
     "get_experiment",
     "list_experiments",
     "public",
+    "resume_experiment",
     "start_experiment",
     "stop_experiment",
 ]
@@ -52,6 +55,9 @@ def public(row: ExperimentRow, workflow: str) -> ExperimentPublic:
         created_by=row.created_by,
         ended_at=row.ended_at,
         outcome=row.outcome,
+        halted_at=row.halted_at,
+        halt_reasons=row.halt_reasons,
+        acknowledged=list(row.acknowledged or ()),
     )
 
 
@@ -151,11 +157,17 @@ def list_experiments(
 def stop_experiment(
     session: Session, *, experiment_id: int, actor: str, reason: str = "stopped by hand"
 ) -> ExperimentPublic:
-    """End a running experiment; the label's traffic goes back to its version (and rollout)."""
+    """End a running or halted experiment: the candidates go to 0 % and the label's traffic
+    goes back to its version (and rollout)."""
     row, wf = _row(session, experiment_id)
-    if row.status != "running":
-        raise Conflict(f"experiment {experiment_id} is {row.status}, not running")
+    if row.status not in ("running", "halted"):
+        raise Conflict(f"experiment {experiment_id} is {row.status}, not running or halted")
+    before = {"status": row.status, "step": row.step, "arms": row.arms}
+    if row.status == "halted" and row.halt_reasons:
+        why = "; ".join(str(r.get("message")) for r in row.halt_reasons)
+        reason = f"{reason}, halted: {why}"
     row.status, row.ended_at, row.outcome = "stopped", utcnow(), reason
+    row.arms = [{"version": a["version"], "share": 0.0} for a in row.arms]
     session.add(row)
     audit(
         session,
@@ -163,8 +175,34 @@ def stop_experiment(
         action="experiment.stop",
         target_kind="experiment",
         target=str(row.id),
-        before={"status": "running"},
-        after={"status": "stopped", "reason": reason},
+        before=before,
+        after={"status": "stopped", "reason": reason, "halt_reasons": row.halt_reasons},
+    )
+    flush(session, f"experiment {experiment_id}")
+    return public(row, wf.name)
+
+
+def resume_experiment(session: Session, *, experiment_id: int, actor: str) -> ExperimentPublic:
+    """A halted experiment runs again: the evaluator goes on with it, and the reason codes it
+    halted for are acknowledged (they halt it no more: a person looked and accepted them)."""
+    row, wf = _row(session, experiment_id)
+    if row.status != "halted":
+        raise Conflict(f"experiment {experiment_id} is {row.status}; only a halted one resumes")
+    codes = [str(r.get("code")) for r in row.halt_reasons or ()]
+    acknowledged = sorted({*(row.acknowledged or ()), *codes})
+    halted_at = row.halted_at.isoformat() if row.halted_at is not None else None
+    before = {"status": "halted", "halted_at": halted_at, "halt_reasons": row.halt_reasons}
+    row.status, row.acknowledged = "running", acknowledged
+    row.halted_at, row.halt_reasons = None, None
+    session.add(row)
+    audit(
+        session,
+        actor=actor,
+        action="experiment.resume",
+        target_kind="experiment",
+        target=str(row.id),
+        before=before,
+        after={"status": "running", "acknowledged": acknowledged},
     )
     flush(session, f"experiment {experiment_id}")
     return public(row, wf.name)

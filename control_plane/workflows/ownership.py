@@ -1,15 +1,20 @@
 """While an experiment runs on a label it owns the label's traffic: moving the label or setting
 its rollout underneath it would change what the experiment measures. Both are refused until the
-experiment ends (stopped by hand, or promoted or rolled back by its rules)."""
+experiment ends (stopped by hand, or promoted or rolled back by its rules). A ``halted``
+experiment owns them too: a halt keeps the traffic where it was until a person resumes or stops
+it."""
 
 from __future__ import annotations
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from control_plane.errors import Conflict
 from control_plane.store.tables import ExperimentRow
 
-__all__ = ["refuse_while_running", "running_on"]
+__all__ = ["OWNING", "refuse_while_running", "running_on"]
+
+OWNING = ("running", "halted")
+"""The statuses in which an experiment routes its label's traffic."""
 
 
 def refuse_while_running(
@@ -20,7 +25,7 @@ def refuse_while_running(
     query = select(ExperimentRow.id).where(
         ExperimentRow.workflow_id == workflow_id,
         ExperimentRow.label == label,
-        ExperimentRow.status == "running",
+        col(ExperimentRow.status).in_(OWNING),
     )
     running = session.exec(query).first()
     if running is not None:
@@ -35,6 +40,6 @@ def running_on(session: Session, *, workflow_id: int, label: str) -> ExperimentR
     query = select(ExperimentRow).where(
         ExperimentRow.workflow_id == workflow_id,
         ExperimentRow.label == label,
-        ExperimentRow.status == "running",
+        col(ExperimentRow.status).in_(OWNING),
     )
     return session.exec(query).first()

@@ -38,13 +38,18 @@ class ExperimentRow(SQLModel, table=True):
     """An experiment on a label: while ``running`` it routes the label's traffic between the
     ``baseline`` version and the candidate ``arms`` (shares of the current ramp step), sticky by
     user id under its own ``salt``; ``config`` holds the metrics, guardrails, alpha, method, ramp
-    and rules (``ExperimentCreate``), fixed at creation."""
+    and rules (``ExperimentCreate``), fixed at creation.
+
+    ``halted``: the evaluator found the numbers untrustworthy (``halt_reasons``, since
+    ``halted_at``); traffic stays split as it was and ramps and rules wait until a person
+    resumes it (back to ``running``; the reason codes resumed past are ``acknowledged`` and halt
+    it no more) or stops it."""
 
     __tablename__ = "experiment"
     __table_args__ = (
         Index("ix_experiment_label", "workflow_id", "label", "status"),
         CheckConstraint(
-            "status IN ('running', 'stopped', 'promoted', 'rolled_back')",
+            "status IN ('running', 'halted', 'stopped', 'promoted', 'rolled_back')",
             name="ck_experiment_status",
         ),
     )
@@ -67,6 +72,14 @@ class ExperimentRow(SQLModel, table=True):
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
     )
     outcome: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    halted_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    # [{"code", "message", "arm", "metric"}]: why it halted (kept when it is stopped halted).
+    halt_reasons: list[dict[str, Any]] | None = Field(
+        default=None, sa_column=Column(JSON, nullable=True)
+    )
+    acknowledged: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 class ExperimentDecisionRow(SQLModel, table=True):
