@@ -1,7 +1,8 @@
-"""How a label routes its traffic, read from the store: the allocation (a running experiment's
-arms under its salt, else the label's version plus the serving candidates of its rollout) and
-every version it can choose. ``runs.planning`` turns a route into one request's version; the
-metrics gauges read the same routes, so the shares they export are the shares that route."""
+"""How a label routes its traffic, read from the store: the allocation (a running or halted
+experiment's arms under its salt, since a halt keeps the traffic where it was; else the label's
+version plus the serving candidates of its rollout) and every version it can choose.
+``runs.planning`` turns a route into one request's version; the metrics gauges read the same
+routes, so the shares they export are the shares that route."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ class Route:
     label: str
     allocation: Allocation
     versions: Mapping[str, VersionData]
-    experiment_id: int | None = None  # a running experiment owns the label's traffic
+    experiment_id: int | None = None  # a running or halted experiment owns the label's traffic
     experiment_step: int = 0
 
 
