@@ -128,10 +128,11 @@ def _prepare(client: Client, workflow: str, label: str, baseline: str) -> list[s
     """Put the label on the baseline with no experiment running on it (one that an interrupted
     demo left behind is stopped); what was done, in words."""
     done = []
-    for e in client.experiments(workflow=workflow, status="running"):
-        if e["label"] == label:
-            client.experiment_stop(e["id"])
-            done.append(f"stopped experiment {e['id']}, left running on {workflow}:{label}")
+    for status in ("running", "halted"):  # a halted one owns the label's traffic too
+        for e in client.experiments(workflow=workflow, status=status):
+            if e["label"] == label:
+                client.experiment_stop(e["id"])
+                done.append(f"stopped experiment {e['id']}, left {status} on {workflow}:{label}")
     if _label_version(client, workflow, label) != baseline:
         client.promote(workflow, baseline, label=label)
         done.append(f"label {label} → {baseline}")
