@@ -2,7 +2,9 @@
 the process's request units of work fill its bound (the pool's connections, held, plus the ones
 allowed to wait for a connection), a request is answered 503 ``store_busy`` with ``Retry-After``
 at once, not after the pool timeout (that would be ``store_unavailable``); once they finish, the
-same request is served.
+same request is served. Likewise, while the run writer's backlog is past its bound (its thread
+held in a slow transaction), a new run is refused with ``store_busy`` and the writes already
+queued are all committed.
 
 The units that fill the bound are real: each opens its session, runs a query on its connection
 and then holds it until the test lets go, as a slow query on a stalled store would.
@@ -18,11 +20,17 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from control_plane.errors import StoreBusy
+from control_plane.runs.writer import BatchWriter
 from control_plane.settings import Settings
-from control_plane.store.db import UnitGate
+from control_plane.store.db import SessionFactory, UnitGate
 from tests.fixtures import app_client, app_state
+from tests.test_writer import Hold, committed, factory, insert
+
+__all__ = ["factory"]  # the fixture, imported to be used here
 
 POOL = 2
 WAITING = 1
@@ -113,3 +121,51 @@ def test_units_up_to_the_bound_are_all_served(client: TestClient) -> None:
 )
 def test_the_bound_is_derived_from_the_pool_settings(settings: dict[str, Any], limit: int) -> None:
     assert Settings(**settings).db_admission_limit == limit
+
+
+def test_a_writer_that_is_not_keeping_up_refuses_new_runs(
+    factory: SessionFactory, empty_engine: Engine
+) -> None:
+    writer = BatchWriter(factory, max_backlog=3)
+    held = Hold()
+    try:
+        first = held.hold(writer)  # the writer thread is inside a slow transaction
+        queued = [writer.post(insert(i)) for i in range(1, 4)]
+        assert writer.backlog == 3
+        with pytest.raises(StoreBusy) as refused:
+            writer.admit()
+        assert refused.value.status_code == 503 and refused.value.code == "store_busy"
+        held.release()
+        assert [f.result(30) for f in queued] == [1, 2, 3]  # accepted work is written
+        assert first.result(30) == "held"
+        writer.admit()  # caught up: new work is admitted again
+        assert committed(empty_engine) == {0: "held", 1: "", 2: "", 3: ""}
+    finally:
+        held.release()
+        writer.close()
+
+
+def test_a_run_submitted_while_the_writer_lags_gets_503_store_busy(client: TestClient) -> None:
+    writer: BatchWriter = app_state(client).runs.writer
+    release = threading.Event()
+
+    def slow(session: Session) -> None:
+        release.wait(60)
+
+    try:
+        # The writer thread takes one batch (up to 256 units) and is held in its first unit:
+        # what is posted beyond that batch is the backlog.
+        blocked = [writer.post(slow) for _ in range(writer.max_backlog + 256 + 1)]
+        for _ in range(200):
+            if writer.backlog >= writer.max_backlog:
+                break
+            threading.Event().wait(0.01)
+        refused = client.post("/v1/run", json={"workflow": "nothing", "input": {}})
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"]["code"] == "store_busy"
+        assert int(refused.headers["Retry-After"]) >= 1
+    finally:
+        release.set()
+    for future in blocked:
+        future.result(60)
+    assert client.post("/v1/run", json={"workflow": "nothing", "input": {}}).status_code == 404

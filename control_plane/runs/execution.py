@@ -132,10 +132,6 @@ class Runs:
                 await asyncio.wait(pending)
         await anyio.to_thread.run_sync(self.writer.close)
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._tasks)
-
     # -- POST /v1/run -------------------------------------------------------------------------
     async def submit(
         self,
@@ -146,6 +142,7 @@ class Runs:
         idempotency_key: str | None = None,
     ) -> Submitted:
         """Plan, claim the idempotency key (or replay its answer), run and record."""
+        self.writer.admit()  # a writer that is not keeping up takes no new runs
         if idempotency_key is None:
             return Submitted(await self._plan_and_run(request, registry, claim=None))
         claimed = await idempotency.acquire(

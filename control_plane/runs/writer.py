@@ -13,6 +13,11 @@ written as they complete). Units run in submission order, so a run's steps are c
 later than the run that names them.
 
 When a batch fails, its units are retried one transaction each, so one bad unit fails alone.
+
+Admission: a writer whose backlog passed ``max_backlog`` units (four full batches by default)
+is not keeping up with the store (a stalled PostgreSQL, a SQLite file locked by another writer):
+``admit`` then refuses new runs with 503 ``store_busy`` at once, while the work already accepted
+(finishing runs, their steps) is still queued and written.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import Any, Final, TypeVar
 
 from sqlmodel import Session
 
+from control_plane.errors import StoreBusy
 from control_plane.store.db import SessionFactory, session_scope
 
 __all__ = ["BatchWriter", "WriterClosed"]
@@ -43,9 +49,16 @@ class WriterClosed(RuntimeError):
 
 
 class BatchWriter:
-    def __init__(self, session_factory: SessionFactory, *, max_batch: int = 256) -> None:
+    def __init__(
+        self,
+        session_factory: SessionFactory,
+        *,
+        max_batch: int = 256,
+        max_backlog: int | None = None,
+    ) -> None:
         self._factory = session_factory
         self._max_batch = max_batch
+        self.max_backlog = 4 * max_batch if max_backlog is None else max_backlog
         self._queue: queue.SimpleQueue[tuple[Work, Future[Any]] | object] = queue.SimpleQueue()
         self._closed = False
         self._lock = threading.Lock()  # orders "closed?" against enqueueing
@@ -62,6 +75,19 @@ class BatchWriter:
                 raise WriterClosed("the run writer is stopping")
             self._queue.put((work, future))
         return future
+
+    @property
+    def backlog(self) -> int:
+        """Units posted and not yet taken by the writer thread."""
+        return self._queue.qsize()
+
+    def admit(self) -> None:
+        """Refuse new work (``StoreBusy``) while the backlog is past ``max_backlog``."""
+        if self.backlog >= self.max_backlog:
+            raise StoreBusy(
+                f"the store is not keeping up ({self.backlog} writes waiting in this process); "
+                "nothing was changed: retry"
+            )
 
     async def submit(self, work: Callable[[Session], T]) -> T:
         """Apply ``work`` in the next batch and return its result once committed."""
