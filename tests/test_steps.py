@@ -122,6 +122,26 @@ def test_a_failed_sync_run_keeps_its_steps_in_memory_and_its_resume_is_served_th
     assert again.to_keep(resumed) == {}  # a succeeded run has nothing left to resume
 
 
+def test_a_taken_over_run_that_fails_keeps_the_steps_it_was_given_for_its_resume() -> None:
+    kind = Kind()
+    first = asyncio.run(run(kind, RunSteps(SharedSteps())))
+    # What a dead process left in Redis: its first two steps. The run that took it over
+    # fails at the third as well.
+    carried = RunSteps(SharedSteps())
+    asyncio.run(run(kind, carried))
+    kind.calls = []
+    takeover = RunSteps(SharedSteps(), saved=carried.new)
+    failed = asyncio.run(run(kind, takeover, run_id=first.run_id, resumed=True))
+    assert failed.status == "failed" and kind.calls == ["third"]
+    assert takeover.new == {}  # it completed nothing itself
+    assert takeover.to_keep(failed) == carried.new  # but the store gets what it went on from
+
+    kind.broken, kind.calls = False, []
+    again = RunSteps(SharedSteps(), saved=takeover.to_keep(failed))
+    resumed = asyncio.run(run(kind, again, run_id=first.run_id, resumed=True))
+    assert resumed.ok and kind.calls == ["third"]  # the carried steps are not executed again
+
+
 def test_saved_steps_are_served_and_new_ones_recorded_under_the_runs_scope_only() -> None:
     async def main() -> None:
         shared = SharedSteps()

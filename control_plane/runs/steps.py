@@ -150,7 +150,9 @@ class RunSteps:
 
     def to_keep(self, result: RunResult) -> dict[str, str]:
         """The steps to store with a finished run: a failed run's, unless they were stored as
-        they completed; a succeeded run needs none (there is nothing left to resume)."""
+        they completed; a succeeded run needs none (there is nothing left to resume). A failed
+        run keeps the steps it was given too: those a dead process completed before this one
+        took the run over are in Redis only, and a resume reads the store."""
         if result.status != "failed" or self.persisted:
             return {}
-        return self.new
+        return {**self._saved, **self.new}
