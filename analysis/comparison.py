@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal, Protocol, get_args
 
-from analysis.degenerate import Adjustment, adjust, too_few_events
+from analysis.degenerate import Adjustment, adjust, too_few_events, too_few_units
 from analysis.effects import Alternative, Moments, effect, moments
 from analysis.stats import MeanStats, MetricStats, ProportionStats
 
@@ -40,6 +40,7 @@ ReasonCode = Literal[
     "too_few_runs",  # an arm has a single observation: no variance
     "zero_variance",  # no spread in either arm: nothing to scale the difference by
     "too_few_events",  # proportions: too few expected events for the normal approximation
+    "too_few_units",  # a ratio over units resting on too few effective units (one heavy user)
     "baseline_zero",  # relative scale asked, baseline mean 0: no ratio
     "not_finite",  # magnitudes beyond floating point, or statistics read back as inf/NaN
     "inconsistent_sums",  # stored sums no real sample can have (Σx² < (Σx)²/n)
@@ -155,7 +156,8 @@ def compare(
 
     The shared core of ``analysis.significance`` and ``analysis.sequential``; call those.
     ``parameters_ok=False`` is how a test reports its own parameters invalid (a tuning value).
-    ``min_events`` applies to two proportions (``analysis.degenerate.too_few_events``).
+    ``min_events`` applies to two proportions (``analysis.degenerate.too_few_events``) and to
+    ratios over units (``analysis.degenerate.too_few_units``).
     """
     b, c = moments(baseline), moments(candidate)
     defect = _defect(baseline) or _defect(candidate)
@@ -194,6 +196,8 @@ def compare(
         and too_few_events(baseline, candidate, min_events)
     ):
         reason = "too_few_events"
+    if reason is None and too_few_units(baseline, candidate, min_events):
+        reason = "too_few_units"
     if reason is not None or b is None or c is None:
         difference = None if b is None or c is None else c.mean - b.mean
         if not _finite(difference):

@@ -32,6 +32,9 @@ data make that estimate worthless, and each has its own remedy, applied by
   mean", *Biometrika* 6(1): 1–25, in the two-sample form of Fisher's *Statistical Methods for
   Research Workers*, 1925; scipy's ``ttest_ind(equal_var=True)``). It is valid under the null
   that both arms share one distribution, and no spread in one arm alone is then no evidence.
+- **A ratio over few effective units**: a per-run metric over users who ran many times rests on
+  Kish's effective number of units, not on U (``analysis.units``); below ``min_events`` of them
+  (expected events among them, for a rate) it is not tested (``too_few_units``).
 
 **Fisher's exact test** (Fisher, *Statistical Methods for Research Workers*, 5th ed., 1934,
 §21.02): given both margins of the 2×2 table, the candidate's successes are hypergeometric;
@@ -50,6 +53,7 @@ from scipy import stats as sps
 
 from analysis.effects import Alternative, Moments
 from analysis.stats import MetricStats, ProportionStats
+from analysis.units import RateOverUnits, effective_units
 
 __all__ = [
     "Adjustment",
@@ -59,6 +63,7 @@ __all__ = [
     "has_empty_cell",
     "pooled",
     "too_few_events",
+    "too_few_units",
 ]
 
 Adjustment = Literal["agresti_caffo", "pooled_variance"]
@@ -78,6 +83,25 @@ def too_few_events(b: ProportionStats, c: ProportionStats, min_events: float) ->
     n = b.n + c.n
     k = b.successes + c.successes
     return min(b.n, c.n) * min(k, n - k) < min_events * n
+
+
+def too_few_units(b: MetricStats, c: MetricStats, min_events: float) -> bool:
+    """Whether a ratio over units rests on too few of them (``analysis.units``): for a rate,
+    fewer than ``min_events`` expected events of the rarer outcome among the smaller arm's
+    effective units under the pooled rate (``too_few_events`` with units for trials); for a
+    mean, fewer effective units than ``min_events``. Statistics that are not ratios over units
+    pass."""
+    e_b, e_c = effective_units(b), effective_units(c)
+    if min_events <= 0 or (e_b is None and e_c is None):
+        return False
+    e_b = float(b.n) if e_b is None else e_b
+    e_c = float(c.n) if e_c is None else e_c
+    rates = (RateOverUnits, ProportionStats)
+    if not (isinstance(b, rates) and isinstance(c, rates)):
+        return min(e_b, e_c) < min_events
+    m_b, m_c = b.mean or 0.0, c.mean or 0.0
+    pooled_rate = (e_b * m_b + e_c * m_c) / (e_b + e_c) if e_b + e_c > 0 else 0.0
+    return min(e_b, e_c) * min(pooled_rate, 1.0 - pooled_rate) < min_events
 
 
 def has_empty_cell(stats: ProportionStats) -> bool:

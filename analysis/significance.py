@@ -85,9 +85,11 @@ def welch_t_test(
     alternative: Alternative = "two-sided",
     null: float = 0.0,
     scale: Scale = "absolute",
+    min_events: float = 0.0,
 ) -> Comparison:
     """Welch's unequal-variance t-test of candidate − baseline (``method="welch_t"``;
-    ``"student_t"`` when one arm has no spread).
+    ``"student_t"`` when one arm has no spread). ``min_events`` applies to ratios over units
+    (``analysis.degenerate.too_few_units``).
 
     ``null`` is δ₀ on ``scale`` (e.g. ``null=-0.05, scale="relative", alternative="less"`` asks
     whether the candidate is more than 5 % below the baseline). Intervals are at 1 − alpha.
@@ -101,6 +103,7 @@ def welch_t_test(
         alternative=alternative,
         null=null,
         scale=scale,
+        min_events=min_events,
     )
     return replace(result, method="student_t") if result.adjustment else result
 
@@ -168,7 +171,7 @@ def fixed_test(
     min_events: float = 0.0,
 ) -> Comparison:
     """The fixed-horizon test for the metric's kind: the unpooled z-test for two proportions
-    (``min_events`` applies to them), Welch's t otherwise (a proportion compared with a numeric
+    (``min_events`` applies to them, and to ratios over units), Welch's t otherwise (a proportion compared with a numeric
     metric reads as 0/1 numbers)."""
     if isinstance(baseline, ProportionStats) and isinstance(candidate, ProportionStats):
         return two_proportion_z_test(
@@ -182,4 +185,6 @@ def fixed_test(
         )
     b = baseline.as_mean() if isinstance(baseline, ProportionStats) else baseline
     c = candidate.as_mean() if isinstance(candidate, ProportionStats) else candidate
-    return welch_t_test(b, c, alpha=alpha, alternative=alternative, null=null, scale=scale)
+    return welch_t_test(
+        b, c, alpha=alpha, alternative=alternative, null=null, scale=scale, min_events=min_events
+    )

@@ -18,7 +18,7 @@ post-stratification by step (Miratrix, Sekhon & Yu, *JRSS B* 75(2), 2013); Kohav
 *Trustworthy Online Controlled Experiments* (2020), ch. 21, name pooling across ramp steps as a
 source of Simpson's paradox.
 
-Each arm is handed to the tests as one ``MeanStats`` (``RateOverUnits`` for a proportion) with
+Each arm is handed to the tests as one ``MeanOverUnits`` (``RateOverUnits`` for a proportion) with
 mean Σ w_s·m_a,s and a spread chosen so that its variance of the mean is Σ w_s²·v_a,s/n_a,s;
 the absolute difference of two such arms has exactly the variance above, and every test (fixed
 or sequential, whose confidence sequence then runs on the combined estimate and its standard
@@ -39,7 +39,7 @@ from collections.abc import Mapping, Sequence
 
 from analysis.effects import moments
 from analysis.stats import ArmData, MeanStats, MetricStats, ProportionStats
-from analysis.units import RateOverUnits, UnitStats
+from analysis.units import MeanOverUnits, RateOverUnits, UnitStats, effective_units
 
 __all__ = ["StepMetrics", "StepUnits", "arm_data_over_steps", "stratify"]
 
@@ -156,8 +156,17 @@ def _weighted(parts: Sequence[tuple[float, MetricStats]]) -> MetricStats:
     mean /= share
     variance_of_mean /= share * share
     m2 = variance_of_mean * n * (n - 1)
-    cls = RateOverUnits if isinstance(parts[0][1], ProportionStats | RateOverUnits) else MeanStats
-    return cls.from_moments(n, mean, m2)
+    # Effective units add over steps (a plain statistic's observations are its units).
+    effective = sum(_effective(stats) for _, stats in parts)
+    cls = (
+        RateOverUnits if isinstance(parts[0][1], ProportionStats | RateOverUnits) else MeanOverUnits
+    )
+    return cls.over_units(n, mean, m2, effective)
+
+
+def _effective(stats: MetricStats) -> float:
+    found = effective_units(stats)
+    return float(stats.n) if found is None else found
 
 
 def _pooled(steps: Sequence[StepMetrics], metric: str) -> dict[str, MetricStats]:

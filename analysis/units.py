@@ -16,24 +16,58 @@ values L_u = (S_u − R·N_u) / mean(N) have mean 0 and the variance above, so a
 test (fixed or sequential) then counts users. When every unit ran once (N_u = 1) the sums are
 the run-level ones and the plain statistics are returned unchanged (a ``ProportionStats`` for a
 proportion), so the one-run-per-user case is analysed exactly as before.
+
+The delta method is asymptotic in the number of units, and a ratio leans on its heavy units: one
+user with 200 runs among forty with one to three carries most of ΣN, and the ratio is then about
+that one user, whatever U says. The statistics therefore carry Kish's effective number of units
+for weights N_u, U_eff = (ΣN)² / ΣN² (Kish, *Survey Sampling*, 1965, §11.7; 1.9 in that
+example), and ``analysis.degenerate.too_few_units`` refuses to test a ratio resting on fewer
+effective units than the spec's ``min_events`` (for a rate: fewer expected events among them).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Self
 
 from analysis.stats import MeanStats, MetricStats, ProportionStats
 
-__all__ = ["RateOverUnits", "UnitStats"]
+__all__ = ["MeanOverUnits", "RateOverUnits", "UnitStats", "effective_units"]
 
 
-class RateOverUnits(MeanStats):
+class _OverUnits(MeanStats):
+    """A ratio over units: a ``MeanStats`` of its linearised values that also knows on how many
+    effective units it rests (``effective_units``; unknown after a ``merge``)."""
+
+    __slots__ = ("effective_units",)
+
+    @classmethod
+    def over_units(cls, n: int, mean: float, m2: float, effective: float) -> Self:
+        stats = cls.from_moments(n, mean, m2)
+        object.__setattr__(stats, "effective_units", effective)  # frozen: set once, here
+        return stats
+
+
+class RateOverUnits(_OverUnits):
     """A proportion whose units ran more than once: the mean and spread of its linearised
     values. A type of its own, so that a plain ``MeanStats`` handed in for a proportion is
     still refused as the caller's mistake; built and read exactly as a ``MeanStats``."""
 
     __slots__ = ()
+
+
+class MeanOverUnits(_OverUnits):
+    """A per-run mean (latency, cost per run) over units who ran more than once."""
+
+    __slots__ = ()
+
+
+def effective_units(stats: MetricStats) -> float | None:
+    """The units a statistic rests on when it is a ratio over units (``None``: not known, or
+    not a ratio: every observation is its own unit)."""
+    found = getattr(stats, "effective_units", None)
+    return float(found) if found is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +127,9 @@ class UnitStats:
         spread = max(0.0, spread) / (mean_n * mean_n)
         # Statistics whose mean is R and whose sum of squared deviations is Σ L² (Welford's
         # form: no sums to cancel).
-        cls = RateOverUnits if kind == "proportion" else MeanStats
-        stats = cls.from_moments(n, ratio, spread)
+        cls = RateOverUnits if kind == "proportion" else MeanOverUnits
+        effective = self.sum_n * self.sum_n / self.sum_nn if self.sum_nn > 0 else 0.0
+        stats = cls.over_units(n, ratio, spread, effective)
         return None if stats.defect is not None else stats
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from analysis import ArmSpec, ExperimentSpec, MeanStats, PrimaryMetric, ProportionStats, decide
 from analysis.strata import arm_data_over_steps, stratify
-from analysis.units import RateOverUnits, UnitStats
+from analysis.units import MeanOverUnits, RateOverUnits, UnitStats, effective_units
 from control_plane.experiments.results import unit_data_of
 from control_plane.store.tables import ArmUnitStatRow
 
@@ -62,6 +62,7 @@ def test_pooling_a_drifting_ramp_invents_an_effect_that_strata_do_not() -> None:
     assert result is not None and result.comparison is not None
     comparison = result.comparison
     assert comparison.effect == pytest.approx(0.0, abs=1e-12)
+    assert comparison.ci_high is not None and comparison.effect is not None
     half_width = comparison.ci_high - comparison.effect
     # Welch's t on the combined arms: a quantile between z's and t's at 500 degrees of freedom.
     se = math.sqrt(var_a + var_b)
@@ -80,7 +81,8 @@ def test_means_combine_with_the_same_weights() -> None:
     w0, w1 = 3 * 2 / 5, 2 * 3 / 5  # equal: 1.2 each
     w0, w1 = w0 / (w0 + w1), w1 / (w0 + w1)
     b = combined["B"]["lat"]
-    assert type(b) is MeanStats
+    assert type(b) is MeanOverUnits
+    assert effective_units(b) == 5  # one run per unit: every observation is a unit
     assert b.mean == pytest.approx(w0 * 3.0 + w1 * 6.0)
     assert b.variance is not None
     assert b.variance / b.n == pytest.approx(w0**2 * 2.0 / 2 + w1**2 * 1.0 / 3)

@@ -12,8 +12,10 @@ import math
 import numpy as np
 import pytest
 
+from analysis.sequential import sequential_test
+from analysis.significance import fixed_test
 from analysis.stats import MeanStats, ProportionStats
-from analysis.units import UnitStats
+from analysis.units import MeanOverUnits, RateOverUnits, UnitStats, effective_units
 
 
 def _sums(n: np.ndarray, s: np.ndarray) -> UnitStats:
@@ -87,3 +89,34 @@ def test_sums_no_sample_can_have_are_reported_not_raised(stats: UnitStats) -> No
 def test_an_arm_without_units_is_empty() -> None:
     assert UnitStats().as_metric_stats("proportion") == ProportionStats()
     assert UnitStats().as_metric_stats("mean") == MeanStats()
+
+
+def test_a_ratio_carries_kishs_effective_units() -> None:
+    # One user with 200 runs among 40 with one to three: (ΣN)² / ΣN², by hand.
+    n = np.array([200.0] + [1.0 + i % 3 for i in range(40)])
+    s = np.array([200.0] + [0.0] * 40)
+    stats = _sums(n, s).as_metric_stats("proportion")
+    assert isinstance(stats, RateOverUnits)
+    assert effective_units(stats) == pytest.approx(n.sum() ** 2 / (n**2).sum())
+    assert effective_units(stats) == pytest.approx(1.94, abs=0.01)  # of 41 users
+    assert effective_units(ProportionStats(10, 3)) is None  # not a ratio: n is the units
+
+
+def test_a_rate_that_rests_on_one_heavy_user_is_not_tested() -> None:
+    # Early in an A/A experiment: the heavy user (converts on all 200 runs) and four others in
+    # one arm, five non-converting users in the other. Over runs or by the delta method on 5
+    # units this read as a 98-point effect, "significant"; it rests on 1.4 effective units.
+    heavy = _sums(np.array([200.0, 1, 2, 3, 1]), np.array([200.0, 0, 0, 0, 0]))
+    light = _sums(np.array([1.0, 2, 3, 1, 2]), np.array([0.0] * 5))
+    b, c = light.as_metric_stats("proportion"), heavy.as_metric_stats("proportion")
+    assert b is not None and c is not None
+    for test in (fixed_test, sequential_test):
+        comparison = test(b, c, alpha=0.05, min_events=10)
+        assert (comparison.reason, comparison.significant) == ("too_few_units", False)
+    # A mean over units: too few effective units, whatever the spread says.
+    latency = _sums(np.array([200.0, 1, 2]), np.array([400.0, 1, 2])).as_metric_stats("mean")
+    assert isinstance(latency, MeanOverUnits)
+    many = _sums(np.ones(50) * 2, np.linspace(1, 3, 50) * 2).as_metric_stats("mean")
+    assert many is not None
+    assert fixed_test(many, latency, min_events=10).reason == "too_few_units"
+    assert fixed_test(many, many, min_events=10).reason == "ok"
