@@ -248,6 +248,7 @@ def test_the_evaluator_rolls_a_worse_candidate_back(client: TestClient) -> None:
     # Ended: its results are judged against the shares its traffic had, not the 0 % it ends on.
     final = client.get(f"/v1/experiments/{experiment['id']}/results").json()
     assert final["srm"]["flagged"] is False and final["action"] == "rollback"
+    assert final["applied"] == "rollback" and final["reasons"] == decisions[0]["reasons"]
 
 
 def test_the_evaluator_promotes_a_better_candidate_when_allowed(client: TestClient) -> None:
@@ -310,6 +311,14 @@ def test_an_absolute_bound_rolls_back_without_a_significant_difference(
     assert (done["action"], done["applied"]) == ("rollback", "rollback")
     assert done["reasons"][0]["code"] == "bound_crossed"
     assert "the bound is at least 0.5" in done["reasons"][0]["message"]
+    # What acted is what is shown: the results and the audit entry carry the crossed bound (the
+    # comparison alone, which knows no bounds, is beside it under "analysis").
+    shown = client.get(f"/v1/experiments/{experiment['id']}/results").json()
+    assert (shown["action"], shown["applied"]) == ("rollback", "rollback")
+    assert shown["reasons"] == done["reasons"] and "analysis" in shown
+    audited = client.get("/v1/audit", params={"target_kind": "experiment"}).json()[0]
+    assert audited["action"] == "experiment.rollback"
+    assert audited["after"]["reasons"][0]["code"] == "bound_crossed"
     assert client.post(path).status_code == 409  # it ended
     assert client.post("/v1/experiments/999/evaluate").status_code == 404
     refused = client.post("/v1/experiments", json={**EXPERIMENT, "bounds": [{"metric": "x"}]})

@@ -14,7 +14,9 @@ tells every process's registry cache that routing changed).
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from control_plane.audit.service import record as audit
@@ -154,6 +156,23 @@ def list_experiments(
     return [public(row, wf.name) for row, wf in rows]
 
 
+def _move(session: Session, row: ExperimentRow, **values: Any) -> None:
+    """Change the experiment only if it is still in the status and step we read: the evaluator
+    in another process may have acted meanwhile (a rollback must not be overwritten by a stop)."""
+    changed = session.execute(
+        update(ExperimentRow)
+        .where(
+            col(ExperimentRow.id) == row.id,
+            col(ExperimentRow.status) == row.status,
+            col(ExperimentRow.step) == row.step,
+        )
+        .values(**values)
+    )
+    if changed.rowcount != 1:  # type: ignore[attr-defined]
+        raise Conflict(f"experiment {row.id} changed while this request ran; read it again")
+    session.refresh(row)
+
+
 def stop_experiment(
     session: Session, *, experiment_id: int, actor: str, reason: str = "stopped by hand"
 ) -> ExperimentPublic:
@@ -166,9 +185,8 @@ def stop_experiment(
     if row.status == "halted" and row.halt_reasons:
         why = "; ".join(str(r.get("message")) for r in row.halt_reasons)
         reason = f"{reason}, halted: {why}"
-    row.status, row.ended_at, row.outcome = "stopped", utcnow(), reason
-    row.arms = [{"version": a["version"], "share": 0.0} for a in row.arms]
-    session.add(row)
+    zero = [{"version": a["version"], "share": 0.0} for a in row.arms]
+    _move(session, row, status="stopped", ended_at=utcnow(), outcome=reason, arms=zero)
     audit(
         session,
         actor=actor,
@@ -192,9 +210,8 @@ def resume_experiment(session: Session, *, experiment_id: int, actor: str) -> Ex
     acknowledged = sorted({*(row.acknowledged or ()), *codes})
     halted_at = row.halted_at.isoformat() if row.halted_at is not None else None
     before = {"status": "halted", "halted_at": halted_at, "halt_reasons": row.halt_reasons}
-    row.status, row.acknowledged = "running", acknowledged
-    row.halted_at, row.halt_reasons = None, None
-    session.add(row)
+    _move(session, row, status="running", acknowledged=acknowledged, halted_at=None,
+          halt_reasons=None)  # fmt: skip
     audit(
         session,
         actor=actor,
