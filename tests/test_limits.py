@@ -175,6 +175,17 @@ def test_template_amplification_is_refused_before_the_text_is_built(
     assert small.ok  # the same graph within the bound
 
 
+def test_a_map_elements_interpolation_is_bounded_too() -> None:
+    definition = mapped("${inputs.xs}")
+    definition["nodes"]["each"]["with"]["node"] = {
+        "uses": "template",
+        "with": {"text": "${item}," * 100},
+    }
+    limits = engine.Limits(max_template_bytes=10_000)
+    step = failed_step(run(definition, {"xs": ["a", "b" * 200]}, limits), "each")
+    assert step["error_code"] == "too_large" and "more than 10,000 bytes" in step["error"]
+
+
 def test_outputs_larger_than_the_response_limit_fail_the_run() -> None:
     limits = engine.Limits(max_response_bytes=10_000)
     result = run(ECHO, {"data": {"text": "é" * 6_000}}, limits)  # 12,000 bytes of UTF-8

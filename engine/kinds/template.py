@@ -40,8 +40,7 @@ def render_template(text: str, values: Mapping[str, Any], max_bytes: int | None 
 
     Raise ``NodeError`` (not retryable) naming every missing placeholder at once, so a user
     fixes them in one edit rather than one run per name. With ``max_bytes``, raise
-    ``LimitExceeded`` before building a text larger than that (its size is added up from the
-    pieces first: a short text repeating a long value must not be built to be refused).
+    ``LimitExceeded`` as soon as the text would be larger than that.
     """
     missing: list[str] = []
     for match in _TOKEN_RE.finditer(text):
@@ -64,44 +63,42 @@ def render_template(text: str, values: Mapping[str, Any], max_bytes: int | None 
             code="template_missing_value",
         )
 
-    if max_bytes is not None:
-        _check_size(text, values, max_bytes)
-
-    def replace(match: re.Match[str]) -> str:
-        token = match.group(0)
-        if token == "{{":
-            return "{"
-        if token == "}}":
-            return "}"
-        return render_text(values[match.group(1)])
-
-    return _TOKEN_RE.sub(replace, text)
-
-
-def _check_size(text: str, values: Mapping[str, Any], max_bytes: int) -> None:
-    rendered: dict[str, int] = {}  # each value measured once, however often it repeats
+    # Counted as the text is built (what precedes each placeholder, then its value), so a
+    # short text repeating a long value stops at the limit instead of being built whole.
     size = 0
     pos = 0
-    for match in _TOKEN_RE.finditer(text):
-        size += text_size(text[pos : match.start()])
-        name = match.group(1)
-        if name is None:
-            size += 1  # an escaped brace
+    rendered: dict[str, str] = {}  # each value rendered once, however often it repeats
+
+    def replace(match: re.Match[str]) -> str:
+        nonlocal size, pos
+        token = match.group(0)
+        if token == "{{":
+            out = "{"
+        elif token == "}}":
+            out = "}"
         else:
+            name = match.group(1)
             if name not in rendered:
-                rendered[name] = text_size(render_text(values[name]))
-            size += rendered[name]
-        pos = match.end()
-        if size > max_bytes:
-            raise LimitExceeded(
-                f"template would render more than {max_bytes:,} bytes (the limit; "
-                "ROLLGRAPH_MAX_TEMPLATE_BYTES on a server)"
-            )
-    if size + text_size(text[pos:]) > max_bytes:
-        raise LimitExceeded(
-            f"template would render more than {max_bytes:,} bytes (the limit; "
-            "ROLLGRAPH_MAX_TEMPLATE_BYTES on a server)"
-        )
+                rendered[name] = render_text(values[name])
+            out = rendered[name]
+        if max_bytes is not None:
+            size += text_size(text[pos : match.start()]) + text_size(out)
+            pos = match.end()
+            if size > max_bytes:
+                raise _too_large(max_bytes)
+        return out
+
+    filled = _TOKEN_RE.sub(replace, text)
+    if max_bytes is not None and size + text_size(text[pos:]) > max_bytes:
+        raise _too_large(max_bytes)
+    return filled
+
+
+def _too_large(max_bytes: int) -> LimitExceeded:
+    return LimitExceeded(
+        f"template would render more than {max_bytes:,} bytes (the limit; "
+        "ROLLGRAPH_MAX_TEMPLATE_BYTES on a server)"
+    )
 
 
 @node_kind(
