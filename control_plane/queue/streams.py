@@ -71,10 +71,9 @@ redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
 return 1
 """
 
-# One round trip, read at one instant: the stream's length, the group's pending count and
-# last-delivered id (entries after it wait for a worker), the oldest waiting entry's id (its
-# milliseconds are when it was queued) and Redis's own clock, so the wait is measured on one
-# clock whatever the servers' clocks say. No group yet: every entry waits.
+# One round trip at one instant: length, the group's pending count and last-delivered id (entries
+# after it wait), the oldest waiting id (its ms: when it was queued) and Redis's clock, so the wait
+# is measured on one clock whatever the servers' say. No group yet: every entry waits.
 _STATS = """
 local length = redis.call('XLEN', KEYS[1])
 local dead = redis.call('XLEN', KEYS[2])
@@ -123,10 +122,8 @@ class QueueStats:
     length: int  # entries in the stream: queued plus in flight (acked ones are deleted)
     pending: int  # delivered and not acked yet
     dead: int
-    # Not yet delivered to any worker (acked entries are deleted, so length - pending).
-    waiting: int = 0
-    # How long the oldest waiting entry has waited, by Redis's clock; 0 when none waits.
-    oldest_wait_s: float = 0.0
+    waiting: int = 0  # not delivered to any worker yet (acked ones are deleted: length - pending)
+    oldest_wait_s: float = 0.0  # how long the oldest of those has waited, by Redis's clock
 
 
 def _text(value: bytes | str) -> str:
