@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import shutil
 import socket
 import ssl
@@ -27,6 +28,7 @@ from pydantic import ValidationError
 import engine
 from control_plane.settings import Settings, settings_problem
 from engine.http_policy import HttpPolicy, parse_entry, refused_reason
+from tests.fixtures import app_client, apply
 
 
 class Server(ThreadingHTTPServer):
@@ -260,6 +262,33 @@ def test_https_goes_to_the_checked_address_verified_against_the_name(
     else:
         assert step["error_code"] == "connection_error" and "CERTIFICATE" in step["error"]
         assert srv.seen == []
+
+
+def test_a_server_takes_its_allow_list_from_its_settings(
+    database_url: str, admin_key: str, server: Server, other: Server
+) -> None:
+    allowed = f"127.0.0.1:{server.port}"
+    with app_client(database_url, admin_key, http_allow_hosts=allowed) as api:
+        for name, port in (("open", server.port), ("closed", other.port)):
+            source = json.dumps(
+                {
+                    "name": name,
+                    "nodes": {
+                        "get": {"uses": "http.json", "with": {"url": f"http://127.0.0.1:{port}/"}}
+                    },
+                    "outputs": {"body": "${get.body}"},
+                }
+            )
+            apply(api, source, version="v1")
+        answers = {
+            name: api.post("/v1/run", json={"workflow": name, "version": "v1"}).json()
+            for name in ("open", "closed")
+        }
+    assert answers["open"]["status"] == "succeeded", answers["open"]
+    assert answers["open"]["outputs"] == {"body": {"ok": True}}
+    assert answers["closed"]["status"] == "failed"
+    assert f"127.0.0.1:{other.port} is not on the http allow-list" in answers["closed"]["error"]
+    assert other.seen == []
 
 
 def test_a_response_over_the_limit_is_refused(server: Server) -> None:
