@@ -97,6 +97,10 @@ def test_a_halt_is_visible_keeps_the_traffic_and_a_person_resumes_then_stops_it(
     assert client.get(f"/v1/experiments/{ident}").json()["step"] == 0
     listed = client.get("/v1/experiments", params={"status": "halted"}).json()
     assert [e["id"] for e in listed] == [ident]
+    # Its gauges stay, so the sample ratio alert (rules.yml) keeps firing until someone acts.
+    scraped = client.get("/metrics").text
+    assert f'rollgraph_experiment_info{{baseline="v1",experiment="{ident}"' in scraped
+    assert f'rollgraph_experiment_srm_p_value{{experiment="{ident}"}}' in scraped
 
     # Results, decisions and audit agree on what acted and why.
     results = client.get(f"/v1/experiments/{ident}/results").json()

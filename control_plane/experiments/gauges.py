@@ -9,14 +9,15 @@ version or an ended experiment disappears from the next scrape by itself.
   label's rollout candidates (``role="candidate"``); the label's own version gets the remainder
   (``role="baseline"``, so alerts can compare a candidate with its baseline). Archived versions
   are left out (they serve no traffic), and so are candidates that no longer serve.
-* ``rollgraph_experiment_info{experiment,name,workflow,label,baseline}`` (1 per running
-  experiment: joins an experiment id to its workflow and label),
+* ``rollgraph_experiment_info{experiment,name,workflow,label,baseline}`` (1 per running or
+  halted experiment: joins an experiment id to its workflow and label; a halted one still
+  routes, and its sample ratio alert must keep firing until a person resumes or stops it),
   ``rollgraph_experiment_step_started_timestamp_seconds{experiment}`` (when the current ramp
   step began) and ``rollgraph_experiment_ramp_steps_remaining{experiment}`` (steps still ahead;
   0 without a ramp): together they tell a ramp that stopped advancing.
 * ``rollgraph_experiment_p_value{experiment,arm,metric}`` and
   ``rollgraph_experiment_srm_p_value{experiment}``: from the latest stored decision of each
-  running experiment (``experiment`` is its id).
+  running or halted experiment (``experiment`` is its id).
 
 A store that cannot be read leaves these gauges out of the scrape (logged) rather than failing
 it: the process's own counters are still worth collecting.
@@ -37,6 +38,7 @@ from control_plane.kit.time import as_utc
 from control_plane.rollouts.routing import read_route
 from control_plane.store.db import SessionFactory, session_scope
 from control_plane.store.tables import ExperimentDecisionRow, ExperimentRow, LabelRow, WorkflowRow
+from control_plane.workflows.ownership import OWNING
 
 __all__ = ["StoreCollector"]
 
@@ -110,7 +112,7 @@ def _running(session: Session) -> Iterator[tuple[ExperimentRow, str]]:
     rows = session.exec(
         select(ExperimentRow, WorkflowRow.name)
         .join(WorkflowRow, col(WorkflowRow.id) == col(ExperimentRow.workflow_id))
-        .where(ExperimentRow.status == "running")
+        .where(col(ExperimentRow.status).in_(OWNING))
         .order_by(col(ExperimentRow.id))
     ).all()
     yield from rows
