@@ -241,8 +241,8 @@ def drive(cluster: Cluster, seeded: dict[str, Any], *, clients: int, duration_s:
             }
             command = ["taskset", "-c", core, wrk, "-t1", f"-c{connections}"]
             command += [f"-d{int(duration_s)}s", "--timeout", "65s", "-s", str(LUA), url]
-            log = (workdir / f"wrk-{name}-{i}.log").open("wb")
-            proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+            with (workdir / f"wrk-{name}-{i}.log").open("wb") as log:
+                proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
             started.append((str(out), proc))
     cpu_s = 0.0
     for _, proc in started:
