@@ -171,8 +171,8 @@ def fixed_test(
     min_events: float = 0.0,
 ) -> Comparison:
     """The fixed-horizon test for the metric's kind: the unpooled z-test for two proportions
-    (``min_events`` applies to them, and to ratios over units), Welch's t otherwise (a proportion compared with a numeric
-    metric reads as 0/1 numbers)."""
+    (``min_events`` applies to them, and to ratios over units), Welch's t otherwise (a
+    proportion compared with a numeric metric reads as 0/1 numbers)."""
     if isinstance(baseline, ProportionStats) and isinstance(candidate, ProportionStats):
         return two_proportion_z_test(
             baseline,

@@ -163,7 +163,5 @@ def run(rng: np.random.Generator, sc: Scenario, experiments: int) -> list[Outcom
             flagged = flagged or (decision.srm is not None and decision.srm.flagged)
             if first is None and decision.action in ("promote", "rollback"):
                 first = (look, decision.action)
-        outcomes.append(
-            Outcome(first[0] if first else None, first[1] if first else None, flagged)
-        )
+        outcomes.append(Outcome(first[0] if first else None, first[1] if first else None, flagged))
     return outcomes
