@@ -3,8 +3,8 @@
 A metric's kind is fixed per workflow by its first value (boolean → proportion, number →
 mean), or by the experiment that names it; a value of the other kind is a 422. Each (run,
 metric) is recorded once: the same value again is a no-op (a client retry), another value a
-409. A run routed by an experiment adds the value to its arm's statistics in the same
-transaction.
+409, also when two requests race (the database settles which one stored it). A run routed by
+an experiment adds the value to its arm's statistics in the same transaction.
 
 Functions take the caller's ``Session`` and never commit.
 """
@@ -14,15 +14,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from control_plane.errors import Conflict, NotFound, ValidationFailed
 from control_plane.experiments.schemas import BUILTIN_METRICS
 from control_plane.experiments.service import check_metric_kind
 from control_plane.experiments.stats import add_observation, unit_of
+from control_plane.outcomes import repository
 from control_plane.runs import repository as runs_repo
-from control_plane.store.tables import OutcomeRow
 from control_plane.workflows import repository as workflows_repo
 
 __all__ = ["OUTCOME_LIMIT", "outcome_problem", "record_outcomes"]
@@ -76,16 +75,15 @@ def record_outcomes(
             check_metric_kind(session, workflow=workflow, name=name, kind=kind)
         except ValueError as exc:
             raise ValidationFailed(f"outcome {name!r}: {exc}") from exc
-        known = session.get(OutcomeRow, (run_id, name))
+        known = repository.insert_outcome(session, run_id=run_id, metric=name, value=value)
         if known is not None:
-            if known.value != value:
+            if known != value:
                 raise Conflict(
-                    f"run {run_id} already has {name} = {known.value:g}; outcomes are recorded "
+                    f"run {run_id} already has {name} = {known:g}; outcomes are recorded "
                     "once per run and metric"
                 )
             result[name] = "unchanged"
             continue
-        session.add(OutcomeRow(run_id=run_id, metric=name, value=value))
         if run.experiment_id is not None and run.arm is not None:
             add_observation(
                 session,
@@ -98,8 +96,4 @@ def record_outcomes(
                 unit=unit_of(run),
             )
         result[name] = "recorded"
-    try:
-        session.flush()
-    except IntegrityError as exc:  # the same outcome sent twice at once: one of them wins
-        raise Conflict(f"outcomes of run {run_id} were recorded concurrently; retry") from exc
     return result
