@@ -339,6 +339,8 @@ def test_without_redis_there_is_no_queue_and_no_worker(tmp_path: Path) -> None:
         headers = bearer(settings.admin_key)
         assert client.get("/v1/queue", headers=headers).json() == {
             "enabled": False, "stream": None, "length": None, "pending": None, "dead": None,
+            "waiting": None, "oldest_wait_s": None, "max_depth": None, "max_wait_s": None,
+            "accepting": None,
         }  # fmt: skip
         missing = client.get("/v1/queue/dead-letters", headers=headers)
         assert missing.status_code == 404
