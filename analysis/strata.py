@@ -35,13 +35,13 @@ measures the false-decision rate this leaves.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from analysis.effects import moments
 from analysis.stats import ArmData, MeanStats, MetricStats, ProportionStats
 from analysis.units import MeanOverUnits, RateOverUnits, UnitStats, effective_units
 
-__all__ = ["StepMetrics", "StepUnits", "arm_data_over_steps", "stratify"]
+__all__ = ["StepConverter", "StepMetrics", "StepUnits", "arm_data_over_steps", "stratify"]
 
 StepMetrics = Mapping[str, Mapping[str, MetricStats]]
 """One ramp step: arm → metric → statistics."""
@@ -49,28 +49,46 @@ StepMetrics = Mapping[str, Mapping[str, MetricStats]]
 StepUnits = Mapping[str, Mapping[str, tuple[str, UnitStats]]]
 """One ramp step as the store keeps it: arm → metric → (kind, sums over the step's units)."""
 
+StepConverter = Callable[[StepUnits], Mapping[str, Mapping[str, MetricStats | None]]]
+"""One step's sums over units → arm → metric → statistics (``None``: sums no sample has)."""
+
+
+def _plain(step: StepUnits) -> dict[str, dict[str, MetricStats | None]]:
+    return {
+        arm: {metric: sums.as_metric_stats(kind) for metric, (kind, sums) in metrics.items()}
+        for arm, metrics in step.items()
+    }
+
 
 def arm_data_over_steps(
-    steps: Mapping[int, StepUnits], *, baseline: str, arms: Sequence[str], step: int
+    steps: Mapping[int, StepUnits],
+    *,
+    baseline: str,
+    arms: Sequence[str],
+    step: int,
+    convert: StepConverter | None = None,
 ) -> dict[str, ArmData]:
     """What ``decide`` reads, from each step's sums over units: per arm, the users and runs of
     the current ``step`` (every run adds a ``success`` observation to its user; the sample
     ratio check counts them against the step's shares) and each metric over users, combined
     over the steps by ``stratify``. The evaluator, the results route and the simulations in
     ``benchmarks`` all come through here. Sums no sample can have leave the metric out of
-    that arm, so the analysis reports it as missing instead of raising."""
+    that arm, so the analysis reports it as missing instead of raising. ``convert`` turns
+    one step's sums into statistics (default ``UnitStats.as_metric_stats``; ``analysis.cuped``
+    adjusts them)."""
     users: dict[str, int] = dict.fromkeys(arms, 0)
     runs: dict[str, int] = dict.fromkeys(arms, 0)
     per_step: list[dict[str, dict[str, MetricStats]]] = []
     damaged: set[tuple[str, str]] = set()
     for number in sorted(steps):
         converted: dict[str, dict[str, MetricStats]] = {}
+        as_stats = (convert or _plain)(steps[number])
         for arm, metrics in steps[number].items():
-            for metric, (kind, sums) in metrics.items():
+            for metric, (_, sums) in metrics.items():
                 if metric == "success" and number == step:
                     users[arm] = users.get(arm, 0) + sums.units
                     runs[arm] = runs.get(arm, 0) + round(sums.sum_n)
-                stats = sums.as_metric_stats(kind)
+                stats = as_stats.get(arm, {}).get(metric)
                 if stats is None:
                     damaged.add((arm, metric))
                 elif stats.n > 0:

@@ -81,6 +81,13 @@ class UnitStats:
     sum_nn: float = 0.0
     sum_ss: float = 0.0
     sum_sn: float = 0.0
+    # Each unit's pre-exposure covariate X (``analysis.cuped``): ΣX, ΣX², ΣX·S, ΣX·N, and how
+    # many units had pre-exposure data (the others have X = 0).
+    sum_x: float = 0.0
+    sum_xx: float = 0.0
+    sum_xs: float = 0.0
+    sum_xn: float = 0.0
+    covered: int = 0
 
     def merge(self, other: UnitStats) -> UnitStats:
         """Both together, as disjoint sets of units (ramp steps are stored apart)."""
@@ -91,6 +98,11 @@ class UnitStats:
             self.sum_nn + other.sum_nn,
             self.sum_ss + other.sum_ss,
             self.sum_sn + other.sum_sn,
+            self.sum_x + other.sum_x,
+            self.sum_xx + other.sum_xx,
+            self.sum_xs + other.sum_xs,
+            self.sum_xn + other.sum_xn,
+            self.covered + other.covered,
         )
 
     __add__ = merge

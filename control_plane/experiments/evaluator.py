@@ -37,7 +37,7 @@ from starlette.concurrency import run_in_threadpool
 
 from analysis.decision import Decision
 from control_plane.audit.service import record as audit
-from control_plane.experiments.results import analyse, to_public
+from control_plane.experiments.results import Reductions, analyse, to_public
 from control_plane.experiments.schemas import ExperimentCreate, ExperimentPublic
 from control_plane.experiments.verdict import Verdict, last_run_at, reason, verdict
 from control_plane.kit.time import as_utc, utcnow
@@ -53,8 +53,10 @@ log = logging.getLogger(__name__)
 ACTOR = "evaluator"
 
 
-def _statistics(experiment: ExperimentPublic, decision: Decision) -> dict[str, Any]:
-    public = to_public(experiment, decision).model_dump(mode="json")
+def _statistics(
+    experiment: ExperimentPublic, decision: Decision, cuped: Reductions | None
+) -> dict[str, Any]:
+    public = to_public(experiment, decision, cuped).model_dump(mode="json")
     public.pop("experiment")
     return public
 
@@ -180,10 +182,10 @@ def evaluate(
     ``rollback``, ``promote``, ``end``, ``ramp`` or ``None``); ``None`` when it is not
     running."""
     now = now or utcnow()
-    experiment, decision = analyse(session, experiment_id=experiment_id)
+    experiment, decision, cuped = analyse(session, experiment_id=experiment_id)
     if experiment.status != "running":
         return None
-    statistics = _statistics(experiment, decision)
+    statistics = _statistics(experiment, decision, cuped)
     last = last_run_at(session, experiment_id)
     v = verdict(experiment, decision, statistics["metrics"], last_run=last, now=now)
     applied, reasons = _apply(session, experiment, v, decision, now)

@@ -5,7 +5,9 @@ is a ratio over users, its variance by the delta method), and the sample ratio c
 users of the current step against its shares (earlier steps had other shares). The store keeps
 statistics per ramp step; each metric is estimated within each step and the steps combined
 with Cochran–Mantel–Haenszel weights (``analysis.strata``), so a drifting baseline and changing
-shares cannot manufacture an effect. Experiments started before the
+shares cannot manufacture an effect. With ``cuped: true`` each step's metrics are first
+adjusted by the users' pre-exposure values (``analysis.cuped``) and each candidate's rows show
+the variance this removed. Experiments started before the
 unit tables existed have only run-level sums, and are analysed over runs as they were.
 
 The response is the analysis, flattened for JSON: per arm and metric
@@ -17,11 +19,12 @@ from __future__ import annotations
 import sys
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session
 
+from analysis.cuped import VarianceReduction, cuped_arm_data
 from analysis.decision import Decision, SRMStep, decide
 from analysis.spec import ArmSpec, ExperimentSpec, Guardrail, MetricSpec, PrimaryMetric
 from analysis.stats import ArmData, MeanStats, MetricStats, ProportionStats
@@ -33,14 +36,21 @@ from control_plane.experiments.stats import stats_of, unit_stats_of
 from control_plane.store.tables import ArmStatRow, ArmUnitStatRow
 
 __all__ = [
+    "Analysis",
     "ExperimentResults",
+    "Reductions",
     "analyse",
+    "cuped_data_of",
     "data_of",
     "results",
     "spec_of",
     "to_public",
     "unit_data_of",
 ]
+
+StepEntries = dict[str, tuple[str, UnitStats]]
+Reductions = dict[tuple[str, str], VarianceReduction]
+"""(candidate, metric) → its variance reduction under CUPED."""
 
 _LABELS = {"success": "success rate", "latency_s": "latency", "cost_usd": "cost per run"}
 
@@ -128,17 +138,30 @@ def data_of(rows: Sequence[ArmStatRow], *, arms: Sequence[str], step: int) -> di
             {*arms, *pooled}}  # fmt: skip
 
 
+def _steps(rows: Sequence[ArmUnitStatRow]) -> dict[int, dict[str, StepEntries]]:
+    steps: dict[int, dict[str, StepEntries]] = {}
+    for row in rows:
+        stats = UnitStats(row.units, row.sum_n, row.sum_s, row.sum_nn, row.sum_ss, row.sum_sn,
+                          row.sum_x, row.sum_xx, row.sum_xs, row.sum_xn, row.covered)  # fmt: skip
+        steps.setdefault(row.step, {}).setdefault(row.arm, {})[row.metric] = (row.kind, stats)
+    return steps
+
+
 def unit_data_of(
     rows: Sequence[ArmUnitStatRow], *, arms: Sequence[str], step: int
 ) -> dict[str, ArmData]:
     """Per arm: the users of the current ``step`` and each metric over users, estimated within
     each ramp step and combined across steps (``analysis.strata``). ``arms[0]`` is the
     baseline."""
-    steps: dict[int, dict[str, dict[str, tuple[str, UnitStats]]]] = {}
-    for row in rows:
-        stats = UnitStats(row.units, row.sum_n, row.sum_s, row.sum_nn, row.sum_ss, row.sum_sn)
-        steps.setdefault(row.step, {}).setdefault(row.arm, {})[row.metric] = (row.kind, stats)
-    return arm_data_over_steps(steps, baseline=arms[0], arms=arms, step=step)
+    return arm_data_over_steps(_steps(rows), baseline=arms[0], arms=arms, step=step)
+
+
+def cuped_data_of(
+    rows: Sequence[ArmUnitStatRow], *, arms: Sequence[str], step: int
+) -> tuple[dict[str, ArmData], Reductions]:
+    """``unit_data_of`` with each step's metrics CUPED-adjusted (``analysis.cuped``), and each
+    candidate's variance reduction per metric."""
+    return cuped_arm_data(_steps(rows), baseline=arms[0], arms=arms, step=step)
 
 
 def earlier_steps_of(rows: Sequence[ArmUnitStatRow], experiment: ExperimentPublic) -> list[SRMStep]:
@@ -158,16 +181,31 @@ def earlier_steps_of(rows: Sequence[ArmUnitStatRow], experiment: ExperimentPubli
     return steps
 
 
-def analyse(session: Session, *, experiment_id: int) -> tuple[ExperimentPublic, Decision]:
+class Analysis(NamedTuple):
+    """An experiment, the analysis' decision on it, and with CUPED on, each candidate's
+    variance reduction per metric (``None``: CUPED off)."""
+
+    experiment: ExperimentPublic
+    decision: Decision
+    cuped: Reductions | None = None
+
+
+def analyse(session: Session, *, experiment_id: int) -> Analysis:
+    """The decision the evaluator acts on and the results show: one code path for both."""
     experiment = get_experiment(session, experiment_id=experiment_id)
     arms = [experiment.baseline, *(str(a["version"]) for a in experiment.arms)]
     unit_rows = unit_stats_of(session, experiment_id)
+    reductions: Reductions | None = None
     if unit_rows or not (run_rows := stats_of(session, experiment_id)):
-        data = unit_data_of(unit_rows, arms=arms, step=experiment.step)
+        if experiment.config.cuped:
+            data, reductions = cuped_data_of(unit_rows, arms=arms, step=experiment.step)
+        else:
+            data = unit_data_of(unit_rows, arms=arms, step=experiment.step)
         earlier = earlier_steps_of(unit_rows, experiment)
     else:
         data, earlier = data_of(run_rows, arms=arms, step=experiment.step), []
-    return experiment, decide(spec_of(experiment), data, earlier_steps=earlier)
+    decision = decide(spec_of(experiment), data, earlier_steps=earlier)
+    return Analysis(experiment, decision, reductions)
 
 
 class ExperimentResults(BaseModel):
@@ -183,7 +221,19 @@ class ExperimentResults(BaseModel):
     )
 
 
-def _comparison(result: Any) -> dict[str, Any]:
+def _cuped(found: VarianceReduction | None) -> dict[str, Any] | None:
+    if found is None:
+        return None
+    return {
+        "variance_reduction": found.variance_reduction,
+        "theta": found.theta,
+        "reason": found.reason,
+        "units": found.units,
+        "covered_units": found.covered,
+    }
+
+
+def _comparison(result: Any, cuped: Reductions | None) -> dict[str, Any]:
     c = result.comparison
     row: dict[str, Any] = {
         "arm": result.arm,
@@ -206,10 +256,15 @@ def _comparison(result: Any) -> dict[str, Any]:
             method=c.method,
             reason=c.reason,
         )
+    if cuped is not None and c is not None:
+        # CUPED: the means and effect above are adjusted; how much variance that removed
+        row["cuped"] = _cuped(cuped.get((result.arm, result.metric)))
     return row
 
 
-def to_public(experiment: ExperimentPublic, decision: Decision) -> ExperimentResults:
+def to_public(
+    experiment: ExperimentPublic, decision: Decision, cuped: Reductions | None = None
+) -> ExperimentResults:
     srm = decision.srm
     return ExperimentResults(
         experiment=experiment,
@@ -228,10 +283,9 @@ def to_public(experiment: ExperimentPublic, decision: Decision) -> ExperimentRes
             "reason": srm.reason,
             "observed": dict(srm.observed),
         },
-        metrics=[_comparison(r) for r in decision.results],
+        metrics=[_comparison(r, cuped) for r in decision.results],
     )
 
 
 def results(session: Session, *, experiment_id: int) -> ExperimentResults:
-    experiment, decision = analyse(session, experiment_id=experiment_id)
-    return to_public(experiment, decision)
+    return to_public(*analyse(session, experiment_id=experiment_id))

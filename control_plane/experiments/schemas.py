@@ -152,6 +152,13 @@ class ExperimentCreate(BaseModel):
         description="sequential method: the runs (both arms) its confidence sequence is tightest "
         "at (Waudby-Smith et al.'s rho); the guarantee holds whatever it is",
     )
+    cuped: bool = Field(
+        default=False,
+        strict=True,
+        description="CUPED: adjust each metric by the users' own value of it before the "
+        "experiment started (Deng et al. 2013), with the variance reduction in the results; "
+        "users without earlier runs count with 0",
+    )
     auto_rollback: bool = True
     auto_promote: bool = False
     no_traffic_timeout_s: float = Field(default=3600, gt=0)

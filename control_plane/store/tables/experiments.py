@@ -11,6 +11,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -135,6 +136,9 @@ class ExperimentUnitRow(SQLModel, table=True):
     unit: str = Field(sa_column=Column(String(256), primary_key=True, nullable=False))
     n: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     total: float = 0.0
+    # CUPED's pre-exposure covariate: the unit's mean of the metric before the experiment
+    # started (0 without any), fixed at its first observation; NULL when not computed.
+    covariate: float | None = Field(default=None, sa_column=Column(Float, nullable=True))
 
 
 class ArmUnitStatRow(SQLModel, table=True):
@@ -160,6 +164,15 @@ class ArmUnitStatRow(SQLModel, table=True):
     sum_nn: float = 0.0
     sum_ss: float = 0.0
     sum_sn: float = 0.0
+    # Over units, with X each unit's covariate: ΣX, ΣX², ΣX·S, ΣX·N (``analysis.cuped``), and
+    # the units that had pre-exposure data.
+    sum_x: float = Field(default=0.0, sa_column=Column(Float, nullable=False, server_default="0"))
+    sum_xx: float = Field(default=0.0, sa_column=Column(Float, nullable=False, server_default="0"))
+    sum_xs: float = Field(default=0.0, sa_column=Column(Float, nullable=False, server_default="0"))
+    sum_xn: float = Field(default=0.0, sa_column=Column(Float, nullable=False, server_default="0"))
+    covered: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, server_default="0")
+    )
 
 
 class MetricRow(SQLModel, table=True):

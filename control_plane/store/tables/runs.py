@@ -43,6 +43,8 @@ class RunRow(SQLModel, table=True):
         Index("ix_run_status", "status", "created_at"),
         Index("ix_run_created_at", "created_at"),
         Index("ix_run_experiment", "experiment_id", "created_at"),
+        # a user's earlier runs of a workflow: CUPED's pre-exposure covariate
+        Index("ix_run_workflow_user", "workflow", "user_id", "created_at"),
         CheckConstraint(
             "status IN ('queued', 'running', 'succeeded', 'failed')", name="ck_run_status"
         ),
