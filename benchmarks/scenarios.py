@@ -111,7 +111,8 @@ def _within_steps(sums: np.ndarray, steps: Sequence[int]) -> np.ndarray:
 
 
 def _unit_stats(row: np.ndarray) -> UnitStats:
-    return UnitStats(int(row[0]), *(float(v) for v in row[1:]))
+    n, s, nn, ss, sn = (float(v) for v in row[1:6])
+    return UnitStats(int(row[0]), n, s, nn, ss, sn)
 
 
 def _spec_at(sc: Scenario, step: int) -> ExperimentSpec:
