@@ -64,7 +64,7 @@ soak: $(STAMP)
 
 # Re-pin every dependency (needs `uv`; the lock is committed, so nobody else has to run this).
 lock:
-	uv pip compile pyproject.toml --extra dev --extra bench --python-version 3.11 \
+	uv pip compile pyproject.toml --extra dev --extra bench --extra otel --python-version 3.11 \
 		--python-platform x86_64-manylinux_2_28 --generate-hashes -o requirements.lock
 
 clean:
