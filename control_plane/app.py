@@ -29,6 +29,7 @@ from control_plane.runs.routes import router as runs_router
 from control_plane.runtime import open_runtime
 from control_plane.settings import Settings, get_settings
 from control_plane.store.db import size_threads
+from control_plane.telemetry import Tracing, export_requested, trace_context_middleware
 from control_plane.workflows.routes import router as workflows_router
 
 __all__ = ["create_app"]
@@ -38,15 +39,17 @@ def create_app(
     settings: Settings | None = None,
     *,
     run_engine: Callable[[], graph_engine.Engine] | None = None,
+    tracing: Tracing | None = None,
 ) -> FastAPI:
     """The app. ``run_engine`` builds the process's graph engine (default: simulated and
-    OpenAI-compatible providers); tests pass one whose simulator does not sleep."""
+    OpenAI-compatible providers); tests pass one whose simulator does not sleep. ``tracing``:
+    an OpenTelemetry export of the caller's (tests); by default ``OTEL_*`` decide."""
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_runtime(
-            settings, metrics=metrics, role="server", run_engine=run_engine
+            settings, metrics=metrics, role="server", run_engine=run_engine, tracing=tracing
         ) as runtime:
             # What the dependency aliases read (``api.deps``, ``runs.deps``, ...).
             state = app.state
@@ -84,6 +87,10 @@ def create_app(
     app.add_middleware(HttpMetrics, metrics=metrics)
     # Outermost of all: every answer, the 413s and the 500s of the layers inside included.
     app.add_middleware(SecurityHeaders)
+    # With an export, the caller's trace context is current for the request (runs join it).
+    trace_context = trace_context_middleware() if tracing or export_requested() else None
+    if trace_context is not None:
+        app.add_middleware(trace_context)
     app.include_router(workflows_router)
     app.include_router(rollouts_router)
     app.include_router(runs_router)

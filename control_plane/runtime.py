@@ -1,5 +1,5 @@
-"""One process's services, built in one order and closed in the reverse: store → migrations →
-Redis → run queue → compiler → runs, then, for a server, the registry cache, its change
+"""One process's services, built in one order and closed in the reverse: trace export → store →
+migrations → Redis → run queue → compiler → runs, then, for a server, the registry cache, its change
 notifications and the experiment evaluator.
 
 The server's lifespan (``control_plane.app``) and ``rollgraph worker`` (``control_plane.worker``)
@@ -30,6 +30,7 @@ from control_plane.settings import Settings
 from control_plane.store.db import SessionFactory, create_db_engine, make_session_factory
 from control_plane.store.migrations import upgrade_to_head
 from control_plane.store.redis import RedisLink
+from control_plane.telemetry import Tracing, open_telemetry
 
 __all__ = ["Role", "Runtime", "open_runtime", "queue_of"]
 
@@ -55,6 +56,7 @@ class Runtime:
     registry: RegistryCache | None = None
     notifier: RegistryNotifier | None = None
     evaluator: Evaluator | None = None
+    tracing: Tracing | None = None  # the OpenTelemetry export, when OTEL_* turns it on
 
 
 def queue_of(link: RedisLink, settings: Settings, client: aioredis.Redis | None = None) -> RunQueue:
@@ -73,11 +75,18 @@ async def open_runtime(
     metrics: Metrics,
     role: Role,
     run_engine: Callable[[], graph_engine.Engine] | None = None,
+    tracing: Tracing | None = None,
 ) -> AsyncIterator[Runtime]:
     """The process's services, started; closed in reverse order when the block ends.
     ``run_engine`` builds the graph engine (default: simulated and OpenAI-compatible
-    providers; tests and benchmarks pass their own)."""
+    providers; tests and benchmarks pass their own). ``tracing``: an export the caller owns
+    (tests); by default the one the ``OTEL_*`` variables ask for, if any."""
     async with AsyncExitStack() as stack:
+        if tracing is None:
+            tracing = open_telemetry(settings)
+            if tracing is not None:
+                # Closed last: the spans of runs that end while the process stops are exported.
+                stack.callback(tracing.shutdown)
         db = create_db_engine(
             settings.database_url,
             pool_size=settings.db_pool_size,
@@ -105,7 +114,9 @@ async def open_runtime(
             queue = queue_of(link, settings, client)
 
         # One graph engine per process: shared provider limits and HTTP connection pools.
-        compiler = Compiler(configure_engine((run_engine or graph_engine.Engine)(), settings))
+        compiler = Compiler(
+            configure_engine((run_engine or graph_engine.Engine)(), settings), tracing=tracing
+        )
         stack.push_async_callback(compiler.aclose)
         runs = Runs(
             compiler=compiler,
@@ -148,4 +159,5 @@ async def open_runtime(
             registry=registry,
             notifier=notifier,
             evaluator=evaluator,
+            tracing=tracing,
         )

@@ -221,6 +221,9 @@ class Settings(BaseSettings):
     # refused unless in http_allow_networks (CIDRs, comma-separated) or named as an address.
     http_allow_hosts: str = ""
     http_allow_networks: str = ""
+    # OpenTelemetry (control_plane.telemetry; export itself is set by the standard OTEL_*
+    # variables): record prompts, parameters and outputs on spans. Off: they are user content.
+    otel_capture_content: bool = False
 
     @field_validator("http_allow_hosts", "http_allow_networks")
     @classmethod

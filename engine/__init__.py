@@ -23,6 +23,7 @@ from engine.errors import (
 )
 from engine.limits import LimitExceeded, Limits
 from engine.node_kinds import NodeKind, NodeKinds, NodeResult, Param, default_kinds, node_kind
+from engine.observe import RunObserver
 from engine.trace import RunId, StepTrace, Trace
 from engine.types import MediaRef, ValueType
 from engine.workflow import Digest, InputBindingError, NodeId, Workflow
@@ -48,6 +49,7 @@ __all__ = [
     "Problem",
     "RunError",
     "RunId",
+    "RunObserver",
     "RunResult",
     "SQLiteStepCache",
     "StepCache",

@@ -18,6 +18,7 @@ from engine.errors import NodeError
 from engine.http_policy import HttpPolicy, Target
 from engine.limits import Limits
 from engine.node_kinds import NodeKinds, NodeResult
+from engine.observe import RunObserver
 from engine.providers.base import ModelCall, Provider, ProviderResult, split_model
 
 __all__ = ["NodeContext", "Runtime"]
@@ -25,6 +26,9 @@ __all__ = ["NodeContext", "Runtime"]
 
 class Runtime:
     """Shared, long-lived resources of an engine."""
+
+    # Told about retries and step content when a host asks (``Engine.observe``); else None.
+    observer: RunObserver | None = None
 
     def __init__(
         self,

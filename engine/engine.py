@@ -37,6 +37,7 @@ from engine.executor import RunState
 from engine.http_policy import HttpPolicy
 from engine.limits import Limits
 from engine.node_kinds import NodeKinds, default_kinds
+from engine.observe import RunObserver
 from engine.providers import Provider, default_providers
 from engine.spec import load_spec
 from engine.trace import RunId, RunStatus, StepTrace, Trace
@@ -221,6 +222,10 @@ class Engine:
         self.limits = limits
         self.runtime.limits = limits
         self.runtime.http_policy = HttpPolicy(http_allow_hosts, http_allow_networks)
+
+    def observe(self, observer: RunObserver | None) -> None:
+        """Tell ``observer`` about retries and step content (``engine.observe``); None stops."""
+        self.runtime.observer = observer
 
     def define(self, source: Source) -> Workflow:
         return define(source, kinds=self.kinds, providers=self.providers, limits=self.limits)

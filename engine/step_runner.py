@@ -121,6 +121,9 @@ class StepRunner:
         result = await self._call(node, step, node.fn, params)
         outputs = self._check_outputs(node, result.outputs, step.attempts)
         self._record(node, step, outputs, result.cost_usd, result.usage, result.meta)
+        observer = self.runtime.observer
+        if observer is not None:
+            observer.step_content(self.run_id, node.id, params, outputs)
         if self.cache is not None and key is not None:
             entry = CachedStep(outputs, result.cost_usd, result.usage, result.meta, step.attempts)
             await self.cache.put(f"run:{self.run_id}:{key}", entry)
@@ -237,7 +240,11 @@ class StepRunner:
                 error = as_node_error(exc, timeout)
             if not error.retryable or policy is None or attempt >= policy.max_attempts:
                 raise StepFailed(error, attempt)
-            await asyncio.sleep(backoff_delay(policy, attempt, self.rng))
+            delay = backoff_delay(policy, attempt, self.rng)
+            observer = self.runtime.observer
+            if observer is not None:
+                observer.retrying(self.run_id, node.id, item, attempt, error, delay)
+            await asyncio.sleep(delay)
 
     def _finish_result(self, node: CompiledNode, step: StepTrace, result: Any) -> None:
         """Record what a kind returned: a ``NodeResult`` or a mapping of outputs to check."""

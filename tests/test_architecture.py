@@ -29,6 +29,7 @@ FORBIDDEN_IN_LIBRARIES = (
     "redis",
     "prometheus_client",
     "uvicorn",
+    "opentelemetry",
 )
 
 # control_plane's rooms, from the top (entry points) down; a room imports only rooms listed
@@ -49,6 +50,7 @@ LEVELS: tuple[tuple[str, ...], ...] = (
     ("api",),
     ("store",),
     ("metrics",),
+    ("telemetry",),
     ("kit",),
     ("client", "errors", "settings"),
 )

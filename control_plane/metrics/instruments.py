@@ -262,7 +262,13 @@ class Metrics:
         trace = result.trace
         latency = trace.latency_s
         if latency is not None:
-            exemplar = None if self.multiprocess_dir else {"run_id": run.run_id}
+            exemplar = None
+            if not self.multiprocess_dir:
+                exemplar = {"run_id": run.run_id}
+                # With an OpenTelemetry export, the run's trace (control_plane.telemetry).
+                otel_trace_id = trace.attrs.get("otel_trace_id")
+                if isinstance(otel_trace_id, str):
+                    exemplar["trace_id"] = otel_trace_id
             self.run_duration.labels(workflow, version).observe(latency, exemplar=exemplar)
         cost = trace.cost_usd
         if cost > 0:

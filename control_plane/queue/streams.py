@@ -106,6 +106,7 @@ class Delivery:
     message_id: str
     run_id: str
     deliveries: int  # how many times this message has been delivered (1 the first time)
+    traceparent: str | None = None  # the submitting request's trace context (W3C), if traced
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,10 +173,15 @@ class RunQueue:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    async def enqueue(self, run_id: str) -> str:
+    async def enqueue(self, run_id: str, *, traceparent: str | None = None) -> str:
+        """Queue ``run_id``; ``traceparent`` (W3C) is the submitting request's trace context,
+        which the worker's spans of the run continue."""
         # Never trimmed: a trim would drop runs nobody received yet (acked entries are deleted,
         # so the stream holds only the backlog). ``max_length`` bounds the dead-letter stream.
-        message_id = await self.client.xadd(self.stream, {"run_id": run_id})
+        entry: dict[FieldT, EncodableT] = {"run_id": run_id}
+        if traceparent is not None:
+            entry["traceparent"] = traceparent
+        message_id = await self.client.xadd(self.stream, entry)
         return _text(message_id)
 
     async def receive(self, consumer: str, *, block_ms: int = 1000) -> Delivery | None:
@@ -221,7 +227,7 @@ class RunQueue:
     async def _delivery(self, message_id: Any, raw: Any, deliveries: int) -> Delivery | None:
         fields = _fields(raw)
         run_id = fields.get("run_id", "")
-        delivery = Delivery(_text(message_id), run_id, deliveries)
+        delivery = Delivery(_text(message_id), run_id, deliveries, fields.get("traceparent"))
         if not run_id:
             # Not written by enqueue(): it can never run, and redelivering it forever would
             # only crash handlers, so it goes where an operator will see it.

@@ -11,10 +11,13 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
 
 import engine
 from control_plane.errors import Conflict
 from control_plane.settings import Settings, split_list
+from control_plane.telemetry import Tracing
 
 __all__ = ["Compiler", "configure_engine", "engine_limits"]
 
@@ -42,8 +45,13 @@ def configure_engine(run_engine: engine.Engine, settings: Settings) -> engine.En
 
 
 class Compiler:
-    def __init__(self, run_engine: engine.Engine, *, max_compiled: int = 256) -> None:
+    def __init__(
+        self, run_engine: engine.Engine, *, max_compiled: int = 256, tracing: Tracing | None = None
+    ) -> None:
         self.engine = run_engine
+        # With an OpenTelemetry export, every run is recorded as spans (control_plane.telemetry).
+        self.tracing = tracing
+        run_engine.observe(tracing.observer if tracing is not None else None)
         self._compiled: OrderedDict[tuple[str, str], engine.Workflow] = OrderedDict()
         self._max = max_compiled
         self._lock = threading.Lock()  # compiled from the event loop and from worker threads
@@ -72,6 +80,14 @@ class Compiler:
             while len(self._compiled) > self._max:
                 self._compiled.popitem(last=False)
         return compiled
+
+    async def run(
+        self, workflow: engine.Workflow, inputs: Mapping[str, Any], **kw: Any
+    ) -> engine.RunResult:
+        """``engine.run``, traced when the process exports traces."""
+        if self.tracing is None:
+            return await self.engine.run(workflow, inputs, **kw)
+        return await self.tracing.traced_run(self.engine.run, workflow, inputs, **kw)
 
     async def aclose(self) -> None:
         await self.engine.aclose()

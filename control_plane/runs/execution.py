@@ -189,7 +189,7 @@ class Runs:
         workflow = self.workflow_of(plan)
         steps, carried = await claimed_steps(self.shared, self.remote, claim)
         try:
-            result = await self.compiler.engine.run(
+            result = await self.compiler.run(
                 workflow,
                 inputs,
                 run_id=claim.run_id if claim is not None else None,
@@ -339,9 +339,7 @@ class Runs:
         """Run an accepted (or resumed) run to its end and store it; when it is stopped or the
         engine breaks, store it failed (resumable) rather than leave it running."""
         try:
-            result = await self.compiler.engine.run(
-                workflow, inputs, cache=steps, run_id=run_id, **kw
-            )
+            result = await self.compiler.run(workflow, inputs, cache=steps, run_id=run_id, **kw)
         except asyncio.CancelledError:
             if give_back_on_cancel:
                 with anyio.CancelScope(shield=True):

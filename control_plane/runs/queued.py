@@ -125,7 +125,11 @@ class QueuedRuns:
             )
         )
         try:
-            await self._call("queue.enqueue", lambda: self.queue.enqueue(run_id))
+            tracing = runs.compiler.tracing  # the worker's spans continue this request's trace
+            parent = tracing.traceparent() if tracing is not None else None
+            await self._call(
+                "queue.enqueue", lambda: self.queue.enqueue(run_id, traceparent=parent)
+            )
             # The outbox's mark, not awaited: if it is lost, the sweep queues the run again
             # and the duplicate message finds nothing to run.
             with contextlib.suppress(WriterClosed):
@@ -200,18 +204,20 @@ class QueuedRuns:
             run_id=run_id,
         )
         attrs = {"reason": run.reason, "deliveries": delivery.deliveries}
-        finished = await runs.finish(
-            run_id,
-            workflow,
-            ticket.inputs,
-            steps,
-            deadline_s=deadline_s,
-            attrs=attrs,
-            give_back_on_cancel=False,
-            # Taken over from a worker that stopped: go on from the steps it completed, and
-            # count their cost (billed by that worker, never reported) as this run's.
-            taken_over=bool(saved),
-        )
+        tracing = runs.compiler.tracing  # the run's spans continue the submitter's trace
+        with tracing.continued(delivery.traceparent) if tracing else contextlib.nullcontext():
+            finished = await runs.finish(
+                run_id,
+                workflow,
+                ticket.inputs,
+                steps,
+                deadline_s=deadline_s,
+                attrs=attrs,
+                give_back_on_cancel=False,
+                # Taken over from a worker that stopped: go on from the steps it completed, and
+                # count their cost (billed by that worker, never reported) as this run's.
+                taken_over=bool(saved),
+            )
         if finished.status == "succeeded":
             if runs.remote is not None:
                 with contextlib.suppress(RedisUnavailable):

@@ -1,0 +1,32 @@
+"""OpenTelemetry traces of runs: optional (the ``otel`` extra) and off unless the standard
+``OTEL_*`` variables ask for an export.
+
+Nothing here imports OpenTelemetry until export is on (``config.open_telemetry``), so a server
+without the extra runs as before, and a server with it but without ``OTEL_*`` takes no tracing
+path at all: no middleware, no observer, no span. When on, each run is one span
+(``invoke_workflow {workflow}``) with one child per step (``spans``), built from the trace the
+engine returns, with its real timestamps; the caller's W3C ``traceparent`` makes it a child of
+the caller's span (``middleware``), and a queued run carries it to the worker
+(``Tracing.traceparent`` / ``Tracing.continued``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from control_plane.telemetry.config import Tracing, export_requested, open_telemetry
+
+if TYPE_CHECKING:
+    from control_plane.telemetry.middleware import TraceContext
+
+__all__ = ["Tracing", "export_requested", "open_telemetry", "trace_context_middleware"]
+
+
+def trace_context_middleware() -> type[TraceContext] | None:
+    """The middleware that makes the caller's trace context current, or ``None`` without the
+    ``otel`` extra."""
+    try:
+        from control_plane.telemetry.middleware import TraceContext
+    except ImportError:
+        return None
+    return TraceContext
