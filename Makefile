@@ -15,10 +15,13 @@ $(STAMP): requirements.lock pyproject.toml
 
 venv: $(STAMP)
 
-# The server on the embedded default (SQLite under var/, no Redis): examples applied, prod on
-# v3.2, v3.3 rolled out to 10 %; it prints how to call it. Ctrl-C stops it.
+# The server on the embedded default (SQLite under var/, no Redis) on PORT (default 8000). A new
+# store gets the examples (prod on v3.2, v3.3 rolled out to 10 %); an existing one is kept as the
+# user left it. It says which, and prints how to call it and how to put `rollgraph` on PATH.
+# Ctrl-C stops it.
+PORT ?= 8000
 run: $(STAMP)
-	$(BIN)/python -m demos.server
+	$(BIN)/python -m demos.server --port $(PORT)
 
 # Two experiments on simulated users on the `demo` label of product-video (prod is left alone):
 # one ramps a candidate worse on a guardrail until it rolls back, one promotes a better one. It

@@ -3,11 +3,13 @@
     python -m demos.server                 # 127.0.0.1:8000, SQLite at var/rollgraph.db
     python -m demos.server --port 8001 --database-url sqlite:///var/other.db
 
-It starts the server, waits until it is ready, applies ``examples/product-video/v3.2.yaml`` and
-``v3.3.yaml`` through :class:`control_plane.client.Client` with the settings' admin key, points
-``prod`` at v3.2, rolls v3.3 out to 10 % of ``prod``, prints how to call it, and serves until
-interrupted (Ctrl-C stops it cleanly). On a database that already has all this, every step is a
-no-op: the versions are unchanged, the label is already there, the rollout is left as it is.
+It starts the server and waits until it is ready. On a new store (no ``product-video`` yet) it
+applies ``examples/product-video/v3.2.yaml`` and ``v3.3.yaml`` through
+:class:`control_plane.client.Client` with the settings' admin key, points ``prod`` at v3.2 and
+rolls v3.3 out to 10 % of ``prod``. On a store that has ``product-video`` it changes nothing:
+what the user did since (a promotion, a rollout, a rollback, a new version) is kept across
+restarts. Either way it says which it did, prints how to call the server and how to put the
+``rollgraph`` command on PATH, and serves until interrupted (Ctrl-C stops it cleanly).
 
 Settings come from the environment as for ``rollgraph serve`` (``ROLLGRAPH_ENV``,
 ``ROLLGRAPH_ADMIN_KEY``, ``DATABASE_URL``...); the simulator runs at ``--time-scale`` 0.1 (a
@@ -18,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
+import shutil
 import sys
 import threading
 import time
@@ -32,41 +36,75 @@ from control_plane.client import ApiError, Client
 from control_plane.settings import DEV_ADMIN_KEY, Settings, get_settings
 from engine.providers import default_providers
 
-__all__ = ["main", "set_up", "usage"]
+__all__ = ["cli_on_path", "main", "routing", "set_up", "usage"]
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "product-video"
 WORKFLOW = "product-video"
 BASELINE, CANDIDATE, PERCENT = "v3.2", "v3.3", 10.0
 
 
-def set_up(client: Client, examples: Path = EXAMPLES) -> list[str]:
-    """Apply both versions, point ``prod`` at the baseline, roll the candidate out to 10 %.
+def routing(client: Client) -> str:
+    """Where ``prod`` of the workflow sends traffic, in words."""
+    try:
+        status = client.rollout_status(WORKFLOW, label="prod")
+    except ApiError as exc:
+        if exc.status == 404:
+            return "no prod label"
+        raise
+    shares = [
+        f"{c['version']} at {c['percent']:g} %" for c in status["candidates"] if c.get("active")
+    ]
+    rollout = f"; {', '.join(shares)} of user ids (always the same ones)" if shares else ""
+    return f"prod on {status['baseline']}{rollout}"
 
-    Idempotent; returns one line per step saying what it did. Each write is committed before
-    its response, so no step waits for the one before it to become visible."""
-    lines = []
+
+def set_up(client: Client, examples: Path = EXAMPLES) -> list[str]:
+    """On a new store, apply both versions, point ``prod`` at the baseline and roll the
+    candidate out to 10 %; on a store that already has the workflow, change nothing.
+
+    Returns one line per step saying what it did (the first says which case it was). Each
+    write is committed before its response, so no step waits for the one before it to become
+    visible."""
+    if any(workflow["name"] == WORKFLOW for workflow in client.workflows()):
+        return [
+            f"{WORKFLOW} is already in this store: kept as it is ({routing(client)}); the "
+            "examples are applied to a new store only"
+        ]
+    lines = [f"a new store: applying the examples to {WORKFLOW}"]
     for version in (BASELINE, CANDIDATE):
         source = (examples / f"{version}.yaml").read_text(encoding="utf-8")
         result = client.apply(source, version=version)
         verb = "applied" if result["created"] else "unchanged"
         lines.append(f"{result['workflow']} {result['version']} {verb}")
-    labels = {label["name"]: label["version"] for label in client.labels(WORKFLOW)}
-    if labels.get("prod") != BASELINE:
-        client.promote(WORKFLOW, BASELINE, label="prod")
-        lines.append(f"prod → {BASELINE}")
-    else:
-        lines.append(f"prod already on {BASELINE}")
-    wanted = [{"version": CANDIDATE, "percent": PERCENT, "active": True}]
-    if client.rollout_status(WORKFLOW, label="prod").get("candidates") != wanted:
-        client.rollout_set(WORKFLOW, CANDIDATE, PERCENT, label="prod")
-        lines.append(f"rollout on prod: {CANDIDATE} at {PERCENT:g} %")
-    else:
-        lines.append(f"rollout on prod already {CANDIDATE} at {PERCENT:g} %")
+    client.promote(WORKFLOW, BASELINE, label="prod")
+    lines.append(f"prod → {BASELINE}")
+    client.rollout_set(WORKFLOW, CANDIDATE, PERCENT, label="prod")
+    lines.append(f"rollout on prod: {CANDIDATE} at {PERCENT:g} %")
     return lines
 
 
-def usage(url: str, admin_key: str, *, show_key: bool) -> str:
-    """How to call the demo: curl and the ``rollgraph`` CLI."""
+def cli_on_path() -> str:
+    """How to run the ``rollgraph`` command installed beside this Python (``make run``'s
+    ``.venv``), which is not on PATH until the virtual environment is activated."""
+    bin_dir = Path(sys.executable).parent
+    command = bin_dir / "rollgraph"
+    found = shutil.which("rollgraph")
+    if found is not None and Path(found).parent == bin_dir:
+        return "`rollgraph` is on PATH."
+    if not command.exists():
+        return "Install the `rollgraph` command with `pip install .` in the repository."
+    shown = Path(os.path.relpath(bin_dir)) if bin_dir.is_relative_to(Path.cwd()) else bin_dir
+    if (bin_dir / "activate").exists():
+        return (
+            f"`rollgraph` is in {shown}/, not on PATH: `source {shown}/activate` puts it there "
+            f"(or call {shown}/rollgraph)."
+        )
+    return f"`rollgraph` is not on PATH: call {command}."
+
+
+def usage(url: str, admin_key: str, *, show_key: bool, routes: str) -> str:
+    """How to call the demo: curl and the ``rollgraph`` CLI; ``routes`` says where ``prod``
+    sends traffic (:func:`routing`)."""
     key = admin_key if show_key else "$ROLLGRAPH_ADMIN_KEY"
     # A real key is left to the shell's expansion, so it is double-quoted; the placeholder is not.
     header = f"Authorization: Bearer {key}"
@@ -79,11 +117,11 @@ def usage(url: str, admin_key: str, *, show_key: bool) -> str:
         [
             f"rollgraph demo serving at {url} (docs: {url}/docs); Ctrl-C stops it.",
             "",
-            "Run the workflow (prod is v3.2; 10 % of user ids get v3.3, always the same ones):",
+            f"Run the workflow ({routes}):",
             f"  curl -s {url}/v1/run -H {quoted_key} \\",
             f"       -H 'Content-Type: application/json' -d '{body}'",
             "",
-            "The same with the CLI:",
+            "The same with the CLI. " + cli_on_path(),
             f"  export {env}",
             '  rollgraph run product-video --input prompt="a red sneaker" --user user-42',
             "  rollgraph trace RUN_ID                      # the run's waterfall",
@@ -141,6 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _wait_ready(url, server)
             with Client(url, settings.admin_key) as client:
                 steps = set_up(client)
+                routes = routing(client)
         except (ApiError, httpx.HTTPError, OSError, RuntimeError) as exc:
             failure.append(exc)
             print(f"rollgraph demo: set-up failed: {exc}", file=sys.stderr, flush=True)
@@ -150,7 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(line, flush=True)
         # Only the development placeholder is printed; a real key stays out of terminals/logs.
         show_key = settings.admin_key == DEV_ADMIN_KEY
-        print("\n" + usage(url, settings.admin_key, show_key=show_key) + "\n", flush=True)
+        text = usage(url, settings.admin_key, show_key=show_key, routes=routes)
+        print("\n" + text + "\n", flush=True)
 
     helper = threading.Thread(target=prepare, name="demo-setup", daemon=True)
     helper.start()
