@@ -132,7 +132,7 @@ class RunState(StepRunner):
         task = asyncio.current_task() if track else None
         steps = self.steps
         scope = self.scope
-        fast = self.cache is None
+        fast = self.cache is None and self.runtime.observer is None  # an observer sees each step
         try:
             while node is not None and not self.stopped:
                 if node.id in self.unneeded:  # pruned while it waited for its turn

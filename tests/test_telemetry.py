@@ -6,6 +6,7 @@ no tracing path at all."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import sys
@@ -299,3 +300,80 @@ def test_without_the_extra_export_is_off_with_one_warning(
         tracing = open_telemetry(Settings(env="dev"), env={"OTEL_TRACES_EXPORTER": "otlp"})
     assert tracing is None
     assert "the `otel` extra is not installed" in caplog.text
+
+
+# -- spans of an engine run, without the app ---------------------------------------------------
+CUSTOM = """
+name: custom
+inputs: {text: text}
+nodes:
+  judge:
+    uses: t.judge
+    with: {model: acme/judge-1, text: "${inputs.text}"}
+outputs:
+  verdict: "${judge.verdict}"
+"""
+
+
+def custom_engine() -> engine.Engine:
+    kinds = engine.NodeKinds(load_entry_points=False)
+
+    @engine.node_kind(
+        "t.judge",
+        inputs={"model": "text", "text": "text"},
+        outputs={"verdict": "text"},
+        kinds=kinds,
+    )
+    async def judge(ctx: engine.NodeContext, params: dict[str, Any]) -> engine.NodeResult:
+        return engine.NodeResult(
+            outputs={"verdict": f"fine: {params['text']}"},
+            usage={"tokens_in": 7.0, "seconds": 1.5},
+            meta={"response_id": "resp-1", "finish_reason": "stop"},
+        )
+
+    return engine.Engine(kinds=kinds, providers=[])
+
+
+def test_a_custom_model_kind_keeps_its_name_and_reports_its_response() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing = OtelTracing(provider, capture_content=True)
+
+    async def go() -> engine.RunResult:
+        async with custom_engine() as eng:
+            eng.observe(tracing.observer)
+            workflow = eng.define(CUSTOM)
+            return await tracing.traced_run(eng.run, workflow, {"text": PROMPT})
+
+    assert asyncio.run(go()).ok
+    (step,) = [s for s in exporter.get_finished_spans() if s.name != "invoke_workflow custom"]
+    attrs = attrs_of(step)
+    assert step.name == "t.judge judge-1"
+    assert attrs["gen_ai.operation.name"] == "t.judge"
+    assert attrs["gen_ai.provider.name"] == "acme"
+    assert attrs["gen_ai.response.id"] == "resp-1"
+    assert attrs["gen_ai.response.finish_reasons"] == ("stop",)
+    assert attrs["gen_ai.usage.input_tokens"] == 7
+    assert attrs["rollgraph.usage.seconds"] == 1.5
+    assert PROMPT in attrs["rollgraph.input"] and "fine: " in attrs["rollgraph.output"]
+    assert "gen_ai.input.messages" not in attrs  # not a chat kind
+
+
+def test_a_run_that_breaks_is_an_error_span_and_still_raises() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing = OtelTracing(provider)
+
+    async def broken(*args: Any, **kw: Any) -> engine.RunResult:
+        raise RuntimeError("the store went away")
+
+    workflow = custom_engine().define(CUSTOM)
+    with pytest.raises(RuntimeError):
+        asyncio.run(tracing.traced_run(broken, workflow, {"text": PROMPT}))
+    (span,) = exporter.get_finished_spans()
+    assert span.name == "invoke_workflow custom"
+    assert span.status.status_code is StatusCode.ERROR
+    assert attrs_of(span)["error.type"] == "RuntimeError"
+    assert tracing.spans._notes == {}  # nothing kept for a run that ended
