@@ -30,10 +30,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
+from pydantic import ValidationError
 
 import engine
 from control_plane.client import ApiError, Client
-from control_plane.settings import DEV_ADMIN_KEY, Settings, get_settings
+from control_plane.settings import DEV_ADMIN_KEY, Settings, get_settings, settings_problem
 from engine.providers import default_providers
 
 __all__ = ["cli_on_path", "main", "routing", "set_up", "usage"]
@@ -162,8 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = Settings(database_url=args.database_url) if args.database_url else get_settings()
-    except ValueError as exc:  # e.g. a weak admin key outside dev
-        print(f"rollgraph demo: {exc}", file=sys.stderr)
+    except ValidationError as exc:  # e.g. a weak admin key outside dev: one line, no key shown
+        print(f"rollgraph demo: {settings_problem(exc)}", file=sys.stderr)
         return 2
     time_scale = args.time_scale
     app = create_app(

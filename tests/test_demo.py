@@ -150,3 +150,20 @@ def test_make_run_serves_on_port(tmp_path: Path) -> None:
     assert "rollgraph demo: stopped" in out
     # make itself reports the Ctrl-C it got (or passes the server's clean exit on).
     assert code in (0, -signal.SIGINT, 2, 130), (code, (tmp_path / "make.log").read_text())
+
+
+def test_demo_refuses_a_weak_key_in_one_line() -> None:
+    env = _environment("changeme", ROLLGRAPH_ENV="prod")
+    result = subprocess.run(
+        [sys.executable, "-m", "demos.server", "--port", str(free_port())],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("rollgraph demo: ROLLGRAPH_ADMIN_KEY is too weak"), line
+    assert "changeme" not in result.stderr  # the refused key is not echoed into logs
