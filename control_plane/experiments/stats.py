@@ -19,15 +19,23 @@ Every update is an upsert on both databases, so concurrent writers neither lose 
 nor race on a first insert; on PostgreSQL the unit row's lock orders two writers of the same
 unit, so the differences they apply add up. A proportion's values are 0 or 1.
 
+Observations are applied when their transaction commits, not when they are added: the group
+commit writes hundreds of runs of both arms in one transaction, in the order they finished, and
+two replicas' batches locking the same arm rows in opposite orders deadlocked on PostgreSQL
+(a 503 for every run of the losing batch). At commit the unit rows are upserted in key order,
+then each arm row once with the sum of its deltas, in key order, so every transaction takes
+these locks in one global order, last, when it waits for nothing else.
+
 Functions take the caller's ``Session`` and never commit.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, case, func, update
+from sqlalchemy import Table, case, event, func, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
@@ -56,6 +64,20 @@ _units: Table = ExperimentUnitRow.__table__  # type: ignore[attr-defined]
 _arm_units: Table = ArmUnitStatRow.__table__  # type: ignore[attr-defined]
 
 
+_PENDING = "rollgraph.experiment_observations"
+
+
+@dataclass(frozen=True, slots=True)
+class _Observation:
+    experiment_id: int
+    step: int
+    arm: str
+    metric: str
+    kind: str
+    unit: str
+    value: float
+
+
 def add_observation(
     session: Session,
     *,
@@ -67,40 +89,73 @@ def add_observation(
     value: float,
     unit: str,
 ) -> None:
+    """Count one value of ``unit`` in its arm, when ``session`` commits (see the module
+    docstring); a rollback forgets it."""
+    # Begin the transaction now (if the caller has not), so that a rollback, which fires no
+    # event without one, forgets these observations.
+    session.connection()
+    if _PENDING not in session.info:
+        session.info[_PENDING] = []
+        event.listen(session, "before_commit", _apply_pending)
+        event.listen(session, "after_soft_rollback", _forget_pending)
+    session.info[_PENDING].append(_Observation(experiment_id, step, arm, metric, kind, unit, value))
+
+
+def _forget_pending(session: Session, _previous: Any) -> None:
+    session.info.get(_PENDING, []).clear()
+
+
+def _apply_pending(session: Session) -> None:
+    pending: list[_Observation] = session.info.get(_PENDING, [])
+    if not pending:
+        return
+    observations = sorted(pending, key=lambda o: (o.experiment_id, o.step, o.arm, o.metric, o.unit))
+    pending.clear()
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    _add_to_unit(
-        session,
-        dialect,
-        keys={"experiment_id": experiment_id, "step": step, "arm": arm, "metric": metric},
-        kind=kind,
-        unit=unit,
-        value=value,
-    )
-    values = {
-        "experiment_id": experiment_id,
-        "step": step,
-        "arm": arm,
-        "metric": metric,
-        "kind": kind,
-        "n": 1,
-        "total": value,
-        "total_sq": value * value,
-    }
-    statement = dialect.insert(_table).values(**values)
-    statement = statement.on_conflict_do_update(
-        index_elements=["experiment_id", "step", "arm", "metric"],
-        set_={
-            "n": _table.c.n + 1,
-            "total": _table.c.total + value,
-            "total_sq": _table.c.total_sq + value * value,
-        },
-    )
-    session.execute(statement)
+    arm_deltas: dict[tuple[int, int, str, str], tuple[str, dict[str, float]]] = {}
+    run_level: dict[tuple[int, int, str, str], tuple[str, list[float]]] = {}
+    for o in observations:
+        key = (o.experiment_id, o.step, o.arm, o.metric)
+        keys = dict(zip(("experiment_id", "step", "arm", "metric"), key, strict=True))
+        deltas = _add_to_unit(session, keys=keys, unit=o.unit, value=o.value)
+        _, sums = arm_deltas.setdefault(key, (o.kind, dict.fromkeys(deltas, 0.0)))
+        for name, delta in deltas.items():
+            sums[name] += delta
+        _, moments = run_level.setdefault(key, (o.kind, [0.0, 0.0, 0.0]))
+        moments[0] += 1
+        moments[1] += o.value
+        moments[2] += o.value * o.value
+    for key, (kind, sums) in sorted(arm_deltas.items()):
+        keys = dict(zip(("experiment_id", "step", "arm", "metric"), key, strict=True))
+        counts = {name: int(sums[name]) for name in ("units", "covered")}
+        values = {**sums, **counts}
+        statement = dialect.insert(_arm_units).values(**keys, kind=kind, **values)
+        statement = statement.on_conflict_do_update(
+            index_elements=list(keys),
+            set_={name: _arm_units.c[name] + delta for name, delta in values.items()},
+        )
+        session.execute(statement)
+    for key, (kind, (n, total, total_sq)) in sorted(run_level.items()):
+        keys = dict(zip(("experiment_id", "step", "arm", "metric"), key, strict=True))
+        statement = dialect.insert(_table).values(
+            **keys, kind=kind, n=int(n), total=total, total_sq=total_sq
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=list(keys),
+            set_={
+                "n": _table.c.n + int(n),
+                "total": _table.c.total + total,
+                "total_sq": _table.c.total_sq + total_sq,
+            },
+        )
+        session.execute(statement)
 
 
 def _add_to_unit(
-    session: Session, dialect: Any, *, keys: dict[str, Any], kind: str, unit: str, value: float
-) -> None:
+    session: Session, *, keys: dict[str, Any], unit: str, value: float
+) -> dict[str, float]:
+    """Upsert the unit's row; the differences this value makes to the arm's sums."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     upsert = dialect.insert(_units).values(**keys, unit=unit, n=1, total=value)
     upsert = upsert.on_conflict_do_update(
         index_elements=[*keys, "unit"],
@@ -121,8 +176,8 @@ def _add_to_unit(
             where = [_units.c[name] == key for name, key in {**keys, "unit": unit}.items()]
             session.execute(update(_units).where(*where).values(covariate=covariate))
     x = float(covariate) if covariate is not None else 0.0
-    deltas = {
-        "units": first,
+    return {
+        "units": float(first),
         "sum_n": 1.0,
         "sum_s": value,
         "sum_nn": float(n * n - old_n * old_n),
@@ -133,14 +188,8 @@ def _add_to_unit(
         "sum_xx": x * x * first,
         "sum_xs": x * value,
         "sum_xn": x,
-        "covered": covered,
+        "covered": float(covered),
     }
-    statement = dialect.insert(_arm_units).values(**keys, kind=kind, **deltas)
-    statement = statement.on_conflict_do_update(
-        index_elements=list(keys),
-        set_={name: _arm_units.c[name] + delta for name, delta in deltas.items()},
-    )
-    session.execute(statement)
 
 
 def pre_exposure(
