@@ -36,7 +36,8 @@ FORBIDDEN_IN_LIBRARIES = (
 # after it. Keep in step with docs/ARCHITECTURE.md.
 LEVELS: tuple[tuple[str, ...], ...] = (
     ("cli",),
-    ("app", "worker"),
+    # The Python client is an entry point too: it reads the domains' response schemas.
+    ("client", "app", "worker"),
     ("runtime",),
     ("outcomes",),
     ("runs",),
@@ -52,7 +53,7 @@ LEVELS: tuple[tuple[str, ...], ...] = (
     ("metrics",),
     ("telemetry",),
     ("kit",),
-    ("client", "errors", "settings"),
+    ("errors", "settings"),
 )
 LEVEL = {room: level for level, rooms in enumerate(LEVELS) for room in rooms}
 # The one cross-cut: every resource's HTTP routes need the caller's key checked, including the

@@ -216,12 +216,12 @@ def test_cli_run_trace_and_rollout(
 ) -> None:
     import control_plane.cli.remote as cli_remote
     from control_plane.cli import main
-    from control_plane.client import Client
+    from control_plane.client import SyncClient
 
     # The CLI's own client (one per command, which closes it), over the in-process app instead
     # of a socket; the fixture's client sends the admin key.
-    def in_process(args: object) -> Client:
-        return Client("http://testserver", transport=ThroughTestClient(client))
+    def in_process(args: object) -> SyncClient:
+        return SyncClient("http://testserver", transport=ThroughTestClient(client))
 
     monkeypatch.setattr(cli_remote, "_client", in_process)
 

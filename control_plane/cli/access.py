@@ -11,53 +11,53 @@ import json
 import sys
 from typing import Any
 
-from control_plane.cli.remote import remote_command, remote_options
-from control_plane.client import Client
+from control_plane.cli.remote import add_json, emit, remote_command, remote_options, when
+from control_plane.client import SyncClient, models
 
 __all__ = ["add_access_commands"]
 
 
-def _keys_create(client: Client, args: argparse.Namespace) -> int:
+def _keys_create(client: SyncClient, args: argparse.Namespace) -> int:
     created = client.create_key(args.name, role=args.role)
     # The key alone on stdout, so `KEY=$(rollgraph keys create ci --role runner)` captures it;
     # the reminder goes to stderr.
-    print(created["key"])
+    emit(args, created, lambda: created.key)
     print(
-        f"rollgraph: key {created['name']!r} ({created['role']}) created; "
+        f"rollgraph: key {created.name!r} ({created.role}) created; "
         "it is shown this once, store it now",
         file=sys.stderr,
     )
     return 0
 
 
-def _keys_list(client: Client, args: argparse.Namespace) -> int:
+def _key_line(k: models.KeyPublic) -> str:
+    state = "active" if k.active else f"revoked {when(k.revoked_at)}"
+    return (
+        f"{k.name:<24} {k.role:<7} rg_{k.key_prefix}_…  {state:<27} "
+        f"created {when(k.created_at)} by {k.created_by}"
+    )
+
+
+def _keys_list(client: SyncClient, args: argparse.Namespace) -> int:
     keys = client.keys()
-    if args.json:
-        print(json.dumps(keys, indent=2))
-        return 0
-    for k in keys:
-        state = "active" if k["active"] else f"revoked {k['revoked_at'][:19]}"
-        print(
-            f"{k['name']:<24} {k['role']:<7} rg_{k['key_prefix']}_…  {state:<27} "
-            f"created {k['created_at'][:19]} by {k['created_by']}"
-        )
+    emit(args, keys, lambda: "\n".join(_key_line(k) for k in keys))
     return 0
 
 
-def _keys_revoke(client: Client, args: argparse.Namespace) -> int:
+def _keys_revoke(client: SyncClient, args: argparse.Namespace) -> int:
     revoked = client.revoke_key(args.name)
-    print(f"{revoked['name']} revoked at {revoked['revoked_at'][:19]}")
+    emit(args, revoked, lambda: f"{revoked.name} revoked at {when(revoked.revoked_at)}")
     return 0
 
 
-def _change(entry: dict[str, Any]) -> str:
+def _change(entry: models.AuditEntryPublic) -> str:
     def show(value: Any) -> str:
         return "∅" if value is None else json.dumps(value, separators=(",", ":"))
 
-    return f"{show(entry['before'])} → {show(entry['after'])}"
+    return f"{show(entry.before)} → {show(entry.after)}"
 
 
-def _audit(client: Client, args: argparse.Namespace) -> int:
+def _audit(client: SyncClient, args: argparse.Namespace) -> int:
     entries = client.audit(
         target_kind=args.target_kind,
         target=args.target,
@@ -65,36 +65,44 @@ def _audit(client: Client, args: argparse.Namespace) -> int:
         since=args.since,
         limit=args.limit,
     )
-    if args.json:
-        print(json.dumps(entries, indent=2))
-        return 0
-    for e in entries:
-        print(f"{e['at'][:19]}  {e['actor']:<16} {e['action']:<16} {e['target']}  {_change(e)}")
+    emit(
+        args,
+        entries,
+        lambda: "\n".join(
+            f"{when(e.at)}  {e.actor:<16} {e.action:<16} {e.target}  {_change(e)}" for e in entries
+        ),
+    )
     return 0
 
 
 def add_access_commands(sub: Any) -> None:
     keys = sub.add_parser("keys", help="API keys with roles: create, list, revoke (admin)")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
-    p = keys_sub.add_parser("create", help="create a key and print it (shown this once)")
-    remote_options(p)
-    p.add_argument("name", metavar="NAME")
-    p.add_argument("--role", choices=["admin", "runner", "viewer"], required=True)
+
+    def command(parent: Any, name: str, help_text: str) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = parent.add_parser(name, help=help_text)
+        remote_options(p)
+        add_json(p)
+        return p
+
+    p = command(keys_sub, "create", "create a key and print it (shown this once)")
+    p.add_argument("name", metavar="NAME", help="the key's name (the actor in the audit log)")
+    p.add_argument(
+        "--role",
+        choices=["admin", "runner", "viewer"],
+        required=True,
+        help="admin: everything; runner: run and read; viewer: read",
+    )
     p.set_defaults(func=remote_command(_keys_create))
-    p = keys_sub.add_parser("list", help="list keys (never the keys themselves)")
-    remote_options(p)
-    p.add_argument("--json", action="store_true", help="print the whole answer as JSON")
+    p = command(keys_sub, "list", "list keys (never the keys themselves)")
     p.set_defaults(func=remote_command(_keys_list))
-    p = keys_sub.add_parser("revoke", help="revoke a key: it gets 401 from now on")
-    remote_options(p)
-    p.add_argument("name", metavar="NAME")
+    p = command(keys_sub, "revoke", "revoke a key: it gets 401 from now on")
+    p.add_argument("name", metavar="NAME", help="the key's name")
     p.set_defaults(func=remote_command(_keys_revoke))
-    p = sub.add_parser("audit", help="who changed what, before and after, newest first (admin)")
-    remote_options(p)
+    p = command(sub, "audit", "who changed what, before and after, newest first (admin)")
     p.add_argument("--target-kind", help="version | label | rollout | api_key")
     p.add_argument("--target", help="e.g. product-video:prod")
     p.add_argument("--actor", help="a key's name")
     p.add_argument("--since", help="at or after (ISO 8601)")
-    p.add_argument("--limit", type=int, default=100)
-    p.add_argument("--json", action="store_true", help="print the whole answer as JSON")
+    p.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
     p.set_defaults(func=remote_command(_audit))

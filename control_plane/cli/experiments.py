@@ -1,4 +1,4 @@
-"""``rollgraph experiment start|list|status|decisions|resume|stop`` and ``rollgraph outcome``.
+"""``rollgraph experiment start|list|status|decisions|resume|stop``.
 
 ``status`` prints the results table the API serves: per arm and metric n, mean, the effect
 against the baseline with its interval, p-values; then the decision and its reasons.
@@ -7,15 +7,14 @@ against the baseline with its interval, p-values; then the decision and its reas
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from control_plane.cli.remote import remote_command, remote_options
-from control_plane.client import Client
+from control_plane.cli.remote import add_json, emit, plain, remote_command, remote_options, when
+from control_plane.client import SyncClient
 from control_plane.experiments.schemas import EXPERIMENT_STATUSES
 
 __all__ = ["add_experiment_commands", "render_results"]
@@ -57,14 +56,14 @@ def render_results(results: dict[str, Any]) -> str:
         lines.append(f"halted at {str(e['halted_at'])[:19]}: resume or stop it")
     winner = f" ({results['winner']})" if results.get("winner") else ""
     applied = results.get("applied")
-    when = f" at {str(results['decided_at'])[:19]}" if results.get("decided_at") else ""
-    done = f" → {applied}{when}" if applied else ""
+    at = f" at {str(results['decided_at'])[:19]}" if results.get("decided_at") else ""
+    done = f" → {applied}{at}" if applied else ""
     lines.append(f"decision: {results['action']}{winner}{done}")
     lines += [f"  - {r['message']} [{r['code']}]" for r in results["reasons"]]
     return "\n".join(lines)
 
 
-def _start(client: Client, args: argparse.Namespace) -> int:
+def _start(client: SyncClient, args: argparse.Namespace) -> int:
     try:
         body = yaml.safe_load(Path(args.file).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
@@ -77,41 +76,53 @@ def _start(client: Client, args: argparse.Namespace) -> int:
         print(f"rollgraph: {args.file} must hold a mapping (the experiment)", file=sys.stderr)
         return 2
     started = client.experiment_start(body)
-    print(f"experiment {started['id']} started: {started['name']}")
+    emit(args, started, lambda: f"experiment {started.id} started: {started.name}")
     return 0
 
 
-def _list(client: Client, args: argparse.Namespace) -> int:
-    for e in client.experiments(workflow=args.workflow, status=args.status):
-        print(f"{e['id']:>5}  {e['status']:<11}  {e['workflow']}:{e['label']}  {e['name']}")
+def _list(client: SyncClient, args: argparse.Namespace) -> int:
+    listed = client.experiments(workflow=args.workflow, status=args.status)
+    emit(
+        args,
+        listed,
+        lambda: "\n".join(
+            f"{e.id:>5}  {e.status:<11}  {e.workflow}:{e.label}  {e.name}" for e in listed
+        ),
+    )
     return 0
 
 
-def _status(client: Client, args: argparse.Namespace) -> int:
+def _status(client: SyncClient, args: argparse.Namespace) -> int:
     results = client.experiment_results(args.id)
-    print(json.dumps(results, indent=2) if args.json else render_results(results))
+    emit(args, results, lambda: render_results(plain(results)))
     return 0
 
 
-def _decisions(client: Client, args: argparse.Namespace) -> int:
-    for d in client.experiment_decisions(args.id):
-        applied = f" → {d['applied']}" if d["applied"] else ""
-        print(f"{d['at'][:19]}  step {d['step']}  {d['action']}{applied}")
-        for r in d["reasons"]:
-            print(f"    {r['message']} [{r['code']}]")
+def _decisions(client: SyncClient, args: argparse.Namespace) -> int:
+    decisions = client.experiment_decisions(args.id)
+
+    def render() -> str:
+        lines = []
+        for d in decisions:
+            applied = f" → {d.applied}" if d.applied else ""
+            lines.append(f"{when(d.at)}  step {d.step}  {d.action}{applied}")
+            lines += [f"    {r['message']} [{r['code']}]" for r in d.reasons]
+        return "\n".join(lines)
+
+    emit(args, decisions, render)
     return 0
 
 
-def _stop(client: Client, args: argparse.Namespace) -> int:
+def _stop(client: SyncClient, args: argparse.Namespace) -> int:
     stopped = client.experiment_stop(args.id)
-    print(f"experiment {stopped['id']} {stopped['status']}")
+    emit(args, stopped, lambda: f"experiment {stopped.id} {stopped.status}")
     return 0
 
 
-def _resume(client: Client, args: argparse.Namespace) -> int:
+def _resume(client: SyncClient, args: argparse.Namespace) -> int:
     resumed = client.experiment_resume(args.id)
-    codes = ", ".join(resumed["acknowledged"]) or "none"
-    print(f"experiment {resumed['id']} {resumed['status']} (acknowledged: {codes})")
+    codes = ", ".join(resumed.acknowledged) or "none"
+    emit(args, resumed, lambda: f"experiment {resumed.id} {resumed.status} (acknowledged: {codes})")
     return 0
 
 
@@ -122,25 +133,26 @@ def add_experiment_commands(sub: Any) -> None:
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = commands.add_parser(name, help=help_text)
         remote_options(p)
+        add_json(p)
         return p
 
+    experiment_id = "the experiment's id"
     p = command("start", "start an experiment from a YAML or JSON file")
-    p.add_argument("file", metavar="FILE")
+    p.add_argument("file", metavar="FILE", help="the experiment (see the README)")
     p.set_defaults(func=remote_command(_start))
     p = command("list", "list experiments, newest first")
-    p.add_argument("--workflow")
-    p.add_argument("--status", choices=EXPERIMENT_STATUSES)
+    p.add_argument("--workflow", help="only this workflow's")
+    p.add_argument("--status", choices=EXPERIMENT_STATUSES, help="only those in this status")
     p.set_defaults(func=remote_command(_list))
     p = command("status", "the results table and the decision with its reasons")
-    p.add_argument("id", type=int, metavar="ID")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("id", type=int, metavar="ID", help=experiment_id)
     p.set_defaults(func=remote_command(_status))
     p = command("decisions", "the evaluator's decisions and actions")
-    p.add_argument("id", type=int, metavar="ID")
+    p.add_argument("id", type=int, metavar="ID", help=experiment_id)
     p.set_defaults(func=remote_command(_decisions))
     p = command("resume", "resume a halted experiment (its halt reasons halt it no more)")
-    p.add_argument("id", type=int, metavar="ID")
+    p.add_argument("id", type=int, metavar="ID", help=experiment_id)
     p.set_defaults(func=remote_command(_resume))
     p = command("stop", "end a running or halted experiment (the baseline gets all traffic)")
-    p.add_argument("id", type=int, metavar="ID")
+    p.add_argument("id", type=int, metavar="ID", help=experiment_id)
     p.set_defaults(func=remote_command(_stop))

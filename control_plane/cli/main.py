@@ -1,11 +1,12 @@
-"""The ``rollgraph`` command line: ``validate`` and ``exec`` on the embedded engine, and the
-commands that talk to a server (``serve``, ``apply``, ``versions``, ``diff``, ``promote``,
-``rollback``)."""
+"""The ``rollgraph`` command line: ``validate`` and ``exec`` on the embedded engine, the commands
+that start a process (``serve``, ``worker``), and those that talk to a server (``apply``,
+``versions``, ``run``, ``runs``, ``outcome``, ``rollout``, ``experiment``, ``keys``, ...)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import json
 import shlex
 import sys
@@ -17,8 +18,9 @@ import engine
 from control_plane.cli.access import add_access_commands
 from control_plane.cli.experiments import add_experiment_commands
 from control_plane.cli.processes import add_process_commands
-from control_plane.cli.remote import add_remote_commands
+from control_plane.cli.runs import add_run_commands
 from control_plane.cli.waterfall import render_waterfall
+from control_plane.cli.workflows import add_workflow_commands
 from engine.errors import DefinitionError, Problem, ValidationError
 from engine.http_policy import parse_entry, parse_network
 from engine.providers import OpenAIProvider, Provider, SimProvider
@@ -53,7 +55,32 @@ def _load(path: str) -> tuple[Workflow | None, int]:
     return workflow, 0
 
 
+def _validation(path: str) -> tuple[dict[str, Any], int]:
+    """One file's verdict as ``validate --json`` prints it, and its exit code."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return {"file": path, "valid": False, "error": f"cannot read: {exc}"}, 2
+    try:
+        workflow = engine.define(text)
+    except (DefinitionError, ValidationError) as exc:
+        return {"file": path, "valid": False, "problems": [p.to_json() for p in exc.problems]}, 1
+    return {
+        "file": path,
+        "valid": True,
+        "workflow": workflow.name,
+        "version": workflow.version,
+        "nodes": len(workflow.nodes),
+        "digest": workflow.digest,
+        "problems": [p.to_json() for p in workflow.warnings],
+    }, 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
+    if args.json:
+        verdicts = [_validation(path) for path in args.files]
+        print(json.dumps([v for v, _ in verdicts], indent=2))
+        return max(code for _, code in verdicts)
     status = 0
     for path in args.files:
         workflow, code = _load(path)
@@ -162,18 +189,34 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rollgraph", description=__doc__)
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"rollgraph {importlib.metadata.version('rollgraph')}",
+        help="print rollgraph's version and exit",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("validate", help="check workflow definitions; exit 1 when one is invalid")
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("files", nargs="+", metavar="FILE", help="workflow definitions (YAML or JSON)")
+    p.add_argument("--json", action="store_true", help="print each file's verdict as JSON")
     p.set_defaults(func=cmd_validate)
     p = sub.add_parser("exec", help="run a workflow locally with the embedded engine")
-    p.add_argument("file", metavar="FILE")
-    p.add_argument("--input", "-i", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("file", metavar="FILE", help="the workflow definition (YAML or JSON)")
+    p.add_argument(
+        "--input",
+        "-i",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an input, parsed as its declared type",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document: outputs and trace")
     p.add_argument("--cache", metavar="PATH", help="SQLite step cache, so a failed run can resume")
     p.add_argument("--resume", metavar="RUN_ID", help="resume a failed run from --cache")
     p.add_argument("--seed", type=int, default=None, help="seed of the simulated providers")
-    p.add_argument("--deadline", type=float, default=None, metavar="SECONDS")
+    p.add_argument(
+        "--deadline", type=float, default=None, metavar="SECONDS", help="end the run after this"
+    )
     p.add_argument(
         "--time-scale", type=float, default=0.1, help="simulated latency factor (1 = realistic)"
     )
@@ -195,7 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_exec)
     add_process_commands(sub)
-    add_remote_commands(sub)
+    add_workflow_commands(sub)
+    add_run_commands(sub)
     add_access_commands(sub)
     add_experiment_commands(sub)
     return parser

@@ -74,8 +74,10 @@ def _worker(args: argparse.Namespace) -> int:
 
 def add_process_commands(sub: Any) -> None:
     p = sub.add_parser("serve", help="run the API server (SQLite under var/ by default)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: loopback only)"
+    )
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
     # "worker" means `rollgraph worker` (a queue consumer) everywhere else; --workers stays as
     # the spelling uvicorn users know.
     p.add_argument(
