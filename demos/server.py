@@ -31,6 +31,7 @@ from pathlib import Path
 
 import httpx
 from pydantic import ValidationError
+from sqlalchemy.engine import make_url
 
 import engine
 from control_plane.client import ApiError, Client
@@ -53,9 +54,9 @@ def routing(client: Client) -> str:
             return "no prod label"
         raise
     shares = [
-        f"{c['version']} at {c['percent']:g} %" for c in status["candidates"] if c.get("active")
+        f"{c['version']} for {c['percent']:g} %" for c in status["candidates"] if c.get("active")
     ]
-    rollout = f"; {', '.join(shares)} of user ids (always the same ones)" if shares else ""
+    rollout = f", {' and '.join(shares)} of user ids, always the same ones" if shares else ""
     return f"prod on {status['baseline']}{rollout}"
 
 
@@ -68,8 +69,8 @@ def set_up(client: Client, examples: Path = EXAMPLES) -> list[str]:
     visible."""
     if any(workflow["name"] == WORKFLOW for workflow in client.workflows()):
         return [
-            f"{WORKFLOW} is already in this store: kept as it is ({routing(client)}); the "
-            "examples are applied to a new store only"
+            f"{WORKFLOW} is already in this store, kept as you left it: {routing(client)}. The "
+            "examples are applied to a new store only."
         ]
     lines = [f"a new store: applying the examples to {WORKFLOW}"]
     for version in (BASELINE, CANDIDATE):
@@ -122,7 +123,8 @@ def usage(url: str, admin_key: str, *, show_key: bool, routes: str) -> str:
             f"  curl -s {url}/v1/run -H {quoted_key} \\",
             f"       -H 'Content-Type: application/json' -d '{body}'",
             "",
-            "The same with the CLI. " + cli_on_path(),
+            cli_on_path(),
+            "The same with the CLI:",
             f"  export {env}",
             '  rollgraph run product-video --input prompt="a red sneaker" --user user-42',
             "  rollgraph trace RUN_ID                      # the run's waterfall",
@@ -186,6 +188,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"rollgraph demo: set-up failed: {exc}", file=sys.stderr, flush=True)
             server.should_exit = True
             return
+        print(
+            f"store: {make_url(settings.database_url).render_as_string(hide_password=True)}",
+            flush=True,
+        )
         for line in steps:
             print(line, flush=True)
         # Only the development placeholder is printed; a real key stays out of terminals/logs.

@@ -116,7 +116,8 @@ def test_demo_sets_up_a_new_store_and_keeps_changes_across_restarts(tmp_path: Pa
     assert "a new store: applying the examples to product-video" in out
     assert "product-video v3.2 applied" in out and "product-video v3.3 applied" in out
     assert "prod → v3.2" in out and "rollout on prod: v3.3 at 10 %" in out
-    assert "Run the workflow (prod on v3.2; v3.3 at 10 % of user ids" in out
+    assert "Run the workflow (prod on v3.2, v3.3 for 10 % of user ids, always the same ones)" in out
+    assert f"store: {database_url}\n" in out
     assert _path_hint() in out
     assert "curl -s http://127.0.0.1:" in out
     assert '"Authorization: Bearer $ROLLGRAPH_ADMIN_KEY"' in out  # a real key is not printed
@@ -127,8 +128,8 @@ def test_demo_sets_up_a_new_store_and_keeps_changes_across_restarts(tmp_path: Pa
     again, out = _demo(database_url, admin_key, tmp_path / "second.log")
     assert again == status  # same salt and update time: nothing was set again
     assert (
-        "product-video is already in this store: kept as it is (prod on v3.3; v3.2 at 20 % of "
-        "user ids (always the same ones)); the examples are applied to a new store only"
+        "product-video is already in this store, kept as you left it: prod on v3.3, v3.2 for "
+        "20 % of user ids, always the same ones. The examples are applied to a new store only."
     ) in out
     assert "applied\n" not in out and "prod →" not in out
 
