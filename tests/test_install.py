@@ -91,6 +91,8 @@ def test_readme_deployment_commands_match_the_files() -> None:
     published = run[run.index("-p") + 1].split(":")[-1]
     assert ("EXPOSE", published) in instructions()
     assert run[run.index("-e") + 1] == name
+    volume = run[run.index("-v") + 1].split(":")[1]  # where the image keeps its SQLite store
+    assert ("VOLUME", f'["{volume}"]') in instructions()
     # docker compose up -d: compose.yaml at the root, and every variable it requires is set
     assert up[:3] == ["docker", "compose", "up"] and COMPOSE.is_file()
     assert required_variables(COMPOSE.read_text(encoding="utf-8")) == {name}
