@@ -377,3 +377,26 @@ def test_a_run_that_breaks_is_an_error_span_and_still_raises() -> None:
     assert span.status.status_code is StatusCode.ERROR
     assert attrs_of(span)["error.type"] == "RuntimeError"
     assert tracing.spans._notes == {}  # nothing kept for a run that ended
+
+
+def test_a_resume_is_a_span_of_its_own_under_the_resume_requests_trace(tmp_path: Path) -> None:
+    with traced_app(tmp_path) as (client, exporter):
+        failed = run(client, version="v2")
+        other_parent = f"00-{'1' * 32}-{'2' * 16}-01"
+        resumed = client.post(
+            f"/v1/runs/{failed['run_id']}/resume", json={}, headers={"traceparent": other_parent}
+        )
+        assert resumed.status_code == 200, resumed.text
+    spans = [
+        s
+        for s in exporter.get_finished_spans()
+        if s.name == "invoke_workflow traced" and s.context.trace_id == int("1" * 32, 16)
+    ]
+    (span,) = spans
+    attrs = attrs_of(span)
+    assert attrs["rollgraph.run_id"] == failed["run_id"]
+    assert attrs["rollgraph.resumed"] is True
+    assert attrs["rollgraph.reason"] == "resume"
+    # The step that completed before is served from the run's own steps, marked as a hit.
+    write = steps_of(exporter.get_finished_spans(), span)["write"]
+    assert attrs_of(write)["rollgraph.cache_hit"] is True
