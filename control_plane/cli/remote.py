@@ -74,6 +74,15 @@ def remote_options(p: argparse.ArgumentParser) -> None:
         default=os.environ.get("ROLLGRAPH_API_KEY"),
         help="an API key (default: ROLLGRAPH_API_KEY)",
     )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="the longest wait for an answer (default 30); a sync run or resume waits at least "
+        "the server's run deadline plus its store margin (ROLLGRAPH_RUN_DEADLINE_S, "
+        "ROLLGRAPH_RUN_STORE_MARGIN_S: 60 + 30 s unless set here)",
+    )
 
 
 def _api_error(exc: ApiError) -> None:
@@ -117,7 +126,7 @@ def _no_answer(exc: NoAnswer, args: argparse.Namespace) -> None:
 
 
 def _client(args: argparse.Namespace) -> SyncClient:
-    return SyncClient(args.url, args.api_key)
+    return SyncClient(args.url, args.api_key, timeout_s=args.timeout)
 
 
 def remote_command(

@@ -10,6 +10,7 @@ that never did (connection refused) and answers that say nothing was done (503 `
 
 from __future__ import annotations
 
+import math
 import os
 import uuid
 from collections.abc import Callable, Mapping
@@ -118,18 +119,23 @@ def progress_key(run: RunDetail) -> tuple[object, ...]:
     return (run.status, run.attempt, steps)
 
 
+def _env_seconds(name: str, default: float) -> float:
+    try:
+        value = float(os.environ.get(name, ""))
+    except ValueError:
+        return default
+    return value if value > 0 and math.isfinite(value) else default
+
+
 def run_timeout_s(timeout_s: float, run_deadline_s: float | None = None) -> float:
     """How long to wait for a sync run: the server's deadline plus its store margin, never
-    less than ``timeout_s``. The deadline defaults to ``ROLLGRAPH_RUN_DEADLINE_S`` when set
-    here (a client started next to its server), else the server's default, 60 s."""
-    if run_deadline_s is None:
-        try:
-            run_deadline_s = float(os.environ.get("ROLLGRAPH_RUN_DEADLINE_S", ""))
-        except ValueError:
-            run_deadline_s = DEFAULT_RUN_DEADLINE_S
-    if not run_deadline_s > 0:  # also NaN
-        run_deadline_s = DEFAULT_RUN_DEADLINE_S
-    return max(timeout_s, run_deadline_s + RUN_MARGIN_S)
+    less than ``timeout_s``. Unless given, both are read as the server reads them
+    (``ROLLGRAPH_RUN_DEADLINE_S``, ``ROLLGRAPH_RUN_STORE_MARGIN_S``: a client started with its
+    server's environment), else the server's defaults, 60 s and 30 s."""
+    if run_deadline_s is None or not run_deadline_s > 0:
+        run_deadline_s = _env_seconds("ROLLGRAPH_RUN_DEADLINE_S", DEFAULT_RUN_DEADLINE_S)
+    margin_s = _env_seconds("ROLLGRAPH_RUN_STORE_MARGIN_S", RUN_MARGIN_S)
+    return max(timeout_s, run_deadline_s + margin_s)
 
 
 def decode(call: Call[T], response: httpx.Response) -> T:
