@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
+import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -400,3 +402,56 @@ def test_a_resume_is_a_span_of_its_own_under_the_resume_requests_trace(tmp_path:
     # The step that completed before is served from the run's own steps, marked as a hit.
     write = steps_of(exporter.get_finished_spans(), span)["write"]
     assert attrs_of(write)["rollgraph.cache_hit"] is True
+
+
+# Without the extra: the OpenTelemetry SDK and exporter cannot be imported (FastAPI brings the
+# API itself). A server asked to export by OTEL_* warns once and serves runs untraced.
+WITHOUT_EXTRA = """
+import sys
+from importlib.abc import MetaPathFinder
+
+
+class WithoutExtra(MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.startswith(("opentelemetry.sdk", "opentelemetry.exporter")):
+            raise ImportError(f"No module named {name!r}")
+        return None
+
+
+sys.meta_path.insert(0, WithoutExtra())
+from fastapi.testclient import TestClient
+from control_plane.app import create_app
+from control_plane.settings import Settings
+from control_plane.telemetry.middleware import TraceContext
+from tests.fixtures import GREET, simulated_engine
+
+settings = Settings(env="test", database_url=sys.argv[1], admin_key=sys.argv[2])
+app = create_app(settings, run_engine=simulated_engine)
+assert all(getattr(m, "cls", None) is not TraceContext for m in app.user_middleware)
+with TestClient(app, headers={"Authorization": f"Bearer {sys.argv[2]}"}) as client:
+    assert client.post("/v1/workflows", json={"source": GREET, "version": "v1"}).is_success
+    assert client.put("/v1/workflows/greet/labels/prod", json={"version": "v1"}).is_success
+    answer = client.post(
+        "/v1/run", json={"workflow": "greet", "input": {"prompt": "x"}},
+        headers={"traceparent": sys.argv[3]},
+    )
+    assert answer.json()["status"] == "succeeded", answer.text
+    assert app.state.runtime.tracing is None
+assert not [m for m in sys.modules if m.startswith("opentelemetry.sdk")]
+print("served untraced")
+"""
+
+
+def test_without_the_extra_a_configured_server_warns_and_serves_untraced(tmp_path: Path) -> None:
+    key = "rgk" + secrets.token_urlsafe(32)
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_EXTRA, f"sqlite:///{tmp_path / 'rg.db'}", key, TRACEPARENT],
+        cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "served untraced" in done.stdout
+    assert "the `otel` extra is not installed" in done.stderr

@@ -24,8 +24,10 @@ __all__ = ["Tracing", "export_requested", "open_telemetry", "trace_context_middl
 
 def trace_context_middleware() -> type[TraceContext] | None:
     """The middleware that makes the caller's trace context current, or ``None`` without the
-    ``otel`` extra."""
+    ``otel`` extra (FastAPI brings the OpenTelemetry API; the SDK is what the extra adds)."""
     try:
+        import opentelemetry.sdk.trace  # noqa: F401
+
         from control_plane.telemetry.middleware import TraceContext
     except ImportError:
         return None
