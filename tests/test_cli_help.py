@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -113,3 +114,26 @@ def test_a_sync_run_is_waited_for_past_the_servers_deadline(
     assert run_timeout_s(30.0) == 90.0
     with SyncClient("http://127.0.0.1:1") as client:
         assert (client.timeout_s, client.run_timeout_s) == (30.0, 90.0)
+
+
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_a_weak_admin_key_is_one_line_and_exit_2(command: str, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROLLGRAPH_")}
+    env |= {
+        "ROLLGRAPH_ENV": "prod",
+        "ROLLGRAPH_ADMIN_KEY": "changeme",
+        "ROLLGRAPH_DATABASE_URL": f"sqlite:///{tmp_path / 'rollgraph.db'}",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "control_plane.cli", command],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stdout == "" and len(done.stderr.splitlines()) == 1, done.stderr
+    assert done.stderr.startswith(f"rollgraph {command}: ROLLGRAPH_ADMIN_KEY is too weak")
+    assert "Traceback" not in done.stderr

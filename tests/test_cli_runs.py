@@ -14,6 +14,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from control_plane.cli import main
@@ -133,6 +134,29 @@ def test_idempotency_key_runs_once_and_answers_the_first_run(
     code, _, err = cli(
         capsys, server, "run", "greet", "--input", "prompt=other", "--idempotency-key", key
     )
+    assert code == 1 and "[idempotency_key_reused]" in err
+
+
+@pytest.mark.slow
+def test_resume_with_an_idempotency_key_answers_the_first_resume(
+    server: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    failed = json.loads(cli(capsys, server, "run", "cli-fail", "--json")[1])["run_id"]
+    key = f"resume-{secrets.token_hex(4)}"
+    answers = [
+        cli(capsys, server, "resume", failed, "--idempotency-key", key, "--json") for _ in "12"
+    ]
+    assert [(code, json.loads(out)["attempt"]) for code, out, _ in answers] == [(1, 2), (1, 2)]
+    replayed = httpx.post(
+        f"{server}/v1/runs/{failed}/resume",
+        headers={"Authorization": f"Bearer {ADMIN_KEY}", "Idempotency-Key": key},
+    )
+    assert replayed.headers.get("idempotent-replayed") == "true"
+    assert replayed.json()["attempt"] == 2
+    # Without the key the failed run is resumed again; the key with another request is a 422.
+    code, out, _ = cli(capsys, server, "resume", failed, "--json")
+    assert (code, json.loads(out)["attempt"]) == (1, 3)
+    code, _, err = cli(capsys, server, "resume", failed, "--async", "--idempotency-key", key)
     assert code == 1 and "[idempotency_key_reused]" in err
 
 
@@ -257,5 +281,7 @@ def test_a_run_without_an_answer_says_it_may_have_completed(
     assert b"idempotency-key: rgc-" in received[0].lower()
     code, _, err = cli(capsys, url, "run", "greet", "--idempotency-key", "mine", "--timeout", "0.1")
     assert code == 3 and "--idempotency-key mine" in err
+    code, _, err = cli(capsys, url, "resume", "r1", "--timeout", "0.1")
+    assert code == 3 and "rollgraph resume r1 --idempotency-key rgc-" in err
     code, _, err = cli(capsys, url, "runs", "list", "--timeout", "0.1")
     assert code == 3 and "within 0.1 s" in err and "may have been carried out" in err

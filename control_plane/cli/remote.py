@@ -114,7 +114,12 @@ def _no_answer(exc: NoAnswer, args: argparse.Namespace) -> None:
     )
     if call.path.endswith("/resume"):
         run_id = call.path.split("/")[3]
-        print(f"  see it with `rollgraph runs follow {run_id}`", file=sys.stderr)
+        print(
+            f"  retry with the same key, which answers the resume instead of running it again:\n"
+            f"    rollgraph resume {run_id} --idempotency-key {exc.idempotency_key}\n"
+            f"  or follow it: rollgraph runs follow {run_id}",
+            file=sys.stderr,
+        )
         return
     workflow = (call.json or {}).get("workflow", "NAME")
     print(

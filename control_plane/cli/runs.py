@@ -116,7 +116,7 @@ def _run(client: SyncClient, args: argparse.Namespace) -> int:
 
 def _resume(client: SyncClient, args: argparse.Namespace) -> int:
     mode: Literal["sync", "async"] = "async" if args.asynchronous or args.wait else "sync"
-    r = client.resume(args.run_id, mode=mode)
+    r = client.resume(args.run_id, mode=mode, idempotency_key=args.idempotency_key)
     if args.wait:
         return _follow(client, args, r.run_id)
     emit(args, r, lambda: _run_text(r))
@@ -187,6 +187,15 @@ def _follow_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _key_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--idempotency-key",
+        metavar="KEY",
+        help="at most once per key: a retry gets the first answer (default: a new key, "
+        "used for the client's own retries)",
+    )
+
+
 def add_run_commands(sub: Any) -> None:
     def command(parent: Any, name: str, help_text: str) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = parent.add_parser(name, help=help_text)
@@ -210,18 +219,14 @@ def add_run_commands(sub: Any) -> None:
         help="return at once with the run id; follow it with `runs follow`",
     )
     p.add_argument("--wait", action="store_true", help="run async and follow it until it ends")
-    p.add_argument(
-        "--idempotency-key",
-        metavar="KEY",
-        help="run at most once per key: a retry gets the first answer (default: a new key, "
-        "used for the client's own retries)",
-    )
+    _key_option(p)
     _follow_options(p)
     p.set_defaults(func=remote_command(_run))
     p = command(sub, "resume", "resume a failed run from its completed steps")
     p.add_argument("run_id", metavar="RUN_ID", help="the failed run")
     p.add_argument("--async", dest="asynchronous", action="store_true", help="return at once")
     p.add_argument("--wait", action="store_true", help="resume async and follow it until it ends")
+    _key_option(p)
     _follow_options(p)
     p.set_defaults(func=remote_command(_resume))
     p = command(sub, "trace", "show a stored run's trace as a waterfall")

@@ -152,8 +152,11 @@ class AsyncClient:
             )
         )
 
-    async def resume(self, run_id: str, *, mode: Mode = "sync") -> m.RunPublic:
-        return await self.send(calls.resume(run_id, mode=mode))
+    async def resume(
+        self, run_id: str, *, mode: Mode = "sync", idempotency_key: str | None = None
+    ) -> m.RunPublic:
+        """Resume a failed run; a repeat with the same ``idempotency_key`` answers the first."""
+        return await self.send(calls.resume(run_id, mode=mode, idempotency_key=idempotency_key))
 
     async def get_run(self, run_id: str, *, attempt: int | None = None) -> m.RunDetail:
         return await self.send(calls.get_run(run_id, attempt=attempt))

@@ -122,12 +122,21 @@ def run(
     )
 
 
-def resume(run_id: str, *, mode: Mode = "sync") -> Call[m.RunPublic]:
-    """A failed run again from its completed steps. Safe to send twice: the server resumes
-    only a failed run (409 otherwise), so a repeat never runs it a second time."""
+def resume(
+    run_id: str, *, mode: Mode = "sync", idempotency_key: str | None = None
+) -> Call[m.RunPublic]:
+    """A failed run again from its completed steps, under an ``Idempotency-Key`` as ``run``:
+    a repeat answers the first resume (the server resumes only a failed run anyway)."""
     path = f"/v1/runs/{_seg(run_id)}/resume"
+    headers = {IDEMPOTENCY_HEADER: idempotency_key or new_idempotency_key()}
     return Call(
-        "POST", path, _one(m.RunPublic), json={"mode": mode}, long=mode == "sync", runs=True
+        "POST",
+        path,
+        _one(m.RunPublic),
+        json={"mode": mode},
+        headers=headers,
+        long=mode == "sync",
+        runs=True,
     )
 
 

@@ -117,8 +117,10 @@ class Client:
         )
         return self._obj(call)
 
-    def resume(self, run_id: str, *, mode: Mode = "sync") -> dict[str, Any]:
-        return self._obj(calls.resume(run_id, mode=mode))
+    def resume(
+        self, run_id: str, *, mode: Mode = "sync", idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        return self._obj(calls.resume(run_id, mode=mode, idempotency_key=idempotency_key))
 
     def get_run(self, run_id: str, *, attempt: int | None = None) -> dict[str, Any]:
         return self._obj(calls.get_run(run_id, attempt=attempt))

@@ -1,4 +1,5 @@
-"""``Idempotency-Key`` on ``POST /v1/run``: a key never runs twice and replays the first result.
+"""``Idempotency-Key`` on ``POST /v1/run`` (and on a resume, ``resumes``): a key never runs
+twice and replays the first result.
 
 The claim is atomic, never read-then-write: ``claim`` inserts the key's row (unique per caller
 and key) in a short transaction of its own before anything runs, so of two requests with the
@@ -63,6 +64,7 @@ __all__ = [
     "release",
     "renew",
     "request_hash",
+    "resume_hash",
     "take_over",
     "withdraw",
 ]
@@ -82,6 +84,12 @@ def request_hash(body: RunRequest) -> str:
     canonical = json.dumps(
         body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
     )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def resume_hash(run_id: str, *, asynchronous: bool) -> str:
+    """SHA-256 of a resume request: never equal to a run's (its JSON has no ``resume`` key)."""
+    canonical = json.dumps({"resume": run_id, "mode": "async" if asynchronous else "sync"})
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
@@ -241,13 +249,14 @@ async def acquire(
     *,
     principal: str,
     key: str,
-    request: RunRequest,
+    request: RunRequest | str,
     hold: timedelta,
 ) -> Claim | RunPublic:
     """This request's claim on ``key``, or the stored response when the key already answered
-    this request. ``IdempotencyKeyReused`` (422) when the key answered another request;
+    this request (a ``RunRequest``, or the hash of another, ``resume_hash``).
+    ``IdempotencyKeyReused`` (422) when the key answered another request;
     ``IdempotencyInProgress`` (409, ``Retry-After``) while an earlier request still runs."""
-    digest = request_hash(request)
+    digest = request if isinstance(request, str) else request_hash(request)
     for _ in range(3):
         now = utcnow()
         try:

@@ -28,7 +28,7 @@ from control_plane.api.deps import UnitDep
 from control_plane.api.errors import ErrorBody, error_responses
 from control_plane.kit.storable import INT32_MAX, Storable
 from control_plane.registry.deps import RegistryDep
-from control_plane.runs import idempotency, service
+from control_plane.runs import idempotency, resumes, service
 from control_plane.runs.deps import RunsDep
 from control_plane.runs.schemas import (
     ResumeRequest,
@@ -157,11 +157,18 @@ RunId = Annotated[str, Path(min_length=1, max_length=64), Storable]
     responses={
         **auth_responses("runner"),
         **error_responses(404, 409, 413, 422, 503),
-        200: {"description": "The resumed run, finished (`mode: sync`)."},
+        200: {
+            "description": "The resumed run, finished (`mode: sync`), or for a repeated "
+            "`Idempotency-Key` the first answer.",
+            "headers": _REPLAYED,
+        },
         202: {
             "model": RunPublic,
             "description": "`mode: async`: the run is `running` again; read it at `Location`.",
-            "headers": {"Location": {"description": "the run", "schema": {"type": "string"}}},
+            "headers": {
+                "Location": {"description": "the run", "schema": {"type": "string"}},
+                **_REPLAYED,
+            },
         },
     },
 )
@@ -171,15 +178,21 @@ async def resume_run(
     runs: RunsDep,
     principal: RunnerDep,
     body: Annotated[ResumeRequest | None, Body()] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> RunPublic:
     """Run a failed run again under its run id, on its version and input: the steps it
-    completed come from its step cache, neither executed nor billed again. 409 unless failed."""
+    completed come from its step cache, neither executed nor billed again. 409 unless failed;
+    with an `Idempotency-Key`, a repeat gets the first resume's answer."""
     asynchronous = body is not None and body.mode == "async"
-    run = await runs.resume(run_id, asynchronous=asynchronous)
-    if asynchronous:
+    submitted = await resumes.resume_once(
+        runs, run_id, asynchronous=asynchronous, principal=principal.name, key=idempotency_key
+    )
+    if asynchronous:  # the resume's mode, not the run's first one
         response.status_code = status.HTTP_202_ACCEPTED
         response.headers["Location"] = f"/v1/runs/{run_id}"
-    return run
+    if submitted.replayed:
+        response.headers[idempotency.REPLAYED_HEADER] = "true"
+    return submitted.run
 
 
 @router.get(
