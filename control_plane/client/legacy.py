@@ -125,8 +125,28 @@ class Client:
     def get_run(self, run_id: str, *, attempt: int | None = None) -> dict[str, Any]:
         return self._obj(calls.get_run(run_id, attempt=attempt))
 
-    def runs(self, **filters: Any) -> list[dict[str, Any]]:
-        return self._list(calls.runs(**filters))
+    def runs(
+        self,
+        *,
+        workflow: str | None = None,
+        version: str | None = None,
+        status: str | None = None,
+        mode: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Runs matching every given filter, newest first (``since``/``until``: ISO 8601)."""
+        call = calls.runs(
+            workflow=workflow,
+            version=version,
+            status=status,
+            mode=mode,
+            since=since,
+            until=until,
+            limit=limit,
+        )
+        return self._list(call)
 
     def outcome(self, run_id: str, metrics: Mapping[str, bool | float]) -> dict[str, Any]:
         return self._obj(calls.outcome(run_id, metrics))
@@ -180,5 +200,17 @@ class Client:
     def experiment_resume(self, experiment_id: int) -> dict[str, Any]:
         return self._obj(calls.experiment_resume(experiment_id))
 
-    def audit(self, **filters: Any) -> list[dict[str, Any]]:
-        return self._list(calls.audit(**filters))
+    def audit(
+        self,
+        *,
+        target_kind: str | None = None,
+        target: str | None = None,
+        actor: str | None = None,
+        since: str | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Audit rows matching every given filter, newest first (admin)."""
+        call = calls.audit(
+            target_kind=target_kind, target=target, actor=actor, since=since, limit=limit
+        )
+        return self._list(call)

@@ -161,9 +161,28 @@ class SyncClient:
     def get_run(self, run_id: str, *, attempt: int | None = None) -> m.RunDetail:
         return self.send(calls.get_run(run_id, attempt=attempt))
 
-    def runs(self, **filters: Any) -> list[m.RunPublic]:
-        """``workflow``, ``version``, ``status``, ``mode``, ``since``, ``until``, ``limit``."""
-        return self.send(calls.runs(**filters))
+    def runs(
+        self,
+        *,
+        workflow: str | None = None,
+        version: str | None = None,
+        status: str | None = None,
+        mode: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        limit: int = 100,
+    ) -> list[m.RunPublic]:
+        """Runs matching every given filter, newest first (``since``/``until``: ISO 8601)."""
+        call = calls.runs(
+            workflow=workflow,
+            version=version,
+            status=status,
+            mode=mode,
+            since=since,
+            until=until,
+            limit=limit,
+        )
+        return self.send(call)
 
     def outcome(self, run_id: str, metrics: Mapping[str, bool | float]) -> m.OutcomeResult:
         return self.send(calls.outcome(run_id, metrics))
@@ -217,6 +236,17 @@ class SyncClient:
     def experiment_resume(self, experiment_id: int) -> m.ExperimentPublic:
         return self.send(calls.experiment_resume(experiment_id))
 
-    def audit(self, **filters: Any) -> list[m.AuditEntryPublic]:
-        """``target_kind``, ``target``, ``actor``, ``since``, ``limit``: newest first."""
-        return self.send(calls.audit(**filters))
+    def audit(
+        self,
+        *,
+        target_kind: str | None = None,
+        target: str | None = None,
+        actor: str | None = None,
+        since: str | None = None,
+        limit: int = 100,
+    ) -> list[m.AuditEntryPublic]:
+        """Audit rows matching every given filter, newest first (admin)."""
+        call = calls.audit(
+            target_kind=target_kind, target=target, actor=actor, since=since, limit=limit
+        )
+        return self.send(call)
