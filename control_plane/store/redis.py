@@ -7,9 +7,12 @@ without Redis (accepting an async run onto the queue) is refused with a 503.
 
 Every call goes through ``RedisLink.call``, a circuit breaker:
 
-* a call that fails or takes longer than ``timeout_s`` marks Redis **down** for ``retry_s``; it
-  raises ``RedisUnavailable`` (a 503 where it reaches a client), is counted in
-  ``rollgraph_redis_errors_total{operation}`` and logged once per outage, not once per call;
+* a call that fails or takes longer than ``timeout_s`` raises ``RedisUnavailable`` (a 503 where
+  it reaches a client) and is counted in ``rollgraph_redis_errors_total{operation}``; a refused
+  or dropped connection marks Redis **down** for ``retry_s`` at once, a timeout only when
+  ``trip_after`` calls in a row timed out: on a process short of CPU one answer read late (the
+  event loop lagging past the timeout) refused every async submission for a second, 23 in a
+  10-minute soak, while Redis answered in microseconds. An outage is logged once, not per call;
 * while down, calls fail at once without touching the network, so a dead Redis costs a sync run
   nothing (no connect timeout per step); the first call after ``retry_s`` probes it again;
 * a call Redis answers with an error about the call itself (wrong arguments, an invalid stream
@@ -43,6 +46,7 @@ from redis.exceptions import (
     TryAgainError,
     WatchError,
 )
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from control_plane.errors import Unavailable
@@ -107,6 +111,7 @@ class RedisLink:
         prefix: str = "rollgraph",
         timeout_s: float = 0.5,
         retry_s: float = 1.0,
+        trip_after: int = 2,
         metrics: Metrics | None = None,
     ) -> None:
         self.url = url
@@ -122,8 +127,10 @@ class RedisLink:
             retry_on_timeout=False,
             health_check_interval=15,
         )
+        self.trip_after = trip_after
         self._down_until = 0.0  # monotonic time before which calls fail fast
         self._down = False
+        self._timeouts = 0  # calls in a row that timed out
 
     @classmethod
     def from_settings(cls, settings: Settings, *, metrics: Metrics | None = None) -> RedisLink:
@@ -163,6 +170,7 @@ class RedisLink:
             raise RedisUnavailable(
                 f"Redis at {self._safe_url} is unavailable ({type(exc).__name__}); retry shortly"
             ) from exc
+        self._timeouts = 0
         if self._down:
             self._down = False
             log.warning("Redis at %s answers again", self._safe_url)
@@ -171,6 +179,10 @@ class RedisLink:
     def _failed(self, operation: str, exc: BaseException) -> None:
         if self.metrics is not None:
             self.metrics.redis_errors.labels(operation).inc()
+        if isinstance(exc, TimeoutError | RedisTimeoutError):
+            self._timeouts += 1
+            if self._timeouts < self.trip_after:
+                return
         if not self._down:
             log.warning(
                 "Redis at %s is unavailable (%s: %s); falling back where possible",
