@@ -90,7 +90,10 @@ def test_run_wait_and_runs_follow_stream_progress_until_the_end(
     assert events[-2]["steps"] == {"note": "succeeded", "api": "failed"}
     failed = events[-1]["run"]["run_id"]
     code, out, _ = cli(capsys, server, "resume", failed, "--wait")
-    assert code == 1 and "attempt 2  failed" in out
+    lines = out.splitlines()
+    assert code == 1 and f"run {failed}  attempt 2  failed" in lines
+    # Steps are the new attempt's, once it ended (not the failed attempt's while it runs).
+    assert lines.index(f"run {failed}  attempt 2  failed") < lines.index("  api: failed")
     code, _, err = cli(capsys, server, "runs", "follow", "no-such-run")
     assert code == 1 and "[not_found]" in err
 

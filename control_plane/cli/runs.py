@@ -64,7 +64,9 @@ def _follow(client: SyncClient, args: argparse.Namespace, run_id: str) -> int:
     last: models.RunDetail | None = None
     try:
         for run in client.follow(run_id, interval_s=args.interval):
-            steps = {str(s.get("node")): str(s.get("status")) for s in run.trace.get("steps", [])}
+            # While an attempt runs, the trace is the one before (a resume's failed attempt).
+            trace = run.trace.get("steps", []) if run.status in models.TERMINAL else []
+            steps = {str(s.get("node")): str(s.get("status")) for s in trace}
             if args.json:
                 event = {"event": "progress", "run_id": run.run_id, "status": run.status}
                 print(json.dumps(event | {"attempt": run.attempt, "steps": steps}), flush=True)
