@@ -34,7 +34,7 @@ MAPPED: dict[str, str] = {
     "make run": (
         "tests/test_demo.py::test_demo_sets_up_a_new_store_and_keeps_changes_across_restarts"
     ),
-    "make test": "tests/test_readme.py::test_make_test_runs_lint_typecheck_and_the_suite",
+    "make test": "tests/test_readme.py::test_make_target_runs_what_the_readme_says[test]",
     "rollgraph validate broken.yaml": (
         "tests/test_cli.py::test_validate_reports_every_problem_with_its_line"
     ),

@@ -1,0 +1,46 @@
+"""The scale-out benchmark (``make bench-scale``, ``python -m benchmarks.scale --json``) runs end
+to end against the machine's PostgreSQL and Redis and prints one JSON object with every figure.
+
+Only the shape and the bookkeeping are checked: throughput and latency are wall-clock figures
+for the README, never asserted on."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIGURES = ("async_rps_1_worker", "async_rps_2_workers", "direct_ms", "queued_ms")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_scale_benchmark_prints_one_json_object_with_every_figure(
+    database_url: str, redis_prefix: str
+) -> None:
+    # The fixtures only skip (or fail under CI=true) without PostgreSQL and Redis: the benchmark
+    # makes its own schema and key prefix.
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.scale", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (line,) = proc.stdout.splitlines()
+    result = json.loads(line)
+    assert (result["runs"], result["nodes"]) == (300, 3)
+    for key in FIGURES:
+        assert result[key] > 0, (key, result)
+    assert result["scale_ratio"] == pytest.approx(
+        result["async_rps_2_workers"] / result["async_rps_1_worker"], abs=0.02
+    )
+    assert result["queue_extra_ms"] == pytest.approx(
+        result["queued_ms"] - result["direct_ms"], abs=0.11
+    )
