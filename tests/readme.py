@@ -18,6 +18,7 @@ __all__ = [
     "inline_make_targets",
     "inline_modules",
     "marker",
+    "prose",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,18 +96,18 @@ def _strip_comment(line: str) -> str:
     return line.strip()
 
 
-def _prose(text: str) -> str:
-    """The README without its fenced blocks."""
-    return _FENCE.sub("", text)
+def prose(text: str | None = None) -> str:
+    """The README (or ``text``) without its fenced blocks."""
+    return _FENCE.sub("", README.read_text(encoding="utf-8") if text is None else text)
 
 
 def inline_make_targets(text: str | None = None) -> set[str]:
     """Every ``make TARGET`` the README's prose mentions in backticks."""
-    source = _prose(README.read_text(encoding="utf-8") if text is None else text)
+    source = prose(text)
     return set(re.findall(r"`make ([a-z][\w-]*)[^`]*`", source))
 
 
 def inline_modules(text: str | None = None) -> set[str]:
     """Every module of a ``python -m MODULE`` the README's prose mentions in backticks."""
-    source = _prose(README.read_text(encoding="utf-8") if text is None else text)
+    source = prose(text)
     return set(re.findall(r"`python -m ([\w.]+)[^`]*`", source))

@@ -9,7 +9,9 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.util
+import itertools
 import re
+import shlex
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -18,8 +20,10 @@ import pytest
 import yaml
 
 import engine
+from control_plane.cli import main
 from control_plane.experiments.schemas import ExperimentCreate
 from tests.readme import (
+    README,
     ROOT,
     SHELL,
     Block,
@@ -28,6 +32,7 @@ from tests.readme import (
     inline_make_targets,
     inline_modules,
     marker,
+    prose,
 )
 from tests.test_readme_commands import MAPPED, mapped, runnable
 
@@ -251,3 +256,38 @@ def test_make_target_runs_what_the_readme_says(target: str) -> None:
     assert dry.returncode == 0, dry.stderr
     for part in MAKE_RUNS[target]:
         assert part in dry.stdout, (target, part, dry.stdout)
+
+
+def _cli_help(words: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        main([*words, "--help"])
+    assert exited.value.code == 0, words
+    return capsys.readouterr().out
+
+
+def test_every_rollgraph_command_names_a_command_and_options_it_has(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Mapped commands and commands in the prose are not run here: their (sub)command and every
+    option they pass must at least be in ``rollgraph ... --help``."""
+    inline = re.findall(r"`(rollgraph [^`]*)`", prose())
+    bare = (re.sub(r"^(\w+=\S+ )+", "", c.text) for b in blocks() for c in commands(b))
+    shown = [command for command in bare if command.startswith("rollgraph ")]
+    assert len(inline) >= 5, inline
+    for command in [*inline, *shown]:
+        words = shlex.split(command.replace("\n", " "))[1:]
+        path = list(itertools.takewhile(lambda w: re.fullmatch(r"[a-z][a-z-]*", w), words))
+        text = _cli_help(path, capsys)
+        for option in (w.split("=")[0] for w in words if w.startswith("--")):
+            assert option in text, f"`{command}`: rollgraph {' '.join(path)} has no {option}"
+
+
+def test_paths_the_readme_names_exist() -> None:
+    """Every backticked path under one of the repository's own directories exists."""
+    top = {p.name for p in ROOT.iterdir()} - {".venv", "var", ".git"}
+    named = re.findall(r"`((?:[\w.-]+/)+[\w.-]*)[^`]*`", README.read_text(encoding="utf-8"))
+    ours = [path for path in named if path.split("/")[0] in top]
+    assert len(ours) >= 40, ours
+    missing = [path for path in ours if not (ROOT / path).exists()]
+    assert not missing, f"the README names paths that do not exist: {missing}"
