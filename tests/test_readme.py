@@ -34,7 +34,7 @@ from tests.readme import (
     marker,
     prose,
 )
-from tests.test_readme_commands import MAPPED, mapped, runnable
+from tests.test_readme_commands import MAPPED, PYTHON_BLOCKS, mapped, runnable
 
 EXAMPLES = sorted((ROOT / "examples").rglob("*.yaml"))
 BENCH = (
@@ -211,11 +211,14 @@ def test_every_command_is_run_or_mapped_to_a_test_that_exists() -> None:
         test_node_exists(node)
 
 
-def test_python_blocks_compile_and_import_what_exists() -> None:
+def test_python_blocks_are_run_and_import_what_exists() -> None:
     flags = ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
     python = [b for b in blocks() if b.lang == "python"]
     assert python
-    for block in python:
+    for block in python:  # each is run by the test of what it shows
+        shows = [name for name in PYTHON_BLOCKS if name in block.text]
+        assert len(shows) == 1, f"{block.where()}: add it to PYTHON_BLOCKS ({shows})"
+        test_node_exists(f"tests/test_readme_commands.py::{PYTHON_BLOCKS[shows[0]]}")
         tree = compile(block.text, block.where(), "exec", flags=flags)
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
