@@ -34,6 +34,7 @@ from tests.readme import (
     marker,
     prose,
 )
+from tests.test_deploy import known_variables
 from tests.test_readme_commands import MAPPED, PYTHON_BLOCKS, mapped, runnable
 
 EXAMPLES = sorted((ROOT / "examples").rglob("*.yaml"))
@@ -294,3 +295,17 @@ def test_paths_the_readme_names_exist() -> None:
     assert len(ours) >= 40, ours
     missing = [path for path in ours if not (ROOT / path).exists()]
     assert not missing, f"the README names paths that do not exist: {missing}"
+
+
+def test_rollgraph_variables_the_readme_names_are_read() -> None:
+    """Every ``ROLLGRAPH_*`` variable is a setting, or read by name elsewhere in the code (the
+    CLI's ``ROLLGRAPH_URL``)."""
+    named = set(re.findall(r"\bROLLGRAPH_[A-Z0-9_]*[A-Z0-9]\b", README.read_text(encoding="utf-8")))
+    assert len(named) >= 20, named
+    code = "".join(
+        path.read_text(encoding="utf-8")
+        for package in ("control_plane", "engine", "demos")
+        for path in (ROOT / package).rglob("*.py")
+    )
+    unread = {name for name in named - known_variables() if f'"{name}"' not in code}
+    assert not unread, f"the README names variables nothing reads: {sorted(unread)}"
