@@ -35,7 +35,8 @@ from tests.readme import (
     prose,
 )
 from tests.test_deploy import known_variables
-from tests.test_readme_commands import MAPPED, PYTHON_BLOCKS, mapped, runnable
+from tests.test_readme_commands import MAPPED, mapped, runnable
+from tests.test_readme_examples import PYTHON_BLOCKS
 
 EXAMPLES = sorted((ROOT / "examples").rglob("*.yaml"))
 BENCH = (
@@ -219,7 +220,7 @@ def test_python_blocks_are_run_and_import_what_exists() -> None:
     for block in python:  # each is run by the test of what it shows
         shows = [name for name in PYTHON_BLOCKS if name in block.text]
         assert len(shows) == 1, f"{block.where()}: add it to PYTHON_BLOCKS ({shows})"
-        test_node_exists(f"tests/test_readme_commands.py::{PYTHON_BLOCKS[shows[0]]}")
+        test_node_exists(PYTHON_BLOCKS[shows[0]])
         tree = compile(block.text, block.where(), "exec", flags=flags)
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):

@@ -10,13 +10,8 @@ label is moved once more, so there is somewhere to roll back to."""
 
 from __future__ import annotations
 
-import ast
-import asyncio
-import inspect
 import re
 import shlex
-import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -30,7 +25,8 @@ from control_plane.cli import main
 from control_plane.client import SyncClient
 from control_plane.settings import DEV_ADMIN_KEY
 from tests.processes import free_port
-from tests.readme import ROOT, Block, Command, blocks, commands
+from tests.readme import ROOT, Command, blocks, commands
+from tests.test_readme_examples import python_block, run_python
 
 # Command prefix -> the test that exercises it (a node id; test_readme checks each exists).
 MAPPED: dict[str, str] = {
@@ -41,7 +37,7 @@ MAPPED: dict[str, str] = {
     ),
     "make test": "tests/test_readme.py::test_make_target_runs_what_the_readme_says[test]",
     "rollgraph validate broken.yaml": (
-        "tests/test_cli.py::test_validate_reports_every_problem_with_its_line"
+        "tests/test_readme_examples.py::test_readme_validate_output_is_what_validate_prints"
     ),
     # The server this module's test runs against is `rollgraph serve` (tests/conftest.py).
     "rollgraph serve --processes": (
@@ -91,29 +87,6 @@ FLAKY = (
     'outputs:\n  body: "${api.body}"\n'
 )
 RUN_ID = re.compile(r'(?:\brun |"run_id": ")([0-9a-f]{32})\b')  # the text or the --json answer
-
-
-# The README's Python blocks, told apart by what they show; each is run by one test below.
-PYTHON_BLOCKS = {
-    "@engine.node_kind": "test_readme_python_node_kind_block_adds_a_kind",
-    "engine.Engine(": "test_readme_python_engine_block_runs_and_resumes",
-    "SyncClient(": "test_readme_commands_run_against_a_server",
-}
-
-
-def python_block(shows: str) -> Block:
-    """The one Python block of the README that contains ``shows``."""
-    (block,) = [b for b in blocks() if b.lang == "python" and shows in b.text]
-    return block
-
-
-def run_python(block: Block, namespace: dict[str, object], text: str | None = None) -> None:
-    """Run a block as a notebook would: top-level ``await`` and ``async with`` allowed."""
-    flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
-    code = compile(block.text if text is None else text, block.where(), "exec", flags=flags)
-    result = eval(code, namespace)
-    if inspect.iscoroutine(result):
-        asyncio.run(result)
 
 
 def mapped(command: str) -> str | None:
@@ -270,36 +243,3 @@ def test_readme_commands_run_against_a_server(reader: Reader) -> None:
         "prod",
         "stopped",
     )
-
-
-@pytest.mark.slow
-def test_readme_python_engine_block_runs_and_resumes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    (tmp_path / "examples").symlink_to(ROOT / "examples")
-    (tmp_path / "var").mkdir()
-    monkeypatch.chdir(tmp_path)
-    shown: dict[str, object] = {}
-    run_python(python_block("engine.Engine("), shown)
-    result = shown["result"]
-    assert result.ok and set(result.outputs) >= {"video"}, result  # type: ignore[attr-defined]
-    assert (tmp_path / "var" / "steps.db").is_file()
-    assert "sim://compose/" in capsys.readouterr().out
-
-
-@pytest.mark.slow
-def test_readme_python_node_kind_block_adds_a_kind() -> None:
-    # In a process of its own: the decorator adds the kind to every engine of the process.
-    use = (
-        "name: shout\ninputs: {text: text}\nnodes:\n  up:\n    uses: text.upper\n"
-        '    with: {text: "${inputs.text}"}\noutputs: {text: "${up.text}"}\n'
-    )
-    script = (
-        python_block("@engine.node_kind").text
-        + f"\nprint(engine.run_sync(engine.define({use!r}), {{'text': 'quiet'}}).outputs)\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "{'text': 'QUIET'}"

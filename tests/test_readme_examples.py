@@ -1,0 +1,119 @@
+"""The README's examples that are not shell commands run as shown: its Python blocks (the node-kind
+decorator, the engine with its step cache; the client block runs against the server in
+``tests/test_readme_commands.py``) and the output it shows for ``rollgraph validate``."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import inspect
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from control_plane.cli import main
+from tests.readme import ROOT, Block, blocks, commands
+
+__all__ = ["PYTHON_BLOCKS", "python_block", "run_python"]
+
+# A broken.yaml that has the README's two problems on the lines it shows (11 and 19).
+BROKEN = """\
+name: broken
+inputs:
+  prompt: text
+nodes:
+  enhance:
+    uses: prompt.enhance
+    with: {model: sim/writer-large, prompt: "${inputs.prompt}"}
+  video:
+    uses: video.generate
+    with:
+      prompt: "${enhance.txt}"
+      model: sim/video-fast
+  voice:
+    uses: audio.tts
+    with: {model: sim/voice-warm, script: "${enhance.text}"}
+  cut:
+    uses: media.compose
+    with:
+      video: "${voice.audio}"
+      audio: "${voice.audio}"
+outputs:
+  video: "${cut.video}"
+  raw: "${video.video}"
+"""
+
+# The README's Python blocks, told apart by what they show; each is run by one test below.
+PYTHON_BLOCKS = {
+    "@engine.node_kind": (
+        "tests/test_readme_examples.py::test_readme_python_node_kind_block_adds_a_kind"
+    ),
+    "engine.Engine(": (
+        "tests/test_readme_examples.py::test_readme_python_engine_block_runs_and_resumes"
+    ),
+    "SyncClient(": "tests/test_readme_commands.py::test_readme_commands_run_against_a_server",
+}
+
+
+def python_block(shows: str) -> Block:
+    """The one Python block of the README that contains ``shows``."""
+    (block,) = [b for b in blocks() if b.lang == "python" and shows in b.text]
+    return block
+
+
+def run_python(block: Block, namespace: dict[str, object], text: str | None = None) -> None:
+    """Run a block as a notebook would: top-level ``await`` and ``async with`` allowed."""
+    flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+    code = compile(block.text if text is None else text, block.where(), "exec", flags=flags)
+    result = eval(code, namespace)
+    if inspect.iscoroutine(result):
+        asyncio.run(result)
+
+
+def test_readme_validate_output_is_what_validate_prints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (shown,) = [b for b in blocks() if b.lang == "text" and "rollgraph validate" in b.text]
+    (command,) = commands(shown)
+    printed = [line for line in shown.text.splitlines() if not line.startswith("$ ")]
+    (tmp_path / "broken.yaml").write_text(BROKEN, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(command.text.split()[1:]) == 1
+    out, err = capsys.readouterr()
+    assert (out + err).splitlines() == printed
+
+
+@pytest.mark.slow
+def test_readme_python_engine_block_runs_and_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "examples").symlink_to(ROOT / "examples")
+    (tmp_path / "var").mkdir()
+    monkeypatch.chdir(tmp_path)
+    shown: dict[str, object] = {}
+    run_python(python_block("engine.Engine("), shown)
+    result = shown["result"]
+    assert result.ok and set(result.outputs) >= {"video"}, result  # type: ignore[attr-defined]
+    assert (tmp_path / "var" / "steps.db").is_file()
+    assert "sim://compose/" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_readme_python_node_kind_block_adds_a_kind() -> None:
+    # In a process of its own: the decorator adds the kind to every engine of the process.
+    use = (
+        "name: shout\ninputs: {text: text}\nnodes:\n  up:\n    uses: text.upper\n"
+        '    with: {text: "${inputs.text}"}\noutputs: {text: "${up.text}"}\n'
+    )
+    script = (
+        python_block("@engine.node_kind").text
+        + f"\nprint(engine.run_sync(engine.define({use!r}), {{'text': 'quiet'}}).outputs)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "{'text': 'QUIET'}"
