@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import inspect
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from control_plane.cli import main
-from tests.readme import ROOT, Block, blocks, commands
+from tests.readme import README, ROOT, Block, blocks, commands
 
 __all__ = ["PYTHON_BLOCKS", "python_block", "run_python"]
 
@@ -117,3 +118,21 @@ def test_readme_python_node_kind_block_adds_a_kind() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "{'text': 'QUIET'}"
+
+
+def test_readme_lists_every_code_a_definition_can_get() -> None:
+    """The README's "Codes:" list holds every code the define-time checks emit, and nothing the
+    engine never names."""
+    emitted: set[str] = set()
+    for name in ("spec.py", "sourcemap.py", "typecheck.py", "validate.py", "map_plan.py"):
+        text = (ROOT / "engine" / name).read_text(encoding="utf-8")
+        emitted |= set(re.findall(r'(?:\.error|\.warning|\bProblem)\(\s*"([a-z_]+)"', text))
+        emitted |= set(re.findall(r'\bcode = "([a-z_]+)"', text))
+    found = re.search(r"^Codes: (.*?)\. A stable", README.read_text(encoding="utf-8"), re.S | re.M)
+    assert found is not None, "no Codes: list in the README"
+    listed = set(re.findall(r"`([a-z_]+)`", found.group(1)))
+    assert len(emitted) >= 25, emitted
+    assert not emitted - listed, f"codes the README does not list: {sorted(emitted - listed)}"
+    engine_source = "".join(p.read_text(encoding="utf-8") for p in (ROOT / "engine").rglob("*.py"))
+    unknown = {code for code in listed if f'"{code}"' not in engine_source}
+    assert not unknown, f"the README lists codes the engine never names: {sorted(unknown)}"
