@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import engine
 from control_plane.cli import main
 from tests.readme import README, ROOT, Block, blocks, commands
 
@@ -136,3 +137,27 @@ def test_readme_lists_every_code_a_definition_can_get() -> None:
     engine_source = "".join(p.read_text(encoding="utf-8") for p in (ROOT / "engine").rglob("*.py"))
     unknown = {code for code in listed if f'"{code}"' not in engine_source}
     assert not unknown, f"the README lists codes the engine never names: {sorted(unknown)}"
+
+
+def test_node_kinds_table_is_the_engines_kinds() -> None:
+    """Each row of "Node kinds" names a kind of the engine with its parameters (``?`` optional,
+    ``(N)`` a default) and outputs, and every built-in kind has a row."""
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## Node kinds") : text.index("**`http.json`'s allow-list.**")]
+    rows = re.findall(r"^\| `([\w.]+)` \| (.*) → (.*) \|$", section, re.M)
+    assert sorted(kind for kind, _, _ in rows) == sorted(engine.default_kinds.names())
+    for name, inputs, outputs in rows:
+        kind = engine.default_kinds.get(name)
+        assert kind is not None
+        shown = []
+        for item in re.sub(r"`[^`]*`", "", inputs).split(","):
+            found = re.match(r"\s*(\w+)(\?)?(?: \(([\d.]+)\))?", item)
+            assert found is not None, (name, item)
+            param, optional, default = found.groups()
+            shown.append(param)
+            spec = kind.inputs.get(param)
+            assert spec is not None, f"{name} has no parameter {param}"
+            assert spec.required == (optional is None and default is None), (name, param)
+            assert default is None or float(default) == spec.default, (name, param)
+        assert shown == list(kind.inputs), name
+        assert re.findall(r"\w+", re.sub(r"\(.*\)", "", outputs)) == list(kind.outputs), name
