@@ -1,6 +1,7 @@
-"""The README's examples that are not shell commands run as shown: its Python blocks (the node-kind
-decorator, the engine with its step cache; the client block runs against the server in
-``tests/test_readme_commands.py``) and the output it shows for ``rollgraph validate``."""
+"""What the README shows or states about the code, beyond its commands: its Python blocks run
+(the node-kind decorator, the engine with its step cache; the client block runs against the server
+in ``tests/test_readme_commands.py``), the output it shows for ``rollgraph validate``, its list of
+definition codes, its node-kinds table and the settings' defaults it gives."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import AliasChoices
 
 import engine
 from control_plane.cli import main
+from control_plane.settings import Settings
 from tests.readme import README, ROOT, Block, blocks, commands
 
 __all__ = ["PYTHON_BLOCKS", "python_block", "run_python"]
@@ -161,3 +164,33 @@ def test_node_kinds_table_is_the_engines_kinds() -> None:
             assert default is None or float(default) == spec.default, (name, param)
         assert shown == list(kind.inputs), name
         assert re.findall(r"\w+", re.sub(r"\(.*\)", "", outputs)) == list(kind.outputs), name
+
+
+UNITS = {None: 1.0, "s": 1.0, "h": 3600.0, "MiB": 1048576.0}
+
+
+def _setting_defaults() -> dict[str, object]:
+    defaults: dict[str, object] = {}
+    for name, spec in Settings.model_fields.items():
+        alias = spec.validation_alias
+        names = alias.choices if isinstance(alias, AliasChoices) else [f"ROLLGRAPH_{name.upper()}"]
+        defaults.update({str(choice): spec.default for choice in names})
+    return defaults
+
+
+def test_defaults_the_readme_gives_are_the_settings_defaults() -> None:
+    """``ROLLGRAPH_X` (60 s)`` in the prose and the variables table's default column say what the
+    settings default to."""
+    text = README.read_text(encoding="utf-8")
+    said = re.findall(
+        r"(?<!\+ )`(ROLLGRAPH_[A-Z0-9_]+)`\)?(?:,|\s\()\s?([0-9][0-9.,]*)(?: (s|h|MiB)\b)?", text
+    )
+    for row in re.findall(r"^\| (`ROLLGRAPH_.*?) \| ([0-9][0-9., ]*) \|", text, re.M):
+        names = re.findall(r"`(ROLLGRAPH_\w+)`", row[0].split(" (or ")[0])
+        said += [(n, v, None) for n, v in zip(names, row[1].split(", "), strict=True)]
+    assert len(said) >= 25, said
+    defaults = _setting_defaults()
+    for name, value, unit in said:
+        assert name in defaults, f"{name} is no setting"
+        stated = float(value.replace(",", "")) * UNITS[unit or None]
+        assert defaults[name] == pytest.approx(stated), f"README: {name} {value} {unit or ''}"
