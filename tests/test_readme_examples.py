@@ -20,6 +20,7 @@ import engine
 from control_plane.cli import main
 from control_plane.settings import Settings
 from tests.readme import README, ROOT, Block, blocks, commands
+from tests.test_dashboards import Exported, exported  # noqa: F401 (its fixture, used by name)
 
 __all__ = ["PYTHON_BLOCKS", "python_block", "run_python"]
 
@@ -194,3 +195,23 @@ def test_defaults_the_readme_gives_are_the_settings_defaults() -> None:
         assert name in defaults, f"{name} is no setting"
         stated = float(value.replace(",", "")) * UNITS[unit or None]
         assert defaults[name] == pytest.approx(stated), f"README: {name} {value} {unit or ''}"
+
+
+def test_metrics_the_readme_lists_are_exported_with_their_labels(
+    request: pytest.FixtureRequest,
+) -> None:
+    """Every metric of the "Metrics" section is exported (with the labels it shows), and every
+    metric the app exports is in it (``exported`` is tests/test_dashboards.py's fixture)."""
+    found: Exported = request.getfixturevalue("exported")
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## Metrics") : text.index("No label carries")]
+    listed = re.findall(r"`([a-z_]*[a-z])(?:\{([a-z_,]+)\})?`", section)
+    assert len(listed) >= 20, listed
+    for name, labels in listed:
+        full = f"rollgraph_{name}"
+        assert full in found, f"README lists {full}, which is not exported"
+        assert set(labels.split(",")) - {""} <= found[full], (full, found[full])
+    shown = {f"rollgraph_{name}" for name, _ in listed}
+    families = {re.sub(r"_(bucket|sum|count|created)$", "", sample) for sample in found}
+    missing = {name for name in families if name.startswith("rollgraph_")} - shown
+    assert not missing, f"exported but not in the README's Metrics: {sorted(missing)}"
