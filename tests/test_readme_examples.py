@@ -9,16 +9,19 @@ import ast
 import asyncio
 import inspect
 import re
+import secrets
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from pydantic import AliasChoices
 
 import engine
 from control_plane.cli import main
 from control_plane.settings import Settings
+from tests.fixtures import app_client
 from tests.readme import README, ROOT, Block, blocks, commands
 from tests.test_dashboards import Exported, exported  # noqa: F401 (its fixture, used by name)
 
@@ -215,3 +218,35 @@ def test_metrics_the_readme_lists_are_exported_with_their_labels(
     families = {re.sub(r"_(bucket|sum|count|created)$", "", sample) for sample in found}
     missing = {name for name in families if name.startswith("rollgraph_")} - shown
     assert not missing, f"exported but not in the README's Metrics: {sorted(missing)}"
+
+
+def test_routes_the_readme_names_exist_with_their_query_parameters(tmp_path: Path) -> None:
+    """Every ``METHOD /path?query`` in the README is a route of the app (path parameters by
+    position), and every query parameter it shows is one the route takes."""
+    named = re.findall(
+        r"\b(GET|POST|PUT|DELETE|PATCH)\s+(/[\w/{}.-]*)(?:\?([^`\s]*))?", README.read_text("utf-8")
+    )
+    assert len(named) >= 15, named
+    key = "rgk" + secrets.token_urlsafe(32)
+    with app_client(f"sqlite:///{tmp_path / 'rg.db'}", key, run_engine=None) as client:
+        queries: dict[tuple[str, str], set[str]] = {}
+        for path, operations in client.get("/openapi.json").json()["paths"].items():
+            for method, operation in operations.items():
+                where = (method.upper(), re.sub(r"\{[^}]*\}", "{}", path))
+                params = operation.get("parameters", [])
+                queries[where] = {p["name"] for p in params if p["in"] == "query"}
+        for method, path, query in named:
+            where = (method, re.sub(r"\{[^}]*\}", "{}", path))
+            if where not in queries:  # outside the schema (/metrics): it answers
+                answer = client.request(method, path)
+                assert answer.status_code not in (404, 405), f"README: {method} {path}"
+                continue
+            asked = {part.split("=")[0] for part in query.split("&") if part}
+            assert asked <= queries[where], f"{method} {path}: {asked - queries[where]}"
+
+
+def test_alerts_the_readme_names_are_the_rules_alerts() -> None:
+    rules = yaml.safe_load((ROOT / "dashboards" / "prometheus" / "rules.yml").read_text("utf-8"))
+    alerts = {r["alert"] for g in rules["groups"] for r in g["rules"] if "alert" in r}
+    named = set(re.findall(r"`(Rollgraph[A-Za-z]+)`", README.read_text(encoding="utf-8")))
+    assert named == alerts
