@@ -21,6 +21,7 @@ from pydantic import AliasChoices
 import engine
 from control_plane.cli import main
 from control_plane.settings import Settings
+from engine.spec import NodeSpec, RetrySpec, WorkflowSpec
 from tests.fixtures import app_client
 from tests.readme import README, ROOT, Block, blocks, commands
 from tests.test_dashboards import Exported, exported  # noqa: F401 (its fixture, used by name)
@@ -250,3 +251,26 @@ def test_alerts_the_readme_names_are_the_rules_alerts() -> None:
     alerts = {r["alert"] for g in rules["groups"] for r in g["rules"] if "alert" in r}
     named = set(re.findall(r"`(Rollgraph[A-Za-z]+)`", README.read_text(encoding="utf-8")))
     assert named == alerts
+
+
+def test_workflow_reference_table_is_the_spec() -> None:
+    """The "Reference" table names every field of a workflow and of a node, and nothing else;
+    its retry example spells out the defaults."""
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("### Reference") : text.index("Types: ")]
+    firsts = re.findall(r"^\| (.*?) \| ", section, re.M)[1:]  # after the header
+    dotted = [name.split(".") for first in firsts for name in re.findall(r"`([^`]+)`", first)]
+    named = {parts[0] for parts in dotted} | {parts[-1] for parts in dotted}
+    fields = {
+        spec.alias or name
+        for model in (WorkflowSpec, NodeSpec)
+        for name, spec in model.model_fields.items()
+    }
+    assert named == fields
+    retry = re.search(r"^\| `retry` \| `\{(.*?)\}`", section, re.M)
+    assert retry is not None
+    shown = dict(item.split(": ") for item in retry.group(1).split(", "))
+    defaults = RetrySpec()
+    assert set(shown) == set(RetrySpec.model_fields)
+    for name, value in shown.items():
+        assert yaml.safe_load(value.split("\\|")[0]) == getattr(defaults, name), name
