@@ -274,3 +274,19 @@ def test_workflow_reference_table_is_the_spec() -> None:
     assert set(shown) == set(RetrySpec.model_fields)
     for name, value in shown.items():
         assert yaml.safe_load(value.split("\\|")[0]) == getattr(defaults, name), name
+
+
+def test_layout_table_names_files_that_exist() -> None:
+    """In the "Layout" table, names after a directory (`engine/` (`spec.py`)) are in it."""
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## Layout") : text.index("## Development")]
+    checked = 0
+    for cell in re.findall(r"^\| .*? \| (.*) \|$", section, re.M)[1:]:
+        base: Path | None = None
+        for name in re.findall(r"`([^`]+)`", cell):
+            if (ROOT / name).exists() and name.endswith("/"):
+                base = ROOT / name
+            elif base is not None and re.fullmatch(r"[\w.]+/?", name):
+                assert (base / name).exists(), f"Layout: {base.relative_to(ROOT)}/{name}"
+                checked += 1
+    assert checked >= 8, checked
