@@ -114,7 +114,7 @@ def test_units_up_to_the_bound_are_all_served(client: TestClient) -> None:
 @pytest.mark.parametrize(
     ("settings", "limit"),
     [
-        ({"db_pool_size": 15}, 30),  # unset: as many waiting as the pool has connections
+        ({"db_pool_size": 15}, 60),  # unset: three times as many waiting as connections
         ({"db_pool_size": 4, "db_max_waiting": 0}, 4),
         ({"db_pool_size": 4, "db_max_waiting": 100}, 104),
     ],
