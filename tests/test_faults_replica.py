@@ -35,6 +35,41 @@ from tests.processes import free_port
 pytestmark = pytest.mark.slow
 
 
+def _unread_bytes_at(port: int) -> int:
+    """Bytes received by the sockets of the server listening on ``port`` (here a frozen Redis)
+    that it has not read: what clients sent it since it stopped."""
+    total = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, queues = fields[1], fields[4]
+            if int(local.rsplit(":", 1)[1], 16) == port:
+                total += int(queues.split(":")[1], 16)
+    return total
+
+
+def _generation(database_url: str) -> int:
+    engine = create_db_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            query = text("SELECT generation FROM registry_state")
+            return int(connection.execute(query).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def _heard(listener: redis.client.PubSub, heard: list[str]) -> str | None:
+    """The newest generation published so far (``heard`` keeps what came before)."""
+    message = listener.get_message(timeout=0.1)
+    if message is not None:
+        heard.append(message["data"].decode())
+    return heard[-1] if heard else None
+
+
 def _stored_async_runs(database_url: str) -> list[tuple[str, str, object]]:
     engine = create_db_engine(database_url)
     try:
@@ -75,12 +110,33 @@ def test_a_replica_killed_between_commit_and_enqueue_leaves_a_run_that_executes_
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         serve = ["serve", "--port", str(port)]
-        with rollgraph(serve, env, tmp_path / "doomed.log", ready=f"{url}/readyz") as doomed:
+        # The doomed replica does not sweep, so that the submission is the only call to
+        # the frozen Redis on its idle pooled connection (see the publish below).
+        doomed_env = {**env, "ROLLGRAPH_ORPHAN_SWEEP_S": "3600"}
+        with rollgraph(serve, doomed_env, tmp_path / "doomed.log", ready=f"{url}/readyz") as doomed:
+            # Each registry change is published to the other processes after its answer; the
+            # last one must have reached Redis before it freezes, or the publish holds the
+            # pool's idle connection and the submission's XADD waits in a new connection's
+            # handshake, never sent (the `delivered` fate failed so on CI).
+            watcher = redis.Redis.from_url(redis_url)
+            listener = watcher.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+            listener.subscribe("rgfault:registry")
             with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
                 assert client.post("/v1/workflows", json={"source": GREET_V1}).status_code == 201
                 put = client.put("/v1/workflows/greet/labels/prod", json={"version": "v1"})
                 assert put.is_success
+            newest = str(_generation(database_url))
+            heard: list[str] = []
+            wait_for(
+                lambda: _heard(listener, heard) == newest,
+                timeout_s=30,
+                what="the last registry change to be published",
+            )
+            listener.close()
+            watcher.close()
             server.proc.send_signal(signal.SIGSTOP)
+            redis_port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+            unread = _unread_bytes_at(redis_port)
             try:
                 answers: list[object] = []
 
@@ -96,7 +152,14 @@ def test_a_replica_killed_between_commit_and_enqueue_leaves_a_run_that_executes_
                 stored = wait_for(
                     lambda: _stored_async_runs(database_url), timeout_s=30, what="the commit"
                 )
-                time.sleep(0.5)  # the replica is now blocked in the enqueue on Redis
+                # The replica is blocked in the enqueue once its XADD (well over 64 bytes:
+                # the stream, the run id, the message) waits unread in the frozen Redis's
+                # socket; a fixed sleep raced it on a loaded CI machine.
+                wait_for(
+                    lambda: _unread_bytes_at(redis_port) > unread + 64,
+                    timeout_s=30,
+                    what="the XADD to reach the frozen Redis",
+                )
                 doomed.send_signal(signal.SIGKILL)
                 doomed.wait()
                 sender.join()
