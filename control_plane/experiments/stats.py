@@ -65,6 +65,7 @@ _arm_units: Table = ArmUnitStatRow.__table__  # type: ignore[attr-defined]
 
 
 _PENDING = "rollgraph.experiment_observations"
+_KEYS = ("experiment_id", "step", "arm", "metric")  # an arm row's key, in its index's order
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +117,8 @@ def _apply_pending(session: Session) -> None:
     run_level: dict[tuple[int, int, str, str], tuple[str, list[float]]] = {}
     for o in observations:
         key = (o.experiment_id, o.step, o.arm, o.metric)
-        keys = dict(zip(("experiment_id", "step", "arm", "metric"), key, strict=True))
-        deltas = _add_to_unit(session, keys=keys, unit=o.unit, value=o.value)
+        keys = dict(zip(_KEYS, key, strict=True))
+        deltas = _add_to_unit(session, dialect, keys=keys, unit=o.unit, value=o.value)
         _, sums = arm_deltas.setdefault(key, (o.kind, dict.fromkeys(deltas, 0.0)))
         for name, delta in deltas.items():
             sums[name] += delta
@@ -126,7 +127,7 @@ def _apply_pending(session: Session) -> None:
         moments[1] += o.value
         moments[2] += o.value * o.value
     for key, (kind, sums) in sorted(arm_deltas.items()):
-        keys = dict(zip(("experiment_id", "step", "arm", "metric"), key, strict=True))
+        keys = dict(zip(_KEYS, key, strict=True))
         counts = {name: int(sums[name]) for name in ("units", "covered")}
         values = {**sums, **counts}
         statement = dialect.insert(_arm_units).values(**keys, kind=kind, **values)
@@ -136,7 +137,7 @@ def _apply_pending(session: Session) -> None:
         )
         session.execute(statement)
     for key, (kind, (n, total, total_sq)) in sorted(run_level.items()):
-        keys = dict(zip(("experiment_id", "step", "arm", "metric"), key, strict=True))
+        keys = dict(zip(_KEYS, key, strict=True))
         statement = dialect.insert(_table).values(
             **keys, kind=kind, n=int(n), total=total, total_sq=total_sq
         )
@@ -152,10 +153,9 @@ def _apply_pending(session: Session) -> None:
 
 
 def _add_to_unit(
-    session: Session, *, keys: dict[str, Any], unit: str, value: float
+    session: Session, dialect: Any, *, keys: dict[str, Any], unit: str, value: float
 ) -> dict[str, float]:
     """Upsert the unit's row; the differences this value makes to the arm's sums."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     upsert = dialect.insert(_units).values(**keys, unit=unit, n=1, total=value)
     upsert = upsert.on_conflict_do_update(
         index_elements=[*keys, "unit"],
