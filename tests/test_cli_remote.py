@@ -183,6 +183,34 @@ def test_rollout_set_with_several_candidates_through_the_cli(
 
 
 @pytest.mark.slow
+def test_assign_previews_a_users_version_through_the_cli(
+    server: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    name = "cli-assign"
+    for version in ("v1", "v2"):
+        path = tmp_path / f"{version}.yaml"
+        text = GREET.replace("name: greet", f"name: {name}")
+        path.write_text(text.replace("${inputs.prompt}", f"{version}: ${{inputs.prompt}}"))
+        assert cli(capsys, server, "apply", str(path), "--version", version)[0] == 0
+    assert cli(capsys, server, "promote", name, "v1")[0] == 0
+    assert rollout(capsys, server, "set", name, "v2", "100")[0] == 0
+    code, out, err = cli(capsys, server, "assign", name, "--user", "ada")
+    assert code == 0, err
+    first, why = out.strip().splitlines()
+    assert first.startswith("v2  (rollout bucket ")
+    assert "so the user gets a candidate" in why
+    code, out, _ = cli(capsys, server, "assign", name, "--user", "ada", "--json")
+    body = json.loads(out)
+    assert (code, body["version"], body["source"], body["user_id"]) == (0, "v2", "rollout", "ada")
+    code, _, err = cli(capsys, server, "assign", name, "--user", "ada", "--label", "nope")
+    assert code == 1 and "[not_found]" in err and "nope" in err
+    with pytest.raises(SystemExit) as exited:
+        cli(capsys, server, "assign", name)
+    assert exited.value.code == 2
+    assert "--user" in capsys.readouterr().err
+
+
+@pytest.mark.slow
 def test_async_runs_trace_and_resume_through_the_cli(
     server: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

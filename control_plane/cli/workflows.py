@@ -1,5 +1,5 @@
-"""``rollgraph apply|versions|diff|promote|rollback`` and ``rollgraph rollout set|status``: the
-workflow registry and its traffic from the shell."""
+"""``rollgraph apply|versions|diff|promote|rollback|assign`` and ``rollgraph rollout
+set|status``: the workflow registry and its traffic from the shell."""
 
 from __future__ import annotations
 
@@ -134,6 +134,16 @@ def _rollout_status(client: SyncClient, args: argparse.Namespace) -> int:
     return 0
 
 
+def _assign(client: SyncClient, args: argparse.Namespace) -> int:
+    preview = client.assignment(args.workflow, args.user, label=args.label)
+    emit(
+        args,
+        preview,
+        lambda: f"{preview.version}  ({preview.reason})\n{preview.explanation}",
+    )
+    return 0
+
+
 _NAME = "the workflow's name"
 _LABEL = "the label (default: prod)"
 
@@ -175,6 +185,17 @@ def add_workflow_commands(sub: Any) -> None:
     p.add_argument("workflow", metavar="NAME", help=_NAME)
     p.add_argument("--label", default="prod", help=_LABEL)
     p.set_defaults(func=remote_command(_rollback))
+    p = command(
+        sub,
+        "assign",
+        "which version a user would get on a label, and why (no run)",
+        description="Places USER as `POST /v1/run` would now (label, rollout bucket or "
+        "experiment arm), prints the version and the figures behind it, and runs nothing.",
+    )
+    p.add_argument("workflow", metavar="NAME", help=_NAME)
+    p.add_argument("--user", required=True, help="the user id (the sticky unit) to place")
+    p.add_argument("--label", default="prod", help=_LABEL)
+    p.set_defaults(func=remote_command(_assign))
     rollout = sub.add_parser("rollout", help="send shares of a label's traffic to candidates")
     rollout_sub = rollout.add_subparsers(dest="rollout_command", required=True)
     p = command(

@@ -204,6 +204,12 @@ class AsyncClient:
     async def rollout_status(self, workflow: str, *, label: str = "prod") -> m.RolloutPublic:
         return await self.send(calls.rollout_status(workflow, label=label))
 
+    async def assignment(
+        self, workflow: str, user_id: str, *, label: str = "prod"
+    ) -> m.AssignmentPreview:
+        """Which version ``user_id`` would get on ``label`` now, and why; no run."""
+        return await self.send(calls.assignment(workflow, user_id, label=label))
+
     async def create_key(self, name: str, *, role: str) -> m.KeyCreated:
         return await self.send(calls.create_key(name, role=role))
 

@@ -16,6 +16,7 @@ __all__ = [
     "Mode",
     "apply",
     "archive_version",
+    "assignment",
     "audit",
     "create_key",
     "diff",
@@ -189,6 +190,11 @@ def rollout_set_many(
 def rollout_status(workflow: str, *, label: str = "prod") -> Call[m.RolloutPublic]:
     path = f"/v1/workflows/{_seg(workflow)}/rollouts/{_seg(label)}"
     return Call("GET", path, _one(m.RolloutPublic))
+
+
+def assignment(workflow: str, user_id: str, *, label: str = "prod") -> Call[m.AssignmentPreview]:
+    path = f"/v1/workflows/{_seg(workflow)}/labels/{_seg(label)}/assignment"
+    return Call("GET", path, _one(m.AssignmentPreview), params={"user_id": user_id})
 
 
 def create_key(name: str, *, role: str) -> Call[m.KeyCreated]:

@@ -16,6 +16,7 @@ from control_plane.experiments.schemas import ExperimentPublic
 from control_plane.experiments.verdict import ExperimentView
 from control_plane.outcomes.routes import OutcomeResult
 from control_plane.rollouts.schemas import CandidatePublic, RolloutPublic
+from control_plane.runs.preview import AssignmentPreview
 from control_plane.runs.schemas import RunDetail, RunPublic
 from control_plane.workflows.schemas import (
     ApplyResult,
@@ -29,6 +30,7 @@ __all__ = [
     "TERMINAL",
     "ApiErrorBody",
     "ApplyResult",
+    "AssignmentPreview",
     "AuditEntryPublic",
     "CandidatePublic",
     "DecisionPublic",

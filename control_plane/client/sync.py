@@ -204,6 +204,12 @@ class SyncClient:
     def rollout_status(self, workflow: str, *, label: str = "prod") -> m.RolloutPublic:
         return self.send(calls.rollout_status(workflow, label=label))
 
+    def assignment(
+        self, workflow: str, user_id: str, *, label: str = "prod"
+    ) -> m.AssignmentPreview:
+        """Which version ``user_id`` would get on ``label`` now, and why; no run."""
+        return self.send(calls.assignment(workflow, user_id, label=label))
+
     def create_key(self, name: str, *, role: str) -> m.KeyCreated:
         return self.send(calls.create_key(name, role=role))
 

@@ -29,6 +29,7 @@ __all__ = [
     "DEFAULT_LABEL",
     "RunPlan",
     "plan",
+    "plan_route",
     "plan_run",
     "read_route",
 ]
@@ -86,7 +87,8 @@ def _pinned(request: RunRequest, data: VersionData) -> RunPlan:
     return _plan(request, data, None, "pin", assignment="pin")
 
 
-def _routed(request: RunRequest, route: Route) -> RunPlan:
+def plan_route(request: RunRequest, route: Route) -> RunPlan:
+    """The version ``route`` gives ``request`` (its user id), and why."""
     allocation = route.allocation
     chosen = assign(allocation, request.user_id)
     if chosen.reason == "random":
@@ -117,7 +119,7 @@ def plan_run(session: Session, *, request: RunRequest) -> RunPlan:
         pin = read_pin(session, workflow=request.workflow, version=request.version)
         return _pinned(request, pin)
     label = request.label or DEFAULT_LABEL
-    return _routed(request, read_route(session, workflow=request.workflow, label=label))
+    return plan_route(request, read_route(session, workflow=request.workflow, label=label))
 
 
 async def plan(cache: RegistryCache, *, request: RunRequest) -> RunPlan:
@@ -140,4 +142,4 @@ async def plan(cache: RegistryCache, *, request: RunRequest) -> RunPlan:
         lambda session: read_route(session, workflow=workflow, label=label),
     )
     assert route is not None  # read_route raises rather than answer nothing
-    return _routed(request, route)
+    return plan_route(request, route)

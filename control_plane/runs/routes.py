@@ -26,10 +26,12 @@ from fastapi import APIRouter, Body, Header, Path, Query, Response, status
 from control_plane.access.deps import RunnerDep, ViewerDep, auth_responses
 from control_plane.api.deps import UnitDep
 from control_plane.api.errors import ErrorBody, error_responses
+from control_plane.api.params import LabelName, WorkflowName
 from control_plane.kit.storable import INT32_MAX, Storable
 from control_plane.registry.deps import RegistryDep
 from control_plane.runs import idempotency, resumes, service
 from control_plane.runs.deps import RunsDep
+from control_plane.runs.preview import AssignmentPreview, preview_assignment
 from control_plane.runs.schemas import (
     ResumeRequest,
     RunDetail,
@@ -241,3 +243,24 @@ async def list_runs(
             limit=limit,
         )
     )
+
+
+@router.get(
+    "/workflows/{name}/labels/{label}/assignment",
+    response_model=AssignmentPreview,
+    responses={**auth_responses("viewer"), **error_responses(404, 422)},
+)
+async def get_assignment(
+    name: WorkflowName,
+    label: LabelName,
+    unit: UnitDep,
+    principal: ViewerDep,
+    user_id: Annotated[
+        str,
+        Query(min_length=0, max_length=200, description="the user (sticky unit) to place"),
+        Storable,
+    ],
+) -> AssignmentPreview:
+    """Which version `user_id` would get on `label` now, and why (label, rollout bucket or
+    experiment arm, with the figures behind it), with no run and no side effect."""
+    return await unit(partial(preview_assignment, workflow=name, label=label, user_id=user_id))
