@@ -110,11 +110,11 @@ def test_an_experiment_owns_the_label(client: TestClient) -> None:
             "workflow": "greet",
             "candidates": [{"version": "v2", "percent": 50}],
             "primary": {
-                    "name": "converted",
-                    "kind": "proportion",
-                    "direction": "increase",
-                    "mde": 0.1,
-                },
+                "name": "converted",
+                "kind": "proportion",
+                "direction": "increase",
+                "mde": 0.1,
+            },
         },
     )
     assert started.status_code == 201, started.json()
