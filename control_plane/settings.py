@@ -42,6 +42,7 @@ __all__ = [
     "estimate_key_bits",
     "get_settings",
     "is_loopback",
+    "provider_limits",
     "settings_problem",
     "split_list",
 ]
@@ -143,6 +144,26 @@ def split_list(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
+def provider_limits(value: str) -> dict[str, int]:
+    """``sim=64,openai=8`` as a mapping; ``ValueError`` naming the entry that is not
+    ``provider=N`` with N a whole number of at least 1."""
+    limits: dict[str, int] = {}
+    for entry in split_list(value):
+        name, sep, number = entry.partition("=")
+        name = name.strip()
+        try:
+            limit = int(number.strip()) if sep else 0
+        except ValueError:
+            limit = 0
+        if not name or limit < 1 or limit > 100_000:
+            raise ValueError(
+                f"entry {entry!r} is not provider=N with N a whole number from 1 to 100000 "
+                "(e.g. sim=64,openai=8)"
+            )
+        limits[name] = limit
+    return limits
+
+
 def _default_database_url() -> str:
     # Resolved when settings are built, not at import: the working directory is the project's.
     return f"sqlite:///{Path.cwd() / 'var' / 'rollgraph.db'}"
@@ -224,6 +245,13 @@ class Settings(BaseSettings):
     # refused unless in http_allow_networks (CIDRs, comma-separated) or named as an address.
     http_allow_hosts: str = ""
     http_allow_networks: str = ""
+    # Model calls in flight per provider and process, comma-separated provider=N (sim=64,
+    # openai=8); a provider not named keeps its own default. An unknown provider stops the
+    # process at start, naming the known ones.
+    provider_concurrency: str = ""
+    # The simulated provider's latency factor (1: realistic, 0: no sleeping). Unset: whatever
+    # the process's engine was built with (1 for `rollgraph serve` and the worker).
+    sim_time_scale: float | None = Field(default=None, ge=0, le=1_000)
     # OpenTelemetry (control_plane.telemetry; export itself is set by the standard OTEL_*
     # variables): record prompts, parameters and outputs on spans. Off: they are user content.
     otel_capture_content: bool = False
@@ -234,6 +262,12 @@ class Settings(BaseSettings):
         parse = parse_entry if info.field_name == "http_allow_hosts" else parse_network
         for entry in split_list(value):
             parse(entry)  # a ValueError names the entry
+        return value
+
+    @field_validator("provider_concurrency")
+    @classmethod
+    def _check_concurrency(cls, value: str) -> str:
+        provider_limits(value)  # a ValueError names the entry
         return value
 
     @property

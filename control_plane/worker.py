@@ -31,6 +31,7 @@ from pydantic import ValidationError
 import engine as graph_engine
 from control_plane.metrics import Metrics
 from control_plane.queue import Consumer
+from control_plane.runs.compiler import engine_settings_problem
 from control_plane.runtime import open_runtime
 from control_plane.settings import Settings, get_settings, settings_problem
 
@@ -106,6 +107,10 @@ def main(
         settings = get_settings()
     except ValidationError as exc:
         print(f"rollgraph worker: {settings_problem(exc)}", file=sys.stderr)
+        return 2
+    problem = engine_settings_problem(settings)
+    if problem is not None:
+        print(f"rollgraph worker: {problem}", file=sys.stderr)
         return 2
     return asyncio.run(
         run_worker(

@@ -21,6 +21,7 @@ from engine.errors import (
     RunError,
     ValidationError,
 )
+from engine.http_policy import HttpAdvice
 from engine.limits import LimitExceeded, Limits
 from engine.node_kinds import NodeKind, NodeKinds, NodeResult, Param, default_kinds, node_kind
 from engine.observe import RunObserver
@@ -34,6 +35,7 @@ __all__ = [
     "Digest",
     "Engine",
     "EngineError",
+    "HttpAdvice",
     "InputBindingError",
     "LimitExceeded",
     "Limits",

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from engine.errors import NodeError
-from engine.http_policy import HttpPolicy, Target
+from engine.http_policy import HttpAdvice, HttpPolicy, Target
 from engine.limits import Limits
 from engine.node_kinds import NodeKinds, NodeResult
 from engine.observe import RunObserver
@@ -40,18 +40,33 @@ class Runtime:
         concurrency: Mapping[str, int] | None = None,
         http_client: httpx.AsyncClient | None = None,
         limits: Limits | None = None,
+        http_advice: HttpAdvice | None = None,
     ) -> None:
         self.providers: dict[str, Provider] = {p.name: p for p in providers}
         self.kinds = kinds
         self.limits = limits or Limits()
-        self.http_policy = HttpPolicy(http_allow_hosts, http_allow_networks)
-        overrides = dict(concurrency or {})
+        self.http_policy = HttpPolicy(http_allow_hosts, http_allow_networks, http_advice)
+        self._limits: dict[str, int | None] = {}
+        self.set_concurrency(concurrency or {})
+        self._http = http_client
+        self._own_http = http_client is None
+
+    def set_concurrency(self, overrides: Mapping[str, int]) -> None:
+        """Calls in flight per provider: ``overrides`` over each provider's own default.
+        ``ValueError`` naming the provider for an unknown one or a limit below 1, so a typo
+        in a setting fails the process at start rather than leaving a provider unbounded."""
+        for name, limit in overrides.items():
+            if name not in self.providers:
+                known = ", ".join(sorted(self.providers)) or "none"
+                raise ValueError(f"concurrency names provider {name!r}; known: {known}")
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+                raise ValueError(
+                    f"concurrency of provider {name!r} must be a whole number >= 1, got {limit!r}"
+                )
         self._limits = {
             name: overrides.get(name, p.max_concurrency) for name, p in self.providers.items()
         }
-        self._semaphores: dict[str, asyncio.Semaphore] = {}
-        self._http = http_client
-        self._own_http = http_client is None
+        self._semaphores: dict[str, asyncio.Semaphore] = {}  # new limits: new semaphores
 
     def semaphore(self, provider: str) -> asyncio.Semaphore | None:
         limit = self._limits.get(provider)

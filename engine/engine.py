@@ -34,7 +34,7 @@ from engine.codec import to_jsonable
 from engine.context import Runtime
 from engine.errors import DefinitionError, Problem, RunError, ValidationError
 from engine.executor import RunState
-from engine.http_policy import HttpPolicy
+from engine.http_policy import HttpAdvice, HttpPolicy
 from engine.limits import Limits
 from engine.node_kinds import NodeKinds, default_kinds
 from engine.observe import RunObserver
@@ -194,6 +194,7 @@ class Engine:
         concurrency: Mapping[str, int] | None = None,
         http_client: httpx.AsyncClient | None = None,
         limits: Limits | None = None,
+        http_advice: HttpAdvice | None = None,
     ) -> None:
         self.kinds = kinds or default_kinds
         self.providers = list(providers) if providers is not None else default_providers()
@@ -207,6 +208,7 @@ class Engine:
             concurrency=concurrency,
             http_client=http_client,
             limits=self.limits,
+            http_advice=http_advice,
         )
 
     def configure(
@@ -215,13 +217,18 @@ class Engine:
         limits: Limits,
         http_allow_hosts: Iterable[str] = (),
         http_allow_networks: Iterable[str] = (),
+        http_advice: HttpAdvice | None = None,
+        concurrency: Mapping[str, int] | None = None,
     ) -> None:
-        """Replace the bounds on work and the http allow-list: a host application (the control
-        plane) applies its settings to whichever engine it was given. Workflows compiled
-        before keep the template bound they were compiled with."""
+        """Replace the bounds on work, the http allow-list and (when given) the per-provider
+        concurrency: a host application (the control plane) applies its settings to whichever
+        engine it was given, before its first run. Workflows compiled before keep the template
+        bound they were compiled with."""
         self.limits = limits
         self.runtime.limits = limits
-        self.runtime.http_policy = HttpPolicy(http_allow_hosts, http_allow_networks)
+        self.runtime.http_policy = HttpPolicy(http_allow_hosts, http_allow_networks, http_advice)
+        if concurrency:
+            self.runtime.set_concurrency(concurrency)
 
     def observe(self, observer: RunObserver | None) -> None:
         """Tell ``observer`` about retries and step content (``engine.observe``); None stops."""

@@ -35,6 +35,7 @@ from engine.errors import NodeError
 
 __all__ = [
     "DEFAULT_PORTS",
+    "HttpAdvice",
     "HttpPolicy",
     "Target",
     "parse_entry",
@@ -125,12 +126,27 @@ def refused_reason(address: IpAddress) -> str | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class HttpAdvice:
+    """How the host application widens the allow-list, quoted by a refusal: an engine embedded
+    in a script says ``Engine(...)``, ``rollgraph exec`` its flags, the server its settings."""
+
+    hosts: str = "Engine(http_allow_hosts=[...])"
+    networks: str = "Engine(http_allow_networks=[...])"
+
+
 class HttpPolicy:
     """The allow-list of one engine (see the module's docstring)."""
 
-    def __init__(self, hosts: Iterable[str] = (), networks: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        hosts: Iterable[str] = (),
+        networks: Iterable[str] = (),
+        advice: HttpAdvice | None = None,
+    ) -> None:
         self._entries: set[tuple[str, int | None]] = {parse_entry(h) for h in hosts}
         self._networks: tuple[IpNetwork, ...] = tuple(parse_network(n) for n in networks)
+        self.advice = advice or HttpAdvice()
 
     @property
     def entries(self) -> frozenset[tuple[str, int | None]]:
@@ -167,8 +183,7 @@ class HttpPolicy:
         if not self.listed(host, port, scheme):
             raise NodeError(
                 f"{shown} is not on the http allow-list (entries are host:port; a bare host "
-                "allows only its scheme's default port); allow it with Engine(http_allow_hosts="
-                "[...]), `rollgraph exec --allow-host HOST:PORT` or ROLLGRAPH_HTTP_ALLOW_HOSTS",
+                f"allows only its scheme's default port); allow it with {self.advice.hosts}",
                 code="host_not_allowed",
             )
         literal = _ip(host)
@@ -178,8 +193,8 @@ class HttpPolicy:
             if reason is not None:
                 raise NodeError(
                     f"{shown} resolves to {checked}, a {reason} address, which http.json may "
-                    "not reach unless its network is allowed (Engine(http_allow_networks=[...]),"
-                    " ROLLGRAPH_HTTP_ALLOW_NETWORKS) or the address itself is on the allow-list",
+                    f"not reach unless its network is allowed ({self.advice.networks}) or the "
+                    "address itself is on the allow-list",
                     code="host_not_allowed",
                 )
         header = host if ":" not in host else f"[{host}]"

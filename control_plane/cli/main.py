@@ -21,6 +21,7 @@ from control_plane.cli.processes import add_process_commands
 from control_plane.cli.runs import add_run_commands
 from control_plane.cli.waterfall import render_waterfall
 from control_plane.cli.workflows import add_workflow_commands
+from control_plane.settings import provider_limits
 from engine.errors import DefinitionError, Problem, ValidationError
 from engine.http_policy import parse_entry, parse_network
 from engine.providers import OpenAIProvider, Provider, SimProvider
@@ -120,6 +121,20 @@ def _checked(parse: Callable[[str], object]) -> Callable[[str], str]:
     return check
 
 
+_EXEC_HTTP_ADVICE = engine.HttpAdvice(
+    hosts="`rollgraph exec --allow-host HOST:PORT`",
+    networks="`rollgraph exec --allow-network CIDR`",
+)
+
+
+def _concurrency_entry(text: str) -> str:
+    try:
+        provider_limits(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _resume_command(args: argparse.Namespace, run_id: str) -> str:
     words = ["rollgraph", "exec", args.file]
     for pair in args.input:
@@ -130,6 +145,8 @@ def _resume_command(args: argparse.Namespace, run_id: str) -> str:
         words += ["--allow-host", host]
     for network in args.allow_network:
         words += ["--allow-network", network]
+    for entry in args.concurrency:
+        words += ["--concurrency", entry]
     words += ["--cache", args.cache, "--resume", run_id]
     return shlex.join(words)
 
@@ -140,12 +157,19 @@ async def _exec(args: argparse.Namespace, workflow: Workflow, inputs: dict[str, 
         SimProvider(seed=args.seed or 0, time_scale=args.time_scale),
         OpenAIProvider(),
     ]
-    async with engine.Engine(
-        providers=providers,
-        cache=cache,
-        http_allow_hosts=args.allow_host,
-        http_allow_networks=args.allow_network,
-    ) as eng:
+    try:
+        eng = engine.Engine(
+            providers=providers,
+            cache=cache,
+            http_allow_hosts=args.allow_host,
+            http_allow_networks=args.allow_network,
+            http_advice=_EXEC_HTTP_ADVICE,
+            concurrency=provider_limits(",".join(args.concurrency)),
+        )
+    except ValueError as exc:  # a provider that does not exist
+        print(f"rollgraph: --concurrency: {exc}", file=sys.stderr)
+        return 2
+    async with eng:
         if args.resume:
             result = await eng.resume(
                 workflow, args.resume, inputs, seed=args.seed, deadline_s=args.deadline
@@ -235,6 +259,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=_checked(parse_network),
         metavar="CIDR",
         help="private or loopback addresses http.json may reach (e.g. 127.0.0.0/8)",
+    )
+    p.add_argument(
+        "--concurrency",
+        action="append",
+        default=[],
+        type=_concurrency_entry,
+        metavar="PROVIDER=N",
+        help="model calls in flight for that provider (e.g. sim=4); default: the provider's own",
     )
     p.set_defaults(func=cmd_exec)
     add_process_commands(sub)

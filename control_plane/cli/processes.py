@@ -28,6 +28,7 @@ def _serve(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from control_plane.app import create_app
+    from control_plane.runs.compiler import engine_settings_problem
     from control_plane.settings import bind_problem, get_settings, settings_problem
 
     # Checked here, once, before anything listens: one line on stderr, no traceback.
@@ -36,7 +37,7 @@ def _serve(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         print(f"rollgraph serve: {settings_problem(exc)}", file=sys.stderr)
         return 2
-    problem = bind_problem(settings, args.host)
+    problem = bind_problem(settings, args.host) or engine_settings_problem(settings)
     if problem is not None:
         print(f"rollgraph serve: {problem}", file=sys.stderr)
         return 2

@@ -16,10 +16,18 @@ from typing import Any
 
 import engine
 from control_plane.errors import Conflict
-from control_plane.settings import Settings, split_list
+from control_plane.settings import Settings, provider_limits, split_list
 from control_plane.telemetry import Tracing
+from engine.providers import default_providers
+from engine.providers.sim import SimProvider
 
-__all__ = ["Compiler", "configure_engine", "engine_limits"]
+__all__ = [
+    "SERVER_HTTP_ADVICE",
+    "Compiler",
+    "configure_engine",
+    "engine_limits",
+    "engine_settings_problem",
+]
 
 
 def engine_limits(settings: Settings) -> engine.Limits:
@@ -33,14 +41,45 @@ def engine_limits(settings: Settings) -> engine.Limits:
     )
 
 
-def configure_engine(run_engine: engine.Engine, settings: Settings) -> engine.Engine:
-    """``run_engine`` with the settings' limits and http allow-list, whoever built it (the
-    default factory, a test's, a benchmark's): a server's bounds never depend on that."""
-    run_engine.configure(
-        limits=engine_limits(settings),
-        http_allow_hosts=split_list(settings.http_allow_hosts),
-        http_allow_networks=split_list(settings.http_allow_networks),
+# What a refused http.json call tells the operator of a server: the settings, on every process
+# that runs workflows (a worker runs queued runs with its own).
+SERVER_HTTP_ADVICE = engine.HttpAdvice(
+    hosts="ROLLGRAPH_HTTP_ALLOW_HOSTS=HOST:PORT on the server and its workers",
+    networks="ROLLGRAPH_HTTP_ALLOW_NETWORKS=CIDR on the server and its workers",
+)
+
+
+def engine_settings_problem(settings: Settings) -> str | None:
+    """One line when the settings name a provider the default engine lacks (checked by
+    ``rollgraph serve`` and ``rollgraph worker`` before they start, so it is not a traceback)."""
+    known = {p.name for p in default_providers()}
+    unknown = sorted(set(provider_limits(settings.provider_concurrency)) - known)
+    if not unknown:
+        return None
+    return (
+        f"ROLLGRAPH_PROVIDER_CONCURRENCY names provider {unknown[0]!r}; known: "
+        f"{', '.join(sorted(known))}"
     )
+
+
+def configure_engine(run_engine: engine.Engine, settings: Settings) -> engine.Engine:
+    """``run_engine`` with the settings' limits, http allow-list, provider concurrency and
+    simulator time scale, whoever built it (the default factory, a test's, a benchmark's): a
+    server's bounds never depend on that. ``ValueError`` for a provider the engine lacks."""
+    try:
+        run_engine.configure(
+            limits=engine_limits(settings),
+            http_allow_hosts=split_list(settings.http_allow_hosts),
+            http_allow_networks=split_list(settings.http_allow_networks),
+            http_advice=SERVER_HTTP_ADVICE,
+            concurrency=provider_limits(settings.provider_concurrency),
+        )
+    except ValueError as exc:
+        raise ValueError(f"ROLLGRAPH_PROVIDER_CONCURRENCY: {exc}") from None
+    if settings.sim_time_scale is not None:
+        for provider in run_engine.providers:
+            if isinstance(provider, SimProvider):
+                provider.time_scale = settings.sim_time_scale
     return run_engine
 
 
