@@ -47,7 +47,10 @@ typecheck: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.engine --json
 
+# wrk (Debian's package) is the load generator, pinned to its own core; installed when missing.
 bench-http: $(STAMP)
+	command -v wrk >/dev/null || apt-get install -y --no-install-recommends wrk || \
+		(apt-get update && apt-get install -y --no-install-recommends wrk)
 	$(BIN)/python -m benchmarks.http --json
 
 bench-analysis: $(STAMP)

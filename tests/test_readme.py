@@ -60,7 +60,9 @@ MAKE_TARGETS: dict[str, str] = {
         "tests/test_benchmarks_smoke.py::"
         "test_engine_benchmark_prints_one_json_object_with_every_figure"
     ),
-    "bench-http": BENCH.format("http", "http"),
+    "bench-http": (
+        "tests/test_benchmarks_http_smoke.py::test_wrk_drives_the_benchmark_from_its_own_core"
+    ),
     "bench-analysis": BENCH.format("analysis", "analysis"),
     "bench-scale": BENCH.format("scale", "scale"),
     "soak": "tests/test_soak.py::test_a_minute_of_mixed_traffic_has_no_5xx_and_loses_nothing",
