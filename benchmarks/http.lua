@@ -2,11 +2,13 @@
 -- per request, the bearer key, and this process's figures written as JSON when it ends.
 --
 -- Configured by environment variables, since wrk hands script arguments to the threads only:
---   BENCH_KEY   the bearer key sent with every request
---   BENCH_OUT   where done() writes the figures
+--   BENCH_KEY       the bearer key sent with every request
+--   BENCH_OUT       where done() writes the figures
+--   BENCH_WORKFLOW  the workflow to run (default product-video; its input is `prompt`)
 -- Each connection has one request in flight (no pipelining), as a client of a model API would.
 
 local key = os.getenv("BENCH_KEY")
+local workflow = os.getenv("BENCH_WORKFLOW") or "product-video"
 local headers = {["Authorization"] = "Bearer " .. key, ["Content-Type"] = "application/json"}
 local counter = 0
 local sent = 0
@@ -25,8 +27,8 @@ end
 function request()
   sent = sent + 1
   local body = string.format(
-    '{"workflow":"product-video","input":{"prompt":"a red sneaker on a rainy street"},' ..
-    '"user_id":"%s%d"}', prefix, sent)
+    '{"workflow":"%s","input":{"prompt":"a red sneaker on a rainy street"},' ..
+    '"user_id":"%s%d"}', workflow, prefix, sent)
   return wrk.format("POST", "/v1/run", headers, body)
 end
 

@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,35 +63,51 @@ def wrk_path() -> str | None:
 
 
 def wrk_round(
-    url: str, admin_key: str, *, connections: int, seconds: int, core: int, workdir: Path
+    url: str,
+    admin_key: str,
+    *,
+    connections: int,
+    seconds: int,
+    core: int | None,
+    workdir: Path,
+    also: Sequence[str] = (),
+    workflow: str = "product-video",
 ) -> Round:
     """``wrk`` with one thread and ``connections`` keep-alive connections for ``seconds``,
-    pinned to ``core``; every request a ``POST /v1/run`` (``benchmarks/http.lua``)."""
+    pinned to ``core``; every request a ``POST /v1/run`` of ``workflow``
+    (``benchmarks/http.lua``). ``also``: more servers, each driven by a wrk process of its own
+    at the same time (replicas behind no balancer); the figures are their sums."""
     wrk = wrk_path()
     if wrk is None:
         raise RuntimeError("wrk is not installed (Debian package `wrk`)")
-    out = workdir / f"wrk-{time.monotonic_ns()}.json"
-    env = {**os.environ, "BENCH_KEY": admin_key, "BENCH_OUT": str(out)}
-    command = ["taskset", "-c", str(core), wrk, "-t1", f"-c{connections}", f"-d{seconds}s"]
-    command += ["--timeout", "30s", "-s", str(LUA), url]
     started = time.perf_counter()
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - started
-    stderr = proc.stderr.read().decode() if proc.stderr else ""
-    if proc.stderr:
-        proc.stderr.close()
-    if os.waitstatus_to_exitcode(status) != 0 or not out.exists():
-        raise RuntimeError(f"wrk failed: {' '.join(command)}: {stderr[-500:]}")
-    figures = json.loads(out.read_text())
-    out.unlink()
-    errors = sum(figures["errors"].values())
-    return Round(
-        rps=figures["requests"] / (figures["duration_us"] / 1e6),
-        latency_us=Counter({int(v): int(n) for v, n in figures["latency_us"]}),
-        errors=errors,
-        generator_cpu=(usage.ru_utime + usage.ru_stime) / wall,
-    )
+    running: list[tuple[Path, list[str], subprocess.Popen[bytes]]] = []
+    for target in (url, *also):
+        out = workdir / f"wrk-{time.monotonic_ns()}.json"
+        env = {**os.environ, "BENCH_KEY": admin_key, "BENCH_OUT": str(out)}
+        env["BENCH_WORKFLOW"] = workflow
+        command = ["taskset", "-c", str(core)] if core is not None else []
+        command += [wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "30s"]
+        command += ["-s", str(LUA), target]
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        running.append((out, command, proc))
+    total = Round(rps=0.0)
+    cpu_s = 0.0
+    for out, command, proc in running:
+        _, status, usage = os.wait4(proc.pid, 0)
+        cpu_s += usage.ru_utime + usage.ru_stime
+        stderr = proc.stderr.read().decode() if proc.stderr else ""
+        if proc.stderr:
+            proc.stderr.close()
+        if os.waitstatus_to_exitcode(status) != 0 or not out.exists():
+            raise RuntimeError(f"wrk failed: {' '.join(command)}: {stderr[-500:]}")
+        figures = json.loads(out.read_text())
+        out.unlink()
+        total.rps += figures["requests"] / (figures["duration_us"] / 1e6)
+        total.latency_us.update({int(v): int(n) for v, n in figures["latency_us"]})
+        total.errors += sum(figures["errors"].values())
+    total.generator_cpu = cpu_s / (time.perf_counter() - started)
+    return total
 
 
 async def _python_round(url: str, admin_key: str, connections: int, seconds: float) -> Round:

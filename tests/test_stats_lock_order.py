@@ -107,3 +107,60 @@ def test_a_rollback_forgets_what_it_counted(api: TestClient, engine: Engine) -> 
             select(ExperimentUnitRow.unit).where(ExperimentUnitRow.experiment_id == experiment_id)
         ).all()
         assert list(units) == ["user:kept"]
+
+
+_SUMS = ("units", "sum_n", "sum_s", "sum_nn", "sum_ss", "sum_sn", "covered")
+
+
+def _arm_sums(engine: Engine, experiment_id: int) -> dict[str, tuple[float, ...]]:
+    with Session(engine) as session:
+        rows = session.exec(
+            select(ArmUnitStatRow).where(ArmUnitStatRow.experiment_id == experiment_id)
+        ).all()
+        return {r.arm: tuple(float(getattr(r, name)) for name in _SUMS) for r in rows}
+
+
+def test_one_batch_with_repeated_units_equals_one_commit_per_observation(
+    api: TestClient, engine: Engine
+) -> None:
+    """A group commit holding the same user several times (one row of the batched upsert per
+    unit) leaves the same arm sums and unit rows as committing each observation alone."""
+    seed_workflow(api, "greet", {"v1": GREET, "v2": GREET_LARGE}, {"prod": "v1"})
+    ids = []
+    for label in ("prod", "staging"):
+        if label != "prod":
+            assert api.put("/v1/workflows/greet/labels/staging", json={"version": "v1"}).is_success
+        created = api.post("/v1/experiments", json={**EXPERIMENT, "label": label})
+        assert created.status_code == 201, created.json()
+        ids.append(created.json()["id"])
+    batched, one_by_one = ids
+    # Users with 1, 2 and 5 values, some seen before the batch (an existing row to add to).
+    values = [("v1", "a", 1.0), ("v1", "b", 0.0), ("v1", "a", 0.0), ("v2", "c", 1.0)]
+    values += [("v2", "c", 1.0), ("v2", "c", 0.0), ("v1", "d", 1.0), ("v2", "c", 1.0)]
+    values += [("v2", "c", 1.0), ("v1", "b", 1.0)]
+    before = [("v1", "a", 1.0), ("v2", "c", 0.0)]
+    for experiment_id, grouped in ((batched, True), (one_by_one, False)):
+        with Session(engine) as session:
+            for arm, user, value in before:
+                _count(session, experiment_id, arm, f"user:{user}", value)
+            session.commit()
+        if grouped:
+            with Session(engine) as session:
+                for arm, user, value in values:
+                    _count(session, experiment_id, arm, f"user:{user}", value)
+                session.commit()
+        else:
+            for arm, user, value in values:
+                with Session(engine) as session:
+                    _count(session, experiment_id, arm, f"user:{user}", value)
+                    session.commit()
+    assert _arm_sums(engine, batched) == _arm_sums(engine, one_by_one)
+    # And the sums are those of the units' own rows: a is (N 3, S 2), b (2, 1), c (6, 4), d (1, 1).
+    assert _arm_sums(engine, batched)["v1"][:6] == (3.0, 6.0, 4.0, 14.0, 6.0, 9.0)
+    with Session(engine) as session:
+        units = session.exec(
+            select(ExperimentUnitRow).where(ExperimentUnitRow.experiment_id == batched)
+        ).all()
+        assert sorted((u.unit, u.n, u.total) for u in units) == [
+            ("user:a", 3, 2.0), ("user:b", 2, 1.0), ("user:c", 6, 4.0), ("user:d", 1, 1.0)
+        ]  # fmt: skip
