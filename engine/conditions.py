@@ -25,6 +25,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from engine.comparisons import (
+    BOOLEAN,
+    ConditionError,
+    comparable_families,
+    contains,
+    equal,
+    family,
+    literal_type,
+    ordering,
+)
 from engine.refs import INPUTS, ITEM, Ref, Resolver, compile_value, parse_ref
 from engine.types import ValueType
 
@@ -32,15 +42,11 @@ __all__ = [
     "MAX_CONDITION_CHARS",
     "MAX_CONDITION_DEPTH",
     "ConditionError",
-    "comparable",
     "compile_condition",
-    "equal",
 ]
 
 MAX_CONDITION_CHARS: Final = 2000
 MAX_CONDITION_DEPTH: Final = 32
-BOOLEAN: Final = ValueType("boolean")
-_NULL: Final = ValueType("null")  # the type of the literal null; never declared by a user
 _JSON: Final = ValueType("json")
 _ORDER_OPS: Final = frozenset({"<", "<=", ">", ">="})
 _TOKEN_RE: Final = re.compile(
@@ -58,10 +64,6 @@ _WORDS: Final = {"true": True, "false": False, "null": None}
 
 RefTyper = Callable[[Ref], ValueType | None]
 Problems = list[tuple[str, str]]
-
-
-class ConditionError(ValueError):
-    """A condition that cannot be parsed, or a run-time comparison of mismatched json values."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,29 +117,6 @@ def _number(token: str) -> int | float:
     return value
 
 
-def _literal_type(value: Any) -> ValueType:
-    if value is None:
-        return _NULL
-    if isinstance(value, bool):
-        return BOOLEAN
-    if isinstance(value, int):
-        return ValueType("integer")
-    if isinstance(value, float):
-        return ValueType("number")
-    return ValueType("text")
-
-
-def _family(vtype: ValueType) -> str:
-    if vtype.item is not None:
-        return "list"
-    if vtype.name in {"integer", "number"}:
-        return "number"
-    if vtype.name in {"image", "video", "audio"}:
-        return "media"
-    return vtype.name
-
-
-# A compiled operand: its type (None when unknown after a reported problem), how a run reads
 # it, and how a message names it.
 _Operand = tuple[ValueType | None, Resolver, str]
 
@@ -275,7 +254,7 @@ class _Parser:
                     f"found {token.text or 'the end'!r} at character {token.pos + 1}"
                 )
         self.take()
-        families = {_family(_literal_type(v)) for v in values} - {"null"}
+        families = {family(literal_type(v)) for v in values} - {"null"}
         item = _JSON
         if len(families) == 1:
             item = {"number": ValueType("number"), "text": ValueType("text")}.get(
@@ -309,16 +288,16 @@ class _Parser:
         (ltype, lget, lname), (rtype, rget, rname) = left, right
         name = f"{lname} {op} {rname}"
         if ltype is not None and rtype is not None:
-            lf, rf = _family(ltype), _family(rtype)
+            lf, rf = family(ltype), family(rtype)
             if op in _ORDER_OPS:
                 if "boolean" in (lf, rf):
                     self._mismatch(f"{name}: booleans have no order; use == or !=")
                 elif not ({lf, rf} <= {"number", "json"} or {lf, rf} <= {"text", "json"}):
                     self._mismatch(f"{name}: cannot order {ltype} against {rtype}")
-            elif not _comparable(lf, rf):
+            elif not comparable_families(lf, rf):
                 self._mismatch(f"{name}: {ltype} is never equal to {rtype}")
         if op in _ORDER_OPS:
-            return BOOLEAN, _ordering(op, lget, rget, name), name
+            return BOOLEAN, ordering(op, lget, rget, name), name
         if op == "==":
             return BOOLEAN, lambda s: equal(lget(s), rget(s)), name
         return BOOLEAN, lambda s: not equal(lget(s), rget(s)), name
@@ -327,9 +306,9 @@ class _Parser:
         (ltype, lget, lname), (rtype, rget, rname) = left, right
         name = f"{lname} {'not in' if negate else 'in'} {rname}"
         if ltype is not None and rtype is not None:
-            lf = _family(ltype)
+            lf = family(ltype)
             if rtype.item is not None:
-                if not _comparable(lf, _family(rtype.item)):
+                if not comparable_families(lf, family(rtype.item)):
                     self._mismatch(f"{name}: {ltype} is never an element of {rtype}")
             elif rtype.name == "text":
                 if lf not in {"text", "json"}:
@@ -337,75 +316,17 @@ class _Parser:
             elif rtype.name != "json":
                 self._mismatch(f"{name}: `in` needs a list or text on its right, not {rtype}")
 
-        def contains(s: Any) -> bool:
-            found = _contains(lget(s), rget(s), name)
-            return found != negate
+        def member(s: Any) -> bool:
+            return contains(lget(s), rget(s), name) != negate
 
-        return BOOLEAN, contains, name
+        return BOOLEAN, member, name
 
     def _mismatch(self, message: str) -> None:
         self.problems.append(("type_mismatch", message))
 
 
 def _literal(value: Any, name: str) -> _Operand:
-    return _literal_type(value), lambda scope: value, name
-
-
-def _comparable(a: str, b: str) -> bool:
-    if "json" in (a, b) or "null" in (a, b):
-        return True
-    return a == b and a != "media"
-
-
-def comparable(a: ValueType, b: ValueType) -> bool:
-    """Whether values of these types can ever be equal (``==`` is not always false)."""
-    return _comparable(_family(a), _family(b))
-
-
-def equal(a: Any, b: Any) -> bool:
-    # Python says True == 1; a condition does not: a boolean equals only a boolean.
-    if isinstance(a, bool) != isinstance(b, bool):
-        return False
-    return bool(a == b)
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "text"
-    return type(value).__name__
-
-
-def _ordering(op: str, lget: Resolver, rget: Resolver, name: str) -> Resolver:
-    def order(scope: Any) -> bool:
-        a, b = lget(scope), rget(scope)
-        kind = _kind(a)
-        if kind not in {"number", "text"} or kind != _kind(b):
-            raise ConditionError(
-                f"{name}: cannot order {_kind(a)} {a!r:.40} and {_kind(b)} {b!r:.40}"
-            )
-        if op == "<":
-            return bool(a < b)
-        if op == "<=":
-            return bool(a <= b)
-        if op == ">":
-            return bool(a > b)
-        return bool(a >= b)
-
-    return order
-
-
-def _contains(item: Any, container: Any, name: str) -> bool:
-    if isinstance(container, list):
-        return any(equal(item, element) for element in container)
-    if isinstance(container, str) and isinstance(item, str):
-        return item in container
-    if isinstance(container, dict) and isinstance(item, str):
-        return item in container
-    raise ConditionError(f"{name}: cannot look for {_kind(item)} in {_kind(container)}")
+    return literal_type(value), lambda scope: value, name
 
 
 def compile_condition(
