@@ -188,7 +188,8 @@ def plan_branches(checker: Checker) -> Branches:
                 "switch needs cases: {name: {when: ..., then: [node, ...]}}",
             )
             raw_cases = {}
-        for name, case in raw_cases.items():
+        for key, case in raw_cases.items():
+            name = str(key)  # `3:` in YAML is an integer key; the case chosen is its name as text
             where = f"{loc}.cases.{name}"
             if name == DEFAULT_CASE:
                 checker.error(

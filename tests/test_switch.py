@@ -42,7 +42,7 @@ ROUTED: dict[str, Any] = {
 }
 
 
-def run(spec: dict[str, Any], inputs: dict[str, Any]) -> engine.RunResult:
+def run(spec: dict[str, Any] | str, inputs: dict[str, Any]) -> engine.RunResult:
     async def go() -> engine.RunResult:
         async with engine.Engine(providers=[]) as eng:
             return await eng.run(eng.define(spec), inputs)
@@ -305,3 +305,29 @@ def test_a_coalesce_can_head_a_branch_of_another_switch() -> None:
     assert result.trace.steps["shout"].reason == "upstream 'final' was skipped"
     result = run(spec, {"score": 0.1, "category": "loud"})
     assert result.outputs == {"final": "draft", "case": "default"}
+
+
+def test_yaml_integer_case_names_and_a_branch_upstream_of_its_switch() -> None:
+    source = """
+name: numbered
+inputs: {n: integer}
+nodes:
+  pick:
+    uses: switch
+    with:
+      value: ${inputs.n}
+      cases:
+        1: {match: 1, then: [one]}
+        2: {match: 2, then: [two]}
+  one: {uses: template, with: {text: "one"}}
+  two: {uses: template, with: {text: "two"}}
+outputs: {one: "${one.text}", two: "${two.text}", case: "${pick.case}"}
+"""
+    assert run(source, {"n": 2}).outputs == {"one": None, "two": "two", "case": "2"}
+    upstream = with_nodes(
+        route={
+            "uses": "switch",
+            "with": {"value": "${block.text}", "cases": {"a": {"then": ["block"]}}},
+        }
+    )
+    assert "cycle" in [p.code for p in errors(upstream)]
