@@ -111,3 +111,28 @@ def test_an_ill_typed_condition_is_a_422_with_its_line(client: TestClient) -> No
     assert problem["location"] == "nodes.route.with.cases.good.when"
     assert problem["line"] == 15  # the `good:` case (the source starts with a newline)
     assert "cannot order number against text" in problem["message"]
+
+
+@pytest.mark.parametrize(
+    ("condition", "fragment"),
+    [
+        ("(" * 20_000 + "${inputs.score} > 1" + ")" * 20_000, "over the limit of 2,000"),
+        ("(" * 33 + "${inputs.score} > 1" + ")" * 33, "nested more than 32 levels"),
+        ("${inputs.score} > nan", "NaN and infinity are not numbers"),
+        ("${inputs.score} > 1e400", "not a finite number"),
+        ("'" + "x" * 1_000_000 + "' == ${inputs.prompt}", "over the limit of 2,000"),
+    ],
+)
+def test_hostile_conditions_are_422s_naming_the_field(
+    client: TestClient, condition: str, fragment: str
+) -> None:
+    source = ROUTED.replace('"${inputs.score} >= 0.7 and not ${safety.flagged}"', repr(condition))
+    assert source != ROUTED
+    response = client.post("/v1/workflows", json={"source": source, "version": "v9"})
+    assert response.status_code == 422, response.text[:300]
+    (problem,) = response.json()["error"]["problems"]
+    assert (problem["code"], problem["location"]) == (
+        "bad_when",
+        "nodes.route.with.cases.good.when",
+    )
+    assert fragment in problem["message"]
