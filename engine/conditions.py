@@ -22,8 +22,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from engine.comparisons import (
     BOOLEAN,
@@ -59,6 +58,7 @@ _TOKEN_RE: Final = re.compile(
   )""",
     re.VERBOSE,
 )
+_SIMPLE_RE: Final = re.compile(r"\s*(not\s+)?(\$\{[^}]*\})\s*\Z")
 _ESCAPES: Final = {'"': '"', "'": "'", "\\": "\\", "n": "\n", "t": "\t"}
 _WORDS: Final = {"true": True, "false": False, "null": None}
 
@@ -66,8 +66,7 @@ RefTyper = Callable[[Ref], ValueType | None]
 Problems = list[tuple[str, str]]
 
 
-@dataclass(frozen=True, slots=True)
-class _Token:
+class _Token(NamedTuple):  # a named tuple: a condition makes a few per character it has
     kind: str  # ref, str, num, op, word, end
     text: str
     pos: int
@@ -76,9 +75,8 @@ class _Token:
 def _tokens(text: str) -> list[_Token]:
     out: list[_Token] = []
     pos = 0
-    while pos < len(text):
-        if text[pos:].isspace():
-            break
+    end = len(text.rstrip())
+    while pos < end:
         match = _TOKEN_RE.match(text, pos)
         if match is None or match.lastgroup is None:
             near = text[pos : pos + 12].strip()
@@ -86,7 +84,7 @@ def _tokens(text: str) -> list[_Token]:
         start = match.start(match.lastgroup)
         out.append(_Token(match.lastgroup, match.group(match.lastgroup), start))
         pos = match.end()
-    out.append(_Token("end", "", len(text)))
+    out.extend([_Token("end", "", len(text))] * 2)  # the parser peeks one past a token
     return out
 
 
@@ -135,11 +133,12 @@ class _Parser:
 
     # -- tokens -------------------------------------------------------------------------------
     def peek(self, offset: int = 0) -> _Token:
-        return self.tokens[min(self.index + offset, len(self.tokens) - 1)]
+        return self.tokens[self.index + offset]  # the end token repeats: never out of range
 
     def take(self) -> _Token:
-        token = self.peek()
-        self.index += 1
+        token = self.tokens[self.index]
+        if token.kind != "end":
+            self.index += 1
         return token
 
     def expect(self, text: str) -> None:
@@ -149,8 +148,8 @@ class _Parser:
             raise ConditionError(f"expected {text!r} at character {token.pos + 1}, found {found}")
 
     def is_word(self, word: str, offset: int = 0) -> bool:
-        token = self.peek(offset)
-        return token.kind == "word" and token.text == word
+        token = self.tokens[self.index + offset]
+        return token.text == word and token.kind == "word"
 
     def nest(self) -> None:
         self.depth += 1
@@ -164,6 +163,11 @@ class _Parser:
         if token.kind != "end":
             raise ConditionError(f"unexpected {token.text!r} at character {token.pos + 1}")
         return self._as_boolean(vtype, resolve, name)
+
+    def flag(self, ref_text: str, *, negated: bool) -> Resolver:
+        """``${ref}`` or ``not ${ref}``, as ``condition`` would read it."""
+        resolve = self._as_boolean(*self._reference(_Token("ref", ref_text, 0)))
+        return (lambda s: not resolve(s)) if negated else resolve
 
     def _or(self) -> _Operand:
         return self._chain("or", self._and)
@@ -343,8 +347,13 @@ def compile_condition(
     if not text.strip():
         return None, [("bad_when", 'an empty condition; write e.g. "${node.flag}"')]
     try:
-        parser = _Parser(text, ref_type, deps)
-        resolve = parser.condition()
+        simple = _SIMPLE_RE.match(text)
+        if simple is not None:  # most conditions are one flag: skip the tokenizer and grammar
+            parser = _Parser("", ref_type, deps)
+            resolve = parser.flag(simple.group(2), negated=simple.group(1) is not None)
+        else:
+            parser = _Parser(text, ref_type, deps)
+            resolve = parser.condition()
     except ConditionError as exc:
         return None, [("bad_when", str(exc))]
     return resolve, parser.problems
