@@ -331,3 +331,38 @@ outputs: {one: "${one.text}", two: "${two.text}", case: "${pick.case}"}
         }
     )
     assert "cycle" in [p.code for p in errors(upstream)]
+
+
+def test_a_resumed_run_keeps_the_case_and_reruns_only_the_failed_branch_step() -> None:
+    kinds = engine.default_kinds.copy()
+    calls: list[str] = []
+    failing = {"publish"}
+
+    @engine.node_kind("t.step", inputs={"text": "text"}, outputs={"text": "text"}, kinds=kinds)
+    async def step(ctx: engine.NodeContext, params: dict[str, Any]) -> engine.NodeResult:
+        calls.append(ctx.node)
+        if ctx.node in failing:
+            raise engine.NodeError("down for now", retryable=False)
+        return engine.NodeResult({"text": params["text"]}, cost_usd=1.0)
+
+    spec = copy.deepcopy(ROUTED)
+    for name in ("block", "publish", "draft"):
+        spec["nodes"][name] = {"uses": "t.step", "with": {"text": name}}
+
+    async def go() -> tuple[engine.RunResult, engine.RunResult]:
+        eng = engine.Engine(kinds=kinds, providers=[], cache=engine.MemoryStepCache())
+        wf = eng.define(spec)
+        first = await eng.run(wf, {"score": 0.9, "category": "cats"})
+        failing.clear()
+        second = await eng.resume(wf, first.run_id, {"score": 0.9, "category": "cats"})
+        await eng.aclose()
+        return first, second
+
+    first, second = asyncio.run(go())
+    assert first.status == "failed" and first.trace.steps["publish"].status == "failed"
+    assert second.status == "succeeded", second.error
+    assert second.outputs == {"final": "publish!", "case": "high"}
+    assert calls == ["publish", "publish"]  # block and draft never ran, in either attempt
+    assert second.trace.steps["route"].cache_hit is True
+    assert second.trace.steps["draft"].reason == "switch 'route' chose case 'high', not 'default'"
+    assert second.trace.cost_usd == 1.0
