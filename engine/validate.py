@@ -9,8 +9,9 @@ and, as a warning, a node whose result reaches no output (``unused_node``).
 
 This module runs the phases in order: inputs, nodes, outputs, then the graph as a whole, and
 links the result into a ``Workflow`` only when no problem is an error. The checks themselves
-live in ``engine.typecheck`` (references and parameters), ``engine.map_plan`` (``map`` nodes)
-and ``engine.graph`` (cycles, order, reachability).
+live in ``engine.typecheck`` (references and parameters), ``engine.map_plan`` (``map`` nodes),
+``engine.branching`` (``switch`` and ``coalesce``) and ``engine.graph`` (cycles, order,
+reachability).
 """
 
 from __future__ import annotations
