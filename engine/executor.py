@@ -20,6 +20,7 @@ from typing import Any
 
 from engine.cache import StepCache
 from engine.context import NodeContext, Runtime
+from engine.gates import when_skips
 from engine.limits import TOO_LARGE, LimitExceeded, json_size
 from engine.spec import FallbackSpec
 from engine.step_runner import StepFailed, StepRunner, as_node_error, backoff_delay
@@ -184,9 +185,11 @@ class RunState(StepRunner):
 
     async def _step(self, node: CompiledNode, step: StepTrace) -> list[CompiledNode]:
         """Any step: its condition, then parameters, cache, retries and timeout."""
-        if node.when is not None and bool(node.when(self.scope)) == node.when_negated:
-            step.ended = step.started
-            return self._finish_skipped(node, f"when {node.spec.when!r} is false", "skipped")
+        if node.when is not None:
+            reason = when_skips(node, self.scope)
+            if reason is not None:
+                step.ended = step.started
+                return self._finish_skipped(node, reason, "skipped")
         await self._run_step(node, step)
         return self._release(node)
 

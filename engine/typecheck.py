@@ -8,10 +8,11 @@ kind's parameters (unknown, missing, a literal or a reference of the wrong type)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, cast
 
+from engine.conditions import compile_condition
 from engine.errors import Problem
 from engine.limits import Limits
 from engine.node_kinds import NodeKind, NodeKinds, Param
@@ -52,6 +53,10 @@ class Checker:
     limits: Limits = field(default_factory=Limits)
     problems: list[Problem] = field(default_factory=list)
     input_types: dict[str, ValueType] = field(default_factory=dict)
+    # Kinds whose outputs' types depend on the node as written (``coalesce``): kind → typer.
+    output_hooks: dict[str, Callable[[NodeSpec], dict[str, ValueType]]] = field(
+        default_factory=dict
+    )
 
     def error(self, code: str, location: str, message: str) -> None:
         self.problems.append(Problem(code, location, message))
@@ -105,6 +110,9 @@ class Checker:
         return JSON if ref.path else vtype
 
     def output_types(self, node: NodeSpec, kind: NodeKind) -> dict[str, ValueType]:
+        hook = self.output_hooks.get(kind.name)
+        if hook is not None:
+            return hook(node)
         if kind.name != MAP_KIND:
             return dict(kind.outputs)
         inner = node.with_.get("node")
@@ -239,17 +247,9 @@ class Checker:
 
     # -- conditions -----------------------------------------------------------------------
     def check_when(self, text: str, loc: str, deps: set[str]) -> tuple[Resolver | None, bool]:
-        """``when: "${check.ok}"`` or ``when: "not ${moderate.flagged}"``: (resolver, negated)."""
-        negated = text.strip().startswith("not ")
-        body = text.strip()[4:].strip() if negated else text.strip()
-        refs = list(iter_refs(body, loc))
-        if len(refs) != 1 or not refs[0][2] or isinstance(refs[0][0], ValueError):
-            self.error("bad_when", loc, 'write when: "${node.flag}" or when: "not ${node.flag}"')
-            return None, negated
-        ref = refs[0][0]
-        if ref.source not in RESERVED:
-            deps.add(ref.source)
-        vtype = self.ref_type(ref, loc, None)
-        if vtype is not None and vtype.name not in {"boolean", "json"}:
-            self.error("type_mismatch", loc, f"when needs a boolean, {ref} is {vtype}")
-        return compile_value(body), negated
+        """A ``when`` condition (``engine.conditions``): its resolver, and ``False`` (negation
+        is part of the condition; the pair is what ``CompiledNode`` takes)."""
+        resolve, problems = compile_condition(text, lambda ref: self.ref_type(ref, loc, None), deps)
+        for code, message in problems:
+            self.error(code, loc, f"when: {message}")
+        return resolve, False

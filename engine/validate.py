@@ -9,8 +9,9 @@ and, as a warning, a node whose result reaches no output (``unused_node``).
 
 This module runs the phases in order: inputs, nodes, outputs, then the graph as a whole, and
 links the result into a ``Workflow`` only when no problem is an error. The checks themselves
-live in ``engine.typecheck`` (references and parameters), ``engine.map_plan`` (``map`` nodes)
-and ``engine.graph`` (cycles, order, reachability).
+live in ``engine.typecheck`` (references and parameters), ``engine.map_plan`` (``map`` nodes),
+``engine.branching`` (``switch`` and ``coalesce``) and ``engine.graph`` (cycles, order,
+reachability).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from engine.branching import COALESCE_KIND, SWITCH_KIND, Branches, plan_branches
 from engine.errors import Problem
 from engine.graph import consumers_of, find_cycles, reaching, topological_order
 from engine.limits import Limits
@@ -53,10 +55,12 @@ def compile_workflow(
     """Check a workflow and compile it; no workflow when any of the problems is an error."""
     checker = Checker(spec, kinds, providers, limits or Limits())
     _check_inputs(checker)
-    compiled, deps_of = _compile_nodes(checker)
+    branches = plan_branches(checker)
+    compiled, deps_of = _compile_nodes(checker, branches)
     outputs = _compile_outputs(checker)
     if _check_edges(checker, deps_of):
         _check_graph(checker, deps_of, outputs.deps)
+        branches.check_exclusive(compiled, deps_of)
     problems = checker.problems
     if any(p.severity == "error" for p in problems):
         return None, problems
@@ -75,21 +79,23 @@ def _check_inputs(checker: Checker) -> None:
             checker.literal(inp.default, Param(vtype), f"inputs.{name}.default")
 
 
-def _compile_nodes(checker: Checker) -> tuple[dict[str, CompiledNode], dict[str, set[str]]]:
+def _compile_nodes(
+    checker: Checker, branches: Branches
+) -> tuple[dict[str, CompiledNode], dict[str, set[str]]]:
     """The nodes that compiled, and what every node reads (those that did not included)."""
     compiled: dict[str, CompiledNode] = {}
     deps_of: dict[str, set[str]] = {}
     for node_id, node in checker.spec.nodes.items():
         deps: set[str] = set()
         deps_of[node_id] = deps
-        compiled_node = _compile_node(checker, node_id, node, deps)
+        compiled_node = _compile_node(checker, node_id, node, deps, branches)
         if compiled_node is not None:
             compiled[node_id] = compiled_node
     return compiled, deps_of
 
 
 def _compile_node(
-    checker: Checker, node_id: str, node: NodeSpec, deps: set[str]
+    checker: Checker, node_id: str, node: NodeSpec, deps: set[str], branches: Branches
 ) -> CompiledNode | None:
     """One node, checked; every name it reads is added to ``deps``."""
     loc = f"nodes.{node_id}"
@@ -103,12 +109,17 @@ def _compile_node(
     when, negated = (None, False)
     if node.when is not None:
         when, negated = checker.check_when(node.when, f"{loc}.when", deps)
+    when, when_reason = branches.gate(node_id, node, when, deps)
     map_plan: MapPlan | None = None
     items: Resolver | None = None
     optional_deps: set[str] = set()
     if kind.name == MAP_KIND:
         map_plan, items = compile_map(checker, node, loc, deps)
         params = CheckedParams({}, [], [], set(), set())  # a map's parameters are in its plan
+    elif kind.name in (SWITCH_KIND, COALESCE_KIND):
+        params = branches.compile_kind(node, loc, deps)
+        optional_deps = params.deps - params.required_deps - deps
+        deps |= params.deps
     else:
         params = checker.check_params(kind, node.with_, f"{loc}.with", None)
         # A node read only by optional parameters may be skipped without skipping this one.
@@ -131,6 +142,7 @@ def _compile_node(
         optional_deps=cast(frozenset[NodeId], frozenset(optional_deps)),
         when=when,
         when_negated=negated,
+        when_reason=when_reason,
         map_plan=map_plan,
         items=items,
     )

@@ -67,6 +67,9 @@ class CompiledNode:
     optional_deps: frozenset[NodeId] = frozenset()
     when: Resolver | None = None
     when_negated: bool = False
+    # Why the node is skipped when ``when`` is false, read from the scope (a switch's branch
+    # names the case chosen); ``None``: the condition as written.
+    when_reason: Resolver | None = None
     map_plan: MapPlan | None = None
     items: Resolver | None = None
     consumers: tuple[NodeId, ...] = ()

@@ -133,7 +133,8 @@ def test_readme_lists_every_code_a_definition_can_get() -> None:
     """The README's "Codes:" list holds every code the define-time checks emit, and nothing the
     engine never names."""
     emitted: set[str] = set()
-    for name in ("spec.py", "sourcemap.py", "typecheck.py", "validate.py", "map_plan.py"):
+    checks = ("spec.py", "sourcemap.py", "typecheck.py", "validate.py", "map_plan.py")
+    for name in (*checks, "branching.py", "coalesce.py"):
         text = (ROOT / "engine" / name).read_text(encoding="utf-8")
         emitted |= set(re.findall(r'(?:\.error|\.warning|\bProblem)\(\s*"([a-z_]+)"', text))
         emitted |= set(re.findall(r'\bcode = "([a-z_]+)"', text))
