@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from control_plane.store.db import create_db_engine
-from control_plane.store.tables import ArmStatRow
+from control_plane.store.tables import ArmUnitStatRow
 from tests.fixtures import GREET, GREET_LARGE, seed_workflow
 
 V1 = GREET
@@ -42,12 +42,12 @@ def run(client: TestClient, user: str) -> dict[str, Any]:
     return result
 
 
-def arm_stats(database_url: str, experiment_id: int) -> dict[tuple[str, str], ArmStatRow]:
+def arm_stats(database_url: str, experiment_id: int) -> dict[tuple[str, str], ArmUnitStatRow]:
     db = create_db_engine(database_url)
     try:
         with Session(db) as session:
             rows = session.exec(
-                select(ArmStatRow).where(ArmStatRow.experiment_id == experiment_id)
+                select(ArmUnitStatRow).where(ArmUnitStatRow.experiment_id == experiment_id)
             ).all()
             return {(r.arm, r.metric): r for r in rows}
     finally:
@@ -86,15 +86,15 @@ def test_an_experiment_splits_the_label_and_keeps_per_arm_statistics(
     for arm in ("v1", "v2"):
         mine = [r for r in runs if r["version"] == arm]
         every = mine + ([repeat] if repeat["version"] == arm else [])
-        assert stats[(arm, "success")].n == len(every)
-        assert stats[(arm, "success")].total == len(every)  # all succeeded
-        assert stats[(arm, "cost_usd")].total == pytest.approx(sum(r["cost_usd"] for r in every))
-        assert stats[(arm, "latency_s")].total_sq == pytest.approx(
-            sum(r["latency_s"] ** 2 for r in every), rel=1e-6
+        assert stats[(arm, "success")].sum_n == len(every)  # runs, over the arm's users
+        assert stats[(arm, "success")].sum_s == len(every)  # all succeeded
+        assert stats[(arm, "cost_usd")].sum_s == pytest.approx(sum(r["cost_usd"] for r in every))
+        assert stats[(arm, "latency_s")].sum_s == pytest.approx(
+            sum(r["latency_s"] for r in every), rel=1e-6
         )
-        assert stats[(arm, "converted")].n == len(mine)
-        assert stats[(arm, "converted")].total == sum(r["run_id"] in converted for r in mine)
-        assert stats[(arm, "rating")].total_sq == pytest.approx(4.5**2 * len(mine))
+        assert stats[(arm, "converted")].sum_n == len(mine)
+        assert stats[(arm, "converted")].sum_s == sum(r["run_id"] in converted for r in mine)
+        assert stats[(arm, "rating")].sum_s == pytest.approx(4.5 * len(mine))
 
     stopped = client.post(f"/v1/experiments/{experiment['id']}/stop")
     assert stopped.json()["status"] == "stopped"

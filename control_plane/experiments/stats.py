@@ -7,9 +7,12 @@ the transaction that stores the run or outcome:
 * the unit's row (``experiment_unit``): its count N and total S for (experiment, ramp step, arm,
   metric), by an upsert that returns the new values, so the old ones are known exactly;
 * the arm's sums over units (``arm_unit_stat``): units, ΣN, ΣS, ΣN², ΣS², ΣSN, each moved by
-  the difference this observation made to the unit's terms (a new unit adds one to ``units``);
-* the arm's run-level sums (``arm_stat``: n, Σx, Σx²), kept for experiments started before the
-  unit tables existed.
+  the difference this observation made to the unit's terms (a new unit adds one to ``units``).
+
+The run-level sums of ``arm_stat`` (n, Σx, Σx²) are no longer written: the analysis reads them
+only for an experiment that has no unit rows at all, that is one that has seen no observation
+since the unit tables exist, and every observation writes unit rows. Writing them cost a
+statement per batch on the same hot rows.
 
 With CUPED on (``cuped: true``), a unit's first observation of a metric also fixes its
 pre-exposure covariate X (``pre_exposure``: its mean of the metric before the experiment
@@ -59,7 +62,6 @@ __all__ = [
     "unit_stats_of",
 ]
 
-_table: Table = ArmStatRow.__table__  # type: ignore[attr-defined]
 _units: Table = ExperimentUnitRow.__table__  # type: ignore[attr-defined]
 _arm_units: Table = ArmUnitStatRow.__table__  # type: ignore[attr-defined]
 
@@ -120,17 +122,12 @@ def _apply_pending(session: Session) -> None:
     # sums need (they depend on the unit's terms before and after, not on the steps between).
     per_unit: dict[tuple[int, int, str, str, str], list[float]] = {}
     kinds: dict[tuple[int, int, str, str], str] = {}
-    run_level: dict[tuple[int, int, str, str], list[float]] = {}
     for o in observations:
         key = (o.experiment_id, o.step, o.arm, o.metric)
         kinds[key] = o.kind
         seen = per_unit.setdefault((*key, o.unit), [0.0, 0.0])
         seen[0] += 1
         seen[1] += o.value
-        moments = run_level.setdefault(key, [0.0, 0.0, 0.0])
-        moments[0] += 1
-        moments[1] += o.value
-        moments[2] += o.value * o.value
     # Which experiments use CUPED, read once per batch: a lookup per observation cost a
     # SELECT each (the identity map holds rows weakly), a third of a writer's time.
     cuped = _cuped_experiments(session, {o.experiment_id for o in observations})
@@ -141,29 +138,20 @@ def _apply_pending(session: Session) -> None:
         sums = arm_deltas.setdefault(unit_key[:4], dict.fromkeys(deltas, 0.0))
         for name, delta in deltas.items():
             sums[name] += delta
-    # Each arm row once, in key order, after every unit row: one lock order for every writer.
-    # One statement per table: under load a round trip to the store costs more than the rows.
-    unit_rows = [
+    # Each arm row once, in key order, after every unit row: one lock order for every writer,
+    # in one statement: under load a round trip to the store costs more than the rows.
+    rows = [
         {**dict(zip(_KEYS, key, strict=True)), "kind": kinds[key], **sums,
          "units": int(sums["units"]), "covered": int(sums["covered"])}
         for key, sums in sorted(arm_deltas.items())
     ]  # fmt: skip
-    run_rows = [
-        {**dict(zip(_KEYS, key, strict=True)), "kind": kinds[key], "n": int(count),
-         "total": total_x, "total_sq": total_xx}
-        for key, (count, total_x, total_xx) in sorted(run_level.items())
-    ]  # fmt: skip
-    for table, rows, summed in (
-        (_arm_units, unit_rows, _ARM_UNIT_SUMS),
-        (_table, run_rows, ("n", "total", "total_sq")),
-    ):
-        if rows:
-            upsert = dialect.insert(table).values(rows)
-            upsert = upsert.on_conflict_do_update(
-                index_elements=list(_KEYS),
-                set_={name: table.c[name] + upsert.excluded[name] for name in summed},
-            )
-            session.execute(upsert)
+    if rows:
+        upsert = dialect.insert(_arm_units).values(rows)
+        upsert = upsert.on_conflict_do_update(
+            index_elements=list(_KEYS),
+            set_={name: _arm_units.c[name] + upsert.excluded[name] for name in _ARM_UNIT_SUMS},
+        )
+        session.execute(upsert)
 
 
 _ARM_UNIT_SUMS = (
@@ -251,10 +239,21 @@ def _unit_deltas(
 
 
 def _cuped_experiments(session: Session, ids: set[int]) -> set[int]:
-    rows = session.execute(
-        select(ExperimentRow.id, ExperimentRow.config).where(col(ExperimentRow.id).in_(ids))
-    )
-    return {int(i) for i, config in rows if config.get("cuped", False)}
+    """Which of ``ids`` use CUPED. An experiment's configuration never changes once started,
+    so the answer is kept on the database connection (one store, so ids cannot collide) and
+    read from the store once per experiment, not once per batch."""
+    known: dict[int, bool] = session.connection().info.setdefault(_CUPED_CACHE, {})
+    missing = ids - known.keys()
+    if missing:
+        rows = session.execute(
+            select(ExperimentRow.id, ExperimentRow.config).where(col(ExperimentRow.id).in_(missing))
+        )
+        for experiment_id, config in rows:
+            known[int(experiment_id)] = bool(config.get("cuped", False))
+    return {i for i in ids if known.get(i, False)}
+
+
+_CUPED_CACHE = "rollgraph.cuped_experiments"
 
 
 def pre_exposure(
