@@ -269,10 +269,11 @@ async def measure(runs: int, quick: bool = False) -> dict[str, Any]:
         "asyncio: what it loses to the critical path is timer slack and machine noise",
         f"validate: median of {reps if quick else 7} engine.define calls on a 1,000-node "
         "chain/diamond mix (no providers)",
-        f"define: engine.define on YAML text (parsing and every check included): median of "
-        f"{reps if quick else 7} on the same 1,000-node mix, and {1 if quick else 3} interleaved "
-        "rounds of a 1,000-node chain (median of 3) and a 10,000-node chain, each declared tail "
-        "first with names sorting against the flow; the ratio is the median of the rounds' ratios",
+        "define: CPU ms of engine.define on YAML text (parsing and every check included): "
+        f"median of {reps if quick else 7} on the same 1,000-node mix, and {1 if quick else 3} "
+        "interleaved rounds of a 1,000-node chain (median of 3) and a 10,000-node chain, each "
+        "declared tail first with names sorting against the flow; the ratio is the median of the "
+        "rounds' ratios",
     ]
     if quick:
         out["notes"].append("--quick: too few runs for the numbers to mean anything")
