@@ -183,3 +183,49 @@ def test_define_pauses_the_collector_and_restores_it_even_when_the_definition_is
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def _typed(value: object) -> object:
+    """``value`` with every scalar's type spelled out, so ``1 == True`` cannot pass for equal."""
+    if isinstance(value, dict):
+        return [(_typed(k), _typed(v)) for k, v in value.items()]
+    if isinstance(value, list):
+        return [_typed(v) for v in value]
+    return (type(value).__name__, value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: &x {b: 1, c: [1, 2.5, true, null, ~, 0x1f, 1e3, .inf, 2001-12-14]}\nd: *x\n",
+        "base: &m {a: 1}\nmerged: {<<: *m, b: 2}\nmany: {<<: [*m], c: 3}\n",
+        "? !!binary aGVsbG8=\n: 1\n1: one\ntrue: t\n~: n\n2001-01-01: d\n'=': eq\n",
+        "s: !!set {a, b}\no: !!omap [a: 1, b: 2]\np: !!pairs [a: 1, a: 2]\n",
+        "k: !!str 123\nv: !!int '7'\nq: 'quoted'\nb: |\n  block\nf: >\n  folded\n",
+        "- a\n- [b, {c: d}]\n- !!seq [1]\n- !!map {k: v}\n",
+    ],
+)
+def test_built_data_is_what_the_yaml_constructor_makes(text: str) -> None:
+    fast = sourcemap._Loader(text)
+    slow = sourcemap._Loader(text)
+    try:
+        root = fast.get_single_node()
+        assert root is not None
+        built = sourcemap._build(root, fast, {})
+        constructed = slow.construct_document(slow.get_single_node())
+    finally:
+        fast.dispose()
+        slow.dispose()
+    assert _typed(built) == _typed(constructed)
+
+
+@pytest.mark.parametrize("text", ["? [a]\n: 1\n", "a: =\n", "a: !custom x\n"])
+def test_what_the_constructor_refuses_is_still_a_syntax_problem(text: str) -> None:
+    with pytest.raises(engine.DefinitionError) as err:
+        load_spec(text)
+    assert [p.code for p in err.value.problems] == ["syntax"]
+
+
+def test_an_alias_is_the_same_object_as_its_anchor() -> None:
+    data, _, problems = sourcemap.SourceMap.parse("a: &r [1]\nb: *r\n")
+    assert problems == [] and data["a"] is data["b"]
