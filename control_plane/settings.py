@@ -186,6 +186,12 @@ class Settings(BaseSettings):
     # still in progress) after deadline + margin belongs to a process that stopped.
     run_store_margin_s: float = Field(default=30.0, gt=0)
     orphan_sweep_s: float = Field(default=30.0, gt=0)  # how often to look for such runs
+    # Retention (runs.retention): ended runs older than this many days are deleted by the sweep
+    # with their traces, steps, outcomes and idempotency keys, in transactions of at most
+    # run_retention_batch runs; experiment statistics, decisions and audit rows stay. Unset:
+    # runs are kept forever.
+    run_retention_days: float | None = Field(default=None, gt=0, le=36_500)
+    run_retention_batch: int = Field(default=1_000, ge=1, le=100_000)
     # An Idempotency-Key's claim is a lease renewed every third of this while its run executes:
     # a retry takes over the claim of a request whose process died once this has passed.
     idempotency_lease_s: float = Field(default=10.0, ge=0.3, le=3600)

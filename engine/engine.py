@@ -34,6 +34,7 @@ from engine.codec import to_jsonable
 from engine.context import Runtime
 from engine.errors import DefinitionError, Problem, RunError, ValidationError
 from engine.executor import RunState
+from engine.gc_pause import collector_paused
 from engine.http_policy import HttpAdvice, HttpPolicy
 from engine.limits import Limits
 from engine.node_kinds import NodeKinds, default_kinds
@@ -134,11 +135,12 @@ def _compile(
     limits: Limits | None,
 ) -> tuple[Workflow | None, list[Problem]]:
     limits = limits or Limits()
-    spec, smap = load_spec(source, max_nodes=limits.max_nodes)
     provs = {p.name: p for p in (providers if providers is not None else _catalogue())}
-    workflow, problems = compile_workflow(
-        spec, kinds=kinds or default_kinds, providers=provs, limits=limits
-    )
+    with collector_paused():  # see engine.gc_pause: the work is bounded by ``limits``
+        spec, smap = load_spec(source, max_nodes=limits.max_nodes)
+        workflow, problems = compile_workflow(
+            spec, kinds=kinds or default_kinds, providers=provs, limits=limits
+        )
     located = [replace(p, line=smap.line(p.location)) for p in problems]
     if workflow is not None:
         workflow = replace(workflow, warnings=tuple(p for p in located if p.severity == "warning"))

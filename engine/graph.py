@@ -18,14 +18,16 @@ def find_cycles(deps: Mapping[str, AbstractSet[str]]) -> list[list[str]]:
     """Every elementary cycle reached by a depth-first search, each reported once.
 
     The search keeps its own stack: a chain of a thousand nodes whose names sort against the
-    data flow would otherwise recurse a thousand calls deep and exhaust Python's stack."""
-    state: dict[str, int] = {}
+    data flow would otherwise recurse a thousand calls deep and exhaust Python's stack. Each
+    node on the stack knows its position, so closing a cycle costs its length, not the depth."""
+    done: set[str] = set()
+    position: dict[str, int] = {}  # node → its index in ``stack`` while it is on it
     stack: list[str] = []
     cycles: list[list[str]] = []
     seen: set[frozenset[str]] = set()
 
     def record(dep: str) -> None:
-        cycle = stack[stack.index(dep) :]
+        cycle = stack[position[dep] :]
         if frozenset(cycle) not in seen:
             seen.add(frozenset(cycle))
             # In data-flow order, starting at the smallest name, so it reads the same
@@ -36,49 +38,63 @@ def find_cycles(deps: Mapping[str, AbstractSet[str]]) -> list[list[str]]:
             cycles.append([*flow, flow[0]])
 
     for root in sorted(deps):
-        if root in state:
+        if root in done:
             continue
-        state[root] = 1
+        position[root] = 0
         stack.append(root)
-        pending: list[Iterator[str]] = [iter(sorted(deps.get(root, ())))]
+        pending: list[Iterator[str]] = [iter(sorted(deps[root]))]
         while pending:
             for dep in pending[-1]:
-                if dep not in deps:
+                if dep not in deps or dep in done:
                     continue
-                if state.get(dep) == 1:
+                if dep in position:
                     record(dep)
-                elif dep not in state:
-                    state[dep] = 1
+                else:
+                    position[dep] = len(stack)
                     stack.append(dep)
-                    pending.append(iter(sorted(deps.get(dep, ()))))
+                    pending.append(iter(sorted(deps[dep])))
                     break
             else:
                 pending.pop()
-                state[stack.pop()] = 2
+                node = stack.pop()
+                del position[node]
+                done.add(node)
     return cycles
 
 
 def topological_order(deps: Mapping[str, AbstractSet[str]], declared: list[str]) -> list[str]:
     """Nodes after everything they read; ties keep their declared order.
 
-    Nodes on a cycle never become placeable and are left out, so a caller orders only a graph
-    that ``find_cycles`` has passed.
+    The order is that of sweeping the declared list again and again, placing each node whose
+    dependencies are all placed, but computed in one pass over nodes and edges (Kahn's
+    algorithm): a node's sweep is the latest of its dependencies' sweeps, one later for a
+    dependency declared after it. Sweeping itself is quadratic when nodes are declared against
+    the flow (a reversed chain needs a sweep per node).
+
+    Nodes on a cycle, or reading one or an undeclared name, never become placeable and are left
+    out, so a caller orders only a graph that ``find_cycles`` has passed.
     """
-    order: list[str] = []
-    placed: set[str] = set()
-    pending = list(declared)
-    while pending:
-        rest = []
-        for node in pending:
-            if deps[node] <= placed:
-                order.append(node)
-                placed.add(node)
-            else:
-                rest.append(node)
-        if len(rest) == len(pending):
-            break
-        pending = rest
-    return order
+    index = {node: i for i, node in enumerate(declared)}
+    waiting = {node: len(deps[node]) for node in declared}
+    readers: dict[str, list[str]] = {node: [] for node in declared}
+    for node in declared:
+        for dep in deps[node]:
+            if dep in readers:
+                readers[dep].append(node)
+    sweep: dict[str, int] = {}
+    ready = [node for node in declared if not waiting[node]]
+    for node in ready:  # grows while it is walked: each node is appended once, when placeable
+        at = index[node]
+        sweep[node] = max((sweep[d] + (index[d] > at) for d in deps[node]), default=0)
+        for reader in readers[node]:
+            waiting[reader] -= 1
+            if not waiting[reader]:
+                ready.append(reader)
+    sweeps: list[list[str]] = [[] for _ in range(max(sweep.values(), default=-1) + 1)]
+    for node in declared:
+        if node in sweep:
+            sweeps[sweep[node]].append(node)
+    return [node for nodes in sweeps for node in nodes]
 
 
 def reaching(deps: Mapping[str, AbstractSet[str]], targets: Iterable[str]) -> set[str]:

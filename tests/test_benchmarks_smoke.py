@@ -29,6 +29,10 @@ NUMBERS = [
     "parallel_efficiency_dataflow_baseline",
     "ragged_efficiency_dataflow_baseline",
     "validate_ms_1000_nodes",
+    "define_ms_1000_nodes_yaml",
+    "define_ms_1000_chain_reversed",
+    "define_ms_10000_chain_reversed",
+    "define_chain_10x_ratio",
     "overhead_vs_asyncio",
     "langgraph_vs_overhead",
     "langgraph_sqlite_vs_durable",
@@ -41,6 +45,8 @@ TARGETS = {
     "parallel_efficiency_le_1_05",
     "ragged_efficiency_le_1_05",
     "validate_under_50ms",
+    "define_yaml_under_150ms",
+    "define_10000_chain_under_10x",
 }
 
 

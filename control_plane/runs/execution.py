@@ -37,7 +37,7 @@ from control_plane.errors import InvalidInput, Unavailable
 from control_plane.metrics import Metrics, after_commit
 from control_plane.queue import RunQueue
 from control_plane.registry.cache import RegistryCache
-from control_plane.runs import idempotency, planning, service
+from control_plane.runs import idempotency, planning, retention, service
 from control_plane.runs.claimed import claimed_steps, forget_claimed
 from control_plane.runs.compiler import Compiler
 from control_plane.runs.planning import RunPlan
@@ -89,11 +89,12 @@ class Runs:
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
-        await self.sweep()
+        await self.sweep(expire=False)
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="rollgraph-orphan-sweep")
 
-    async def sweep(self) -> int:
-        """Fail the runs orphaned by a stopped process (they become resumable)."""
+    async def sweep(self, *, expire: bool = True) -> int:
+        """Fail the runs orphaned by a stopped process (they become resumable), queue stranded
+        runs, and delete the runs past retention (not on start: a backlog must not delay it)."""
 
         def fail(session: Session) -> list[service.EndedRun]:
             ended = service.fail_orphans(session)
@@ -109,6 +110,9 @@ class Runs:
                 await self.queued.requeue_stranded()
             except RedisUnavailable:  # the next sweep tries again
                 log.warning("could not queue stranded runs: Redis is unavailable")
+        days, batch = self.settings.run_retention_days, self.settings.run_retention_batch
+        if expire and (gone := await retention.sweep(self._factory, days=days, batch=batch)):
+            log.info("deleted %d run(s) older than %g days (retention)", gone, days)
         return count
 
     async def _sweep_forever(self) -> None:

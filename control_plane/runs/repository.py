@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from control_plane.store.tables import RunRow, RunTraceRow
 
-__all__ = ["get_run", "get_trace", "list_runs"]
+__all__ = ["get_run", "get_trace", "list_runs", "runs_query"]
 
 
 def get_run(session: Session, run_id: str) -> RunRow | None:
@@ -41,6 +42,29 @@ def list_runs(
     limit: int = 100,
 ) -> Sequence[RunRow]:
     """Newest first; the id (time-ordered) breaks ties between runs started in the same tick."""
+    query = runs_query(
+        workflow=workflow,
+        version=version,
+        status=status,
+        mode=mode,
+        since=since,
+        until=until,
+        limit=limit,
+    )
+    return session.exec(query).all()
+
+
+def runs_query(
+    *,
+    workflow: str | None = None,
+    version: str | None = None,
+    status: str | None = None,
+    mode: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 100,
+) -> SelectOfScalar[RunRow]:
+    """The query ``list_runs`` runs (apart, so its plan can be checked with ``EXPLAIN``)."""
     query = select(RunRow)
     if workflow is not None:
         query = query.where(RunRow.workflow == workflow)
@@ -54,5 +78,4 @@ def list_runs(
         query = query.where(col(RunRow.created_at) >= since)
     if until is not None:
         query = query.where(col(RunRow.created_at) < until)
-    query = query.order_by(col(RunRow.created_at).desc(), col(RunRow.id).desc()).limit(limit)
-    return session.exec(query).all()
+    return query.order_by(col(RunRow.created_at).desc(), col(RunRow.id).desc()).limit(limit)

@@ -45,6 +45,9 @@ class RunRow(SQLModel, table=True):
         Index("ix_run_experiment", "experiment_id", "created_at"),
         # a user's earlier runs of a workflow: CUPED's pre-exposure covariate
         Index("ix_run_workflow_user", "workflow", "user_id", "created_at"),
+        # GET /v1/runs?workflow=[&status=]: the newest runs read in index order, not sorted
+        Index("ix_run_workflow_created", "workflow", "created_at"),
+        Index("ix_run_workflow_status", "workflow", "status", "created_at"),
         CheckConstraint(
             "status IN ('queued', 'running', 'succeeded', 'failed')", name="ck_run_status"
         ),
@@ -126,6 +129,7 @@ class IdempotencyKeyRow(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("principal", "key", name="uq_idempotency_key_principal_key"),
         CheckConstraint("status IN ('in_progress', 'done')", name="ck_idempotency_key_status"),
+        Index("ix_idempotency_key_run_id", "run_id"),  # retention deletes a run's keys
     )
 
     id: int | None = Field(default=None, primary_key=True)
