@@ -75,6 +75,7 @@ MODULES: dict[str, str] = {
     "benchmarks.scale": MAKE_TARGETS["bench-scale"],
     "benchmarks.soak": MAKE_TARGETS["soak"],
     "benchmarks.cuped": BENCH.format("cuped", "cuped"),
+    "benchmarks.experiment_rps": BENCH.format("experiment_rps", "experiment_rps"),
     "benchmarks.units": BENCH.format("units", "units"),
 }
 # What `make -n TARGET` must run: the README says what each one does.
