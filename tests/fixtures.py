@@ -94,6 +94,9 @@ def app_client(
     """An app in the ``test`` environment on ``database_url`` whose settings admin key
     (``bootstrap-admin``) is ``admin_key``, plus any other ``settings``. ``authenticated``: the
     client sends that key with every request (else requests pass the headers they test)."""
+    # The background evaluator acts only when a test asks (``evaluator.run_once``): on a loaded
+    # machine a test can outlast the default 30 s and see an experiment promoted mid-test.
+    settings.setdefault("experiment_eval_s", 3600)
     config = Settings(env="test", database_url=database_url, admin_key=admin_key, **settings)
     headers = bearer(admin_key) if authenticated else None
     with open_client(config, run_engine=run_engine, headers=headers) as client:
