@@ -75,25 +75,30 @@ def test_run_wait_and_runs_follow_stream_progress_until_the_end(
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0].startswith("run ") and lines[0].split()[-1] in ("queued", "running")
-    assert "  write: succeeded" in lines
+    # Each node's transitions as they happen: `write` ran, then succeeded (with its cost).
+    assert any(x.startswith("  write: succeeded") for x in lines), lines
     run_id = lines[0].split()[1]
     assert f"run {run_id}  attempt 1  succeeded" in lines  # the change, then the summary
     assert any(x.startswith(f"run {run_id}  greet v1  succeeded  (") for x in lines), lines
     assert lines[-1].startswith("  text: ")  # the outputs
     code, out, _ = cli(capsys, server, "runs", "follow", run_id)
-    assert code == 0 and "write: succeeded" in out
+    assert code == 0 and "  write: succeeded" in out
     # A failed run: exit 1, and with --json one event per line, the last the run itself.
     code, out, _ = cli(capsys, server, "run", "cli-fail", "--wait", "--json")
     events = [json.loads(line) for line in out.splitlines()]
     assert code == 1
     assert [e["event"] for e in events][-1] == "end" and events[-1]["run"]["status"] == "failed"
-    assert events[-2]["steps"] == {"note": "succeeded", "api": "failed"}
+    assert events[0]["event"] == "run" and events[0]["attempt"] == 1
+    ended = {e["node"]: e["state"] for e in events if e["event"] == "step"}
+    assert ended == {"note": "succeeded", "api": "failed"}
+    assert all(e["attempt"] == 1 and "cost_usd" in e for e in events if e["event"] == "step")
     failed = events[-1]["run"]["run_id"]
     code, out, _ = cli(capsys, server, "resume", failed, "--wait")
     lines = out.splitlines()
     assert code == 1 and f"run {failed}  attempt 2  failed" in lines
-    # Steps are the new attempt's, once it ended (not the failed attempt's while it runs).
-    assert lines.index(f"run {failed}  attempt 2  failed") < lines.index("  api: failed")
+    # Steps are the new attempt's (never the failed attempt's while it runs).
+    api_failed = [i for i, x in enumerate(lines) if x.startswith("  api: failed")]
+    assert lines.index(f"run {failed}  attempt 2  failed") < api_failed[-1]
     code, _, err = cli(capsys, server, "runs", "follow", "no-such-run")
     assert code == 1 and "[not_found]" in err
 

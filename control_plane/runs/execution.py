@@ -33,7 +33,7 @@ import anyio
 from sqlmodel import Session
 
 import engine
-from control_plane.errors import InvalidInput, Unavailable
+from control_plane.errors import Unavailable
 from control_plane.metrics import Metrics, after_commit
 from control_plane.queue import RunQueue
 from control_plane.registry.cache import RegistryCache
@@ -41,6 +41,7 @@ from control_plane.runs import idempotency, planning, service
 from control_plane.runs.claimed import claimed_steps, forget_claimed
 from control_plane.runs.compiler import Compiler
 from control_plane.runs.planning import RunPlan
+from control_plane.runs.progress import Progress
 from control_plane.runs.queued import QueuedRuns
 from control_plane.runs.remote_steps import RemoteSteps
 from control_plane.runs.schemas import RunPublic, RunRequest, Submitted
@@ -199,7 +200,7 @@ class Runs:
                 taken_over=carried,
             )
         except engine.InputBindingError as exc:
-            raise invalid_input(plan, exc) from exc
+            raise planning.invalid_input(plan, exc) from exc
 
         def record(session: Session) -> RunPublic:
             public = service.record_run(
@@ -222,7 +223,7 @@ class Runs:
         try:
             workflow.bind_inputs(inputs)  # a bad input is a 422 now, not a failed run later
         except engine.InputBindingError as exc:
-            raise invalid_input(plan, exc) from exc
+            raise planning.invalid_input(plan, exc) from exc
         run_id = claim.run_id if claim is not None else engine.new_run_id()
         if self.queued is not None:
             return await self.queued.enqueue(plan, inputs, run_id=run_id, claim=claim)
@@ -246,12 +247,19 @@ class Runs:
         deadline_s: float,
         status: Literal["running", "queued"] = "running",
         count: bool = True,
+        traceparent: str | None = None,
     ) -> RunPublic:
         """Unit of work: store an accepted async run; ``count``: its assignment is counted when
         this commits (its end is counted when it ends)."""
         deadline_at = service.deadline_after(deadline_s, margin_s=self.settings.run_store_margin_s)
         public = service.start_run(
-            session, plan=plan, run_id=run_id, inputs=inputs, deadline_at=deadline_at, status=status
+            session,
+            plan=plan,
+            run_id=run_id,
+            inputs=inputs,
+            deadline_at=deadline_at,
+            status=status,
+            traceparent=traceparent,
         )
         if claim is not None:
             idempotency.complete(session, claim=claim, response=public)
@@ -338,8 +346,12 @@ class Runs:
     ) -> RunPublic:
         """Run an accepted (or resumed) run to its end and store it; when it is stopped or the
         engine breaks, store it failed (resumable) rather than leave it running."""
+        # Its step states, in the store while it runs, for every replica to read.
+        progress = Progress(self.writer.post, run_id, self.settings.progress_interval_s)
         try:
-            result = await self.compiler.run(workflow, inputs, cache=steps, run_id=run_id, **kw)
+            result = await self.compiler.run(
+                workflow, inputs, cache=steps, run_id=run_id, watch=progress.watch, **kw
+            )
         except asyncio.CancelledError:
             if give_back_on_cancel:
                 with anyio.CancelScope(shield=True):
@@ -351,6 +363,9 @@ class Runs:
             with anyio.CancelScope(shield=True):
                 await self.give_back(run_id, f"the run broke: {exc!r}", steps=steps)
             raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                await progress.aclose()
 
         def store(session: Session) -> RunPublic:
             finished = service.finish_run(
@@ -376,12 +391,6 @@ class Runs:
             await self.writer.submit(fail)
         except Exception:
             log.exception("could not store run %s as failed; the sweep will", run_id)
-
-
-def invalid_input(plan: RunPlan, exc: engine.InputBindingError) -> InvalidInput:
-    return InvalidInput(
-        f"the input does not fit {plan.workflow} {plan.version}: {exc}", problems=exc.problems
-    )
 
 
 async def _guarded(job: Coroutine[Any, Any, Any]) -> None:
