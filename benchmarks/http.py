@@ -136,9 +136,9 @@ def _server(kind: str, database_url: str, admin_key: str) -> Iterator[str]:
 
 
 def _seed(url: str, admin_key: str) -> None:
-    from control_plane.client import Client
+    from control_plane.client import SyncClient
 
-    with Client(url, admin_key) as client:
+    with SyncClient(url, admin_key) as client:
         client.apply(EXAMPLE.read_text(encoding="utf-8"))
         client.promote("product-video", "v3.2", label="prod")
 
