@@ -39,6 +39,7 @@ def server(
         "ROLLGRAPH_DATABASE_URL": f"sqlite:///{tmp / 'rollgraph.db'}",
         "ROLLGRAPH_ENV": "dev",
         "ROLLGRAPH_ADMIN_KEY": ADMIN_KEY,
+        "ROLLGRAPH_PROGRESS_INTERVAL_S": "0.05",  # a running step is seen while it runs
     }
     with serve(env) as url:
         for name, source, version in (
@@ -101,6 +102,28 @@ def test_run_wait_and_runs_follow_stream_progress_until_the_end(
     assert lines.index(f"run {failed}  attempt 2  failed") < api_failed[-1]
     code, _, err = cli(capsys, server, "runs", "follow", "no-such-run")
     assert code == 1 and "[not_found]" in err
+
+
+@pytest.mark.slow
+def test_follow_prints_a_node_running_then_its_end_and_json_one_event_per_change(
+    server: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # v2's model takes about a second: long enough to be seen running.
+    args = ("run", "greet", "--version", "v2", "--input", "prompt=hi", "--wait")
+    code, out, err = cli(capsys, server, *args, "--interval", "0.05")
+    assert code == 0, err
+    lines = out.splitlines()
+    ended = [x for x in lines if x.startswith("  write: succeeded  $")]
+    assert "  write: running" in lines and len(ended) == 1, lines
+    assert lines.index("  write: running") < lines.index(ended[0])
+    code, out, err = cli(capsys, server, *args, "--interval", "0.05", "--json")
+    events = [json.loads(line) for line in out.splitlines()]
+    assert code == 0, err
+    steps = [(e["node"], e["state"]) for e in events if e["event"] == "step"]
+    assert ("write", "running") in steps and steps[-1] == ("write", "succeeded"), events
+    changes = [e["status"] for e in events if e["event"] == "run"]
+    assert changes[-1] == "succeeded" and events[-1]["event"] == "end"
+    assert events[-1]["run"]["cost_usd"] > 0
 
 
 @pytest.mark.slow
