@@ -1,23 +1,20 @@
 """Executing runs: ``POST /v1/run`` from plan to stored answer, async runs, resumes.
 
 ``Runs`` is the process's run machinery, opened by ``runtime``: the compiled workflows, the
-batch writer (every run's writes go through it, so concurrent runs share transactions), the
-shared step cache, the async runs in flight, and the sweep that fails runs orphaned by a
-process that stopped.
+batch writer (every run's writes, so concurrent runs share transactions), the shared step
+cache, the async runs in flight, the sweep that fails runs orphaned by a stopped process.
 
 * ``submit``: one call for ``POST /v1/run``: plan the version, claim the ``Idempotency-Key``
   (or replay its answer), run, record; a request that fails before its answer frees the key.
 * Sync: run, then store the run and its trace; the response is built only after the commit, so
   every run that got a response can be read back.
-* Async: check the input, store the run ``running`` and only then answer 202; the run goes on
-  in a task and its steps are stored as they complete, so it survives its process (resumable).
-  With Redis the run is queued for the workers instead (``queued``).
+* Async: check the input, store the run ``running``, then answer 202; the run goes on in a
+  task, its steps stored as they complete (resumable); with Redis it is queued (``queued``).
 * Resume: a failed run runs again under its run id with its completed steps preloaded.
 
-Metrics are counted one way everywhere: ``metrics.after_commit`` inside the unit of work that
-writes what they count, so they move only once it is committed. On shutdown, async runs get
-``shutdown_grace_s`` to finish; the rest are stopped and stored as interrupted (resumable), and
-the writer drains before the process exits.
+Metrics move in ``metrics.after_commit``, once the unit of work that writes what they count is
+committed. On shutdown, async runs get ``shutdown_grace_s`` to finish; the rest are stored as
+interrupted (resumable), and the writer drains before the process exits.
 """
 
 from __future__ import annotations
@@ -308,8 +305,7 @@ class Runs:
             raise Unavailable("the server is shutting down; retry the request") from exc
 
     async def _unit(self, work: Callable[[Session], T]) -> T:
-        # A unit of work of its own: idempotency claims must not wait behind, or fail with, a
-        # batch of run writes.
+        # Of its own: idempotency claims must not wait behind, or fail with, a batch of runs.
         return await self.units(work)
 
     def count_failed_ends(self, session: Session, ended: Iterable[service.EndedRun]) -> None:
@@ -344,9 +340,9 @@ class Runs:
         give_back_on_cancel: bool = True,
         **kw: Any,
     ) -> RunPublic:
-        """Run an accepted (or resumed) run to its end and store it; when it is stopped or the
-        engine breaks, store it failed (resumable) rather than leave it running."""
-        # Its step states, in the store while it runs, for every replica to read.
+        """Run an accepted (or resumed) run to its end and store it, its step states stored
+        while it runs (``progress``); when it is stopped or the engine breaks, store it failed
+        (resumable) rather than leave it running."""
         progress = Progress(self.writer.post, run_id, self.settings.progress_interval_s)
         try:
             result = await self.compiler.run(
