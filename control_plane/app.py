@@ -57,6 +57,7 @@ def create_app(
             state.db_engine = runtime.db
             state.session_factory = runtime.session_factory
             state.compiler = runtime.compiler
+            state.tracing = runtime.compiler.tracing  # the request spans' (telemetry.middleware)
             state.engine = runtime.compiler.engine
             state.runs = runtime.runs
             # Every admitted unit of work can hold its connection at once.
@@ -90,7 +91,8 @@ def create_app(
     # With an export, the caller's trace context is current for the request (runs join it).
     trace_context = trace_context_middleware() if tracing or export_requested() else None
     if trace_context is not None:
-        app.add_middleware(trace_context)
+        # The export opens with the runtime (in the lifespan): read it per request.
+        app.add_middleware(trace_context, tracing=lambda: getattr(app.state, "tracing", None))
     app.include_router(workflows_router)
     app.include_router(rollouts_router)
     app.include_router(runs_router)

@@ -196,6 +196,9 @@ class Settings(BaseSettings):
     # a retry takes over the claim of a request whose process died once this has passed.
     idempotency_lease_s: float = Field(default=10.0, ge=0.3, le=3600)
     shutdown_grace_s: float = Field(default=10.0, ge=0)  # async runs left to finish on stop
+    # How often a stored running run (async, queued, resumed) writes its step states, when
+    # one changed (runs.progress): the longest `GET /v1/runs/{id}` lags behind; 0: never.
+    progress_interval_s: float = Field(default=0.5, ge=0, le=3600)
     experiment_eval_s: float = Field(default=30.0, gt=0)  # how often experiments are judged
     # How often each process reads the registry's generation: the longest a change made by
     # another process (worker or replica) stays unseen by this one's cache of keys and routes.

@@ -5,7 +5,7 @@
 
 It starts the server and waits until it is ready. On a new store (no ``product-video`` yet) it
 applies ``examples/product-video/v3.2.yaml`` and ``v3.3.yaml`` through
-:class:`control_plane.client.Client` with the settings' admin key, points ``prod`` at v3.2 and
+:class:`control_plane.client.SyncClient` with the settings' admin key, points ``prod`` at v3.2 and
 rolls v3.3 out to 10 % of ``prod``. On a store that has ``product-video`` it changes nothing:
 what the user did since (a promotion, a rollout, a rollback, a new version) is kept across
 restarts. Either way it says which it did, prints how to call the server and how to put the
@@ -34,7 +34,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
 import engine
-from control_plane.client import ApiError, Client
+from control_plane.client import ApiError, SyncClient
 from control_plane.settings import DEV_ADMIN_KEY, Settings, get_settings, settings_problem
 from engine.providers import default_providers
 
@@ -45,7 +45,7 @@ WORKFLOW = "product-video"
 BASELINE, CANDIDATE, PERCENT = "v3.2", "v3.3", 10.0
 
 
-def routing(client: Client) -> str:
+def routing(client: SyncClient) -> str:
     """Where ``prod`` of the workflow sends traffic, in words."""
     try:
         status = client.rollout_status(WORKFLOW, label="prod")
@@ -53,21 +53,19 @@ def routing(client: Client) -> str:
         if exc.status == 404:
             return "no prod label"
         raise
-    shares = [
-        f"{c['version']} for {c['percent']:g} %" for c in status["candidates"] if c.get("active")
-    ]
+    shares = [f"{c.version} for {c.percent:g} %" for c in status.candidates if c.active]
     rollout = f", {' and '.join(shares)} of user ids, always the same ones" if shares else ""
-    return f"prod on {status['baseline']}{rollout}"
+    return f"prod on {status.baseline}{rollout}"
 
 
-def set_up(client: Client, examples: Path = EXAMPLES) -> list[str]:
+def set_up(client: SyncClient, examples: Path = EXAMPLES) -> list[str]:
     """On a new store, apply both versions, point ``prod`` at the baseline and roll the
     candidate out to 10 %; on a store that already has the workflow, change nothing.
 
     Returns one line per step saying what it did (the first says which case it was). Each
     write is committed before its response, so no step waits for the one before it to become
     visible."""
-    if any(workflow["name"] == WORKFLOW for workflow in client.workflows()):
+    if any(workflow.name == WORKFLOW for workflow in client.workflows()):
         return [
             f"{WORKFLOW} is already in this store, kept as you left it: {routing(client)}. The "
             "examples are applied to a new store only."
@@ -76,8 +74,8 @@ def set_up(client: Client, examples: Path = EXAMPLES) -> list[str]:
     for version in (BASELINE, CANDIDATE):
         source = (examples / f"{version}.yaml").read_text(encoding="utf-8")
         result = client.apply(source, version=version)
-        verb = "applied" if result["created"] else "unchanged"
-        lines.append(f"{result['workflow']} {result['version']} {verb}")
+        verb = "applied" if result.created else "unchanged"
+        lines.append(f"{result.workflow} {result.version} {verb}")
     client.promote(WORKFLOW, BASELINE, label="prod")
     lines.append(f"prod → {BASELINE}")
     client.rollout_set(WORKFLOW, CANDIDATE, PERCENT, label="prod")
@@ -180,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def prepare() -> None:
         try:
             _wait_ready(url, server)
-            with Client(url, settings.admin_key) as client:
+            with SyncClient(url, settings.admin_key) as client:
                 steps = set_up(client)
                 routes = routing(client)
         except (ApiError, httpx.HTTPError, OSError, RuntimeError) as exc:

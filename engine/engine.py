@@ -19,7 +19,7 @@ import hashlib
 import itertools
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
@@ -254,13 +254,17 @@ class Engine:
         resumed: bool = False,
         taken_over: bool = False,
         cache: StepCache | None = None,
+        watch: Callable[[Trace], object] | None = None,
     ) -> RunResult:
         """Run to completion. A failed node fails the result, it does not raise; bad inputs do.
 
         ``cache`` is this run's step cache, instead of the engine's: a server keeps each run's
         completed steps where that run can be resumed from. ``taken_over``: this attempt goes on
         from steps another process completed in the same attempt (it stopped mid-run); they
-        were billed there and never reported, so they count as this run's cost, once."""
+        were billed there and never reported, so they count as this run's cost, once.
+
+        ``watch`` is handed the run's live trace as the run starts: a host that shows progress
+        reads it (on the event loop) while the run goes on; the engine calls nothing per step."""
         wf = workflow if isinstance(workflow, Workflow) else self.define(workflow)
         bound = wf.bind_inputs(inputs or {})
         if run_id:
@@ -281,6 +285,8 @@ class Engine:
         )
         step_cache = cache if cache is not None else self.cache
         state = RunState(wf, self.runtime, step_cache, trace, bound, run_seed)
+        if watch is not None:
+            watch(trace)
         limit = wf.spec.deadline_s
         if deadline_s is not None:
             limit = deadline_s if limit is None else min(limit, deadline_s)

@@ -257,7 +257,7 @@ def test_async_runs_trace_and_resume_through_the_cli(
 def test_experiments_through_the_cli(
     server: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    from control_plane.client import Client
+    from control_plane.client import SyncClient
 
     for version in ("v1", "v2"):
         source = tmp_path / f"{version}.yaml"
@@ -278,10 +278,10 @@ def test_experiments_through_the_cli(
     code, out, _ = cli(capsys, server, "experiment", "start", str(spec))
     assert code == 0 and out.startswith("experiment ")
     experiment_id = out.split()[1]
-    with Client(server, ADMIN_KEY) as client:
+    with SyncClient(server, ADMIN_KEY) as client:
         for i in range(40):
             ran = client.run("cli-exp", {}, user_id=f"u{i}")
-            client.outcome(ran["run_id"], {"clicked": i % 3 == 0})
+            client.outcome(ran.run_id, {"clicked": i % 3 == 0})
     code, out, _ = cli(capsys, server, "experiment", "status", experiment_id)
     assert code == 0
     assert "clicked" in out and "decision: " in out and "baseline v1" in out

@@ -39,6 +39,7 @@ def server(
         "ROLLGRAPH_DATABASE_URL": f"sqlite:///{tmp / 'rollgraph.db'}",
         "ROLLGRAPH_ENV": "dev",
         "ROLLGRAPH_ADMIN_KEY": ADMIN_KEY,
+        "ROLLGRAPH_PROGRESS_INTERVAL_S": "0.05",  # a running step is seen while it runs
     }
     with serve(env) as url:
         for name, source, version in (
@@ -75,27 +76,54 @@ def test_run_wait_and_runs_follow_stream_progress_until_the_end(
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0].startswith("run ") and lines[0].split()[-1] in ("queued", "running")
-    assert "  write: succeeded" in lines
+    # Each node's transitions as they happen: `write` ran, then succeeded (with its cost).
+    assert any(x.startswith("  write: succeeded") for x in lines), lines
     run_id = lines[0].split()[1]
     assert f"run {run_id}  attempt 1  succeeded" in lines  # the change, then the summary
     assert any(x.startswith(f"run {run_id}  greet v1  succeeded  (") for x in lines), lines
     assert lines[-1].startswith("  text: ")  # the outputs
     code, out, _ = cli(capsys, server, "runs", "follow", run_id)
-    assert code == 0 and "write: succeeded" in out
+    assert code == 0 and "  write: succeeded" in out
     # A failed run: exit 1, and with --json one event per line, the last the run itself.
     code, out, _ = cli(capsys, server, "run", "cli-fail", "--wait", "--json")
     events = [json.loads(line) for line in out.splitlines()]
     assert code == 1
     assert [e["event"] for e in events][-1] == "end" and events[-1]["run"]["status"] == "failed"
-    assert events[-2]["steps"] == {"note": "succeeded", "api": "failed"}
+    assert events[0]["event"] == "run" and events[0]["attempt"] == 1
+    ended = {e["node"]: e["state"] for e in events if e["event"] == "step"}
+    assert ended == {"note": "succeeded", "api": "failed"}
+    assert all(e["attempt"] == 1 and "cost_usd" in e for e in events if e["event"] == "step")
     failed = events[-1]["run"]["run_id"]
     code, out, _ = cli(capsys, server, "resume", failed, "--wait")
     lines = out.splitlines()
     assert code == 1 and f"run {failed}  attempt 2  failed" in lines
-    # Steps are the new attempt's, once it ended (not the failed attempt's while it runs).
-    assert lines.index(f"run {failed}  attempt 2  failed") < lines.index("  api: failed")
+    # Steps are the new attempt's (never the failed attempt's while it runs).
+    api_failed = [i for i, x in enumerate(lines) if x.startswith("  api: failed")]
+    assert lines.index(f"run {failed}  attempt 2  failed") < api_failed[-1]
     code, _, err = cli(capsys, server, "runs", "follow", "no-such-run")
     assert code == 1 and "[not_found]" in err
+
+
+@pytest.mark.slow
+def test_follow_prints_a_node_running_then_its_end_and_json_one_event_per_change(
+    server: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # v2's model takes about a second: long enough to be seen running.
+    args = ("run", "greet", "--version", "v2", "--input", "prompt=hi", "--wait")
+    code, out, err = cli(capsys, server, *args, "--interval", "0.05")
+    assert code == 0, err
+    lines = out.splitlines()
+    ended = [x for x in lines if x.startswith("  write: succeeded  $")]
+    assert "  write: running" in lines and len(ended) == 1, lines
+    assert lines.index("  write: running") < lines.index(ended[0])
+    code, out, err = cli(capsys, server, *args, "--interval", "0.05", "--json")
+    events = [json.loads(line) for line in out.splitlines()]
+    assert code == 0, err
+    steps = [(e["node"], e["state"]) for e in events if e["event"] == "step"]
+    assert ("write", "running") in steps and steps[-1] == ("write", "succeeded"), events
+    changes = [e["status"] for e in events if e["event"] == "run"]
+    assert changes[-1] == "succeeded" and events[-1]["event"] == "end"
+    assert events[-1]["run"]["cost_usd"] > 0
 
 
 @pytest.mark.slow

@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 
-from control_plane.client import Client
+from control_plane.client import SyncClient
 from tests.processes import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent  # the venv `make run` would use
-During = Callable[[Client], None]
+During = Callable[[SyncClient], None]
 
 
 def _environment(admin_key: str, **extra: str) -> dict[str, str]:
@@ -69,10 +69,10 @@ def _serve_once(
     status: dict[str, Any] | None = None
     try:
         if serving.wait(timeout=60):
-            with Client(f"http://127.0.0.1:{port}", env["ROLLGRAPH_ADMIN_KEY"]) as client:
+            with SyncClient(f"http://127.0.0.1:{port}", env["ROLLGRAPH_ADMIN_KEY"]) as client:
                 if during is not None:
                     during(client)
-                status = client.rollout_status("product-video")
+                status = client.rollout_status("product-video").model_dump(mode="json")
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         try:
@@ -101,7 +101,7 @@ def _path_hint() -> str:
     return f"`source {shown}/activate` puts it there (or call {shown}/rollgraph)"
 
 
-def _change_prod(client: Client) -> None:
+def _change_prod(client: SyncClient) -> None:
     """What a user does after the set-up: promote the candidate, roll the old version out."""
     client.promote("product-video", "v3.3", label="prod")
     client.rollout_set("product-video", "v3.2", 20, label="prod")

@@ -140,7 +140,7 @@ def test_async_answers_202_at_once_and_the_run_is_read_later(
     )
     assert response.headers["location"] == f"/v1/runs/{accepted['run_id']}"
     running = client.get(response.headers["location"]).json()
-    assert running["status"] == "running" and running["trace"] == {}
+    assert running["status"] == "running"  # its steps so far: test_runs_progress
     assert (
         client.get("/v1/runs", params={"status": "running"}).json()[0]["run_id"]
         == (accepted["run_id"])

@@ -97,6 +97,12 @@ def ended(client: httpx.Client, run_id: str) -> dict[str, Any] | None:
     return run if run["status"] in ("succeeded", "failed") else None
 
 
+def video_running(client: httpx.Client, run_id: str) -> dict[str, Any] | None:
+    run: dict[str, Any] = client.get(f"/v1/runs/{run_id}").json()
+    states = {s["node"]: s["state"] for s in run["steps"]}
+    return run if states.get("video") == "running" and states.get("voice") == "succeeded" else None
+
+
 # -- a worker killed mid-run -------------------------------------------------------------------
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_run_of_a_killed_worker_finishes_on_the_other_without_redoing_its_steps(
@@ -127,6 +133,16 @@ def test_a_run_of_a_killed_worker_finishes_on_the_other_without_redoing_its_step
             timeout_s=30,
             what="the first steps of the run",
         )
+        # The server, another process, reads each node's state from the store as it runs there.
+        running = wait_for(
+            lambda: video_running(client, run_id), timeout_s=30, what="video running (progress)"
+        )
+        assert {s["node"]: s["state"] for s in running["steps"]} == {
+            "enhance": "succeeded",
+            "video": "running",
+            "voice": "succeeded",
+            "cut": "pending",
+        }, running["steps"]
         pending = r.xpending_range(f"{prefix}:runs", "workers", "-", "+", 10)
         assert [p["consumer"] for p in pending], pending
         holder = str(pending[0]["consumer"])  # a str: the client decodes responses

@@ -117,6 +117,16 @@ def run_span(spans: tuple[ReadableSpan, ...], run_id: str) -> ReadableSpan:
     return found
 
 
+def request_span(spans: tuple[ReadableSpan, ...], run: ReadableSpan) -> ReadableSpan:
+    """The SERVER span ``run`` is the child of, checked to be the caller's span's child."""
+    assert run.parent is not None
+    (found,) = [s for s in spans if s.context.span_id == run.parent.span_id]
+    assert found.kind is SpanKind.SERVER
+    assert found.parent is not None and found.parent.is_remote
+    assert f"{found.parent.span_id:016x}" == PARENT_SPAN_ID
+    return found
+
+
 def steps_of(spans: tuple[ReadableSpan, ...], parent: ReadableSpan) -> dict[str, ReadableSpan]:
     return {
         str(attrs_of(s)["rollgraph.node"]): s
@@ -140,8 +150,8 @@ def test_a_run_is_a_child_of_the_callers_span_with_its_steps_nested(tmp_path: Pa
         exposition = client.get("/metrics", headers={"Accept": "application/openmetrics-text"})
     spans = exporter.get_finished_spans()
     root = run_span(spans, answer["run_id"])
-    assert root.parent is not None and root.parent.is_remote
-    assert f"{root.parent.span_id:016x}" == PARENT_SPAN_ID
+    assert root.parent is not None and not root.parent.is_remote
+    assert request_span(spans, root).name == "POST /v1/run"  # the run is the request's child
     assert f"{root.context.trace_id:032x}" == TRACE_ID
     attrs = attrs_of(root)
     assert attrs["gen_ai.operation.name"] == "invoke_workflow"
@@ -238,7 +248,7 @@ def test_an_async_run_in_process_continues_the_callers_trace(tmp_path: Path) -> 
         assert state.runs is not None
     root = run_span(exporter.get_finished_spans(), run_id)
     assert f"{root.context.trace_id:032x}" == TRACE_ID
-    assert root.parent is not None and f"{root.parent.span_id:016x}" == PARENT_SPAN_ID
+    assert request_span(exporter.get_finished_spans(), root).name == "POST /v1/run"
 
 
 # -- export off -------------------------------------------------------------------------------

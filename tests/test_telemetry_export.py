@@ -122,6 +122,10 @@ class Receiver:
                     return span
         return None
 
+    def span(self, span_id: str) -> dict[str, Any] | None:
+        with self.lock:
+            return next((s for s in self.spans if s["span_id"] == span_id), None)
+
     def children(self, span: dict[str, Any]) -> list[dict[str, Any]]:
         with self.lock:
             return [s for s in self.spans if s["parent_span_id"] == span["span_id"]]
@@ -188,7 +192,12 @@ def test_a_served_run_is_exported_over_otlp_http_and_flushed_at_shutdown(
         root = wait_for(lambda: otlp.run_span(run_id), timeout_s=10, what="the run's span")
     assert root["name"] == "invoke_workflow exported"
     assert root["service"] == "rollgraph"
-    assert (root["trace_id"], root["parent_span_id"]) == (TRACE_ID, PARENT_SPAN_ID)
+    # The run is the child of its request's SERVER span, itself the caller's span's child.
+    request = otlp.span(root["parent_span_id"])
+    assert request is not None and request["name"] == "POST /v1/run"
+    assert (request["trace_id"], request["parent_span_id"]) == (TRACE_ID, PARENT_SPAN_ID)
+    assert request["attrs"]["http.response.status_code"] == 200
+    assert root["trace_id"] == TRACE_ID
     assert root["attrs"]["gen_ai.workflow.name"] == "exported"
     assert root["attrs"]["rollgraph.label"] == "prod"
     assert PROMPT in root["attrs"]["rollgraph.input"]  # ROLLGRAPH_OTEL_CAPTURE_CONTENT=true
@@ -227,8 +236,14 @@ def test_a_queued_run_continues_the_submitters_trace_on_the_worker(
             run_id = accepted.json()["run_id"]
             assert accepted.json()["status"] == "queued"
             root = wait_for(lambda: otlp.run_span(run_id), timeout_s=60, what="the run's span")
+            request = wait_for(
+                lambda: otlp.span(root["parent_span_id"]), timeout_s=10, what="the request's span"
+            )
     assert root["service"] == "rollgraph-worker"  # run by the worker, in the caller's trace
-    assert (root["trace_id"], root["parent_span_id"]) == (TRACE_ID, PARENT_SPAN_ID)
+    assert root["trace_id"] == TRACE_ID
+    # Its parent: the submitting request's SERVER span, on the server, the caller's child.
+    assert (request["service"], request["name"]) == ("rollgraph", "POST /v1/run")
+    assert (request["trace_id"], request["parent_span_id"]) == (TRACE_ID, PARENT_SPAN_ID)
     assert root["attrs"]["rollgraph.status"] == "succeeded"
     assert {s["attrs"]["rollgraph.node"] for s in otlp.children(root)} == {"write", "shout"}
     # Content is off without ROLLGRAPH_OTEL_CAPTURE_CONTENT.

@@ -1,8 +1,8 @@
 """``rollgraph run|resume|trace|outcome`` and ``rollgraph runs list|follow``: runs on a server.
 
-``run --wait`` and ``runs follow`` poll the run and print each change (its status, then its
-steps' states once the attempt's trace is stored) until it succeeded or failed; the exit code
-is the run's: 0 succeeded, 1 failed.
+``run --wait`` and ``runs follow`` poll the run and print each change (its status, then each
+node's transitions as the running attempt reports them) until it succeeded or failed; the exit
+code is the run's: 0 succeeded, 1 failed.
 """
 
 from __future__ import annotations
@@ -58,25 +58,41 @@ def _exit(r: models.RunPublic) -> int:
     return 1 if r.status == "failed" else 0
 
 
+def _step_text(step: models.StepState) -> str:
+    line = f"  {step.node}: {step.state}"
+    if step.attempts > 1:
+        line += f" (attempt {step.attempts})"
+    if step.cost_usd:
+        line += f"  ${step.cost_usd:.4f}"
+    if step.state == "failed" and step.error:
+        line += f"  {step.error}"
+    return line
+
+
 def _follow(client: SyncClient, args: argparse.Namespace, run_id: str) -> int:
-    """Print each change of the run until it ends; its exit code."""
-    steps_seen: set[tuple[str, str]] = set()
+    """Print each change of the run (its status, then each node's transitions) until it ends;
+    its exit code. ``--json``: one object per event (``run``, ``step``, then ``end``)."""
+    seen: dict[tuple[int | None, str], tuple[str, int]] = {}  # (attempt, node) → state
     last: models.RunDetail | None = None
     try:
         for run in client.follow(run_id, interval_s=args.interval):
-            # While an attempt runs, the trace is the one before (a resume's failed attempt).
-            trace = run.trace.get("steps", []) if run.status in models.TERMINAL else []
-            steps = {str(s.get("node")): str(s.get("status")) for s in trace}
-            if args.json:
-                event = {"event": "progress", "run_id": run.run_id, "status": run.status}
-                print(json.dumps(event | {"attempt": run.attempt, "steps": steps}), flush=True)
-            else:
-                if last is None or (last.status, last.attempt) != (run.status, run.attempt):
+            if last is None or (last.status, last.attempt) != (run.status, run.attempt):
+                if args.json:
+                    change = {"event": "run", "run_id": run.run_id, "status": run.status}
+                    print(json.dumps(change | {"attempt": run.attempt}), flush=True)
+                else:
                     print(f"run {run.run_id}  attempt {run.attempt}  {run.status}", flush=True)
-                for node, state in steps.items():
-                    if (node, state) not in steps_seen:
-                        steps_seen.add((node, state))
-                        print(f"  {node}: {state}", flush=True)
+            for step in run.steps:
+                key, state = (run.trace_attempt, step.node), (step.state, step.attempts)
+                if seen.get(key) == state:
+                    continue
+                seen[key] = state
+                if args.json:
+                    event: dict[str, object] = {"event": "step", "run_id": run.run_id}
+                    event["attempt"] = run.trace_attempt
+                    print(json.dumps(event | step.model_dump(mode="json")), flush=True)
+                else:
+                    print(_step_text(step), flush=True)
             last = run
     except KeyboardInterrupt:
         status = last.status if last is not None else "unknown"
@@ -86,7 +102,9 @@ def _follow(client: SyncClient, args: argparse.Namespace, run_id: str) -> int:
         )
         return 130
     assert last is not None
-    public = models.RunPublic.model_validate(last.model_dump(exclude={"trace"}))
+    public = models.RunPublic.model_validate(
+        last.model_dump(exclude={"trace", "trace_attempt", "steps"})
+    )
     if args.json:
         print(json.dumps({"event": "end", "run": public.model_dump(mode="json")}))
     else:

@@ -1,9 +1,9 @@
 """The Python client of the rollgraph API; the ``rollgraph`` command is built on it.
 
-``SyncClient`` and ``AsyncClient`` answer the API's response models (``models``); ``Client``
-is the first interface, answering plain JSON. All three send the requests of ``calls`` through
-``core``: retried only when that cannot do a thing twice, a run under an ``Idempotency-Key``
-(the caller's or the client's own), and a sync run waited for as long as the server may run it.
+``SyncClient`` and ``AsyncClient`` answer the API's response models (``models``). Both send
+the requests of ``calls`` through ``core``: retried only when that cannot do a thing twice, a
+run under an ``Idempotency-Key`` (the caller's or the client's own), and a sync run waited for
+as long as the server may run it.
 
 ```python
 from control_plane.client import SyncClient
@@ -18,7 +18,6 @@ with SyncClient("http://127.0.0.1:8000", api_key) as rg:
 from control_plane.client import models
 from control_plane.client.aio import AsyncClient
 from control_plane.client.core import ApiError, NoAnswer, Retry
-from control_plane.client.legacy import Client
 from control_plane.client.sync import SyncClient
 
-__all__ = ["ApiError", "AsyncClient", "Client", "NoAnswer", "Retry", "SyncClient", "models"]
+__all__ = ["ApiError", "AsyncClient", "NoAnswer", "Retry", "SyncClient", "models"]

@@ -115,8 +115,8 @@ def new_idempotency_key() -> str:
 
 def progress_key(run: RunDetail) -> tuple[object, ...]:
     """What ``follow`` reports a change of: the status, the attempt, each step's state."""
-    steps = tuple((s.get("node"), s.get("status")) for s in run.trace.get("steps", []))
-    return (run.status, run.attempt, steps)
+    steps = tuple((s.node, s.state, s.attempts) for s in run.steps)
+    return (run.status, run.attempt, run.trace_attempt, steps)
 
 
 def _env_seconds(name: str, default: float) -> float:

@@ -17,7 +17,7 @@ from control_plane.experiments.verdict import ExperimentView
 from control_plane.outcomes.routes import OutcomeResult
 from control_plane.rollouts.schemas import CandidatePublic, RolloutPublic
 from control_plane.runs.preview import AssignmentPreview
-from control_plane.runs.schemas import RunDetail, RunPublic
+from control_plane.runs.schemas import RunDetail, RunPublic, StepState
 from control_plane.workflows.schemas import (
     ApplyResult,
     DiffPublic,
@@ -45,6 +45,7 @@ __all__ = [
     "RolloutPublic",
     "RunDetail",
     "RunPublic",
+    "StepState",
     "VersionPublic",
     "WorkflowPublic",
 ]

@@ -91,7 +91,7 @@ class SyncClient:
 
     def follow(self, run_id: str, *, interval_s: float = 0.5) -> Iterator[m.RunDetail]:
         """The run each time its status, attempt or steps change, until it succeeded or
-        failed (the last one yielded). The API shows an attempt's steps once it is stored."""
+        failed (the last one yielded), with each node's state while it runs (``steps``)."""
         seen: tuple[object, ...] | None = None
         while True:
             run = self.get_run(run_id)

@@ -1,52 +1,19 @@
-"""Pure ASGI middleware: count HTTP requests by route *template*, method and status class.
-
-The template (``/v1/runs/{run_id}``) comes from the route Starlette matched
-(``scope["route"]``, set while routing); a request that never reached routing (refused by an
-outer middleware, such as a body over the size limit) is matched against the app's routes
-here. A path that matches no route is ``unmatched``: a scanner probing a thousand paths adds
-one label value, not a thousand. Methods outside the standard set are ``OTHER``.
+"""Pure ASGI middleware: count HTTP requests by route *template* (``kit.routes``), method and
+status class. Methods outside the standard set are ``OTHER``.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
-from typing import Any
 
-from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from control_plane.kit.routes import UNMATCHED, route_template
 from control_plane.metrics.instruments import Metrics
 
 __all__ = ["UNMATCHED", "HttpMetrics", "route_template"]
 
-UNMATCHED = "unmatched"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-
-
-def _routes(routes: Iterable[Any]) -> Iterator[Any]:
-    """Every endpoint route, in routing order. FastAPI may keep an included router as one
-    entry (``original_router``) whose routes already carry their full path."""
-    for route in routes:
-        inner = getattr(route, "original_router", None)
-        if inner is not None and not getattr(getattr(route, "include_context", None), "prefix", ""):
-            yield from _routes(inner.routes)
-        else:
-            yield route
-
-
-def route_template(scope: Scope) -> str:
-    """The matched route's path template, or ``unmatched``."""
-    route: Any = scope.get("route")
-    if route is None:
-        app: Any = scope.get("app")
-        for candidate in _routes(getattr(getattr(app, "router", None), "routes", ())):
-            match, _ = candidate.matches(scope)
-            if match is not Match.NONE:
-                route = candidate
-                break
-    path = getattr(route, "path", None)
-    return path if isinstance(path, str) and path else UNMATCHED
 
 
 class HttpMetrics:

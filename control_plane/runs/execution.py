@@ -1,23 +1,20 @@
 """Executing runs: ``POST /v1/run`` from plan to stored answer, async runs, resumes.
 
 ``Runs`` is the process's run machinery, opened by ``runtime``: the compiled workflows, the
-batch writer (every run's writes go through it, so concurrent runs share transactions), the
-shared step cache, the async runs in flight, and the sweep that fails runs orphaned by a
-process that stopped.
+batch writer (every run's writes, so concurrent runs share transactions), the shared step
+cache, the async runs in flight, the sweep that fails runs orphaned by a stopped process.
 
 * ``submit``: one call for ``POST /v1/run``: plan the version, claim the ``Idempotency-Key``
   (or replay its answer), run, record; a request that fails before its answer frees the key.
 * Sync: run, then store the run and its trace; the response is built only after the commit, so
   every run that got a response can be read back.
-* Async: check the input, store the run ``running`` and only then answer 202; the run goes on
-  in a task and its steps are stored as they complete, so it survives its process (resumable).
-  With Redis the run is queued for the workers instead (``queued``).
+* Async: check the input, store the run ``running``, then answer 202; the run goes on in a
+  task, its steps stored as they complete (resumable); with Redis it is queued (``queued``).
 * Resume: a failed run runs again under its run id with its completed steps preloaded.
 
-Metrics are counted one way everywhere: ``metrics.after_commit`` inside the unit of work that
-writes what they count, so they move only once it is committed. On shutdown, async runs get
-``shutdown_grace_s`` to finish; the rest are stopped and stored as interrupted (resumable), and
-the writer drains before the process exits.
+Metrics move in ``metrics.after_commit``, once the unit of work that writes what they count is
+committed. On shutdown, async runs get ``shutdown_grace_s`` to finish; the rest are stored as
+interrupted (resumable), and the writer drains before the process exits.
 """
 
 from __future__ import annotations
@@ -33,7 +30,7 @@ import anyio
 from sqlmodel import Session
 
 import engine
-from control_plane.errors import InvalidInput, Unavailable
+from control_plane.errors import Unavailable
 from control_plane.metrics import Metrics, after_commit
 from control_plane.queue import RunQueue
 from control_plane.registry.cache import RegistryCache
@@ -41,6 +38,7 @@ from control_plane.runs import idempotency, planning, retention, service
 from control_plane.runs.claimed import claimed_steps, forget_claimed
 from control_plane.runs.compiler import Compiler
 from control_plane.runs.planning import RunPlan
+from control_plane.runs.progress import Progress
 from control_plane.runs.queued import QueuedRuns
 from control_plane.runs.remote_steps import RemoteSteps
 from control_plane.runs.schemas import RunPublic, RunRequest, Submitted
@@ -110,9 +108,9 @@ class Runs:
                 await self.queued.requeue_stranded()
             except RedisUnavailable:  # the next sweep tries again
                 log.warning("could not queue stranded runs: Redis is unavailable")
-        days, batch = self.settings.run_retention_days, self.settings.run_retention_batch
-        if expire and (gone := await retention.sweep(self._factory, days=days, batch=batch)):
-            log.info("deleted %d run(s) older than %g days (retention)", gone, days)
+        if expire:
+            days, batch = self.settings.run_retention_days, self.settings.run_retention_batch
+            await retention.sweep(self._factory, days=days, batch=batch)
         return count
 
     async def _sweep_forever(self) -> None:
@@ -150,7 +148,7 @@ class Runs:
         if idempotency_key is None:
             return Submitted(await self._plan_and_run(request, registry, claim=None))
         claimed = await idempotency.acquire(
-            self._unit,
+            self.units,  # units of their own: claims never wait behind, or fail with, a batch
             principal=principal,
             key=idempotency_key,
             request=request,
@@ -170,7 +168,7 @@ class Runs:
             # Shielded, so that a cancelled request (client gone) still releases it.
             with anyio.CancelScope(shield=True):
                 try:
-                    await self._unit(partial(idempotency.release, claim=claim))
+                    await self.units(partial(idempotency.release, claim=claim))
                 except Exception:
                     log.exception("could not release idempotency claim %s", claim.id)
             raise
@@ -203,7 +201,7 @@ class Runs:
                 taken_over=carried,
             )
         except engine.InputBindingError as exc:
-            raise invalid_input(plan, exc) from exc
+            raise planning.invalid_input(plan, exc) from exc
 
         def record(session: Session) -> RunPublic:
             public = service.record_run(
@@ -226,7 +224,7 @@ class Runs:
         try:
             workflow.bind_inputs(inputs)  # a bad input is a 422 now, not a failed run later
         except engine.InputBindingError as exc:
-            raise invalid_input(plan, exc) from exc
+            raise planning.invalid_input(plan, exc) from exc
         run_id = claim.run_id if claim is not None else engine.new_run_id()
         if self.queued is not None:
             return await self.queued.enqueue(plan, inputs, run_id=run_id, claim=claim)
@@ -250,12 +248,19 @@ class Runs:
         deadline_s: float,
         status: Literal["running", "queued"] = "running",
         count: bool = True,
+        traceparent: str | None = None,
     ) -> RunPublic:
         """Unit of work: store an accepted async run; ``count``: its assignment is counted when
         this commits (its end is counted when it ends)."""
         deadline_at = service.deadline_after(deadline_s, margin_s=self.settings.run_store_margin_s)
         public = service.start_run(
-            session, plan=plan, run_id=run_id, inputs=inputs, deadline_at=deadline_at, status=status
+            session,
+            plan=plan,
+            run_id=run_id,
+            inputs=inputs,
+            deadline_at=deadline_at,
+            status=status,
+            traceparent=traceparent,
         )
         if claim is not None:
             idempotency.complete(session, claim=claim, response=public)
@@ -303,11 +308,6 @@ class Runs:
         except WriterClosed as exc:
             raise Unavailable("the server is shutting down; retry the request") from exc
 
-    async def _unit(self, work: Callable[[Session], T]) -> T:
-        # A unit of work of its own: idempotency claims must not wait behind, or fail with, a
-        # batch of run writes.
-        return await self.units(work)
-
     def count_failed_ends(self, session: Session, ended: Iterable[service.EndedRun]) -> None:
         """Count runs this unit of work ended without a result, once it commits."""
         for run in ended:
@@ -340,10 +340,14 @@ class Runs:
         give_back_on_cancel: bool = True,
         **kw: Any,
     ) -> RunPublic:
-        """Run an accepted (or resumed) run to its end and store it; when it is stopped or the
-        engine breaks, store it failed (resumable) rather than leave it running."""
+        """Run an accepted (or resumed) run to its end and store it, its step states stored
+        while it runs (``progress``); when it is stopped or the engine breaks, store it failed
+        (resumable) rather than leave it running."""
+        progress = Progress(self.writer.post, run_id, self.settings.progress_interval_s)
         try:
-            result = await self.compiler.run(workflow, inputs, cache=steps, run_id=run_id, **kw)
+            result = await self.compiler.run(
+                workflow, inputs, cache=steps, run_id=run_id, watch=progress.watch, **kw
+            )
         except asyncio.CancelledError:
             if give_back_on_cancel:
                 with anyio.CancelScope(shield=True):
@@ -355,6 +359,9 @@ class Runs:
             with anyio.CancelScope(shield=True):
                 await self.give_back(run_id, f"the run broke: {exc!r}", steps=steps)
             raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                await progress.aclose()
 
         def store(session: Session) -> RunPublic:
             finished = service.finish_run(
@@ -380,12 +387,6 @@ class Runs:
             await self.writer.submit(fail)
         except Exception:
             log.exception("could not store run %s as failed; the sweep will", run_id)
-
-
-def invalid_input(plan: RunPlan, exc: engine.InputBindingError) -> InvalidInput:
-    return InvalidInput(
-        f"the input does not fit {plan.workflow} {plan.version}: {exc}", problems=exc.problems
-    )
 
 
 async def _guarded(job: Coroutine[Any, Any, Any]) -> None:

@@ -36,12 +36,15 @@ def mark_enqueued(session: Session, *, run_ids: list[str], at: datetime | None =
         )
 
 
-def stranded(session: Session, *, grace_s: float, now: datetime | None = None) -> list[str]:
+def stranded(
+    session: Session, *, grace_s: float, now: datetime | None = None
+) -> list[tuple[str, str | None]]:
     """Runs stored ``queued`` more than ``grace_s`` ago whose message never reached the queue,
-    oldest first. The grace covers a submission still between its commit and its queueing."""
+    oldest first, with their submitter's ``traceparent``. The grace covers a submission still
+    between its commit and its queueing."""
     cutoff = (now or utcnow()) - timedelta(seconds=grace_s)
     query = (
-        select(RunRow.id)
+        select(RunRow.id, RunRow.traceparent)
         .where(
             col(RunRow.status) == "queued",
             col(RunRow.enqueued_at).is_(None),
@@ -50,7 +53,7 @@ def stranded(session: Session, *, grace_s: float, now: datetime | None = None) -
         .order_by(col(RunRow.created_at))
         .limit(STRANDED_BATCH)
     )
-    return list(session.exec(query).all())
+    return [(run_id, parent) for run_id, parent in session.exec(query).all()]
 
 
 def discard_unqueued(session: Session, *, run_id: str) -> bool:

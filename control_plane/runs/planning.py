@@ -19,7 +19,8 @@ from typing import Any
 
 from sqlmodel import Session
 
-from control_plane.errors import Conflict
+import engine
+from control_plane.errors import Conflict, InvalidInput
 from control_plane.registry.cache import RegistryCache
 from control_plane.rollouts.assignment import assign
 from control_plane.rollouts.routing import Route, VersionData, read_pin, read_route
@@ -28,6 +29,7 @@ from control_plane.runs.schemas import RunRequest
 __all__ = [
     "DEFAULT_LABEL",
     "RunPlan",
+    "invalid_input",
     "plan",
     "plan_route",
     "plan_run",
@@ -143,3 +145,10 @@ async def plan(cache: RegistryCache, *, request: RunRequest) -> RunPlan:
     )
     assert route is not None  # read_route raises rather than answer nothing
     return plan_route(request, route)
+
+
+def invalid_input(plan: RunPlan, exc: engine.InputBindingError) -> InvalidInput:
+    """The 422 of an input that does not bind to the planned version."""
+    return InvalidInput(
+        f"the input does not fit {plan.workflow} {plan.version}: {exc}", problems=exc.problems
+    )

@@ -63,6 +63,7 @@ class RunHost(Protocol):
         deadline_s: float,
         status: Literal["running", "queued"] = "running",
         count: bool = True,
+        traceparent: str | None = None,
     ) -> RunPublic: ...
 
     def count_failed_ends(self, session: Session, ended: Iterable[service.EndedRun]) -> None: ...
@@ -111,6 +112,8 @@ class QueuedRuns:
             # The breaker is open: refuse before storing anything.
             await redis.call("queue.check", lambda c: c.ping())
         await self.pressure.check()
+        tracing = runs.compiler.tracing  # the worker's spans continue this request's trace
+        parent = tracing.traceparent() if tracing is not None else None
         # Queued time counts: a run that no worker picks up is failed by the sweep at the end.
         accepted = await runs.write(
             partial(
@@ -122,11 +125,10 @@ class QueuedRuns:
                 deadline_s=2 * runs.settings.async_run_deadline_s,
                 status="queued",
                 count=False,
+                traceparent=parent,  # stored too: the sweep may have to queue it again
             )
         )
         try:
-            tracing = runs.compiler.tracing  # the worker's spans continue this request's trace
-            parent = tracing.traceparent() if tracing is not None else None
             await self._call(
                 "queue.enqueue", lambda: self.queue.enqueue(run_id, traceparent=parent)
             )
@@ -151,9 +153,12 @@ class QueuedRuns:
         (``outbox``); how many. Called by the sweep, in every process that has the queue."""
         runs = self._runs
         grace = runs.settings.queue_visibility_timeout_s
-        ids = await runs.write(partial(outbox.stranded, grace_s=grace))
-        for run_id in ids:
-            await self._call("queue.enqueue", partial(self.queue.enqueue, run_id))
+        found = await runs.write(partial(outbox.stranded, grace_s=grace))
+        for run_id, parent in found:
+            # With the submitter's trace context, as the submission would have queued it.
+            queue_it = partial(self.queue.enqueue, run_id, traceparent=parent)
+            await self._call("queue.enqueue", queue_it)
+        ids = [run_id for run_id, _ in found]
         if ids:
             await runs.write(partial(outbox.mark_enqueued, run_ids=ids))
             log.warning("queued %d run(s) stored but never queued (a server stopped)", len(ids))
@@ -205,7 +210,8 @@ class QueuedRuns:
         )
         attrs = {"reason": run.reason, "deliveries": delivery.deliveries}
         tracing = runs.compiler.tracing  # the run's spans continue the submitter's trace
-        with tracing.continued(delivery.traceparent) if tracing else contextlib.nullcontext():
+        parent = delivery.traceparent or ticket.traceparent  # a message from before 0013: none
+        with tracing.continued(parent) if tracing else contextlib.nullcontext():
             finished = await runs.finish(
                 run_id,
                 workflow,

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
+from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
 from control_plane.store.tables import RunRow, RunTraceRow
 
-__all__ = ["get_run", "get_trace", "list_runs", "runs_query"]
+__all__ = ["get_run", "get_trace", "list_runs", "runs_query", "upsert_trace"]
+
+_traces: Table = RunTraceRow.__table__  # type: ignore[attr-defined]
 
 
 def get_run(session: Session, run_id: str) -> RunRow | None:
@@ -28,6 +33,17 @@ def get_trace(session: Session, run_id: str, attempt: int | None = None) -> RunT
         .limit(1)
     )
     return session.exec(query).first()
+
+
+def upsert_trace(session: Session, *, run_id: str, attempt: int, trace: dict[str, Any]) -> None:
+    """Store ``trace`` as ``attempt``'s, replacing what is there (its progress so far)."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(_traces).values(run_id=run_id, attempt=attempt, trace=trace)
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["run_id", "attempt"], set_={"trace": statement.excluded.trace}
+        )
+    )
 
 
 def list_runs(

@@ -16,6 +16,7 @@ Queued and running runs are never deleted, however old: the orphan sweep ends th
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete
@@ -32,6 +33,8 @@ from control_plane.store.tables import (
 )
 
 __all__ = ["MAX_BATCHES_PER_SWEEP", "delete_batch", "sweep"]
+
+log = logging.getLogger(__name__)
 
 # A first sweep over a long-kept store deletes at most this many batches; the next sweeps go on
 # from there, so turning retention on never makes one sweep run for hours.
@@ -82,4 +85,6 @@ async def sweep(
         deleted += count
         if count < batch:
             break
+    if deleted:
+        log.info("deleted %d run(s) older than %g days (retention)", deleted, days)
     return deleted

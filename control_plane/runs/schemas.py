@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,7 +17,10 @@ __all__ = [
     "RunPublic",
     "RunRequest",
     "RunStatus",
+    "StepState",
+    "StepStateName",
     "Submitted",
+    "step_states",
 ]
 
 # `queued` is reserved for runs handed to a queue of workers; this server runs them at once.
@@ -79,11 +82,65 @@ class RunPublic(BaseModel):
     finished_at: UtcDatetime | None = Field(default=None, description="none while it runs")
 
 
+# A step's state as followers see it: the engine's, with a cache hit told apart from a step
+# that was executed (``cached``: completed by an earlier attempt or the shared cache, unbilled).
+StepStateName = Literal[
+    "pending", "running", "succeeded", "failed", "skipped", "cached", "cancelled", "fallback"
+]
+_ENGINE_STATES = frozenset(get_args(StepStateName))
+
+
+class StepState(BaseModel):
+    """One node of the attempt: where it is, how many attempts it took so far, what it cost."""
+
+    model_config = ConfigDict(frozen=True)
+    node: str
+    kind: str
+    state: StepStateName
+    attempts: int = Field(description="calls of the node so far (1 + retries); 0 before it ran")
+    cost_usd: float = Field(description="billed for this step in this attempt")
+    started_at: UtcDatetime | None = None
+    ended_at: UtcDatetime | None = None
+    error: str | None = None
+
+
 class RunDetail(RunPublic):
     trace: dict[str, Any] = Field(
         description="the engine's trace of the latest attempt (or of `?attempt=N`): a step per "
-        "node; empty while the first attempt runs"
+        "node; while an attempt runs, its progress so far (`status: running`, refreshed every "
+        "`ROLLGRAPH_PROGRESS_INTERVAL_S`); empty before its first snapshot"
     )
+    trace_attempt: int | None = Field(
+        default=None, description="the attempt `trace` and `steps` are of; none without a trace"
+    )
+    steps: list[StepState] = Field(
+        default_factory=list, description="each node's state in `trace`, in definition order"
+    )
+
+
+def step_states(trace: dict[str, Any], *, ended: bool) -> list[StepState]:
+    """The nodes' states in a stored trace; ``ended``: the run is over, so a step still running
+    or pending in it (a snapshot of an attempt its process never finished) was cancelled."""
+    states = []
+    for step in trace.get("steps", ()):
+        state = step.get("status")
+        if state == "succeeded" and step.get("cache_hit"):
+            state = "cached"
+        elif state not in _ENGINE_STATES or (ended and state in ("running", "pending")):
+            state = "cancelled"
+        states.append(
+            StepState(
+                node=str(step.get("node")),
+                kind=str(step.get("kind")),
+                state=state,
+                attempts=int(step.get("attempts") or 0),
+                cost_usd=float(step.get("cost_usd") or 0.0),
+                started_at=step.get("started_at"),
+                ended_at=step.get("ended_at"),
+                error=step.get("error"),
+            )
+        )
+    return states
 
 
 @dataclass(frozen=True, slots=True)

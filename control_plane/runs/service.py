@@ -27,7 +27,7 @@ from control_plane.kit.time import as_utc, utcnow
 from control_plane.runs import repository as repo
 from control_plane.runs.cost import bounded_cost, storable_trace
 from control_plane.runs.planning import RunPlan
-from control_plane.runs.schemas import RunDetail, RunMode, RunPublic, RunStatus
+from control_plane.runs.schemas import RunDetail, RunMode, RunPublic, RunStatus, step_states
 from control_plane.store.tables import RunRow, RunStepRow, RunTraceRow, VersionRow
 from control_plane.workflows import repository as workflows_repo
 
@@ -149,9 +149,10 @@ def start_run(
     inputs: Mapping[str, Any],
     deadline_at: datetime,
     status: Literal["running", "queued"] = "running",
+    traceparent: str | None = None,
 ) -> RunPublic:
     """Store an accepted async run as ``running`` (this process runs it) or ``queued`` (a
-    worker will), before it is answered."""
+    worker will), before it is answered; ``traceparent``: the request's trace context."""
     row = RunRow(
         id=run_id,
         workflow=plan.workflow,
@@ -164,6 +165,7 @@ def start_run(
         reason=plan.reason,
         input=dict(inputs),
         deadline_at=deadline_at,
+        traceparent=traceparent,
         **_experiment_of(plan),
     )
     session.add(row)
@@ -186,7 +188,8 @@ def finish_run(
     _apply_result(row, result, result.to_json())
     session.add(row)
     trace = storable_trace(result.trace.to_json())
-    session.add(RunTraceRow(run_id=run_id, attempt=row.attempt, trace=trace))
+    # Over the attempt's progress (``progress``), if any was stored while it ran.
+    repo.upsert_trace(session, run_id=run_id, attempt=row.attempt, trace=trace)
     if result.status == "failed":
         _save_steps(session, run_id, steps)
     else:
@@ -205,6 +208,7 @@ class Resumption:
     definition: str
     inputs: dict[str, Any]
     steps: dict[str, str]  # key → encoded step, completed by earlier attempts
+    traceparent: str | None = None  # the submitting request's trace context
 
 
 def claim_resume(session: Session, *, run_id: str, deadline_at: datetime) -> Resumption:
@@ -251,6 +255,7 @@ def _resumption(session: Session, row: RunRow, version: VersionRow) -> Resumptio
         definition=version.definition,
         inputs=dict(row.input),
         steps={s.key: s.value for s in steps},
+        traceparent=row.traceparent,
     )
 
 
@@ -346,11 +351,22 @@ def get_run(session: Session, *, run_id: str, attempt: int | None = None) -> Run
     row = repo.get_run(session, run_id)
     if row is None:
         raise NotFound(f"no run {run_id!r}")
-    # No attempt asked: the newest trace (while attempt N runs, that of attempt N - 1).
-    trace = repo.get_trace(session, run_id, attempt)
+    in_flight = row.status in ("queued", "running")
+    if attempt is None and in_flight:
+        # The running attempt's progress (none until its first snapshot), never the steps of
+        # the attempt before it: a follower would take a resume's old failure for news.
+        trace = repo.get_trace(session, run_id, row.attempt)
+    else:
+        trace = repo.get_trace(session, run_id, attempt)
     if trace is None and attempt is not None:
         raise NotFound(f"run {run_id} has no trace of attempt {attempt} (attempts: {row.attempt})")
-    return RunDetail(**public(row).model_dump(), trace=trace.trace if trace is not None else {})
+    stored = trace.trace if trace is not None else {}
+    return RunDetail(
+        **public(row).model_dump(),
+        trace=stored,
+        trace_attempt=trace.attempt if trace is not None else None,
+        steps=step_states(stored, ended=not in_flight),
+    )
 
 
 def list_runs(

@@ -89,8 +89,8 @@ class OtelTracing:
     def __init__(self, provider: TracerProvider, *, capture_content: bool = False) -> None:
         self.provider = provider
         self.capture_content = capture_content
-        tracer = provider.get_tracer("rollgraph", _version())
-        self.spans = RunSpans(tracer, capture_content=capture_content)
+        self.tracer = provider.get_tracer("rollgraph", _version())  # requests' spans use it too
+        self.spans = RunSpans(self.tracer, capture_content=capture_content)
 
     @property
     def observer(self) -> engine.RunObserver:

@@ -16,7 +16,7 @@ from typing import Any, Final, TextIO
 import httpx
 import yaml
 
-from control_plane.client import ApiError, Client
+from control_plane.client import ApiError, SyncClient
 from demos.experiments.report import (
     BatchTable,
     ending_lines,
@@ -34,13 +34,13 @@ MAX_USERS: Final = 8_000  # per scenario: 4,000 once fell short for the better c
 
 
 def run_scenario(
-    client: Client,
+    client: SyncClient,
     scenario: Scenario,
     number: int,
     *,
     seed: int = 7,
     workers: int = 8,
-    users_client: Callable[[], Client] | None = None,
+    users_client: Callable[[], SyncClient] | None = None,
     examples: Path = EXAMPLES,
     out: TextIO | None = None,
 ) -> Ending:
@@ -64,8 +64,7 @@ def run_scenario(
         say(f"   {line}")
     label_before = _label_version(client, workflow, label)
     say(users_line(scenario, baseline, candidate))
-    experiment = client.experiment_start(body)
-    eid = int(experiment["id"])
+    eid = client.experiment_start(body).id
     for line in experiment_lines(eid, body, baseline, candidate):
         say(line)
     say()
@@ -90,7 +89,8 @@ def run_scenario(
         if not ended:  # failed, interrupted or undecided: free the label for the next demo
             with contextlib.suppress(ApiError, httpx.HTTPError):
                 client.experiment_stop(eid)
-    results = client.experiment_results(eid)
+    # The report renders the API's JSON, as the CLI does (``render_results``).
+    results = client.experiment_results(eid).model_dump(mode="json")
     status = results["experiment"]["status"]
     label_after = _label_version(client, workflow, label)
     for line in ending_lines(
@@ -110,49 +110,45 @@ def _load_yaml(path: Path) -> dict[str, Any]:
     return body
 
 
-def _apply(client: Client, path: Path) -> str:
+def _apply(client: SyncClient, path: Path) -> str:
     """Apply a version file; the version's name (an identical version's, if there is one)."""
     try:
         source = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise DemoError(f"cannot read {path}: {exc}") from exc
-    version: str = client.apply(source)["version"]
-    return version
+    return client.apply(source).version
 
 
-def _label_version(client: Client, workflow: str, label: str) -> str | None:
-    return next((x["version"] for x in client.labels(workflow) if x["name"] == label), None)
+def _label_version(client: SyncClient, workflow: str, label: str) -> str | None:
+    return next((x.version for x in client.labels(workflow) if x.name == label), None)
 
 
-def _prepare(client: Client, workflow: str, label: str, baseline: str) -> list[str]:
+def _prepare(client: SyncClient, workflow: str, label: str, baseline: str) -> list[str]:
     """Put the label on the baseline with no experiment running on it (one that an interrupted
     demo left behind is stopped); what was done, in words."""
     done = []
     for status in ("running", "halted"):  # a halted one owns the label's traffic too
         for e in client.experiments(workflow=workflow, status=status):
-            if e["label"] == label:
-                client.experiment_stop(e["id"])
-                done.append(f"stopped experiment {e['id']}, left {status} on {workflow}:{label}")
+            if e.label == label:
+                client.experiment_stop(e.id)
+                done.append(f"stopped experiment {e.id}, left {status} on {workflow}:{label}")
     if _label_version(client, workflow, label) != baseline:
         client.promote(workflow, baseline, label=label)
         done.append(f"label {label} → {baseline}")
     return done
 
 
-def _evaluate(client: Client, experiment_id: int) -> dict[str, Any]:
+def _evaluate(client: SyncClient, experiment_id: int) -> dict[str, Any]:
     """Apply the experiment's rules now. On another server, its background evaluator may have
-    ended the experiment first: then the decision that ended it."""
+    ended the experiment first: then the decision that ended it. As the API's JSON, which the
+    report renders."""
     try:
-        # The client has no method for it; the demo is its only caller outside curl.
-        evaluation: dict[str, Any] = client._call(
-            "POST", f"/v1/experiments/{experiment_id}/evaluate"
-        )
-        return evaluation
+        return client.experiment_evaluate(experiment_id).model_dump(mode="json")
     except ApiError as exc:
         if exc.status != 409:  # 409: the experiment is no longer running
             raise
     decisions = client.experiment_decisions(experiment_id)
-    ended = next((d for d in decisions if d["applied"] in ("rollback", "promote")), None)
+    ended = next((d for d in decisions if d.applied in ("rollback", "promote")), None)
     if ended is None:
         raise DemoError(f"experiment {experiment_id} was ended outside the demo (stopped by hand?)")
-    return ended
+    return ended.model_dump(mode="json")

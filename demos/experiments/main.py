@@ -16,7 +16,7 @@ from typing import Final
 
 import httpx
 
-from control_plane.client import ApiError, Client
+from control_plane.client import ApiError, SyncClient
 from control_plane.settings import DEV_ADMIN_KEY
 from demos.experiments.drive import run_scenario
 from demos.experiments.scenarios import SCENARIOS, DemoError, Ending
@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "applies the experiment's rules\n",
                 flush=True,
             )
-            client = stack.enter_context(Client(url, key))
+            client = stack.enter_context(SyncClient(url, key))
             users = UserClients(url, key)
             stack.callback(users.close)
             for number, scenario in enumerate(SCENARIOS, 1):

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import httpx
 
-from control_plane.client import ApiError, Client
+from control_plane.client import ApiError, SyncClient
 from demos.experiments.scenarios import Scenario
 
 __all__ = ["BATCH", "PROMPTS", "UserClients", "visit", "visit_batch"]
@@ -40,13 +40,13 @@ class UserClients:
     def __init__(self, url: str, key: str) -> None:
         self._url, self._key = url, key
         self._local = threading.local()
-        self._all: list[Client] = []
+        self._all: list[SyncClient] = []
         self._lock = threading.Lock()
 
-    def get(self) -> Client:
-        client: Client | None = getattr(self._local, "client", None)
+    def get(self) -> SyncClient:
+        client: SyncClient | None = getattr(self._local, "client", None)
         if client is None:
-            client = self._local.client = Client(self._url, self._key)
+            client = self._local.client = SyncClient(self._url, self._key)
             with self._lock:
                 self._all.append(client)
         return client
@@ -60,7 +60,7 @@ class UserClients:
 
 def visit_batch(
     pool: ThreadPoolExecutor,
-    users_client: Callable[[], Client],
+    users_client: Callable[[], SyncClient],
     scenario: Scenario,
     body: dict[str, Any],
     number: int,
@@ -74,7 +74,9 @@ def visit_batch(
     list(pool.map(lambda u: visit(users_client(), scenario, body, u, seed), batch))
 
 
-def visit(client: Client, scenario: Scenario, body: dict[str, Any], user: str, seed: int) -> None:
+def visit(
+    client: SyncClient, scenario: Scenario, body: dict[str, Any], user: str, seed: int
+) -> None:
     """One user: a run through the label, then whether they converted. A "no" is reported too:
     the conversion rate's denominator is every user, not only those who converted."""
     # Seeded by the user, not by which thread gets there first: a user always sends the same
@@ -83,12 +85,12 @@ def visit(client: Client, scenario: Scenario, body: dict[str, Any], user: str, s
     run = client.run(
         body["workflow"], {"prompt": rng.choice(PROMPTS)}, user_id=user, label=body["label"]
     )
-    role = "candidate" if run["version"] == body["candidate"] else "baseline"
-    converted = run["status"] == "succeeded" and rng.random() < scenario.conversion[role]
-    _report(client, run["run_id"], converted)
+    role = "candidate" if run.version == body["candidate"] else "baseline"
+    converted = run.status == "succeeded" and rng.random() < scenario.conversion[role]
+    _report(client, run.run_id, converted)
 
 
-def _report(client: Client, run_id: str, converted: bool, attempts: int = 3) -> None:
+def _report(client: SyncClient, run_id: str, converted: bool, attempts: int = 3) -> None:
     """Post the outcome, again after a server error: the same value twice is a no-op, so a
     retry is safe (a run is not retried: it would be another run). A busy SQLite store can
     answer 500 ("database is locked") when many users report at once."""

@@ -85,6 +85,9 @@ class RunRow(SQLModel, table=True):
     enqueued_at: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
     )
+    # The submitting request's W3C trace context (with tracing on): whoever runs it later (a
+    # worker, after the outbox sweep queued it again) continues the caller's trace.
+    traceparent: str | None = Field(default=None, max_length=128)
 
 
 class RunTraceRow(SQLModel, table=True):
