@@ -49,7 +49,7 @@ $(CONSOLE_BUILD): $(NODE_DEPS) $(CONSOLE_SRC) console/openapi.json
 
 # `make run` and `make test` on a machine without Node: say so in one line and go on.
 NO_NODE := console: no Node/npm here, so the committed build is served at /console; to rebuild \
-	it, install Node 20 and npm (apt-get install nodejs npm) and run `make console`
+	it, install Node 20 and npm (apt-get install nodejs npm) and run: make console
 console-if-node:
 	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory console; \
 	else echo "$(NO_NODE)"; fi

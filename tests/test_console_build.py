@@ -6,12 +6,13 @@ packages: skipped without them, failing under ``CI=true``."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
 from control_plane.cli.openapi import openapi_text
 from control_plane.web import CONSOLE_DIST
-from tests.console import CONSOLE, need_node, sources_digest
+from tests.console import CONSOLE, ROOT, need_node, sources_digest
 
 FIX = "run `make console` and commit the result"
 
@@ -50,3 +51,43 @@ def test_the_console_unit_tests_pass() -> None:
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "passed" in result.stdout
+
+
+def test_make_console_rebuilds_when_a_source_changes() -> None:
+    # `-W FILE`: as if FILE had just changed; `-n`: say what would run, run nothing.
+    for source in ("console/src/App.tsx", "console/package-lock.json", "console/index.html"):
+        dry = subprocess.run(
+            ["make", "-n", "-W", source, "console"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert dry.returncode == 0, dry.stderr
+        assert "npm run gen && npm run build" in dry.stdout, (source, dry.stdout)
+
+
+def test_make_without_node_serves_on_and_says_how_to_get_the_console(tmp_path: Path) -> None:
+    # A PATH with what make's recipes need but no node or npm.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("find", "python3"):
+        found = shutil.which(tool)
+        assert found is not None
+        (bin_dir / tool).symlink_to(found)
+    make = shutil.which("make")
+    assert make is not None
+    result = subprocess.run(
+        [make, "-s", "console-if-node"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": str(bin_dir), "HOME": str(tmp_path)},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1, result.stdout
+    assert "no Node/npm" in lines[0] and "make console" in lines[0]

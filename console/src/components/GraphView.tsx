@@ -21,17 +21,28 @@ export interface DrawnNode {
   node: GraphNode;
   change?: Change;
   fields?: FieldChangeLike[];
+  /** Drawn as an outline saying "not in this version": keeps both sides of a diff on the same
+   *  positions and the same zoom. */
+  ghost?: boolean;
 }
 export interface DrawnEdge {
   edge: GraphEdge;
   change?: Exclude<Change, "changed">;
 }
 
-type StepData = { node: GraphNode; change?: Change; fields: FieldChangeLike[] };
+type StepData = { node: GraphNode; change?: Change; fields: FieldChangeLike[]; ghost: boolean };
 type StepNode = Node<StepData, "step">;
 
 function StepCard({ data }: NodeProps<StepNode>) {
-  const { node, change, fields } = data;
+  const { node, change, fields, ghost } = data;
+  if (ghost) {
+    return (
+      <div className="step ghost" data-node={node.id} data-ghost="true">
+        <strong>{node.id}</strong>
+        <div className="step-kind">not in this version</div>
+      </div>
+    );
+  }
   const inputs = Object.entries(node.inputs).filter(([name]) => name !== "model");
   const outputs = Object.entries(node.outputs);
   const mark = change && change !== "unchanged" ? CHANGE_TEXT[change] : null;
@@ -99,19 +110,22 @@ export function GraphView(props: {
 }) {
   const nodes = useMemo<StepNode[]>(
     () =>
-      props.nodes.map(({ node, change, fields }) => {
+      props.nodes.map(({ node, change, fields, ghost }) => {
         const at = props.positions.get(node.id) ?? { x: 0, y: 0, width: NODE_WIDTH, height: 80 };
         return {
           id: node.id,
           type: "step",
           position: { x: at.x, y: at.y },
-          data: { node, change, fields: fields ?? [] },
+          data: { node, change, fields: fields ?? [], ghost: ghost ?? false },
           draggable: false,
           connectable: false,
-          ariaLabel: `${node.id}, ${node.kind}${node.model ? `, ${node.model}` : ""}${
-            change && change !== "unchanged" ? `, ${change}` : ""
-          }`,
-          style: { width: NODE_WIDTH },
+          ariaLabel: ghost
+            ? `${node.id}, not in this version`
+            : `${node.id}, ${node.kind}${node.model ? `, ${node.model}` : ""}${
+                change && change !== "unchanged" ? `, ${change}` : ""
+              }`,
+          // A ghost keeps the height of the node it stands for, so both sides fit alike.
+          style: ghost ? { width: NODE_WIDTH, height: at.height } : { width: NODE_WIDTH },
         };
       }),
     [props.nodes, props.positions],

@@ -24,15 +24,14 @@ async function load(key: string, name: string, a: string, b: string) {
 
 function Side({ union, which, title }: { union: UnionGraph; which: "a" | "b"; title: string }) {
   const drawn = useMemo(() => side(union, which), [union, which]);
-  const nodes = useMemo(
-    () =>
-      drawn.nodes.map((n) => ({
-        node: (which === "a" ? n.a : n.b) ?? n.a ?? n.b!,
-        change: n.change,
-        fields: n.fields,
-      })),
-    [drawn, which],
-  );
+  const nodes = useMemo(() => {
+    const here = new Set(drawn.nodes.map((n) => n.id));
+    return union.nodes.map((n) =>
+      here.has(n.id)
+        ? { node: (which === "a" ? n.a : n.b) ?? n.a ?? n.b!, change: n.change, fields: n.fields }
+        : { node: (n.a ?? n.b)!, ghost: true },
+    );
+  }, [union, drawn, which]);
   const edges = useMemo(() => drawn.edges.map((e) => ({ edge: e.edge, change: e.change })), [drawn]);
   return (
     <section className={`diff-side side-${which}`} aria-label={title}>
