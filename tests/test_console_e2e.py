@@ -116,7 +116,14 @@ def test_a_viewer_signs_in_and_sees_no_mutating_control(page: Any, server: dict[
     page.get_by_label("API key").fill("rg_wrongkey_" + "x" * 40)
     page.get_by_role("button", name="Sign in").click()
     page.get_by_role("alert").filter(has_text="unknown or revoked").wait_for()
-    sign_in(page, url, server["viewer"])
+    # Keyboard only: the key field is the first stop, Enter submits.
+    page.goto(url + "/console/workflows")
+    page.get_by_label("API key").wait_for()
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "api-key"
+    page.keyboard.type(server["viewer"])
+    page.keyboard.press("Enter")
+    page.get_by_test_id("who").wait_for()
     assert "watcher" in page.get_by_test_id("who").inner_text()
     row = page.locator("tr[data-workflow='product-video']")
     row.wait_for()
@@ -136,12 +143,20 @@ def test_a_viewer_signs_in_and_sees_no_mutating_control(page: Any, server: dict[
 def test_an_admin_promotes_and_rolls_back_in_one_click_each(
     page: Any, server: dict[str, str]
 ) -> None:
+    from playwright.sync_api import expect
+
     url = server["url"]
     sign_in(page, url, ADMIN_KEY, "/console/workflows/product-video")
     row = page.locator("tr[data-label='prod']")
     row.wait_for()
     assert row.locator(".label-version").inner_text() == "v3.2"
     row.get_by_label("Promote prod to").select_option("v3.3")
+    # Escape cancels, focus starts on Cancel: nothing moves by accident.
+    row.get_by_role("button", name="Promote…").click()
+    assert page.evaluate("document.activeElement.textContent") == "Cancel"
+    page.keyboard.press("Escape")
+    assert page.get_by_role("dialog").count() == 0
+    assert prod_version(url) == "v3.2"
     row.get_by_role("button", name="Promote…").click()
     dialog = page.get_by_role("dialog")
     assert "moves from v3.2 to v3.3" in dialog.inner_text()
@@ -150,9 +165,7 @@ def test_an_admin_promotes_and_rolls_back_in_one_click_each(
     audit = row.locator(".audit-entry")
     audit.filter(has_text="label.promote").wait_for()
     assert "product-video:prod" in audit.inner_text()
-    page.wait_for_function(
-        "document.querySelector(\"tr[data-label='prod'] .label-version\").innerText === 'v3.3'"
-    )
+    expect(row.locator(".label-version")).to_have_text("v3.3")
     assert prod_version(url) == "v3.3"
     shot(page, "promoted")
 
@@ -161,9 +174,7 @@ def test_an_admin_promotes_and_rolls_back_in_one_click_each(
     assert "moves from v3.3 to v3.2" in dialog.inner_text()
     dialog.get_by_role("button", name="Roll back", exact=True).click()
     audit.filter(has_text="label.rollback").wait_for()
-    page.wait_for_function(
-        "document.querySelector(\"tr[data-label='prod'] .label-version\").innerText === 'v3.2'"
-    )
+    expect(row.locator(".label-version")).to_have_text("v3.2")
     assert prod_version(url) == "v3.2"
     shot(page, "rolled-back")
 
