@@ -22,20 +22,24 @@ async function load(key: string, name: string, version: string) {
 /** The graph with its layout timed: from the start of the layout to the browser's paint. */
 export function TimedGraph({ graph, label }: { graph: GraphData; label: string }) {
   const [drawnMs, setDrawnMs] = useState<number | null>(null);
-  const { positions, started } = useMemo(() => {
+  const { positions, started, layoutMs } = useMemo(() => {
     const started = performance.now();
     const positions = layoutGraph(
       graph.nodes.map((n) => ({ id: n.id, ports: portCount(n) })),
       graph.edges,
     );
-    return { positions, started };
+    return { positions, started, layoutMs: performance.now() - started };
   }, [graph]);
   const onDrawn = useCallback((at: number) => setDrawnMs(at - started), [started]);
   const nodes = useMemo(() => graph.nodes.map((node) => ({ node })), [graph]);
   const edges = useMemo(() => graph.edges.map((edge) => ({ edge })), [graph]);
   if (graph.nodes.length === 0) return <Empty>This version has no nodes.</Empty>;
   return (
-    <div data-drawn-ms={drawnMs ?? undefined} className="timed-graph">
+    <div
+      data-drawn-ms={drawnMs ?? undefined}
+      data-layout-ms={layoutMs.toFixed(1)}
+      className="timed-graph"
+    >
       <GraphView nodes={nodes} edges={edges} positions={positions} label={label} onDrawn={onDrawn} />
     </div>
   );
