@@ -63,6 +63,8 @@ def server(
             assert api.post("/v1/workflows", json={"source": source}).status_code == 201
         moved = api.put("/v1/workflows/product-video/labels/prod", json={"version": "v3.2"})
         assert moved.status_code == 200, moved.text
+        rollout = {"version": "v3.3", "percent": 10}
+        assert api.put("/v1/workflows/product-video/rollouts/prod", json=rollout).is_success
         viewer = api.post("/v1/keys", json={"name": "watcher", "role": "viewer"}).json()["key"]
         yield {"url": url, "viewer": viewer}
 
@@ -127,7 +129,7 @@ def test_a_viewer_signs_in_and_sees_no_mutating_control(page: Any, server: dict[
     assert "watcher" in page.get_by_test_id("who").inner_text()
     row = page.locator("tr[data-workflow='product-video']")
     row.wait_for()
-    assert "prod → v3.2" in row.inner_text()
+    assert "prod → v3.2 (rollout: v3.2 90 % · v3.3 10 %)" in row.inner_text()
     shot(page, "workflows")
     # The key is in this tab's session storage, never a cookie.
     assert page.context.cookies() == []
@@ -226,6 +228,9 @@ def test_a_version_shows_graph_digest_labels_and_yaml(page: Any, server: dict[st
     assert "sim/video-fast" in graph.locator(".step[data-node='video']").inner_text()
     assert graph.locator(".react-flow__edge-text").filter(has_text="video").count() >= 1
     assert "name: product-video" in page.get_by_label("YAML definition").inner_text()
+    # The fixture's promotion of prod to v3.2 is in the label history, by its actor.
+    history = page.get_by_test_id("label-history").inner_text()
+    assert "prod" in history and "→ v3.2" in history and "bootstrap-admin" in history
     shot(page, "version")
 
 

@@ -1,6 +1,6 @@
 // One version: its graph laid out left to right, digest, labels pointing at it, and its YAML.
 import { useCallback, useMemo, useState } from "react";
-import { call } from "../api/client";
+import { call, type Schemas } from "../api/client";
 import { GraphView } from "../components/GraphView";
 import { Empty, Show } from "../components/States";
 import { layoutGraph } from "../graph/layout";
@@ -16,7 +16,50 @@ async function load(key: string, name: string, version: string) {
     call(key, "get", "/v1/workflows/{name}/versions/{version}/graph", { params }),
     call(key, "get", "/v1/workflows/{name}/labels", { params: { name } }),
   ]);
-  return { detail, graph, labels: labels.filter((l) => l.version === version) };
+  // Every move of a label to or from this version, newest first.
+  const histories = await Promise.all(
+    labels.map((l) =>
+      call(key, "get", "/v1/workflows/{name}/labels/{label}/history", {
+        params: { name, label: l.name },
+        query: { limit: 100 },
+      }),
+    ),
+  );
+  const history = histories
+    .flat()
+    .filter((e) => e.to_version === version || e.from_version === version)
+    .sort((x, y) => y.at.localeCompare(x.at));
+  return { detail, graph, labels: labels.filter((l) => l.version === version), history };
+}
+
+function History({ events }: { events: Schemas["LabelEventPublic"][] }) {
+  if (events.length === 0) return <Empty>No label has pointed at this version yet.</Empty>;
+  return (
+    <table className="list" data-testid="label-history">
+      <thead>
+        <tr>
+          <th scope="col">When</th>
+          <th scope="col">Label</th>
+          <th scope="col">Move</th>
+          <th scope="col">How</th>
+          <th scope="col">By</th>
+        </tr>
+      </thead>
+      <tbody>
+        {events.map((e, i) => (
+          <tr key={i}>
+            <td>{new Date(e.at).toLocaleString()}</td>
+            <th scope="row">{e.label}</th>
+            <td>
+              {e.from_version ?? "(none)"} → {e.to_version}
+            </td>
+            <td>{e.reason}</td>
+            <td>{e.actor}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
 }
 
 /** The graph with its layout timed: from the start of the layout to the browser's paint. */
@@ -65,7 +108,7 @@ export function Version(props: { session: Session; name: string; version: string
         loaded={loaded}
         what={`${name} ${version}`}
         retry={reload}
-        ready={({ detail, graph, labels }) => (
+        ready={({ detail, graph, labels, history }) => (
           <>
             <dl className="facts">
               <dt>Digest</dt>
@@ -86,6 +129,10 @@ export function Version(props: { session: Session; name: string; version: string
             <section aria-labelledby="graph-h">
               <h2 id="graph-h">Graph</h2>
               <TimedGraph graph={graph} label={`Graph of ${name} ${version}`} />
+            </section>
+            <section aria-labelledby="history-h">
+              <h2 id="history-h">Label history</h2>
+              <History events={history} />
             </section>
             <section aria-labelledby="yaml-h">
               <h2 id="yaml-h">Definition</h2>

@@ -1,20 +1,10 @@
 // Every workflow with each label's version and the rollout shares behind it.
-import { call, type Schemas } from "../api/client";
+import { call } from "../api/client";
 import { Empty, Show } from "../components/States";
+import { shares } from "../lib/shares";
 import { Link } from "../router";
 import type { Session } from "../session";
 import { useApi } from "../useApi";
-
-type Rollout = Schemas["RolloutPublic"];
-
-/** "v3.2 90 % · v3.3 10 %": the baseline gets what the active candidates leave. */
-export function shares(rollout: Rollout): string {
-  const active = (rollout.candidates ?? []).filter((c) => c.active);
-  const rest = 100 - active.reduce((sum, c) => sum + c.percent, 0);
-  const parts = [`${rollout.baseline} ${+rest.toFixed(3)} %`];
-  for (const c of active) parts.push(`${c.version} ${+c.percent.toFixed(3)} %`);
-  return parts.join(" · ");
-}
 
 async function loadAll(key: string) {
   const workflows = await call(key, "get", "/v1/workflows");
