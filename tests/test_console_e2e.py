@@ -263,3 +263,27 @@ def test_a_200_node_graph_is_laid_out_and_drawn(page: Any, server: dict[str, str
     }
     (ARTIFACTS / "graph-200.json").write_text(json.dumps(figure) + "\n")
     print(json.dumps(figure))
+
+
+@pytest.mark.parametrize(("path", "ready"), [("/docs", ".swagger-ui .info"), ("/redoc", "h1")])
+def test_the_api_docs_render_without_the_internet(
+    page: Any, server: dict[str, str], path: str, ready: str
+) -> None:
+    url = server["url"]
+    outside: list[tuple[str, str]] = []
+    answered: list[str] = []
+
+    def offline(route: Any) -> None:  # this machine without the internet
+        outside.append((route.request.resource_type, route.request.url))
+        route.abort()
+
+    page.route(re.compile(r"^https?://(?!127\.0\.0\.1)"), offline)
+    page.on("response", lambda response: answered.append(response.url))
+    page.goto(url + path)
+    page.locator(ready).first.wait_for()
+    assert "rollgraph" in page.locator(ready).first.inner_text()
+    # Everything the page needs came from the server; nothing reached another host (ReDoc's
+    # own logo, an image, is refused by the page's policy before it is fetched).
+    assert all(u.startswith((url, "data:", "blob:")) for u in answered), answered
+    assert all(kind == "image" for kind, _ in outside), outside
+    shot(page, path.strip("/"))

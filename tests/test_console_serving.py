@@ -75,6 +75,9 @@ def test_api_docs_load_only_local_assets(client: TestClient, path: str, script: 
     # Offline: no absolute URL anywhere in the page, and every asset it names is served here.
     assert not re.search(r"https?://", page.text), page.text
     assert any(script in u for u in urls)
+    # Images too stay on this origin (ReDoc's bundle would fetch its logo from a CDN).
+    if path == "/redoc":
+        assert "img-src 'self' data:" in page.headers["content-security-policy"]
     for url in urls:
         if url.startswith("/console/"):
             asset = client.get(url)

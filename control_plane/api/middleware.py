@@ -91,6 +91,9 @@ class BodySizeLimit:
 DOCS_PATHS: Final = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
 _API_CSP: Final = b"default-src 'none'; frame-ancestors 'none'"
 _DOCS_CSP: Final = b"frame-ancestors 'none'"
+# ReDoc's bundle shows its vendor's logo from a CDN: images stay on this origin, so an offline
+# or CDN-blocking network sees no request leave.
+_REDOC_CSP: Final = b"img-src 'self' data:; frame-ancestors 'none'"
 # The console: its own scripts only, no inline script; React Flow positions nodes with inline
 # styles; it talks to this origin's API only.
 CONSOLE_PREFIX: Final = "/console"
@@ -123,7 +126,9 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         path = scope["path"]
-        if path in self.docs_paths:
+        if path == "/redoc":
+            csp = _REDOC_CSP
+        elif path in self.docs_paths:
             csp = _DOCS_CSP
         elif path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/"):
             csp = _CONSOLE_CSP
