@@ -12,7 +12,7 @@ import {
   ReactFlow,
 } from "@xyflow/react";
 import "@xyflow/react/dist/style.css";
-import { useEffect, useMemo } from "react";
+import { memo, useEffect, useMemo } from "react";
 import { CHANGE_TEXT, type Change, type FieldChangeLike } from "../graph/diffGraph";
 import { NODE_WIDTH, type Position } from "../graph/layout";
 import { edgeKey, type GraphEdge, type GraphNode } from "../graph/model";
@@ -98,7 +98,8 @@ function StepCard({ data }: NodeProps<StepNode>) {
   );
 }
 
-const nodeTypes = { step: StepCard };
+// Memoised, as React Flow advises: a pan or zoom re-renders no card whose data is unchanged.
+const nodeTypes = { step: memo(StepCard) };
 
 export function GraphView(props: {
   nodes: DrawnNode[];
