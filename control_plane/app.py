@@ -30,6 +30,7 @@ from control_plane.runtime import open_runtime
 from control_plane.settings import Settings, get_settings
 from control_plane.store.db import size_threads
 from control_plane.telemetry import Tracing, export_requested, trace_context_middleware
+from control_plane.web import console_router, docs_router
 from control_plane.workflows.routes import router as workflows_router
 
 __all__ = ["create_app"]
@@ -74,6 +75,9 @@ def create_app(
         version="0.1.0",
         summary="Experimentation and rollout control plane for AI pipelines.",
         lifespan=lifespan,
+        # Served by control_plane.web from local assets instead of FastAPI's CDN pages.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     # One per app (one per process in production): counters start at zero with the app.
@@ -103,6 +107,9 @@ def create_app(
     app.include_router(keys_router)
     app.include_router(audit_router)
     app.include_router(metrics_router)  # no key, like the health probes: scrapers have none
+    # Pages and static files, no key: the console signs in with a key it sends to the API.
+    app.include_router(docs_router)
+    app.include_router(console_router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

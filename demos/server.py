@@ -116,6 +116,7 @@ def usage(url: str, admin_key: str, *, show_key: bool, routes: str) -> str:
     return "\n".join(
         [
             f"rollgraph demo serving at {url} (docs: {url}/docs); Ctrl-C stops it.",
+            f"The console: {url}/console (sign in with the admin key below).",
             "",
             f"Run the workflow ({routes}):",
             f"  curl -s {url}/v1/run -H {quoted_key} \\",

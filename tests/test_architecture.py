@@ -39,6 +39,8 @@ LEVELS: tuple[tuple[str, ...], ...] = (
     # The Python client is an entry point too: it reads the domains' response schemas.
     ("client", "app", "worker"),
     ("runtime",),
+    # The console and API docs pages: static files, imported by the app only.
+    ("web",),
     ("outcomes",),
     ("runs",),
     ("experiments",),

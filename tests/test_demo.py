@@ -146,6 +146,7 @@ def test_make_run_serves_on_port(tmp_path: Path) -> None:
     status, out, code = _serve_once(command, env, port, tmp_path / "make.log")
     assert f"-m demos.server --port {port}" in out  # make's echo of the command
     assert f"rollgraph demo serving at http://127.0.0.1:{port} " in out
+    assert f"The console: http://127.0.0.1:{port}/console " in out
     assert status["baseline"] == "v3.2"
     assert _path_hint() in out
     assert "rollgraph demo: stopped" in out

@@ -62,6 +62,10 @@ def test_pip_install_gives_the_rollgraph_command(tmp_path: Path) -> None:
     assert Path(where.stdout.strip()).is_relative_to(target)  # the installed copy, not the tree
     migrations = list((target / "control_plane" / "store" / "alembic").rglob("*.py"))
     assert len(migrations) > 5, migrations  # package data the server applies on start
+    # The built console and the docs' assets: served without Node.
+    dist = target / "control_plane" / "console_dist"
+    assert (dist / "index.html").is_file() and list((dist / "assets").glob("*.js"))
+    assert (dist / "vendor" / "swagger-ui" / "swagger-ui-bundle.js").is_file()
     helped = subprocess.run(
         [str(command), "--help"], capture_output=True, text=True, cwd=tmp_path, env=env
     )

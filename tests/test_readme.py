@@ -66,6 +66,7 @@ MAKE_TARGETS: dict[str, str] = {
     "bench-analysis": BENCH.format("analysis", "analysis"),
     "bench-scale": BENCH.format("scale", "scale"),
     "soak": "tests/test_soak.py::test_a_minute_of_mixed_traffic_has_no_5xx_and_loses_nothing",
+    "console": "tests/test_console_build.py::test_make_console_rebuilds_when_a_source_changes",
 }
 # `python -m MODULE` in the prose -> the test that runs it.
 MODULES: dict[str, str] = {

@@ -1,5 +1,6 @@
-"""HTTP routes of API keys, all admin only: create (the key is in the answer, once), list,
-revoke. Handlers only translate HTTP to service calls, each one unit of work (``UnitDep``)."""
+"""HTTP routes of API keys: create (the key is in the answer, once), list and revoke are admin
+only; ``GET /v1/keys/me`` tells any valid key its own name and role (what a console shows).
+Handlers only translate HTTP to service calls, each one unit of work (``UnitDep``)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from functools import partial
 from fastapi import APIRouter, Response, status
 
 from control_plane.access import service
-from control_plane.access.deps import AdminDep, auth_responses
-from control_plane.access.schemas import KeyCreate, KeyCreated, KeyPublic
+from control_plane.access.deps import AdminDep, ViewerDep, auth_responses
+from control_plane.access.schemas import KeyCreate, KeyCreated, KeyIdentity, KeyPublic
 from control_plane.api.deps import UnitDep
 from control_plane.api.errors import error_responses
 from control_plane.api.params import KeyName
@@ -40,6 +41,13 @@ async def create_key(
 async def list_keys(unit: UnitDep, principal: AdminDep) -> list[KeyPublic]:
     """Every key's metadata, revoked ones included; never a key or its hash."""
     return await unit(service.list_keys)
+
+
+@router.get("/me", response_model=KeyIdentity, responses=auth_responses("viewer"))
+async def whoami(principal: ViewerDep) -> KeyIdentity:
+    """The calling key's name and role: what it may do (viewer reads; runner also runs;
+    admin also changes). Answered from the key check itself, no store round trip."""
+    return KeyIdentity(name=principal.name, role=principal.role)
 
 
 @router.delete(

@@ -21,6 +21,7 @@ __all__ = [
     "ROLE_RANK",
     "KeyCreate",
     "KeyCreated",
+    "KeyIdentity",
     "KeyPublic",
     "Principal",
     "Role",
@@ -48,6 +49,14 @@ class KeyCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     name: str = Field(pattern=KEY_NAME_PATTERN, max_length=64)
+    role: Role
+
+
+class KeyIdentity(BaseModel):
+    """Who a key is: its name (the actor in audit rows) and role."""
+
+    model_config = ConfigDict(frozen=True)
+    name: str
     role: Role
 
 

@@ -13,7 +13,7 @@ from typing import Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["DOCS_PATHS", "BodySizeLimit", "SecurityHeaders"]
+__all__ = ["CONSOLE_PREFIX", "DOCS_PATHS", "BodySizeLimit", "SecurityHeaders"]
 
 
 class _TooLarge(Exception):
@@ -84,13 +84,24 @@ class BodySizeLimit:
         await send({"type": "http.response.body", "body": body})
 
 
-# The interactive docs are HTML pages that run inline scripts and load Swagger UI / ReDoc from a
-# CDN: the API's `default-src 'none'` would blank them, and a policy listing today's CDN URLs
-# would break silently when FastAPI changes them. They get only `frame-ancestors 'none'`
-# (no clickjacking); they hold no data, the key typed into them is sent to the API's paths.
+# The interactive docs are HTML pages that run inline scripts (FastAPI's) and load Swagger UI /
+# ReDoc (from /console/vendor, see control_plane.web.docs): the API's `default-src 'none'` would
+# blank them. They get only `frame-ancestors 'none'` (no clickjacking); they hold no data, the
+# key typed into them is sent to the API's paths.
 DOCS_PATHS: Final = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
 _API_CSP: Final = b"default-src 'none'; frame-ancestors 'none'"
 _DOCS_CSP: Final = b"frame-ancestors 'none'"
+# ReDoc's bundle shows its vendor's logo from a CDN: images stay on this origin, so an offline
+# or CDN-blocking network sees no request leave.
+_REDOC_CSP: Final = b"img-src 'self' data:; frame-ancestors 'none'"
+# The console: its own scripts only, no inline script; React Flow positions nodes with inline
+# styles; it talks to this origin's API only.
+CONSOLE_PREFIX: Final = "/console"
+_CONSOLE_CSP: Final = (
+    b"default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    b"img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    b"form-action 'none'; frame-ancestors 'none'"
+)
 _ALWAYS: Final = (
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
@@ -114,7 +125,15 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        csp = _DOCS_CSP if scope["path"] in self.docs_paths else _API_CSP
+        path = scope["path"]
+        if path == "/redoc":
+            csp = _REDOC_CSP
+        elif path in self.docs_paths:
+            csp = _DOCS_CSP
+        elif path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/"):
+            csp = _CONSOLE_CSP
+        else:
+            csp = _API_CSP
         extra = [*_ALWAYS, (b"content-security-policy", csp)]
         if any(name in _CREDENTIALS for name, _ in scope.get("headers", [])):
             extra.append((b"cache-control", b"no-store"))

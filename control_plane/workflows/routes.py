@@ -21,6 +21,7 @@ from control_plane.workflows import service
 from control_plane.workflows.schemas import (
     ApplyResult,
     DiffPublic,
+    GraphPublic,
     LabelEventPublic,
     LabelPublic,
     VersionDetail,
@@ -103,6 +104,21 @@ async def get_version(
     name: WorkflowName, version: VersionLabel, unit: UnitDep, principal: ViewerDep
 ) -> VersionDetail:
     return await unit(partial(service.get_version, workflow=name, version=version))
+
+
+@router.get("/{name}/versions/{version}/graph", response_model=GraphPublic, responses=_READ)
+async def get_version_graph(
+    name: WorkflowName,
+    version: VersionLabel,
+    unit: UnitDep,
+    principal: ViewerDep,
+    run_engine: EngineDep,
+) -> GraphPublic:
+    """The version's graph for drawing: nodes (kind, model, typed inputs and outputs) and
+    node-to-node edges labelled with the type they carry."""
+    return await unit(
+        partial(service.version_graph, workflow=name, version=version, kinds=run_engine.kinds)
+    )
 
 
 @router.post("/{name}/versions/{version}/archive", response_model=VersionPublic, responses=_CHANGE)

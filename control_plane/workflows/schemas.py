@@ -15,6 +15,9 @@ __all__ = [
     "DiffPublic",
     "EdgePublic",
     "FieldChange",
+    "GraphEdge",
+    "GraphNode",
+    "GraphPublic",
     "LabelEventPublic",
     "LabelPublic",
     "ProblemPublic",
@@ -124,3 +127,33 @@ class DiffPublic(DefinitionDiff):
     workflow: str
     a: str
     b: str
+
+
+class GraphNode(_Public):
+    """A node as drawn: ``inputs`` are the parameters it sets (name → declared type),
+    ``outputs`` what its kind produces (name → type)."""
+
+    id: str
+    kind: str = Field(description="the node kind it `uses`")
+    model: str | None = Field(default=None, description="`provider/model` of a model node")
+    inputs: dict[str, str]
+    outputs: dict[str, str]
+    conditional: bool = Field(description="the node has a `when` condition")
+    on_failure: Literal["fail", "skip", "fallback"] = "fail"
+
+
+class GraphEdge(EdgePublic):
+    input: str | None = Field(
+        description="the parameter of `target` that reads it; null when its `when` does"
+    )
+    type: str = Field(description="type of the value `source.output` carries, e.g. `text`")
+
+
+class GraphPublic(_Public):
+    """A version's graph: nodes in definition order and node-to-node edges with their types."""
+
+    workflow: str
+    version: str
+    digest: str
+    nodes: list[GraphNode]
+    edges: list[GraphEdge]

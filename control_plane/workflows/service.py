@@ -21,6 +21,7 @@ from control_plane.kit.session import flush
 from control_plane.store.tables import VersionRow, WorkflowRow
 from control_plane.workflows import repository as repo
 from control_plane.workflows.diff import diff_versions
+from control_plane.workflows.graph import version_graph as graph_of
 
 # Label use cases live in their own module; they are part of this service's surface.
 from control_plane.workflows.labels import (
@@ -42,6 +43,7 @@ from control_plane.workflows.lookup import (
 from control_plane.workflows.schemas import (
     ApplyResult,
     DiffPublic,
+    GraphPublic,
     ProblemPublic,
     VersionDetail,
     VersionPublic,
@@ -62,6 +64,7 @@ __all__ = [
     "resolve_label",
     "rollback_label",
     "set_label",
+    "version_graph",
 ]
 
 _NUMBERED = re.compile(r"^v(\d+(?:\.\d+)*)$")
@@ -199,6 +202,21 @@ def get_version(session: Session, *, workflow: str, version: str) -> VersionDeta
     wf = workflow_row(session, workflow)
     row = version_row(session, wf, version)
     return version_detail(wf, row)
+
+
+def version_graph(
+    session: Session, *, workflow: str, version: str, kinds: engine.NodeKinds
+) -> GraphPublic:
+    """The graph of one version, with the types ``kinds`` give its ports and edges."""
+    wf = workflow_row(session, workflow)
+    row = version_row(session, wf, version)
+    return graph_of(
+        json.loads(row.definition),
+        workflow=workflow,
+        version=version,
+        digest=row.digest,
+        kinds=kinds,
+    )
 
 
 def archive_version(session: Session, *, workflow: str, version: str, actor: str) -> VersionPublic:

@@ -1,0 +1,86 @@
+// The shell: who is signed in, navigation, and the route → view table. Every view is reachable
+// by its URL; without a session any URL shows the sign-in and comes back after it.
+import { useEffect } from "react";
+import { BASE, Link, match, navigate, useLocation } from "./router";
+import { setSession, useSession } from "./session";
+import { Diff } from "./views/Diff";
+import { SignIn } from "./views/SignIn";
+import { Version } from "./views/Version";
+import { Workflow } from "./views/Workflow";
+import { Workflows } from "./views/Workflows";
+
+function NotFound({ path }: { path: string }) {
+  return (
+    <main>
+      <h1>Not found</h1>
+      <p role="alert">
+        Nothing at <code>{BASE + path}</code>. <Link to="/workflows">Go to the workflows</Link>.
+      </p>
+    </main>
+  );
+}
+
+export function App() {
+  const location = useLocation();
+  const session = useSession();
+  const path = location.pathname.slice(BASE.length) || "/";
+  const here = path + location.search;
+
+  useEffect(() => {
+    if (path === "/" || path === "") navigate("/workflows", true);
+  }, [path]);
+
+  if (!session || path === "/sign-in") {
+    const next = location.searchParams.get("next") ?? (path === "/sign-in" ? "/workflows" : here);
+    if (session && path === "/sign-in") {
+      navigate(next, true);
+      return null;
+    }
+    return <SignIn next={next.startsWith("/") ? next : "/workflows"} />;
+  }
+
+  let view;
+  let params: Record<string, string> | null;
+  if ((params = match("/workflows", path))) view = <Workflows session={session} />;
+  else if ((params = match("/workflows/:name", path)))
+    view = <Workflow session={session} name={params.name} />;
+  else if ((params = match("/workflows/:name/versions/:version", path)))
+    view = <Version session={session} name={params.name} version={params.version} />;
+  else if ((params = match("/workflows/:name/diff", path)))
+    view = (
+      <Diff
+        session={session}
+        name={params.name}
+        a={location.searchParams.get("a")}
+        b={location.searchParams.get("b")}
+      />
+    );
+  else if (path === "/" || path === "") view = null;
+  else view = <NotFound path={path} />;
+
+  return (
+    <>
+      <a className="skip" href="#content">
+        Skip to content
+      </a>
+      <header className="top">
+        <nav aria-label="Main">
+          <Link to="/workflows" className="brand">
+            rollgraph
+          </Link>
+          <Link to="/workflows">Workflows</Link>
+          <a href="/docs">API docs</a>
+        </nav>
+        <div className="who" data-testid="who">
+          Signed in as <strong>{session.name}</strong> (<span data-role={session.role}>{session.role}</span>)
+          <button type="button" onClick={() => setSession(null)}>
+            Sign out
+          </button>
+        </div>
+      </header>
+      <div id="content" tabIndex={-1}>
+        {view}
+      </div>
+    </>
+  );
+}
