@@ -1730,12 +1730,22 @@ export interface components {
              */
             status: "queued" | "running" | "succeeded" | "failed";
             /**
+             * Steps
+             * @description each node's state in `trace`, in definition order
+             */
+            steps?: components["schemas"]["StepState"][];
+            /**
              * Trace
-             * @description the engine's trace of the latest attempt (or of `?attempt=N`): a step per node; empty while the first attempt runs
+             * @description the engine's trace of the latest attempt (or of `?attempt=N`): a step per node; while an attempt runs, its progress so far (`status: running`, refreshed every `ROLLGRAPH_PROGRESS_INTERVAL_S`); empty before its first snapshot
              */
             trace: {
                 [key: string]: unknown;
             };
+            /**
+             * Trace Attempt
+             * @description the attempt `trace` and `steps` are of; none without a trace
+             */
+            trace_attempt?: number | null;
             /** User Id */
             user_id?: string | null;
             /** Version */
@@ -1857,6 +1867,37 @@ export interface components {
             kind?: ("proportion" | "mean") | null;
             /** Name */
             name: string;
+        };
+        /**
+         * StepState
+         * @description One node of the attempt: where it is, how many attempts it took so far, what it cost.
+         */
+        StepState: {
+            /**
+             * Attempts
+             * @description calls of the node so far (1 + retries); 0 before it ran
+             */
+            attempts: number;
+            /**
+             * Cost Usd
+             * @description billed for this step in this attempt
+             */
+            cost_usd: number;
+            /** Ended At */
+            ended_at?: string | null;
+            /** Error */
+            error?: string | null;
+            /** Kind */
+            kind: string;
+            /** Node */
+            node: string;
+            /** Started At */
+            started_at?: string | null;
+            /**
+             * State
+             * @enum {string}
+             */
+            state: "pending" | "running" | "succeeded" | "failed" | "skipped" | "cached" | "cancelled" | "fallback";
         };
         /** ValidationError */
         ValidationError: {
