@@ -22,6 +22,7 @@ from engine.context import NodeContext, Runtime
 from engine.errors import NodeError
 from engine.limits import LimitExceeded
 from engine.node_kinds import KindFn, NodeResult
+from engine.ranges import Range, out_of_range
 from engine.spec import RetrySpec
 from engine.trace import RunId, StepTrace, Trace
 from engine.types import check_value
@@ -59,6 +60,13 @@ def as_node_error(exc: Exception, timeout: float | None) -> NodeError:
         return NodeError(f"timed out after {timeout:g}s", retryable=True, code="timeout")
     # A bug in a kind must not crash the engine; it fails the step with what happened.
     return NodeError(f"{type(exc).__name__}: {exc}", code="internal_error")
+
+
+def _enforce_ranges(checks: tuple[tuple[str, Range], ...], params: dict[str, Any]) -> None:
+    """Fail the step, before its kind is called (and bills), on a value outside its range."""
+    problem = out_of_range(checks, params)
+    if problem is not None:
+        raise StepFailed(NodeError(f"bad input: {problem}", code="out_of_range"), 0)
 
 
 class StepRunner:
@@ -163,6 +171,8 @@ class StepRunner:
                 params = self._params_without_skipped(node)
             for name, vtype in node.runtime_checks:
                 params[name] = check_value(params[name], vtype)
+            if node.range_checks:
+                _enforce_ranges(node.range_checks, params)
             return params
         except (ValueError, KeyError) as exc:
             raise StepFailed(NodeError(f"bad input: {exc}", code="bad_input"), 0) from None
@@ -202,6 +212,8 @@ class StepRunner:
             params = dict(plan.static)
             for name, resolve in plan.resolvers:
                 params[name] = resolve(scope)
+            if plan.kind.ranged:
+                _enforce_ranges(plan.kind.ranged, params)
             inner = StepTrace(node=f"{node.id}[{index}]", kind=plan.kind.name)
             try:
                 return await self._call(node, inner, plan.kind.fn, params, item=index)

@@ -24,7 +24,9 @@ from engine.graph import consumers_of, find_cycles, reaching, topological_order
 from engine.limits import Limits
 from engine.map_plan import compile_map
 from engine.node_kinds import NodeKind, NodeKinds, Param
+from engine.param_checks import check_literals
 from engine.providers.base import Provider
+from engine.ranges import Range
 from engine.refs import Resolver, compile_value, iter_refs
 from engine.spec import FallbackSpec, NodeSpec, WorkflowSpec
 from engine.typecheck import JSON, MAP_KIND, RESERVED, TEXT, CheckedParams, Checker
@@ -106,11 +108,13 @@ def _compile_node(
     map_plan: MapPlan | None = None
     items: Resolver | None = None
     optional_deps: set[str] = set()
+    range_checks: tuple[tuple[str, Range], ...] = ()
     if kind.name == MAP_KIND:
         map_plan, items = compile_map(checker, node, loc, deps)
         params = CheckedParams({}, [], [], set(), set())  # a map's parameters are in its plan
     else:
         params = checker.check_params(kind, node.with_, f"{loc}.with", None)
+        range_checks = check_literals(checker, kind, node.with_, params.static, f"{loc}.with")
         # A node read only by optional parameters may be skipped without skipping this one.
         optional_deps = params.deps - params.required_deps - deps
         deps |= params.deps
@@ -133,6 +137,7 @@ def _compile_node(
         when_negated=negated,
         map_plan=map_plan,
         items=items,
+        range_checks=range_checks,
     )
 
 

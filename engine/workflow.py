@@ -15,6 +15,7 @@ from typing import Any, NewType
 
 from engine.errors import Problem, RunError
 from engine.node_kinds import KindFn, NodeKind
+from engine.ranges import Range
 from engine.refs import Resolver, simple_ref
 from engine.spec import CacheSpec, InputSpec, NodeSpec, RetrySpec, WorkflowSpec
 from engine.types import ValueType, check_value
@@ -69,6 +70,8 @@ class CompiledNode:
     when_negated: bool = False
     map_plan: MapPlan | None = None
     items: Resolver | None = None
+    # Parameters fed by references that must lie in a range: checked before the kind is called.
+    range_checks: tuple[tuple[str, Range], ...] = ()
     consumers: tuple[NodeId, ...] = ()
     consumer_pairs: tuple[tuple[NodeId, CompiledNode], ...] = ()
     # Decided once here so a run reads attributes instead of walking the spec per step.
@@ -100,7 +103,11 @@ class CompiledNode:
         self.direct = tuple(direct)
         self.resolvers = tuple(rest)
         self.direct_only = not (
-            self.resolvers or self.runtime_checks or self.optional_deps or self.map_plan
+            self.resolvers
+            or self.runtime_checks
+            or self.optional_deps
+            or self.map_plan
+            or self.range_checks
         )
         self.fn = self.kind.fn
         self.policy = self.spec.retry or (_DEFAULT_RETRY if self.kind.retry_by_default else None)
