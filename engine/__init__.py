@@ -10,6 +10,7 @@ The public surface is small on purpose; the control plane and users' notebooks r
 - the errors: ``DefinitionError``, ``ValidationError``, ``RunError``
 """
 
+from engine.budget import Budget
 from engine.cache import CachedStep, MemoryStepCache, SQLiteStepCache, StepCache
 from engine.context import NodeContext
 from engine.engine import Engine, RunResult, check, define, new_run_id, run, run_sync
@@ -29,6 +30,7 @@ from engine.types import MediaRef, ValueType
 from engine.workflow import Digest, InputBindingError, NodeId, Workflow
 
 __all__ = [
+    "Budget",
     "CachedStep",
     "DefinitionError",
     "Digest",

@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 
 import engine.kinds  # noqa: F401  (registers the built-in kinds)
+from engine.budget import Budget, BudgetGuard
 from engine.cache import StepCache
 from engine.codec import to_jsonable
 from engine.context import Runtime
@@ -44,7 +45,17 @@ from engine.trace import RunId, RunStatus, StepTrace, Trace
 from engine.validate import compile_workflow
 from engine.workflow import Workflow
 
-__all__ = ["Engine", "RunResult", "Source", "check", "define", "new_run_id", "run", "run_sync"]
+__all__ = [
+    "Engine",
+    "RunResult",
+    "Source",
+    "check",
+    "define",
+    "new_run_id",
+    "run",
+    "run_budget",
+    "run_sync",
+]
 
 Source = str | bytes | Path | dict[str, Any] | Workflow
 
@@ -119,6 +130,13 @@ class RunResult:
             "error": self.trace.error,
             "trace": self.trace.to_json(),
         }
+
+
+def run_budget(wf: Workflow, budget: Budget | None, *, replace: bool = False) -> Budget | None:
+    """The budget a run of ``wf`` has: the workflow's, lowered (or replaced) by ``budget``."""
+    own = None if replace else Budget.of(wf.spec.budget)
+    limits = budget if own is None else own.lowered(budget)
+    return limits if limits is not None and limits.limited else None
 
 
 @cache
@@ -245,8 +263,13 @@ class Engine:
         resumed: bool = False,
         taken_over: bool = False,
         cache: StepCache | None = None,
+        budget: Budget | None = None,
+        replace_budget: bool = False,
     ) -> RunResult:
         """Run to completion. A failed node fails the result, it does not raise; bad inputs do.
+
+        ``budget`` lowers the workflow's budget for this run (each limit the lower of the two);
+        with ``replace_budget`` it stands instead of the workflow's (a resume that raises it).
 
         ``cache`` is this run's step cache, instead of the engine's: a server keeps each run's
         completed steps where that run can be resumed from. ``taken_over``: this attempt goes on
@@ -272,6 +295,9 @@ class Engine:
         )
         step_cache = cache if cache is not None else self.cache
         state = RunState(wf, self.runtime, step_cache, trace, bound, run_seed)
+        limits = run_budget(wf, budget, replace=replace_budget)
+        if limits is not None:
+            state.guard = BudgetGuard(limits, self.runtime)
         limit = wf.spec.deadline_s
         if deadline_s is not None:
             limit = deadline_s if limit is None else min(limit, deadline_s)

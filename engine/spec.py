@@ -20,6 +20,7 @@ from engine.errors import DefinitionError, Problem
 from engine.sourcemap import SourceMap
 
 __all__ = [
+    "BudgetSpec",
     "CacheSpec",
     "FallbackSpec",
     "InputSpec",
@@ -58,6 +59,17 @@ class CacheSpec(_Model):
 
     enabled: bool = True
     ttl_s: Annotated[float, Field(gt=0)] | None = None
+
+
+_Limit = Annotated[float, Field(gt=0, allow_inf_nan=False, le=1e12)] | None
+
+
+class BudgetSpec(_Model):
+    """``budget:``: what one run may spend at most (``engine.budget``); absent is no limit."""
+
+    max_cost_usd: _Limit = None
+    max_tokens: _Limit = None
+    max_media_seconds: _Limit = None
 
 
 class InputSpec(_Model):
@@ -106,6 +118,7 @@ class WorkflowSpec(_Model):
     nodes: Annotated[dict[str, NodeSpec], Field(min_length=1)]
     outputs: dict[str, Any] = Field(default_factory=dict)
     deadline_s: Annotated[float, Field(gt=0)] | None = None
+    budget: BudgetSpec | None = None
 
     @pydantic.field_validator("inputs", mode="before")
     @classmethod

@@ -116,9 +116,9 @@ def test_a_referenced_value_out_of_range_fails_the_step_before_billing(
 
 def test_a_referenced_value_in_range_runs_and_bills() -> None:
     source = _workflow({"model": "sim/video-fast", "prompt": "x", "seconds": "${inputs.secs}"})
-    result = engine.run_sync(source, {"secs": 4})
+    result = engine.run_sync(source, {"secs": 4.0e-4})
     assert result.status == "succeeded"
-    assert result.trace.cost_usd == pytest.approx(4 * 0.05)
+    assert result.trace.cost_usd == pytest.approx(4.0e-4 * 0.05)
 
 
 def test_a_map_item_out_of_range_fails_before_it_is_billed() -> None:
