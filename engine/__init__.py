@@ -13,7 +13,16 @@ The public surface is small on purpose; the control plane and users' notebooks r
 from engine.budget import Budget
 from engine.cache import CachedStep, MemoryStepCache, SQLiteStepCache, StepCache
 from engine.context import NodeContext
-from engine.engine import Engine, RunResult, check, define, new_run_id, run, run_sync
+from engine.engine import (
+    Engine,
+    RunResult,
+    check,
+    define,
+    new_run_id,
+    run,
+    run_budget,
+    run_sync,
+)
 from engine.errors import (
     DefinitionError,
     EngineError,
@@ -66,5 +75,6 @@ __all__ = [
     "new_run_id",
     "node_kind",
     "run",
+    "run_budget",
     "run_sync",
 ]

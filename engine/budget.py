@@ -68,6 +68,14 @@ class Budget:
             values.append(theirs if mine is None else mine if theirs is None else min(mine, theirs))
         return Budget(*values)
 
+    def replaced(self, other: Budget | None) -> Budget:
+        """Each limit ``other`` sets instead of this one's (a resume that raises a limit)."""
+        if other is None:
+            return self
+        return Budget(
+            *(getattr(self, n) if getattr(other, n) is None else getattr(other, n) for n in _FIELDS)
+        )
+
     def to_json(self) -> dict[str, float]:
         return {n: getattr(self, n) for n in _FIELDS if getattr(self, n) is not None}
 

@@ -185,7 +185,12 @@ async def resume_run(
     with an `Idempotency-Key`, a repeat gets the first resume's answer."""
     asynchronous = body is not None and body.mode == "async"
     submitted = await resumes.resume_once(
-        runs, run_id, asynchronous=asynchronous, principal=principal.name, key=idempotency_key
+        runs,
+        run_id,
+        asynchronous=asynchronous,
+        principal=principal.name,
+        key=idempotency_key,
+        budget=body.budget if body is not None else None,
     )
     if asynchronous:  # the resume's mode, not the run's first one
         response.status_code = status.HTTP_202_ACCEPTED

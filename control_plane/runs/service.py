@@ -27,7 +27,7 @@ from control_plane.kit.time import as_utc, utcnow
 from control_plane.runs import repository as repo
 from control_plane.runs.cost import bounded_cost, storable_trace
 from control_plane.runs.planning import RunPlan
-from control_plane.runs.schemas import RunDetail, RunMode, RunPublic, RunStatus
+from control_plane.runs.schemas import RESUMABLE, RunDetail, RunMode, RunPublic, RunStatus
 from control_plane.store.tables import RunRow, RunStepRow, RunTraceRow, VersionRow
 from control_plane.workflows import repository as workflows_repo
 
@@ -126,6 +126,7 @@ def record_run(
         status=result.status,
         reason=plan.reason,
         input=dict(inputs),
+        limits=plan.limits,
         created_at=datetime.fromtimestamp(result.trace.wall_start, UTC),
         **_experiment_of(plan),
     )
@@ -133,7 +134,7 @@ def record_run(
     session.add(row)
     session.flush()  # the foreign keys of trace and steps need the run row first
     session.add(RunTraceRow(run_id=row.id, attempt=1, trace=storable_trace(stored["trace"])))
-    if result.status == "failed":
+    if result.status in RESUMABLE:
         _save_steps(session, row.id, steps)
     add_run_facts(session, row)
     session.flush()
@@ -162,6 +163,7 @@ def start_run(
         status=status,
         reason=plan.reason,
         input=dict(inputs),
+        limits=plan.limits,
         deadline_at=deadline_at,
         **_experiment_of(plan),
     )
@@ -186,7 +188,7 @@ def finish_run(
     session.add(row)
     trace = storable_trace(result.trace.to_json())
     session.add(RunTraceRow(run_id=run_id, attempt=row.attempt, trace=trace))
-    if result.status == "failed":
+    if result.status in RESUMABLE:
         _save_steps(session, run_id, steps)
     else:
         session.execute(delete(RunStepRow).where(col(RunStepRow.run_id) == run_id))
@@ -204,6 +206,7 @@ class Resumption:
     definition: str
     inputs: dict[str, Any]
     steps: dict[str, str]  # key → encoded step, completed by earlier attempts
+    limits: dict[str, Any] | None = None  # what the request lowered (``runs.limits``)
 
 
 def claim_resume(session: Session, *, run_id: str, deadline_at: datetime) -> Resumption:
@@ -213,9 +216,11 @@ def claim_resume(session: Session, *, run_id: str, deadline_at: datetime) -> Res
     row = repo.get_run(session, run_id)
     if row is None:
         raise NotFound(f"no run {run_id!r}")
-    if row.status != "failed":
+    if row.status not in RESUMABLE:
         what = "is still running" if row.status in ("queued", "running") else "succeeded"
-        raise Conflict(f"run {run_id} {what}; only a failed run can be resumed")
+        raise Conflict(
+            f"run {run_id} {what}; only a failed run (or one out of budget) can be resumed"
+        )
     version = _version_of(session, row)
     if version is None or row.input is None:
         raise Conflict(f"run {run_id} was stored without what a resume needs; run it again")
@@ -225,7 +230,7 @@ def claim_resume(session: Session, *, run_id: str, deadline_at: datetime) -> Res
         )
     claimed = session.execute(
         update(RunRow)
-        .where(col(RunRow.id) == run_id, col(RunRow.status) == "failed")
+        .where(col(RunRow.id) == run_id, col(RunRow.status).in_(RESUMABLE))
         .values(status="running", attempt=RunRow.attempt + 1, deadline_at=deadline_at)
     )
     if claimed.rowcount != 1:  # type: ignore[attr-defined]
@@ -250,6 +255,7 @@ def _resumption(session: Session, row: RunRow, version: VersionRow) -> Resumptio
         definition=version.definition,
         inputs=dict(row.input),
         steps={s.key: s.value for s in steps},
+        limits=row.limits,
     )
 
 

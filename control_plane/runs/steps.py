@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping
 from typing import Final
 
 from control_plane.runs.remote_steps import RemoteSteps
+from control_plane.runs.schemas import RESUMABLE
 from control_plane.store.redis import RedisUnavailable
 from engine import CachedStep, RunResult
 
@@ -153,6 +154,6 @@ class RunSteps:
         they completed; a succeeded run needs none (there is nothing left to resume). A failed
         run keeps the steps it was given too: those a dead process completed before this one
         took the run over are in Redis only, and a resume reads the store."""
-        if result.status != "failed" or self.persisted:
+        if result.status not in RESUMABLE or self.persisted:
             return {}
         return {**self._saved, **self.new}
