@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from engine.context import Runtime
@@ -36,6 +36,7 @@ class Budget:
     max_cost_usd: float | None = None
     max_tokens: float | None = None
     max_media_seconds: float | None = None
+    limited: bool = field(init=False)  # any limit set: decided once, read by every run
 
     def __post_init__(self) -> None:
         for name in _FIELDS:
@@ -44,6 +45,7 @@ class Budget:
                 isinstance(value, bool) or not math.isfinite(value) or value <= 0
             ):
                 raise ValueError(f"budget.{name} must be a finite number > 0, got {value!r}")
+        object.__setattr__(self, "limited", any(getattr(self, n) is not None for n in _FIELDS))
 
     @classmethod
     def of(cls, value: Any) -> Budget | None:
@@ -53,10 +55,6 @@ class Budget:
         if isinstance(value, Mapping):
             return cls(*(value.get(name) for name in _FIELDS))
         return cls(*(getattr(value, name, None) for name in _FIELDS))
-
-    @property
-    def limited(self) -> bool:
-        return any(getattr(self, name) is not None for name in _FIELDS)
 
     def lowered(self, other: Budget | None) -> Budget:
         """Each limit the lower of this one's and ``other``'s."""
@@ -95,7 +93,10 @@ class BudgetGuard:
 
     def admit(self, step: str, kind: NodeKind, params: Mapping[str, Any]) -> None:
         """Reserve ``step``'s estimate, or raise ``NodeError`` (``budget_exceeded``) naming the
-        limit it would cross and the figures."""
+        limit it would cross and the figures. A step that calls no model is not estimated:
+        what it bills (a kind may report a cost) is counted when it is settled."""
+        if kind.provider_task is None:
+            return
         estimate = self._estimate(kind, params)
         pending = self.pending.values()
         b = self.budget
@@ -125,7 +126,8 @@ class BudgetGuard:
 
     def settle(self, step: str, cost: float, usage: Mapping[str, float] | None) -> None:
         """What ``step`` actually billed replaces its estimate."""
-        self.pending.pop(step, None)
+        if self.pending:
+            self.pending.pop(step, None)
         self.cost += cost
         if usage:
             self.tokens += usage.get("tokens_in", 0.0) + usage.get("tokens_out", 0.0)

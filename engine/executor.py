@@ -167,7 +167,7 @@ class RunState(StepRunner):
                         else:
                             params = self._params(node)
                         step.attempts = 1
-                        if guard is not None:
+                        if guard is not None and node.kind.provider_task is not None:
                             self.admit(guard, node.id, node.kind, params)
                         try:
                             result = await node.fn(
@@ -177,8 +177,8 @@ class RunState(StepRunner):
                         except Exception as exc:
                             raise StepFailed(as_node_error(exc, None), 1) from None
                         finally:
-                            if guard is not None:  # the estimate, until the bill is known
-                                guard.settle(node.id, 0.0, None)
+                            if guard is not None and guard.pending:  # the bill replaces it
+                                guard.pending.pop(node.id, None)
                         if type(result) is dict and result.keys() == node.unchecked_keys:
                             # Exactly the declared json outputs: nothing to check or drop.
                             scope[node.id] = result

@@ -33,6 +33,8 @@ NUMBERS = [
     "langgraph_vs_overhead",
     "langgraph_sqlite_vs_durable",
     "langgraph_sqlite_normal_vs_durable",
+    "budget_overhead_us_per_node",
+    "budget_overhead_vs_none",
 ]
 TARGETS = {
     "overhead_within_3x_asyncio",
@@ -41,6 +43,7 @@ TARGETS = {
     "parallel_efficiency_le_1_05",
     "ragged_efficiency_le_1_05",
     "validate_under_50ms",
+    "budget_overhead_within_1_1x",
 }
 
 
