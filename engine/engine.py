@@ -132,6 +132,16 @@ class RunResult:
         }
 
 
+def attempt_seed(seed: int, run_attempt: int) -> int:
+    """The seed the steps of one attempt draw from. The first attempt uses the run's seed, so a
+    fresh run with the same seed replays exactly; a resume draws afresh (the simulator's
+    transient failures included) and stays reproducible for the same attempt number."""
+    if run_attempt <= 1:
+        return seed
+    material = f"{seed}\x1fattempt\x1f{run_attempt}".encode()
+    return int.from_bytes(hashlib.blake2b(material, digest_size=8).digest()) >> 1
+
+
 def run_budget(wf: Workflow, budget: Budget | None, *, replace: bool = False) -> Budget | None:
     """The budget a run of ``wf`` has: the workflow's, lowered (or replaced) by ``budget``."""
     own = None if replace else Budget.of(wf.spec.budget)
@@ -265,11 +275,13 @@ class Engine:
         cache: StepCache | None = None,
         budget: Budget | None = None,
         replace_budget: bool = False,
+        run_attempt: int = 1,
     ) -> RunResult:
         """Run to completion. A failed node fails the result, it does not raise; bad inputs do.
 
         ``budget`` lowers the workflow's budget for this run (each limit the lower of the two);
         with ``replace_budget`` it stands instead of the workflow's (a resume that raises it).
+        ``run_attempt``: executions of this run id so far, this one included (1 + resumes).
 
         ``cache`` is this run's step cache, instead of the engine's: a server keeps each run's
         completed steps where that run can be resumed from. ``taken_over``: this attempt goes on
@@ -294,7 +306,9 @@ class Engine:
             attrs=dict(attrs) if attrs else None,
         )
         step_cache = cache if cache is not None else self.cache
-        state = RunState(wf, self.runtime, step_cache, trace, bound, run_seed)
+        state = RunState(
+            wf, self.runtime, step_cache, trace, bound, attempt_seed(run_seed, run_attempt)
+        )
         limits = run_budget(wf, budget, replace=replace_budget)
         if limits is not None:
             state.guard = BudgetGuard(limits, self.runtime)

@@ -286,7 +286,14 @@ class Runs:
         steps = RunSteps(self.shared, saved=ticket.steps, persist=persist, remote=self.remote)
         limits = attempt_limits(workflow, ticket.limits, deadline_s, budget)
         job = self.finish(
-            run_id, workflow, ticket.inputs, steps, attrs=attrs, resumed=True, **limits
+            run_id,
+            workflow,
+            ticket.inputs,
+            steps,
+            attrs=attrs,
+            resumed=True,
+            run_attempt=run.attempt,
+            **limits,
         )
         if asynchronous:
             self._spawn(job)

@@ -217,6 +217,7 @@ class QueuedRuns:
                 # Taken over from a worker that stopped: go on from the steps it completed, and
                 # count their cost (billed by that worker, never reported) as this run's.
                 taken_over=bool(saved),
+                run_attempt=run.attempt,
                 **attempt_limits(workflow, ticket.limits, deadline_s),
             )
         if finished.status == "succeeded":
