@@ -33,6 +33,7 @@ from engine.budget import Budget, BudgetGuard
 from engine.cache import StepCache
 from engine.codec import to_jsonable
 from engine.context import Runtime
+from engine.criteria import CRITERIA_FAILED, evaluate
 from engine.errors import DefinitionError, Problem, RunError, ValidationError
 from engine.executor import RunState
 from engine.http_policy import HttpPolicy
@@ -320,6 +321,13 @@ class Engine:
         if trace.status == "running":
             trace.status = "succeeded"
         outputs = state.final_outputs() if trace.status == "succeeded" else None
+        if outputs is not None and wf.spec.success:
+            failed = evaluate(wf.criteria, outputs, trace)
+            if failed is not None:  # completed, but not what the workflow promises
+                trace.status = "failed"
+                trace.error = f"success criteria not met: {failed}"
+                trace.error_code = CRITERIA_FAILED
+                outputs = None
         return RunResult(rid, trace.status, outputs, trace)
 
     async def resume(

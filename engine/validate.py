@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from engine.criteria import check_criteria
 from engine.errors import Problem
 from engine.graph import consumers_of, find_cycles, reaching, topological_order
 from engine.limits import Limits
@@ -57,6 +58,7 @@ def compile_workflow(
     _check_inputs(checker)
     compiled, deps_of = _compile_nodes(checker)
     outputs = _compile_outputs(checker)
+    checker.problems.extend(check_criteria(spec.success, outputs.types))
     if _check_edges(checker, deps_of):
         _check_graph(checker, deps_of, outputs.deps)
     problems = checker.problems

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NewType
 
+from engine.criteria import Criterion, compile_criteria
 from engine.errors import Problem, RunError
 from engine.node_kinds import KindFn, NodeKind
 from engine.ranges import Range
@@ -178,6 +179,11 @@ class Workflow:
         object.__setattr__(self, "waiting", {n: len(c.deps) for n, c in self.nodes.items()})
         may_prune = any(c.spec.on_failure == "skip" for c in self.nodes.values())
         object.__setattr__(self, "may_prune", may_prune)
+
+    @functools.cached_property
+    def criteria(self) -> tuple[Criterion, ...]:
+        """The ``success`` assertions, compiled when a run first needs them."""
+        return compile_criteria(self.spec.success)
 
     @functools.cached_property
     def digest(self) -> Digest:
