@@ -21,12 +21,19 @@ from typing import Any, Final
 from engine.context import Runtime
 from engine.errors import NodeError
 from engine.node_kinds import NodeKind
-from engine.providers.base import Estimate, Estimating, ModelCall, split_model
+from engine.providers.base import Estimate, ModelCall, split_model
 
 __all__ = ["BUDGET_EXCEEDED", "Budget", "BudgetGuard"]
 
 BUDGET_EXCEEDED: Final = "budget_exceeded"
 _FIELDS = ("max_cost_usd", "max_tokens", "max_media_seconds")
+_FREE: Final = Estimate()
+# How each limit is named and its figures written in a refusal.
+_FIGURES: Final = (
+    ("max_cost_usd", "${:.4f}"),
+    ("max_tokens", "{:,.0f} tokens"),
+    ("max_media_seconds", "{:g} s"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,15 +88,19 @@ class Budget:
 class BudgetGuard:
     """The spending of one run against its budget; created per run."""
 
-    __slots__ = ("budget", "cost", "media", "pending", "runtime", "tokens")
+    __slots__ = ("budget", "flight", "pending", "runtime", "spent")
 
     def __init__(self, budget: Budget, runtime: Runtime) -> None:
         self.budget = budget
         self.runtime = runtime
-        self.cost = 0.0
-        self.tokens = 0.0
-        self.media = 0.0
+        # [cost_usd, tokens, media_seconds]: billed so far, and expected of steps in flight.
+        self.spent = [0.0, 0.0, 0.0]
+        self.flight = [0.0, 0.0, 0.0]
         self.pending: dict[str, Estimate] = {}  # step → what it is expected to bill
+
+    @property
+    def cost(self) -> float:
+        return self.spent[0]
 
     def admit(self, step: str, kind: NodeKind, params: Mapping[str, Any]) -> None:
         """Reserve ``step``'s estimate, or raise ``NodeError`` (``budget_exceeded``) naming the
@@ -98,51 +109,57 @@ class BudgetGuard:
         if kind.provider_task is None:
             return
         estimate = self._estimate(kind, params)
-        pending = self.pending.values()
-        b = self.budget
-        figures = (
-            ("max_cost_usd", b.max_cost_usd, self.cost, estimate.cost_usd, "${:.4f}"),
-            ("max_tokens", b.max_tokens, self.tokens, estimate.tokens, "{:,.0f} tokens"),
-            (
-                "max_media_seconds",
-                b.max_media_seconds,
-                self.media,
-                estimate.media_seconds,
-                "{:g} s",
-            ),
-        )
-        for index, (name, limit, spent, needed, fmt) in enumerate(figures):
-            if limit is None:
-                continue
-            flight = sum((e.cost_usd, e.tokens, e.media_seconds)[index] for e in pending)
-            if spent + flight + needed > limit:
-                raise NodeError(
-                    f"budget exceeded: step {step!r} ({kind.name}) is estimated at "
-                    f"{fmt.format(needed)}; spent {fmt.format(spent)}, in flight "
-                    f"{fmt.format(flight)}, {name} {fmt.format(limit)}",
-                    code=BUDGET_EXCEEDED,
-                )
+        needed = (estimate.cost_usd, estimate.tokens, estimate.media_seconds)
+        spent, flight = self.spent, self.flight
+        for index, limit in enumerate(
+            (self.budget.max_cost_usd, self.budget.max_tokens, self.budget.max_media_seconds)
+        ):
+            if limit is not None and spent[index] + flight[index] + needed[index] > limit:
+                raise self._refusal(step, kind, index, needed[index], limit)
         self.pending[step] = estimate
+        for index in range(3):
+            flight[index] += needed[index]
 
     def settle(self, step: str, cost: float, usage: Mapping[str, float] | None) -> None:
         """What ``step`` actually billed replaces its estimate."""
         if self.pending:
-            self.pending.pop(step, None)
-        self.cost += cost
+            estimate = self.pending.pop(step, None)
+            if estimate is not None:
+                flight = self.flight
+                if self.pending:
+                    flight[0] -= estimate.cost_usd
+                    flight[1] -= estimate.tokens
+                    flight[2] -= estimate.media_seconds
+                else:  # nothing in flight: exactly zero, whatever rounding gathered
+                    flight[0] = flight[1] = flight[2] = 0.0
+        spent = self.spent
+        spent[0] += cost
         if usage:
-            self.tokens += usage.get("tokens_in", 0.0) + usage.get("tokens_out", 0.0)
-            self.media += usage.get("media_seconds", 0.0)
+            spent[1] += usage.get("tokens_in", 0.0) + usage.get("tokens_out", 0.0)
+            spent[2] += usage.get("media_seconds", 0.0)
+
+    def _refusal(
+        self, step: str, kind: NodeKind, index: int, needed: float, limit: float
+    ) -> NodeError:
+        name, fmt = _FIGURES[index]
+        return NodeError(
+            f"budget exceeded: step {step!r} ({kind.name}) is estimated at "
+            f"{fmt.format(needed)}; spent {fmt.format(self.spent[index])}, in flight "
+            f"{fmt.format(self.flight[index])}, {name} {fmt.format(limit)}",
+            code=BUDGET_EXCEEDED,
+        )
 
     def _estimate(self, kind: NodeKind, params: Mapping[str, Any]) -> Estimate:
         model = params.get("model")
         if kind.provider_task is None or not isinstance(model, str):
-            return Estimate()
+            return _FREE
         try:
             provider_name, model_name = split_model(model)
         except ValueError:
-            return Estimate()  # the call itself reports the bad name, unbilled
-        provider = self.runtime.providers.get(provider_name)
-        if not isinstance(provider, Estimating):
-            return Estimate()
-        call = ModelCall(task=kind.provider_task, model=model_name, inputs=params)
-        return provider.estimate(call) or Estimate()
+            return _FREE  # the call itself reports the bad name, unbilled
+        # Not isinstance(provider, Estimating): a runtime protocol check costs more than this.
+        estimate = getattr(self.runtime.providers.get(provider_name), "estimate", None)
+        if estimate is None:
+            return _FREE
+        found: Estimate | None = estimate(ModelCall(kind.provider_task, model_name, params))
+        return found or _FREE
