@@ -264,8 +264,7 @@ class Runs:
     async def resume(
         self, run_id: str, *, asynchronous: bool, budget: BudgetRequest | None = None
     ) -> RunPublic:
-        """Run a failed (or budget_exceeded) run again; ``budget``: limits that stand instead
-        of the run's for this attempt."""
+        """Run a failed run again; ``budget``: limits that stand instead of the run's."""
         deadline_s = (
             self.settings.async_run_deadline_s if asynchronous else self.settings.run_deadline_s
         )
@@ -284,17 +283,8 @@ class Runs:
         attrs = {"reason": "resume", "attempt": run.attempt, "original_reason": run.reason}
         persist = self.persister(run_id) if asynchronous else None
         steps = RunSteps(self.shared, saved=ticket.steps, persist=persist, remote=self.remote)
-        limits = attempt_limits(workflow, ticket.limits, deadline_s, budget)
-        job = self.finish(
-            run_id,
-            workflow,
-            ticket.inputs,
-            steps,
-            attrs=attrs,
-            resumed=True,
-            run_attempt=run.attempt,
-            **limits,
-        )
+        kw = attempt_limits(workflow, ticket.limits, deadline_s, budget, run_attempt=run.attempt)
+        job = self.finish(run_id, workflow, ticket.inputs, steps, attrs=attrs, resumed=True, **kw)
         if asynchronous:
             self._spawn(job)
             return run

@@ -35,13 +35,17 @@ def attempt_limits(
     limits: Mapping[str, Any] | None,
     server_deadline_s: float,
     resume_budget: BudgetRequest | None = None,
+    *,
+    run_attempt: int = 1,
 ) -> dict[str, Any]:
-    """The engine's keyword arguments for one attempt: ``deadline_s``, and the budget when the
-    run has one (``budget`` with ``replace_budget``: computed here in full)."""
+    """The engine's keyword arguments for one attempt: ``deadline_s``, the budget when the run
+    has one (``budget`` with ``replace_budget``: computed here in full), and ``run_attempt``
+    (executions of the run so far, this one included: a resume draws afresh)."""
     stored = limits or {}
     deadline = stored.get("deadline_s")
     kw: dict[str, Any] = {
-        "deadline_s": server_deadline_s if deadline is None else min(deadline, server_deadline_s)
+        "deadline_s": server_deadline_s if deadline is None else min(deadline, server_deadline_s),
+        "run_attempt": run_attempt,
     }
     budget = engine.run_budget(workflow, engine.Budget.of(stored.get("budget")))
     if resume_budget is not None:

@@ -217,8 +217,7 @@ class QueuedRuns:
                 # Taken over from a worker that stopped: go on from the steps it completed, and
                 # count their cost (billed by that worker, never reported) as this run's.
                 taken_over=bool(saved),
-                run_attempt=run.attempt,
-                **attempt_limits(workflow, ticket.limits, deadline_s),
+                **attempt_limits(workflow, ticket.limits, deadline_s, run_attempt=run.attempt),
             )
         if finished.status == "succeeded":
             if runs.remote is not None:
