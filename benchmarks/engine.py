@@ -60,6 +60,7 @@ N_NODES = len(DIAMOND_DEPS)
 ROUNDS = 15
 TARGETS = {  # key → (measured value, threshold, whether the value must be at most the threshold)
     "overhead_within_3x_asyncio": ("overhead_vs_asyncio", 3.0, True),
+    "budget_overhead_within_1_1x": ("budget_overhead_vs_none", 1.1, True),
     "overhead_10x_below_langgraph": ("langgraph_vs_overhead", 10.0, False),
     "durable_5x_below_langgraph_sqlite": ("langgraph_sqlite_vs_durable", 5.0, False),
     "parallel_efficiency_le_1_05": ("parallel_efficiency", 1.05, True),
@@ -104,9 +105,11 @@ async def interleaved(benches: Mapping[str, Bench], runs: int, rounds: int = ROU
     return Interleaved(samples)
 
 
-def _rollgraph(eng: engine.Engine, wf: engine.Workflow) -> Bench:
+def _rollgraph(
+    eng: engine.Engine, wf: engine.Workflow, budget: engine.Budget | None = None
+) -> Bench:
     async def bench() -> None:
-        result = await eng.run(wf, {"x": 1})
+        result = await eng.run(wf, {"x": 1}, budget=budget)
         if result.outputs != {"result": 1}:
             raise RuntimeError(f"rollgraph run {result.status}: {result.error}")
 
@@ -134,6 +137,9 @@ async def per_node_in_memory(kinds: engine.NodeKinds, runs: int) -> Interleaved:
     eng = engine.Engine(providers=[], kinds=kinds)
     try:
         benches = {"asyncio": _asyncio, "rollgraph": _rollgraph(eng, wf)}
+        # Every step admitted against a budget (engine.budget): what budgets cost per node.
+        budget = engine.Budget(max_cost_usd=1e6, max_tokens=1e9, max_media_seconds=1e6)
+        benches["rollgraph_budget"] = _rollgraph(eng, wf, budget)
         benches["langgraph"] = _langgraph(langgraph_diamond())
         return await interleaved(benches, runs)
     finally:
@@ -241,6 +247,8 @@ async def measure(runs: int, quick: bool = False) -> dict[str, Any]:
         **define_figures(kinds, reps=reps if quick else 7, rounds=1 if quick else 3),
     }
     out["overhead_vs_asyncio"] = mem.ratio("rollgraph", "asyncio")
+    out["budget_overhead_us_per_node"] = mem.us_per_node("rollgraph_budget")
+    out["budget_overhead_vs_none"] = mem.ratio("rollgraph_budget", "rollgraph")
     out["langgraph_vs_overhead"] = mem.ratio("langgraph", "rollgraph")
     out["langgraph_sqlite_vs_durable"] = durable.ratio("langgraph_sqlite", "durable")
     out["langgraph_sqlite_normal_vs_durable"] = durable.ratio("langgraph_sqlite_normal", "durable")

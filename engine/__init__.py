@@ -10,9 +10,19 @@ The public surface is small on purpose; the control plane and users' notebooks r
 - the errors: ``DefinitionError``, ``ValidationError``, ``RunError``
 """
 
+from engine.budget import Budget
 from engine.cache import CachedStep, MemoryStepCache, SQLiteStepCache, StepCache
 from engine.context import NodeContext
-from engine.engine import Engine, RunResult, check, define, new_run_id, run, run_sync
+from engine.engine import (
+    Engine,
+    RunResult,
+    check,
+    define,
+    new_run_id,
+    run,
+    run_budget,
+    run_sync,
+)
 from engine.errors import (
     DefinitionError,
     EngineError,
@@ -30,6 +40,7 @@ from engine.types import MediaRef, ValueType
 from engine.workflow import Digest, InputBindingError, NodeId, Workflow
 
 __all__ = [
+    "Budget",
     "CachedStep",
     "DefinitionError",
     "Digest",
@@ -66,5 +77,6 @@ __all__ = [
     "new_run_id",
     "node_kind",
     "run",
+    "run_budget",
     "run_sync",
 ]

@@ -29,9 +29,11 @@ from typing import Any
 import httpx
 
 import engine.kinds  # noqa: F401  (registers the built-in kinds)
+from engine.budget import Budget, BudgetGuard
 from engine.cache import StepCache
 from engine.codec import to_jsonable
 from engine.context import Runtime
+from engine.criteria import CRITERIA_FAILED, evaluate
 from engine.errors import DefinitionError, Problem, RunError, ValidationError
 from engine.executor import RunState
 from engine.gc_pause import collector_paused
@@ -45,7 +47,17 @@ from engine.trace import RunId, RunStatus, StepTrace, Trace
 from engine.validate import compile_workflow
 from engine.workflow import Workflow
 
-__all__ = ["Engine", "RunResult", "Source", "check", "define", "new_run_id", "run", "run_sync"]
+__all__ = [
+    "Engine",
+    "RunResult",
+    "Source",
+    "check",
+    "define",
+    "new_run_id",
+    "run",
+    "run_budget",
+    "run_sync",
+]
 
 Source = str | bytes | Path | dict[str, Any] | Workflow
 
@@ -120,6 +132,23 @@ class RunResult:
             "error": self.trace.error,
             "trace": self.trace.to_json(),
         }
+
+
+def attempt_seed(seed: int, run_attempt: int) -> int:
+    """The seed the steps of one attempt draw from. The first attempt uses the run's seed, so a
+    fresh run with the same seed replays exactly; a resume draws afresh (the simulator's
+    transient failures included) and stays reproducible for the same attempt number."""
+    if run_attempt <= 1:
+        return seed
+    material = f"{seed}\x1fattempt\x1f{run_attempt}".encode()
+    return int.from_bytes(hashlib.blake2b(material, digest_size=8).digest()) >> 1
+
+
+def run_budget(wf: Workflow, budget: Budget | None, *, replace: bool = False) -> Budget | None:
+    """The budget a run of ``wf`` has: the workflow's, lowered (or replaced) by ``budget``."""
+    own = None if replace else Budget.of(wf.spec.budget)
+    limits = budget if own is None else own.lowered(budget)
+    return limits if limits is not None and limits.limited else None
 
 
 @cache
@@ -255,8 +284,15 @@ class Engine:
         taken_over: bool = False,
         cache: StepCache | None = None,
         watch: Callable[[Trace], object] | None = None,
+        budget: Budget | None = None,
+        replace_budget: bool = False,
+        run_attempt: int = 1,
     ) -> RunResult:
         """Run to completion. A failed node fails the result, it does not raise; bad inputs do.
+
+        ``budget`` lowers the workflow's budget for this run (each limit the lower of the two);
+        with ``replace_budget`` it stands instead of the workflow's (a resume that raises it).
+        ``run_attempt``: executions of this run id so far, this one included (1 + resumes).
 
         ``cache`` is this run's step cache, instead of the engine's: a server keeps each run's
         completed steps where that run can be resumed from. ``taken_over``: this attempt goes on
@@ -284,7 +320,12 @@ class Engine:
             attrs=dict(attrs) if attrs else None,
         )
         step_cache = cache if cache is not None else self.cache
-        state = RunState(wf, self.runtime, step_cache, trace, bound, run_seed)
+        state = RunState(
+            wf, self.runtime, step_cache, trace, bound, attempt_seed(run_seed, run_attempt)
+        )
+        limits = run_budget(wf, budget, replace=replace_budget)
+        if limits is not None:
+            state.guard = BudgetGuard(limits, self.runtime)
         if watch is not None:
             watch(trace)
         limit = wf.spec.deadline_s
@@ -295,6 +336,13 @@ class Engine:
         if trace.status == "running":
             trace.status = "succeeded"
         outputs = state.final_outputs() if trace.status == "succeeded" else None
+        if outputs is not None and wf.spec.success:
+            failed = evaluate(wf.criteria, outputs, trace)
+            if failed is not None:  # completed, but not what the workflow promises
+                trace.status = "failed"
+                trace.error = f"success criteria not met: {failed}"
+                trace.error_code = CRITERIA_FAILED
+                outputs = None
         return RunResult(rid, trace.status, outputs, trace)
 
     async def resume(

@@ -18,6 +18,7 @@ import asyncio
 import time
 from typing import Any
 
+from engine.budget import BUDGET_EXCEEDED
 from engine.cache import StepCache
 from engine.context import NodeContext, Runtime
 from engine.gates import when_skips
@@ -62,6 +63,7 @@ class RunState(StepRunner):
 
     async def execute(self, deadline_s: float | None) -> None:
         self.loop = asyncio.get_running_loop()
+        self.started_at = self.loop.time()
         first = self._advance(list(self.wf.root_nodes))
         try:
             if deadline_s is None:
@@ -74,6 +76,8 @@ class RunState(StepRunner):
         finally:
             self.stopped = True
             pending = [t for t in self.tasks if not t.done()]
+            if pending and self.trace.status == BUDGET_EXCEEDED:
+                pending = await self._let_admitted_finish(pending, deadline_s)
             for task in pending:
                 task.cancel()
             if pending:
@@ -83,6 +87,16 @@ class RunState(StepRunner):
                     if step.status == "pending":
                         step.status = "cancelled"
                         step.reason = step.reason or "the run ended before this step could start"
+
+    async def _let_admitted_finish(
+        self, pending: list[asyncio.Task[None]], deadline_s: float | None
+    ) -> list[asyncio.Task[None]]:
+        """Out of budget: steps already admitted were within it; let them end (and be cached
+        for a resume) rather than waste what they billed, until the run's deadline."""
+        left = None if deadline_s is None else self.started_at + deadline_s - self.loop.time()
+        if left is None or left > 0:
+            await asyncio.wait(pending, timeout=left)
+        return [t for t in pending if not t.done()]
 
     def outputs(self) -> dict[str, Any]:
         values: dict[str, Any] = {}
@@ -134,6 +148,7 @@ class RunState(StepRunner):
         steps = self.steps
         scope = self.scope
         fast = self.cache is None and self.runtime.observer is None  # an observer sees each step
+        guard = self.guard
         try:
             while node is not None and not self.stopped:
                 if node.id in self.unneeded:  # pruned while it waited for its turn
@@ -153,6 +168,8 @@ class RunState(StepRunner):
                         else:
                             params = self._params(node)
                         step.attempts = 1
+                        if guard is not None and node.kind.provider_task is not None:
+                            self.admit(guard, node.id, node.kind, params)
                         try:
                             result = await node.fn(
                                 NodeContext(self.runtime, self.run_id, node.id, self.seed, 1),
@@ -160,6 +177,9 @@ class RunState(StepRunner):
                             )
                         except Exception as exc:
                             raise StepFailed(as_node_error(exc, None), 1) from None
+                        finally:
+                            if guard is not None and guard.pending:  # the bill replaces it
+                                guard.pending.pop(node.id, None)
                         if type(result) is dict and result.keys() == node.unchecked_keys:
                             # Exactly the declared json outputs: nothing to check or drop.
                             scope[node.id] = result
@@ -167,6 +187,8 @@ class RunState(StepRunner):
                             step.status = "succeeded"
                         else:
                             self._finish_result(node, step, result)
+                            if guard is not None:
+                                guard.settle(node.id, step.cost_usd, step.usage)
                         ready = self._release(node)
                     else:
                         ready = await self._step(node, step)
@@ -274,6 +296,15 @@ class RunState(StepRunner):
         if self.done is not None and not self.done.done():
             self.done.set_result(None)
 
+    def _out_of_budget(self, step: StepTrace, reason: str) -> list[CompiledNode]:
+        """Stop scheduling: the step that would cross the budget never started; the run ends
+        ``budget_exceeded`` and can be resumed (with a raised budget) from its completed steps."""
+        step.status = "cancelled"
+        step.reason = reason
+        self._fail_run(reason, BUDGET_EXCEEDED)
+        self.trace.status = "budget_exceeded"
+        return []
+
     def _prune(self) -> None:
         """After a skip, cancel in-flight nodes that no longer lead to an output.
 
@@ -307,6 +338,8 @@ class RunState(StepRunner):
         self, node: CompiledNode, step: StepTrace, failed: StepFailed
     ) -> list[CompiledNode]:
         self._record_failure(step, failed)
+        if failed.error.code == BUDGET_EXCEEDED:  # no fallback or skip: the run stops here
+            return self._out_of_budget(step, str(failed.error))
         policy = node.spec.on_failure
         if isinstance(policy, FallbackSpec):
             step.status = "fallback"

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from engine.node_kinds import NodeKind
+from engine.param_checks import check_literals
 from engine.refs import Ref, Resolver, compile_value, iter_refs
 from engine.spec import NodeSpec
 from engine.typecheck import JSON, MAP_KIND, RESERVED, Checker
@@ -53,6 +54,7 @@ def compile_map(
     inner_kind, inner_with = inner
     checked = checker.check_params(inner_kind, inner_with, f"{loc}.with.node.with", item_type)
     deps |= checked.deps
+    check_literals(checker, inner_kind, inner_with, checked.static, f"{loc}.with.node.with")
     output = params.get("output") or next(iter(inner_kind.outputs), "")
     if output not in inner_kind.outputs:
         hint = suggest(str(output), list(inner_kind.outputs))

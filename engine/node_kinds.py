@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from engine.ranges import Range
 from engine.types import ValueType, parse_type
 
 if TYPE_CHECKING:
@@ -37,12 +38,14 @@ ENTRY_POINT_GROUP = "rollgraph.nodes"
 
 @dataclass(frozen=True, slots=True)
 class Param:
-    """One input of a kind. A parameter without a default is required."""
+    """One input of a kind. A parameter without a default is required; a numeric one may carry
+    the ``range`` its values must lie in (``engine.ranges``)."""
 
     type: ValueType
     required: bool = True
     default: Any = None
     description: str = ""
+    range: Range | None = None
 
     @classmethod
     def of(cls, spec: str | ValueType | Param) -> Param:
@@ -51,8 +54,12 @@ class Param:
         return cls(spec if isinstance(spec, ValueType) else parse_type(spec))
 
     @classmethod
-    def optional(cls, spec: str, default: Any = None, description: str = "") -> Param:
-        return cls(parse_type(spec), required=False, default=default, description=description)
+    def optional(
+        cls, spec: str, default: Any = None, description: str = "", range: Range | None = None
+    ) -> Param:
+        return cls(
+            parse_type(spec), required=False, default=default, description=description, range=range
+        )
 
 
 @dataclass(slots=True)
@@ -96,9 +103,12 @@ class NodeKind:
     typed_outputs: tuple[tuple[str, ValueType], ...] = field(init=False)  # all but json ones
     # The output keys a result may carry unchecked (all json); None when some need checking.
     unchecked_keys: frozenset[str] | None = field(init=False)
+    ranged: tuple[tuple[str, Range], ...] = field(init=False)  # the parameters with a range
 
     def __post_init__(self) -> None:
         typed = tuple((k, t) for k, t in self.outputs.items() if t.name != "json")
+        ranged = tuple((k, p.range) for k, p in self.inputs.items() if p.range is not None)
+        object.__setattr__(self, "ranged", ranged)
         object.__setattr__(self, "output_names", tuple(self.outputs))
         object.__setattr__(self, "typed_outputs", typed)
         object.__setattr__(self, "unchecked_keys", None if typed else frozenset(self.outputs))
@@ -108,7 +118,12 @@ class NodeKind:
             "name": self.name,
             "description": self.description,
             "inputs": {
-                k: {"type": str(p.type), "required": p.required, "default": p.default}
+                k: {
+                    "type": str(p.type),
+                    "required": p.required,
+                    "default": p.default,
+                    **({"range": p.range.describe(k)} if p.range is not None else {}),
+                }
                 for k, p in self.inputs.items()
             },
             "outputs": {k: str(t) for k, t in self.outputs.items()},

@@ -20,7 +20,9 @@ from engine.errors import DefinitionError, Problem
 from engine.sourcemap import SourceMap
 
 __all__ = [
+    "BudgetSpec",
     "CacheSpec",
+    "CriterionSpec",
     "FallbackSpec",
     "InputSpec",
     "NodeSpec",
@@ -58,6 +60,48 @@ class CacheSpec(_Model):
 
     enabled: bool = True
     ttl_s: Annotated[float, Field(gt=0)] | None = None
+
+
+_Limit = Annotated[float, Field(gt=0, allow_inf_nan=False, le=1e12)] | None
+
+
+class BudgetSpec(_Model):
+    """``budget:``: what one run may spend at most (``engine.budget``); absent is no limit."""
+
+    max_cost_usd: _Limit = None
+    max_tokens: _Limit = None
+    max_media_seconds: _Limit = None
+
+
+_Bound = Annotated[float, Field(allow_inf_nan=False)] | None
+
+
+class CriterionSpec(_Model):
+    """One ``success:`` assertion (``engine.criteria``): about an output or a fact of the run."""
+
+    output: str | None = None
+    fact: Literal["cost_usd", "latency_s"] | None = None
+    exists: bool = False
+    non_empty: bool = False
+    type: str | None = None
+    pattern: Annotated[str, Field(max_length=1000)] | None = None
+    min: _Bound = None
+    max: _Bound = None
+
+    @pydantic.model_validator(mode="after")
+    def _one_subject_and_a_check(self) -> CriterionSpec:
+        if (self.output is None) == (self.fact is None):
+            raise ValueError("an assertion names one output (output: NAME) or one fact")
+        checks = (self.exists, self.non_empty, self.type, self.pattern, self.min, self.max)
+        if all(c is None or c is False for c in checks):
+            raise ValueError(
+                "an assertion needs a check: exists, non_empty, type, pattern, min, max"
+            )
+        if self.fact is not None and (self.exists or self.non_empty or self.type or self.pattern):
+            raise ValueError(f"{self.fact} is a number: assert min and max on it")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min:g} is above max {self.max:g}")
+        return self
 
 
 class InputSpec(_Model):
@@ -106,6 +150,8 @@ class WorkflowSpec(_Model):
     nodes: Annotated[dict[str, NodeSpec], Field(min_length=1)]
     outputs: dict[str, Any] = Field(default_factory=dict)
     deadline_s: Annotated[float, Field(gt=0)] | None = None
+    budget: BudgetSpec | None = None
+    success: list[CriterionSpec] = Field(default_factory=list, max_length=100)
 
     @pydantic.field_validator("inputs", mode="before")
     @classmethod

@@ -16,12 +16,14 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from engine.budget import BudgetGuard
 from engine.cache import CachedStep, StepCache
 from engine.codec import step_key
 from engine.context import NodeContext, Runtime
 from engine.errors import NodeError
 from engine.limits import LimitExceeded
-from engine.node_kinds import KindFn, NodeResult
+from engine.node_kinds import KindFn, NodeKind, NodeResult
+from engine.ranges import Range, out_of_range
 from engine.spec import RetrySpec
 from engine.trace import RunId, StepTrace, Trace
 from engine.types import check_value
@@ -61,6 +63,13 @@ def as_node_error(exc: Exception, timeout: float | None) -> NodeError:
     return NodeError(f"{type(exc).__name__}: {exc}", code="internal_error")
 
 
+def _enforce_ranges(checks: tuple[tuple[str, Range], ...], params: dict[str, Any]) -> None:
+    """Fail the step, before its kind is called (and bills), on a value outside its range."""
+    problem = out_of_range(checks, params)
+    if problem is not None:
+        raise StepFailed(NodeError(f"bad input: {problem}", code="out_of_range"), 0)
+
+
 class StepRunner:
     """What the steps of one run share, and how any one of them runs.
 
@@ -69,6 +78,7 @@ class StepRunner:
     """
 
     _rng: random.Random | None = None
+    guard: BudgetGuard | None = None  # the run's budget, when it has one
 
     def __init__(
         self,
@@ -113,13 +123,22 @@ class StepRunner:
                 # and never reported: it is this run's cost. Any other hit is a saving.
                 billed = own and self.trace.taken_over
                 cost = hit.cost_usd if billed else 0.0
+                if own and self.guard is not None:
+                    # Billed by this run (an earlier attempt): it counts against its budget.
+                    self.guard.settle(node.id, hit.cost_usd, hit.usage)
                 self._record(node, step, hit.outputs, cost, hit.usage, hit.meta)
                 step.attempts = hit.attempts
                 step.cache_hit = True
                 step.cost_saved_usd = 0.0 if billed else hit.cost_usd
                 return
-        result = await self._call(node, step, node.fn, params)
-        outputs = self._check_outputs(node, result.outputs, step.attempts)
+        guard = self.guard
+        if guard is None:
+            result = await self._call(node, step, node.fn, params)
+            outputs = self._check_outputs(node, result.outputs, step.attempts)
+        else:
+            # A map's items are admitted and settled one by one, in its item runner.
+            name = None if node.map_plan is not None else node.id
+            result, outputs = await self._guarded_call(guard, name, node, step, params)
         self._record(node, step, outputs, result.cost_usd, result.usage, result.meta)
         observer = self.runtime.observer
         if observer is not None:
@@ -129,6 +148,34 @@ class StepRunner:
             await self.cache.put(f"run:{self.run_id}:{key}", entry)
             if node.cache is not None:
                 await self.cache.put(f"shared:{key}", entry, ttl_s=node.cache.ttl_s)
+
+    def admit(self, guard: BudgetGuard, name: str, kind: NodeKind, params: Any) -> None:
+        """Reserve a step's estimated bill, or fail it unstarted (``budget_exceeded``)."""
+        try:
+            guard.admit(name, kind, params)
+        except NodeError as exc:
+            raise StepFailed(exc, 0) from None
+
+    async def _guarded_call(
+        self,
+        guard: BudgetGuard,
+        name: str | None,
+        node: CompiledNode,
+        step: StepTrace,
+        params: dict[str, Any],
+    ) -> tuple[NodeResult, dict[str, Any]]:
+        if name is not None:
+            self.admit(guard, name, node.kind, params)
+        try:
+            result = await self._call(node, step, node.fn, params)
+            outputs = self._check_outputs(node, result.outputs, step.attempts)
+        except BaseException:
+            if name is not None:
+                guard.settle(name, 0.0, None)
+            raise
+        if name is not None:
+            guard.settle(name, result.cost_usd, result.usage)
+        return result, outputs
 
     def _params(self, node: CompiledNode) -> dict[str, Any]:
         scope = self.scope
@@ -163,6 +210,8 @@ class StepRunner:
                 params = self._params_without_skipped(node)
             for name, vtype in node.runtime_checks:
                 params[name] = check_value(params[name], vtype)
+            if node.range_checks:
+                _enforce_ranges(node.range_checks, params)
             return params
         except (ValueError, KeyError) as exc:
             raise StepFailed(NodeError(f"bad input: {exc}", code="bad_input"), 0) from None
@@ -202,9 +251,22 @@ class StepRunner:
             params = dict(plan.static)
             for name, resolve in plan.resolvers:
                 params[name] = resolve(scope)
+            if plan.kind.ranged:
+                _enforce_ranges(plan.kind.ranged, params)
             inner = StepTrace(node=f"{node.id}[{index}]", kind=plan.kind.name)
+            guard = self.guard
             try:
-                return await self._call(node, inner, plan.kind.fn, params, item=index)
+                if guard is None:
+                    return await self._call(node, inner, plan.kind.fn, params, item=index)
+                self.admit(guard, inner.node, plan.kind, params)
+                billed = 0.0
+                usage = None
+                try:
+                    result = await self._call(node, inner, plan.kind.fn, params, item=index)
+                    billed, usage = result.cost_usd, result.usage
+                    return result
+                finally:
+                    guard.settle(inner.node, billed, usage)
             finally:
                 step.add_meta({"item_attempts": step.meta.get("item_attempts", 0) + inner.attempts})
 

@@ -17,7 +17,8 @@ RunId = NewType("RunId", str)
 StepStatus = Literal[
     "pending", "running", "succeeded", "failed", "skipped", "cancelled", "fallback"
 ]
-RunStatus = Literal["running", "succeeded", "failed"]
+# `budget_exceeded`: stopped before a step that would take it past its budget (engine.budget).
+RunStatus = Literal["running", "succeeded", "failed", "budget_exceeded"]
 _EMPTY: dict[str, Any] = {}
 
 

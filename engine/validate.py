@@ -21,12 +21,15 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from engine.branching import COALESCE_KIND, SWITCH_KIND, Branches, plan_branches
+from engine.criteria import check_criteria
 from engine.errors import Problem
 from engine.graph import consumers_of, find_cycles, reaching, topological_order
 from engine.limits import Limits
 from engine.map_plan import compile_map
 from engine.node_kinds import NodeKind, NodeKinds, Param
+from engine.param_checks import check_literals
 from engine.providers.base import Provider
+from engine.ranges import Range
 from engine.refs import Resolver, compile_value, iter_refs
 from engine.spec import FallbackSpec, NodeSpec, WorkflowSpec
 from engine.typecheck import JSON, MAP_KIND, RESERVED, TEXT, CheckedParams, Checker
@@ -58,6 +61,7 @@ def compile_workflow(
     branches = plan_branches(checker)
     compiled, deps_of = _compile_nodes(checker, branches)
     outputs = _compile_outputs(checker)
+    checker.problems.extend(check_criteria(spec.success, outputs.types))
     if _check_edges(checker, deps_of):
         _check_graph(checker, deps_of, outputs.deps)
         branches.check_exclusive(compiled, deps_of)
@@ -113,6 +117,7 @@ def _compile_node(
     map_plan: MapPlan | None = None
     items: Resolver | None = None
     optional_deps: set[str] = set()
+    range_checks: tuple[tuple[str, Range], ...] = ()
     if kind.name == MAP_KIND:
         map_plan, items = compile_map(checker, node, loc, deps)
         params = CheckedParams({}, [], [], set(), set())  # a map's parameters are in its plan
@@ -122,6 +127,7 @@ def _compile_node(
         deps |= params.deps
     else:
         params = checker.check_params(kind, node.with_, f"{loc}.with", None)
+        range_checks = check_literals(checker, kind, node.with_, params.static, f"{loc}.with")
         # A node read only by optional parameters may be skipped without skipping this one.
         optional_deps = params.deps - params.required_deps - deps
         deps |= params.deps
@@ -145,6 +151,7 @@ def _compile_node(
         when_reason=when_reason,
         map_plan=map_plan,
         items=items,
+        range_checks=range_checks,
     )
 
 

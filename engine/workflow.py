@@ -13,8 +13,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NewType
 
+from engine.criteria import Criterion, compile_criteria
 from engine.errors import Problem, RunError
 from engine.node_kinds import KindFn, NodeKind
+from engine.ranges import Range
 from engine.refs import Resolver, simple_ref
 from engine.spec import CacheSpec, InputSpec, NodeSpec, RetrySpec, WorkflowSpec
 from engine.types import ValueType, check_value
@@ -72,6 +74,8 @@ class CompiledNode:
     when_reason: Resolver | None = None
     map_plan: MapPlan | None = None
     items: Resolver | None = None
+    # Parameters fed by references that must lie in a range: checked before the kind is called.
+    range_checks: tuple[tuple[str, Range], ...] = ()
     consumers: tuple[NodeId, ...] = ()
     consumer_pairs: tuple[tuple[NodeId, CompiledNode], ...] = ()
     # Decided once here so a run reads attributes instead of walking the spec per step.
@@ -103,7 +107,11 @@ class CompiledNode:
         self.direct = tuple(direct)
         self.resolvers = tuple(rest)
         self.direct_only = not (
-            self.resolvers or self.runtime_checks or self.optional_deps or self.map_plan
+            self.resolvers
+            or self.runtime_checks
+            or self.optional_deps
+            or self.map_plan
+            or self.range_checks
         )
         self.fn = self.kind.fn
         self.policy = self.spec.retry or (_DEFAULT_RETRY if self.kind.retry_by_default else None)
@@ -174,6 +182,11 @@ class Workflow:
         object.__setattr__(self, "waiting", {n: len(c.deps) for n, c in self.nodes.items()})
         may_prune = any(c.spec.on_failure == "skip" for c in self.nodes.values())
         object.__setattr__(self, "may_prune", may_prune)
+
+    @functools.cached_property
+    def criteria(self) -> tuple[Criterion, ...]:
+        """The ``success`` assertions, compiled when a run first needs them."""
+        return compile_criteria(self.spec.success)
 
     @functools.cached_property
     def digest(self) -> Digest:

@@ -37,6 +37,8 @@ NUMBERS = [
     "langgraph_vs_overhead",
     "langgraph_sqlite_vs_durable",
     "langgraph_sqlite_normal_vs_durable",
+    "budget_overhead_us_per_node",
+    "budget_overhead_vs_none",
 ]
 TARGETS = {
     "overhead_within_3x_asyncio",
@@ -47,6 +49,7 @@ TARGETS = {
     "validate_under_50ms",
     "define_yaml_under_150ms",
     "define_10000_chain_under_10x",
+    "budget_overhead_within_1_1x",
 }
 
 

@@ -18,9 +18,11 @@ from typing import Any, NamedTuple
 import pytest
 from fastapi.testclient import TestClient
 
+import engine
 from control_plane.cli import main
 from control_plane.kit.storable import MAX_JSON_DEPTH, json_problem
 from control_plane.runs.cost import MAX_RUN_COST_USD
+from engine.providers import default_providers
 from tests.fixtures import (
     GREET,
     GREET_LARGE,
@@ -224,23 +226,72 @@ def test_every_hostile_request_is_a_4xx_naming_the_field_and_changes_nothing(
     assert same.json()["metrics"] == {"rating": "unchanged"}
 
 
+BILL = """
+name: bill
+inputs:
+  usd: number
+nodes:
+  pay:
+    uses: test.bill
+    with: {usd: "${inputs.usd}"}
+outputs:
+  ok: "${pay.ok}"
+"""
+
+
+def _billing_engine() -> engine.Engine:
+    """The simulator, and a kind that reports whatever cost it is told to (as a buggy or
+    hostile plug-in could): the store's bound on a run's cost is the last line of defence."""
+    kinds = engine.default_kinds.copy()
+
+    @engine.node_kind("test.bill", inputs={"usd": "number"}, outputs={"ok": "boolean"}, kinds=kinds)
+    async def bill(ctx: engine.NodeContext, params: dict[str, Any]) -> engine.NodeResult:
+        return engine.NodeResult({"ok": True}, cost_usd=params["usd"])
+
+    return engine.Engine(providers=default_providers(time_scale=0), kinds=kinds)
+
+
+def _finished(client: TestClient, run_id: str) -> dict[str, Any]:
+    for _ in range(200):
+        run: dict[str, Any] = client.get(f"/v1/runs/{run_id}").json()
+        if run["finished_at"] is not None:
+            return run
+        time.sleep(0.02)
+    raise AssertionError(f"run {run_id} did not finish: {run}")
+
+
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_a_run_billed_past_the_bound_is_stored_at_the_bound_saying_what_was_billed(
+    database_url: str, admin_key: str, mode: str
+) -> None:
+    with app_client(database_url, admin_key, run_engine=_billing_engine) as api:
+        apply(api, BILL, version="v1")
+        body = {"workflow": "bill", "version": "v1", "mode": mode, "input": {"usd": 1e160}}
+        response = api.post("/v1/run", json=body)
+        assert response.status_code in (200, 202), response.text
+        run = _finished(api, response.json()["run_id"])
+    assert run["cost_usd"] == MAX_RUN_COST_USD
+    assert "cost out of range" in run["error"] and "e+1" in run["error"]
+    assert run["trace"]["cost_usd"] == MAX_RUN_COST_USD  # the sum; each step keeps its own
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_huge_media_length_is_refused_before_anything_is_billed(
     api: TestClient, mode: str
 ) -> None:
     apply(api, example("v3.3"), version="v3.3")  # video.generate bills per second asked for
     body = {"workflow": "product-video", "version": "v3.3", "mode": mode}
     response = api.post("/v1/run", json={**body, "input": {"prompt": "x", "seconds": 1e160}})
     assert response.status_code in (200, 202), response.text
-    run_id = response.json()["run_id"]
-    for _ in range(200):
-        run = api.get(f"/v1/runs/{run_id}").json()
-        if run["finished_at"] is not None:
-            break
-        time.sleep(0.02)
-    assert run["cost_usd"] == MAX_RUN_COST_USD
-    assert "cost out of range" in run["error"] and "e+1" in run["error"]
-    assert run["trace"]["cost_usd"] == MAX_RUN_COST_USD  # the sum; each step keeps its own
+    run = _finished(api, response.json()["run_id"])
+    assert run["status"] == "failed"
+    assert "outside its range 0 < seconds ≤ 600" in run["error"]
+    steps = {s["node"]: s for s in run["trace"]["steps"]}
+    assert steps["video"]["error_code"] == "out_of_range"
+    assert steps["video"]["cost_usd"] == 0
+    # What the other branches billed (the enhancement, perhaps the narration), not 5e159.
+    assert run["cost_usd"] == pytest.approx(sum(s["cost_usd"] for s in steps.values()))
+    assert run["cost_usd"] < 0.1
 
 
 def test_json_problems_name_the_place_and_the_depth_bound_is_exact() -> None:

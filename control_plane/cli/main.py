@@ -151,6 +151,15 @@ def _resume_command(args: argparse.Namespace, run_id: str) -> str:
     return shlex.join(words)
 
 
+_ATTEMPTS_KEY = "run:{}:#attempts"
+
+
+async def _attempts(cache: engine.StepCache, run_id: str) -> int | None:
+    """How many times ``run_id`` executed with this cache; ``None`` for a run it never saw."""
+    marker = await cache.get(_ATTEMPTS_KEY.format(run_id))
+    return None if marker is None else marker.attempts
+
+
 async def _exec(args: argparse.Namespace, workflow: Workflow, inputs: dict[str, Any]) -> int:
     cache = engine.SQLiteStepCache(args.cache) if args.cache else None
     providers: list[Provider] = [
@@ -171,11 +180,33 @@ async def _exec(args: argparse.Namespace, workflow: Workflow, inputs: dict[str, 
         return 2
     async with eng:
         if args.resume:
+            assert cache is not None  # cmd_exec refuses --resume without --cache
+            attempt = await _attempts(cache, args.resume)
+            if attempt is None:
+                print(
+                    f"rollgraph: no run {args.resume!r} in {args.cache}: resume a run that "
+                    "`rollgraph exec --cache` with this cache printed",
+                    file=sys.stderr,
+                )
+                return 2
+            attempt += 1
             result = await eng.resume(
-                workflow, args.resume, inputs, seed=args.seed, deadline_s=args.deadline
+                workflow,
+                args.resume,
+                inputs,
+                seed=args.seed,
+                deadline_s=args.deadline,
+                run_attempt=attempt,
             )
         else:
+            attempt = 1
             result = await eng.run(workflow, inputs, seed=args.seed, deadline_s=args.deadline)
+        if cache is not None:
+            # How many times this run executed: a resume is the next attempt (a fresh draw of
+            # the simulator's transient failures), and an unknown run id is an error.
+            await cache.put(
+                _ATTEMPTS_KEY.format(result.run_id), engine.CachedStep({}, attempts=attempt)
+            )
     if args.json:
         print(json.dumps(result.to_json(), indent=2, default=str))
     else:

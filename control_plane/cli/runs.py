@@ -20,7 +20,7 @@ from control_plane.runs.schemas import RunMode, RunStatus
 
 __all__ = ["add_run_commands"]
 
-_STATUSES: tuple[RunStatus, ...] = ("queued", "running", "succeeded", "failed")
+_STATUSES: tuple[RunStatus, ...] = ("queued", "running", "succeeded", "failed", "budget_exceeded")
 _MODES: tuple[RunMode, ...] = ("sync", "async")
 
 
@@ -48,14 +48,14 @@ def _run_text(r: models.RunPublic) -> str:
     lines = [f"{head}  {float(r.latency_s or 0):.3f}s  ${r.cost_usd:.4f}"]
     if r.error:
         lines.append(f"  error: {r.error}")
-        if r.status == "failed":
+        if r.status in ("failed", "budget_exceeded"):
             lines.append(f"  resume it with `rollgraph resume {r.run_id}`")
     lines += [f"  {k}: {json.dumps(v)[:200]}" for k, v in (r.outputs or {}).items()]
     return "\n".join(lines)
 
 
 def _exit(r: models.RunPublic) -> int:
-    return 1 if r.status == "failed" else 0
+    return 1 if r.status in ("failed", "budget_exceeded") else 0
 
 
 def _step_text(step: models.StepState) -> str:
@@ -267,7 +267,7 @@ def add_run_commands(sub: Any) -> None:
     p = command(runs_sub, "list", "runs matching every filter, newest first")
     p.add_argument("--workflow", help="the workflow's name")
     p.add_argument("--version", help="a version")
-    p.add_argument("--status", choices=_STATUSES, help="queued | running | succeeded | failed")
+    p.add_argument("--status", choices=_STATUSES, help=" | ".join(_STATUSES))
     p.add_argument("--mode", choices=_MODES, help="sync | async")
     p.add_argument("--since", metavar="TIME", help="created at or after (ISO 8601)")
     p.add_argument("--until", metavar="TIME", help="created before (ISO 8601)")

@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 # A run in one of these statuses changes no more (until someone resumes a failed one).
-TERMINAL = frozenset({"succeeded", "failed"})
+TERMINAL = frozenset({"succeeded", "failed", "budget_exceeded"})
 
 
 class FieldProblem(BaseModel):

@@ -278,7 +278,7 @@ def pre_exposure(
     ]
     value: Any
     if metric in BUILTIN_METRICS:
-        earlier.append(col(RunRow.status).in_(("succeeded", "failed")))
+        earlier.append(col(RunRow.status).in_(("succeeded", "failed", "budget_exceeded")))
         value = {
             "success": case((col(RunRow.status) == "succeeded", 1.0), else_=0.0),
             "latency_s": col(RunRow.latency_s),

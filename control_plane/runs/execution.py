@@ -37,17 +37,17 @@ from control_plane.registry.cache import RegistryCache
 from control_plane.runs import idempotency, planning, retention, service
 from control_plane.runs.claimed import claimed_steps, forget_claimed
 from control_plane.runs.compiler import Compiler
+from control_plane.runs.limits import attempt_limits
 from control_plane.runs.planning import RunPlan
 from control_plane.runs.progress import Progress
 from control_plane.runs.queued import QueuedRuns
 from control_plane.runs.remote_steps import RemoteSteps
-from control_plane.runs.schemas import RunPublic, RunRequest, Submitted
-from control_plane.runs.steps import RunSteps, SharedSteps
+from control_plane.runs.schemas import BudgetRequest, RunPublic, RunRequest, Submitted
+from control_plane.runs.steps import RunSteps, SharedSteps, step_persister
 from control_plane.runs.writer import BatchWriter, WriterClosed
 from control_plane.settings import Settings
 from control_plane.store.db import SessionFactory, UnitGate, run_unit
 from control_plane.store.redis import RedisLink, RedisUnavailable
-from control_plane.store.tables import RunStepRow
 
 __all__ = ["Runs"]
 
@@ -195,10 +195,10 @@ class Runs:
                 workflow,
                 inputs,
                 run_id=claim.run_id if claim is not None else None,
-                deadline_s=self.settings.run_deadline_s,
                 attrs=plan.attrs,
                 cache=steps,
                 taken_over=carried,
+                **attempt_limits(workflow, plan.limits, self.settings.run_deadline_s),
             )
         except engine.InputBindingError as exc:
             raise planning.invalid_input(plan, exc) from exc
@@ -233,7 +233,8 @@ class Runs:
             partial(self.accept, plan, inputs, run_id=run_id, claim=claim, deadline_s=deadline_s)
         )
         steps = RunSteps(self.shared, persist=self.persister(run_id), remote=self.remote)
-        job = self.finish(run_id, workflow, inputs, steps, deadline_s=deadline_s, attrs=plan.attrs)
+        limits = attempt_limits(workflow, plan.limits, deadline_s)
+        job = self.finish(run_id, workflow, inputs, steps, attrs=plan.attrs, **limits)
         self._spawn(job)
         return accepted
 
@@ -268,7 +269,10 @@ class Runs:
             after_commit(session, partial(self.metrics.observe_assignment, public))
         return public
 
-    async def resume(self, run_id: str, *, asynchronous: bool) -> RunPublic:
+    async def resume(
+        self, run_id: str, *, asynchronous: bool, budget: BudgetRequest | None = None
+    ) -> RunPublic:
+        """Run a failed run again; ``budget``: limits that stand instead of the run's."""
         deadline_s = (
             self.settings.async_run_deadline_s if asynchronous else self.settings.run_deadline_s
         )
@@ -287,9 +291,8 @@ class Runs:
         attrs = {"reason": "resume", "attempt": run.attempt, "original_reason": run.reason}
         persist = self.persister(run_id) if asynchronous else None
         steps = RunSteps(self.shared, saved=ticket.steps, persist=persist, remote=self.remote)
-        job = self.finish(
-            run_id, workflow, ticket.inputs, steps, deadline_s=deadline_s, attrs=attrs, resumed=True
-        )
+        kw = attempt_limits(workflow, ticket.limits, deadline_s, budget, run_attempt=run.attempt)
+        job = self.finish(run_id, workflow, ticket.inputs, steps, attrs=attrs, resumed=True, **kw)
         if asynchronous:
             self._spawn(job)
             return run
@@ -314,14 +317,7 @@ class Runs:
             after_commit(session, partial(self.metrics.observe_failed_end, **run._asdict()))
 
     def persister(self, run_id: str) -> Callable[[str, str], object]:
-        def persist(key: str, value: str) -> object:
-            row = RunStepRow(run_id=run_id, key=key, value=value)
-            try:
-                return self.writer.post(lambda s: s.merge(row))
-            except WriterClosed:  # stopping: the run is stored as interrupted anyway
-                return None
-
-        return persist
+        return step_persister(self.writer, run_id)
 
     def _spawn(self, job: Coroutine[Any, Any, Any]) -> None:
         if self._closing:

@@ -24,6 +24,7 @@ from control_plane.errors import Conflict, InvalidInput
 from control_plane.registry.cache import RegistryCache
 from control_plane.rollouts.assignment import assign
 from control_plane.rollouts.routing import Route, VersionData, read_pin, read_route
+from control_plane.runs.limits import request_limits
 from control_plane.runs.schemas import RunRequest
 
 __all__ = [
@@ -53,6 +54,7 @@ class RunPlan:
     attrs: dict[str, Any] = field(default_factory=dict)
     experiment_id: int | None = None  # the experiment that routed the run, and its ramp step
     experiment_step: int | None = None
+    limits: dict[str, Any] | None = None  # what the request lowered (``runs.limits``)
 
 
 def _plan(
@@ -78,6 +80,7 @@ def _plan(
         attrs={"reason": reason, "label": label, **attrs},
         experiment_id=experiment,
         experiment_step=step,
+        limits=request_limits(request),
     )
 
 

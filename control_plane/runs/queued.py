@@ -23,6 +23,7 @@ from control_plane.queue import Delivery, Fatal, RunQueue
 from control_plane.queue.pressure import QueuePressure
 from control_plane.runs import idempotency, outbox, service
 from control_plane.runs.compiler import Compiler
+from control_plane.runs.limits import attempt_limits
 from control_plane.runs.planning import RunPlan
 from control_plane.runs.remote_steps import RemoteSteps
 from control_plane.runs.schemas import RunPublic
@@ -217,12 +218,12 @@ class QueuedRuns:
                 workflow,
                 ticket.inputs,
                 steps,
-                deadline_s=deadline_s,
                 attrs=attrs,
                 give_back_on_cancel=False,
                 # Taken over from a worker that stopped: go on from the steps it completed, and
                 # count their cost (billed by that worker, never reported) as this run's.
                 taken_over=bool(saved),
+                **attempt_limits(workflow, ticket.limits, deadline_s, run_attempt=run.attempt),
             )
         if finished.status == "succeeded":
             if runs.remote is not None:

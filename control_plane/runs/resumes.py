@@ -22,7 +22,7 @@ import anyio
 
 from control_plane.runs import idempotency
 from control_plane.runs.execution import Runs
-from control_plane.runs.schemas import RunPublic, Submitted
+from control_plane.runs.schemas import BudgetRequest, RunPublic, Submitted
 
 __all__ = ["resume_once"]
 
@@ -30,11 +30,17 @@ log = logging.getLogger(__name__)
 
 
 async def resume_once(
-    runs: Runs, run_id: str, *, asynchronous: bool, principal: str, key: str | None
+    runs: Runs,
+    run_id: str,
+    *,
+    asynchronous: bool,
+    principal: str,
+    key: str | None,
+    budget: BudgetRequest | None = None,
 ) -> Submitted:
     """Resume ``run_id``; with ``key``, at most once per caller and key."""
     if key is None:
-        return Submitted(await runs.resume(run_id, asynchronous=asynchronous))
+        return Submitted(await runs.resume(run_id, asynchronous=asynchronous, budget=budget))
     hold = timedelta(seconds=runs.settings.idempotency_lease_s)
     digest = idempotency.resume_hash(run_id, asynchronous=asynchronous)
     claimed = await idempotency.acquire(
@@ -45,7 +51,7 @@ async def resume_once(
     claim = claimed
     try:
         async with idempotency.keep(runs.units, claim, lease=hold):
-            run = await runs.resume(run_id, asynchronous=asynchronous)
+            run = await runs.resume(run_id, asynchronous=asynchronous, budget=budget)
         await runs.units(partial(idempotency.complete, claim=claim, response=run))
     except BaseException:
         # No answer stored: free the key so that the client may retry with it (shielded, so

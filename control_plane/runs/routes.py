@@ -29,7 +29,7 @@ from control_plane.api.errors import ErrorBody, error_responses
 from control_plane.api.params import LabelName, WorkflowName
 from control_plane.kit.storable import INT32_MAX, Storable
 from control_plane.registry.deps import RegistryDep
-from control_plane.runs import idempotency, resumes, service
+from control_plane.runs import idempotency, reads, resumes
 from control_plane.runs.deps import RunsDep
 from control_plane.runs.preview import AssignmentPreview, preview_assignment
 from control_plane.runs.schemas import (
@@ -187,7 +187,12 @@ async def resume_run(
     with an `Idempotency-Key`, a repeat gets the first resume's answer."""
     asynchronous = body is not None and body.mode == "async"
     submitted = await resumes.resume_once(
-        runs, run_id, asynchronous=asynchronous, principal=principal.name, key=idempotency_key
+        runs,
+        run_id,
+        asynchronous=asynchronous,
+        principal=principal.name,
+        key=idempotency_key,
+        budget=body.budget if body is not None else None,
     )
     if asynchronous:  # the resume's mode, not the run's first one
         response.status_code = status.HTTP_202_ACCEPTED
@@ -211,7 +216,7 @@ async def get_run(
     ] = None,
 ) -> RunDetail:
     """A run with its trace (a step per node): the newest attempt's, or `attempt`'s."""
-    return await unit(partial(service.get_run, run_id=run_id, attempt=attempt))
+    return await unit(partial(reads.get_run, run_id=run_id, attempt=attempt))
 
 
 @router.get(
@@ -233,7 +238,7 @@ async def list_runs(
     """Runs, newest first."""
     return await unit(
         partial(
-            service.list_runs,
+            reads.list_runs,
             workflow=workflow,
             version=version,
             status=status,

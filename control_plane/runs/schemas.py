@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -11,6 +11,8 @@ from control_plane.kit.storable import MAX_JSON_DEPTH, StoreJsonObject, StoreTex
 from control_plane.kit.time import UtcDatetime
 
 __all__ = [
+    "RESUMABLE",
+    "BudgetRequest",
     "ResumeRequest",
     "RunDetail",
     "RunMode",
@@ -24,8 +26,23 @@ __all__ = [
 ]
 
 # `queued` is reserved for runs handed to a queue of workers; this server runs them at once.
-RunStatus = Literal["queued", "running", "succeeded", "failed"]
+# `budget_exceeded`: stopped before a step that would take it past its budget; resumable.
+RunStatus = Literal["queued", "running", "succeeded", "failed", "budget_exceeded"]
 RunMode = Literal["sync", "async"]
+# The statuses a run can be resumed from: it ended without its outputs.
+RESUMABLE: frozenset[str] = frozenset({"failed", "budget_exceeded"})
+
+
+_Limit = Annotated[float, Field(gt=0, le=1e12, allow_inf_nan=False)] | None
+
+
+class BudgetRequest(BaseModel):
+    """Limits on one run: each a finite number > 0; absent is the workflow's own limit."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_cost_usd: _Limit = None
+    max_tokens: _Limit = None
+    max_media_seconds: _Limit = None
 
 
 class RunRequest(BaseModel):
@@ -49,6 +66,18 @@ class RunRequest(BaseModel):
         description="`sync`: answer when the run ends (bounded by the run deadline); `async`: "
         "answer 202 at once with the run id, read the run later at `GET /v1/runs/{run_id}`",
     )
+    budget: BudgetRequest | None = Field(
+        default=None,
+        description="lowers the workflow's budget for this run (each limit the lower of the "
+        "two); a run that would exceed it ends `budget_exceeded`",
+    )
+    deadline_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=86400,
+        allow_inf_nan=False,
+        description="shortens the run's deadline (the workflow's and the server's still apply)",
+    )
 
 
 class ResumeRequest(BaseModel):
@@ -57,6 +86,11 @@ class ResumeRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     mode: RunMode = "sync"
+    budget: BudgetRequest | None = Field(
+        default=None,
+        description="limits this attempt's budget sets instead of the run's (it may raise "
+        "them: going on is the caller's decision); what earlier attempts billed counts",
+    )
 
 
 class RunPublic(BaseModel):

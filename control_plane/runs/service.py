@@ -27,7 +27,10 @@ from control_plane.kit.time import as_utc, utcnow
 from control_plane.runs import repository as repo
 from control_plane.runs.cost import bounded_cost, storable_trace
 from control_plane.runs.planning import RunPlan
-from control_plane.runs.schemas import RunDetail, RunMode, RunPublic, RunStatus, step_states
+from control_plane.runs.schemas import (
+    RESUMABLE,
+    RunPublic,
+)
 from control_plane.store.tables import RunRow, RunStepRow, RunTraceRow, VersionRow
 from control_plane.workflows import repository as workflows_repo
 
@@ -39,9 +42,7 @@ __all__ = [
     "deadline_after",
     "fail_orphans",
     "finish_run",
-    "get_run",
     "interrupt_run",
-    "list_runs",
     "public",
     "record_run",
     "start_run",
@@ -126,6 +127,7 @@ def record_run(
         status=result.status,
         reason=plan.reason,
         input=dict(inputs),
+        limits=plan.limits,
         created_at=datetime.fromtimestamp(result.trace.wall_start, UTC),
         **_experiment_of(plan),
     )
@@ -135,7 +137,7 @@ def record_run(
     # inserts runs before the traces and steps that reference them, each table in one
     # statement); a flush per run was two round trips and most of the writer's time.
     session.add(RunTraceRow(run_id=row.id, attempt=1, trace=storable_trace(stored["trace"])))
-    if result.status == "failed":
+    if result.status in RESUMABLE:
         _save_steps(session, row.id, steps)
     add_run_facts(session, row)
     return public(row)
@@ -164,6 +166,7 @@ def start_run(
         status=status,
         reason=plan.reason,
         input=dict(inputs),
+        limits=plan.limits,
         deadline_at=deadline_at,
         traceparent=traceparent,
         **_experiment_of(plan),
@@ -190,7 +193,7 @@ def finish_run(
     trace = storable_trace(result.trace.to_json())
     # Over the attempt's progress (``progress``), if any was stored while it ran.
     repo.upsert_trace(session, run_id=run_id, attempt=row.attempt, trace=trace)
-    if result.status == "failed":
+    if result.status in RESUMABLE:
         _save_steps(session, run_id, steps)
     else:
         session.execute(delete(RunStepRow).where(col(RunStepRow.run_id) == run_id))
@@ -209,6 +212,7 @@ class Resumption:
     inputs: dict[str, Any]
     steps: dict[str, str]  # key → encoded step, completed by earlier attempts
     traceparent: str | None = None  # the submitting request's trace context
+    limits: dict[str, Any] | None = None  # what the request lowered (``runs.limits``)
 
 
 def claim_resume(session: Session, *, run_id: str, deadline_at: datetime) -> Resumption:
@@ -218,9 +222,11 @@ def claim_resume(session: Session, *, run_id: str, deadline_at: datetime) -> Res
     row = repo.get_run(session, run_id)
     if row is None:
         raise NotFound(f"no run {run_id!r}")
-    if row.status != "failed":
+    if row.status not in RESUMABLE:
         what = "is still running" if row.status in ("queued", "running") else "succeeded"
-        raise Conflict(f"run {run_id} {what}; only a failed run can be resumed")
+        raise Conflict(
+            f"run {run_id} {what}; only a failed run (or one out of budget) can be resumed"
+        )
     version = _version_of(session, row)
     if version is None or row.input is None:
         raise Conflict(f"run {run_id} was stored without what a resume needs; run it again")
@@ -230,7 +236,7 @@ def claim_resume(session: Session, *, run_id: str, deadline_at: datetime) -> Res
         )
     claimed = session.execute(
         update(RunRow)
-        .where(col(RunRow.id) == run_id, col(RunRow.status) == "failed")
+        .where(col(RunRow.id) == run_id, col(RunRow.status).in_(RESUMABLE))
         .values(status="running", attempt=RunRow.attempt + 1, deadline_at=deadline_at)
     )
     if claimed.rowcount != 1:  # type: ignore[attr-defined]
@@ -256,6 +262,7 @@ def _resumption(session: Session, row: RunRow, version: VersionRow) -> Resumptio
         inputs=dict(row.input),
         steps={s.key: s.value for s in steps},
         traceparent=row.traceparent,
+        limits=row.limits,
     )
 
 
@@ -345,50 +352,3 @@ def fail_orphans(session: Session, *, now: datetime | None = None) -> list[Ended
 def deadline_after(seconds: float, *, margin_s: float) -> datetime:
     """When a run given ``seconds`` is certainly over, allowing ``margin_s`` to store it."""
     return utcnow() + timedelta(seconds=seconds + margin_s)
-
-
-def get_run(session: Session, *, run_id: str, attempt: int | None = None) -> RunDetail:
-    row = repo.get_run(session, run_id)
-    if row is None:
-        raise NotFound(f"no run {run_id!r}")
-    in_flight = row.status in ("queued", "running")
-    if attempt is None and in_flight:
-        # The running attempt's progress (none until its first snapshot), never the steps of
-        # the attempt before it: a follower would take a resume's old failure for news.
-        trace = repo.get_trace(session, run_id, row.attempt)
-    else:
-        trace = repo.get_trace(session, run_id, attempt)
-    if trace is None and attempt is not None:
-        raise NotFound(f"run {run_id} has no trace of attempt {attempt} (attempts: {row.attempt})")
-    stored = trace.trace if trace is not None else {}
-    return RunDetail(
-        **public(row).model_dump(),
-        trace=stored,
-        trace_attempt=trace.attempt if trace is not None else None,
-        steps=step_states(stored, ended=not in_flight),
-    )
-
-
-def list_runs(
-    session: Session,
-    *,
-    workflow: str | None = None,
-    version: str | None = None,
-    status: RunStatus | None = None,
-    mode: RunMode | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    limit: int = 100,
-) -> list[RunPublic]:
-    """Runs, newest first, filtered; naive ``since``/``until`` are read as UTC."""
-    rows = repo.list_runs(
-        session,
-        workflow=workflow,
-        version=version,
-        status=status,
-        mode=mode,
-        since=as_utc(since) if since is not None else None,
-        until=as_utc(until) if until is not None else None,
-        limit=limit,
-    )
-    return [public(r) for r in rows]

@@ -28,10 +28,13 @@ from collections.abc import Callable, Mapping
 from typing import Final
 
 from control_plane.runs.remote_steps import RemoteSteps
+from control_plane.runs.schemas import RESUMABLE
+from control_plane.runs.writer import BatchWriter, WriterClosed
 from control_plane.store.redis import RedisUnavailable
+from control_plane.store.tables import RunStepRow
 from engine import CachedStep, RunResult
 
-__all__ = ["RunSteps", "SharedSteps"]
+__all__ = ["RunSteps", "SharedSteps", "step_persister"]
 
 _RUN: Final = "run:"
 _SHARED: Final = "shared:"
@@ -153,6 +156,20 @@ class RunSteps:
         they completed; a succeeded run needs none (there is nothing left to resume). A failed
         run keeps the steps it was given too: those a dead process completed before this one
         took the run over are in Redis only, and a resume reads the store."""
-        if result.status != "failed" or self.persisted:
+        if result.status not in RESUMABLE or self.persisted:
             return {}
         return {**self._saved, **self.new}
+
+
+def step_persister(writer: BatchWriter, run_id: str) -> Callable[[str, str], object]:
+    """Stores each completed step of ``run_id`` through ``writer`` as it completes (an async
+    run's steps, so that a resume or a takeover goes on from them)."""
+
+    def persist(key: str, value: str) -> object:
+        row = RunStepRow(run_id=run_id, key=key, value=value)
+        try:
+            return writer.post(lambda s: s.merge(row))
+        except WriterClosed:  # stopping: the run is stored as interrupted anyway
+            return None
+
+    return persist

@@ -219,7 +219,7 @@ class RunSpans:
             if step.error_code or step.status in ("failed", "fallback"):
                 child.set_status(Status(StatusCode.ERROR, step.error))
             child.end(end_time=wall_ns(step.ended))
-        if trace.status == "failed":
+        if trace.status in ("failed", "budget_exceeded"):
             span.set_attribute("error.type", trace.error_code or "run_failed")
             span.set_status(Status(StatusCode.ERROR, trace.error))
         span.end(end_time=wall_ns(trace.perf_end))

@@ -22,6 +22,7 @@ from engine.errors import NodeError
 from engine.http_policy import Target
 from engine.limits import LimitExceeded
 from engine.node_kinds import NodeResult, Param, node_kind
+from engine.ranges import Range
 
 __all__ = ["METHODS", "http_json"]
 
@@ -85,7 +86,7 @@ def _check_status(response: httpx.Response, content: bytes, where: str) -> None:
         "method": Param.optional("text", default="GET"),
         "body": Param.optional("json"),
         "headers": Param.optional("json"),
-        "timeout_s": Param.optional("number"),
+        "timeout_s": Param.optional("number", range=Range(0, 600, low_open=True)),
     },
     outputs={"body": "json", "status": "integer"},
 )

@@ -13,6 +13,7 @@ from typing import Any, Final
 from engine.context import NodeContext
 from engine.errors import NodeError
 from engine.node_kinds import NodeResult, Param, node_kind
+from engine.ranges import Range
 from engine.types import MediaRef
 
 __all__ = [
@@ -29,6 +30,13 @@ __all__ = [
 _MODEL: Final = Param.of("text")
 _VIDEO_SECONDS: Final = 8.0
 _MUSIC_SECONDS: Final = 30.0
+# Bounds a provider would refuse anyway, checked before anything is billed: a clip of at most
+# ten minutes, a temperature in the range every major text API accepts, a reply of at most the
+# largest output window on offer.
+_MEDIA_SECONDS: Final = Range(0, 600, low_open=True)
+_TEMPERATURE: Final = Range(0, 2)
+_MAX_TOKENS: Final = Range(1, 128_000)
+_PIXELS: Final = Range(16, 8192)
 
 ENHANCE_SYSTEM: Final = (
     "You rewrite prompts for generative media models. Rewrite the user's prompt into one "
@@ -103,8 +111,8 @@ async def prompt_enhance(ctx: NodeContext, params: dict[str, Any]) -> NodeResult
         "model": _MODEL,
         "prompt": "text",
         "system": Param.optional("text"),
-        "max_tokens": Param.optional("integer"),
-        "temperature": Param.optional("number"),
+        "max_tokens": Param.optional("integer", range=_MAX_TOKENS),
+        "temperature": Param.optional("number", range=_TEMPERATURE),
     },
     outputs={"text": "text"},
     provider_task="text",
@@ -122,8 +130,8 @@ async def llm_generate(ctx: NodeContext, params: dict[str, Any]) -> NodeResult:
     inputs={
         "model": _MODEL,
         "prompt": "text",
-        "width": Param.optional("integer"),
-        "height": Param.optional("integer"),
+        "width": Param.optional("integer", range=_PIXELS),
+        "height": Param.optional("integer", range=_PIXELS),
     },
     outputs={"image": "image"},
     provider_task="image",
@@ -140,7 +148,7 @@ async def image_generate(ctx: NodeContext, params: dict[str, Any]) -> NodeResult
     inputs={
         "model": _MODEL,
         "prompt": "text",
-        "seconds": Param.optional("number", default=_VIDEO_SECONDS),
+        "seconds": Param.optional("number", default=_VIDEO_SECONDS, range=_MEDIA_SECONDS),
         "image": Param.optional("image", description="a first frame to animate"),
     },
     outputs={"video": "video"},
@@ -173,7 +181,7 @@ async def audio_tts(ctx: NodeContext, params: dict[str, Any]) -> NodeResult:
     inputs={
         "model": _MODEL,
         "prompt": "text",
-        "seconds": Param.optional("number", default=_MUSIC_SECONDS),
+        "seconds": Param.optional("number", default=_MUSIC_SECONDS, range=_MEDIA_SECONDS),
     },
     outputs={"audio": "audio"},
     provider_task="music",

@@ -15,7 +15,7 @@ only ever sees their values.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, Final
 
 from engine.context import NodeContext
@@ -24,15 +24,44 @@ from engine.limits import LimitExceeded, text_size
 from engine.node_kinds import NodeResult, Param, node_kind
 from engine.refs import render_text
 
-__all__ = ["render_template", "template"]
+__all__ = ["render_template", "template", "template_problems"]
 
 # One alternation scanned left to right, so "{{name}}" is an escaped brace pair around plain
 # text and never a placeholder, exactly as str.format reads it.
 _TOKEN_RE: Final = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)((?:\.|\[)[^{}]*)?\}")
 
 
-def _available(values: Mapping[str, Any]) -> str:
-    return ", ".join(sorted(values)) or "none"
+def template_problems(text: str, names: Collection[str] | None) -> list[tuple[str, str]]:
+    """What is wrong with ``text`` as a template, as ``(code, message)``: placeholders with
+    attribute or index access, then (when the value ``names`` are known) every missing one.
+    Run before each render and, for literal templates, when the workflow is defined."""
+    problems: list[tuple[str, str]] = []
+    missing: list[str] = []
+    for match in _TOKEN_RE.finditer(text):
+        name, access = match.group(1), match.group(2)
+        if name is None:
+            continue
+        if access:
+            problems.append(
+                (
+                    "template_unsupported",
+                    f"template placeholder {match.group(0)!r} uses attribute or index access, "
+                    f"which templates do not support; pass the value itself as {{{name}}} "
+                    "(write {{ and }} for literal braces)",
+                )
+            )
+        elif names is not None and name not in names and name not in missing:
+            missing.append(name)
+    if missing:
+        given = ", ".join(sorted(names or ())) or "none"
+        placeholders = ", ".join("{" + m + "}" for m in missing)
+        problems.append(
+            (
+                "template_missing_value",
+                f"template has no value for {placeholders}; values given: {given}",
+            )
+        )
+    return problems
 
 
 def render_template(text: str, values: Mapping[str, Any], max_bytes: int | None = None) -> str:
@@ -42,26 +71,10 @@ def render_template(text: str, values: Mapping[str, Any], max_bytes: int | None 
     fixes them in one edit rather than one run per name. With ``max_bytes``, raise
     ``LimitExceeded`` as soon as the text would be larger than that.
     """
-    missing: list[str] = []
-    for match in _TOKEN_RE.finditer(text):
-        name, access = match.group(1), match.group(2)
-        if name is None:
-            continue
-        if access:
-            raise NodeError(
-                f"template placeholder {match.group(0)!r} uses attribute or index access, "
-                f"which templates do not support; pass the value itself as {{{name}}} "
-                "(write {{ and }} for literal braces)",
-                code="template_unsupported",
-            )
-        if name not in values and name not in missing:
-            missing.append(name)
-    if missing:
-        names = ", ".join("{" + m + "}" for m in missing)
-        raise NodeError(
-            f"template has no value for {names}; values given: {_available(values)}",
-            code="template_missing_value",
-        )
+    problems = template_problems(text, values)
+    if problems:
+        code, message = problems[0]
+        raise NodeError(message, code=code)
 
     # Counted as the text is built (what precedes each placeholder, then its value), so a
     # short text repeating a long value stops at the limit instead of being built whole.

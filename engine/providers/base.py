@@ -24,7 +24,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["TASKS", "ModelCall", "Provider", "ProviderResult", "split_model"]
+__all__ = [
+    "TASKS",
+    "Estimate",
+    "Estimating",
+    "ModelCall",
+    "Provider",
+    "ProviderResult",
+    "split_model",
+]
 
 TASKS = frozenset({"text", "image", "video", "audio", "music", "moderate"})
 
@@ -48,6 +56,22 @@ class ProviderResult:
     cost_usd: float = 0.0
     usage: dict[str, float] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """What a call is expected to bill: dollars, tokens (in + out) and media seconds."""
+
+    cost_usd: float = 0.0
+    tokens: float = 0.0
+    media_seconds: float = 0.0
+
+
+@runtime_checkable
+class Estimating(Protocol):
+    """A provider that can say what a call will cost before making it."""
+
+    def estimate(self, call: ModelCall) -> Estimate | None: ...
 
 
 @runtime_checkable

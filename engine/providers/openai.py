@@ -16,15 +16,17 @@ from typing import Any, Final
 import httpx
 
 from engine.errors import NodeError
-from engine.providers.base import ModelCall, ProviderResult
+from engine.providers.base import Estimate, ModelCall, ProviderResult
 
-__all__ = ["OpenAIProvider"]
+__all__ = ["DEFAULT_ANSWER_TOKENS", "OpenAIProvider"]
 
 _DEFAULT_BASE_URL: Final = "https://api.openai.com/v1"
 _TASKS: Final = frozenset({"text", "moderate"})
 # Servers sometimes echo a (partially masked) key in 401 bodies; never pass one through.
 _KEY_LIKE_RE: Final = re.compile(r"\bsk-[A-Za-z0-9_\-*.]{6,}")
 _EXCERPT: Final = 300
+# What a budget reserves for the answer of a chat call that sets no max_tokens.
+DEFAULT_ANSWER_TOKENS: Final = 4096
 
 
 class OpenAIProvider:
@@ -74,6 +76,20 @@ class OpenAIProvider:
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout_s))
         return self._client
+
+    def estimate(self, call: ModelCall) -> Estimate | None:
+        """An upper bound of a chat call's bill from the price table: the prompt at one token per
+        three characters (tokenizers average about four), and ``max_tokens`` of answer, or
+        ``DEFAULT_ANSWER_TOKENS`` when the call sets none. Moderation is free."""
+        if call.task != "text":
+            return Estimate() if call.task == "moderate" else None
+        text = str(call.inputs.get("prompt") or "") + str(call.inputs.get("system") or "")
+        tokens_in = float(-(-len(text) // 3))
+        limit = call.inputs.get("max_tokens")
+        tokens_out = float(limit if isinstance(limit, int) else DEFAULT_ANSWER_TOKENS)
+        price_in, price_out = self.prices.get(call.model, (0.0, 0.0))
+        cost = round(tokens_in / 1000 * price_in + tokens_out / 1000 * price_out, 10)
+        return Estimate(cost_usd=cost, tokens=tokens_in + tokens_out)
 
     async def invoke(self, call: ModelCall) -> ProviderResult:
         if call.task == "text":

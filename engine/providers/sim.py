@@ -22,7 +22,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from engine.errors import NodeError
-from engine.providers.base import TASKS, ModelCall, ProviderResult
+from engine.providers.base import TASKS, Estimate, ModelCall, ProviderResult
 from engine.types import MediaRef
 
 __all__ = ["SIM_MODELS", "SimModel", "SimProvider"]
@@ -92,6 +92,8 @@ _UNSAFE: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
 )
 _WORD_RE: Final = re.compile(r"[a-z]+(?:-[a-z]+)*")
 _SPEECH_WORDS_PER_S: Final = 2.5  # about 150 words a minute
+# The most words `_describe` adds to a prompt: "with", nine details of up to four words, "and".
+_MAX_DETAIL_WORDS: Final = 2 + 9 * 4
 _MEDIA: Final = {"image": ("png", "image/png"), "video": ("mp4", "video/mp4"),
                  "audio": ("mp3", "audio/mpeg"), "music": ("mp3", "audio/mpeg")}  # fmt: skip
 
@@ -201,6 +203,39 @@ class SimProvider:
         # Not even sleep(0) at scale 0: benchmarks should time the engine, not the event loop.
         if self.time_scale > 0:
             await asyncio.sleep(seconds * self.time_scale)
+
+    def estimate(self, call: ModelCall) -> Estimate | None:
+        """What ``call`` will bill, from the price table and its inputs, before it is made: exact
+        for media (the length is an input), an upper bound for text (the longest answer the
+        simulator writes for the prompt, or ``max_tokens``). ``None`` for an unknown model."""
+        model = self.models.get(call.model)
+        if model is None or model.task != call.task:
+            return None
+        inputs = call.inputs
+        usage: dict[str, float] = {}
+        if call.task == "text":
+            prompt = str(inputs.get("prompt") or "")
+            system = str(inputs.get("system") or "")
+            usage["tokens_in"] = float(_estimate_tokens(prompt) + _estimate_tokens(system))
+            longest = math.ceil((len(prompt.split()) + _MAX_DETAIL_WORDS) * 4 / 3)
+            limit = inputs.get("max_tokens")
+            usage["tokens_out"] = float(min(longest, limit) if isinstance(limit, int) else longest)
+        elif call.task == "moderate":
+            usage["tokens_in"] = float(_estimate_tokens(str(inputs.get("text") or "")))
+        elif call.task == "image":
+            usage["images"] = 1.0
+        elif call.task == "audio":
+            words = len(str(inputs.get("script") or "").split())
+            usage["media_seconds"] = round(max(0.5, words / _SPEECH_WORDS_PER_S), 2)
+        else:
+            default = 8.0 if call.task == "video" else 30.0
+            seconds = inputs.get("seconds")
+            usage["media_seconds"] = float(seconds) if isinstance(seconds, int | float) else default
+        return Estimate(
+            cost_usd=self.cost(model, usage),
+            tokens=usage.get("tokens_in", 0.0) + usage.get("tokens_out", 0.0),
+            media_seconds=usage.get("media_seconds", 0.0),
+        )
 
     @staticmethod
     def cost(model: SimModel, usage: Mapping[str, float]) -> float:

@@ -832,6 +832,18 @@ export interface components {
              */
             min?: number | null;
         };
+        /**
+         * BudgetRequest
+         * @description Limits on one run: each a finite number > 0; absent is the workflow's own limit.
+         */
+        BudgetRequest: {
+            /** Max Cost Usd */
+            max_cost_usd?: number | null;
+            /** Max Media Seconds */
+            max_media_seconds?: number | null;
+            /** Max Tokens */
+            max_tokens?: number | null;
+        };
         /** CandidateIn */
         CandidateIn: {
             /**
@@ -1605,6 +1617,8 @@ export interface components {
          *     run's step cache, neither executed nor billed again.
          */
         ResumeRequest: {
+            /** @description limits this attempt's budget sets instead of the run's (it may raise them: going on is the caller's decision); what earlier attempts billed counts */
+            budget?: components["schemas"]["BudgetRequest"] | null;
             /**
              * Mode
              * @default sync
@@ -1728,7 +1742,7 @@ export interface components {
              * Status
              * @enum {string}
              */
-            status: "queued" | "running" | "succeeded" | "failed";
+            status: "queued" | "running" | "succeeded" | "failed" | "budget_exceeded";
             /**
              * Steps
              * @description each node's state in `trace`, in definition order
@@ -1808,7 +1822,7 @@ export interface components {
              * Status
              * @enum {string}
              */
-            status: "queued" | "running" | "succeeded" | "failed";
+            status: "queued" | "running" | "succeeded" | "failed" | "budget_exceeded";
             /** User Id */
             user_id?: string | null;
             /** Version */
@@ -1822,6 +1836,13 @@ export interface components {
          *     ``prod``) routes the request: its version, or a candidate of its rollout for ``user_id``.
          */
         RunRequest: {
+            /** @description lowers the workflow's budget for this run (each limit the lower of the two); a run that would exceed it ends `budget_exceeded` */
+            budget?: components["schemas"]["BudgetRequest"] | null;
+            /**
+             * Deadline S
+             * @description shortens the run's deadline (the workflow's and the server's still apply)
+             */
+            deadline_s?: number | null;
             /**
              * Input
              * @description the workflow's inputs: text without NUL or lone surrogates, finite numbers, nested at most 64 levels
@@ -3168,7 +3189,7 @@ export interface operations {
             query?: {
                 workflow?: string | null;
                 version?: string | null;
-                status?: ("queued" | "running" | "succeeded" | "failed") | null;
+                status?: ("queued" | "running" | "succeeded" | "failed" | "budget_exceeded") | null;
                 mode?: ("sync" | "async") | null;
                 /** @description created at or after (ISO 8601) */
                 since?: string | null;

@@ -28,7 +28,7 @@ __all__ = [
 VERSION_STATUSES: Final = ("active", "archived")
 LABEL_REASONS: Final = ("promote", "rollback", "set")
 # `queued` is for runs handed to a queue of workers (not used by the in-process server yet).
-RUN_STATUSES: Final = ("queued", "running", "succeeded", "failed")
+RUN_STATUSES: Final = ("queued", "running", "succeeded", "failed", "budget_exceeded")
 RUN_MODES: Final = ("sync", "async")
 KEY_ROLES: Final = ("admin", "runner", "viewer")
 IDEMPOTENCY_STATUSES: Final = ("in_progress", "done")

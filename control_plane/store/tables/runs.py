@@ -49,7 +49,8 @@ class RunRow(SQLModel, table=True):
         Index("ix_run_workflow_created", "workflow", "created_at"),
         Index("ix_run_workflow_status", "workflow", "status", "created_at"),
         CheckConstraint(
-            "status IN ('queued', 'running', 'succeeded', 'failed')", name="ck_run_status"
+            "status IN ('queued', 'running', 'succeeded', 'failed', 'budget_exceeded')",
+            name="ck_run_status",
         ),
         CheckConstraint("mode IN ('sync', 'async')", name="ck_run_mode"),
     )
@@ -64,6 +65,8 @@ class RunRow(SQLModel, table=True):
     status: str = Field(max_length=16)
     reason: str = Field(max_length=64)  # pin | label | rollout bucket N | random
     input: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # What the request lowered: {"budget": {...}, "deadline_s": s}; none when it lowered nothing.
+    limits: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     outputs: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     cost_usd: float = 0.0
