@@ -8,7 +8,14 @@ prefix of its own). The workflow is a chain of three nodes that each sleep 20 ms
 * ``async_rps_1_worker`` / ``async_rps_2_workers``: runs per second from the first submission
   to the last run stored, ``RUNS`` runs submitted as fast as 8 client threads can;
   ``scale_ratio`` is the second over the first (ideal 2; on a 2-core machine the server, the
-  workers, PostgreSQL, Redis and the load generator share the cores).
+  workers, PostgreSQL, Redis and the load generator share the cores). Each worker has
+  ``WORKER_SLOTS`` runs in flight, so one worker is bound by its CPU and not by its slots.
+  The benchmark waits with ONE query per ``WAIT_S`` that counts ended runs in the store (the
+  system of record, read through SQL on the benchmark's own schema), never a request per run.
+* ``cpu_1_worker`` / ``cpu_2_workers``: over each measured interval, the share of one core
+  used by the server, each worker, the benchmark itself (submitting threads and the waiting
+  query) and the whole machine (``/proc``; 2.0 is both cores busy), with ``loadavg`` before
+  and after: on a shared machine the ratio within one run is what counts.
 * ``direct_ms`` / ``queued_ms``: median latency of one run at a time, a sync ``POST /v1/run``
   against an async run submitted and polled (every 2 ms) until it is stored;
   ``queue_extra_ms`` is the difference.
@@ -40,6 +47,7 @@ import yaml
 
 import engine
 from benchmarks._common import bench_kinds, rollgraph_definition
+from benchmarks._cpu import CpuClock, loadavg
 from benchmarks.http import _free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,7 +57,9 @@ POSTGRES_URL = os.environ.get(
 REDIS_URL = os.environ.get("ROLLGRAPH_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 NODE_S = 0.02
 CHAIN = {"a": (), "b": ("a",), "c": ("b",)}
-RUNS = 300
+RUNS = 400
+WORKER_SLOTS = 32  # 60 ms a run: 32 slots would allow ~500 runs/s, far above one core's worth
+WAIT_S = 0.02
 LATENCY_SAMPLES = 30
 
 
@@ -137,6 +147,31 @@ def _ended(client: httpx.Client, run_id: str) -> bool:
     return client.get(f"/v1/runs/{run_id}").json()["status"] in ("succeeded", "failed")
 
 
+class _Store:
+    """The benchmark's window on its own schema: how many async runs have ended."""
+
+    def __init__(self, database_url: str) -> None:
+        from sqlalchemy import text
+
+        from control_plane.store.db import create_db_engine
+
+        self._engine = create_db_engine(database_url)
+        self._query = text(
+            "SELECT count(*) FROM run WHERE mode = 'async' AND status IN ('succeeded', 'failed')"
+        )
+
+    def ended(self) -> int:
+        with self._engine.connect() as connection:
+            return int(connection.execute(self._query).scalar_one())
+
+    def wait_for(self, count: int) -> None:
+        while self.ended() < count:
+            time.sleep(WAIT_S)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+
 def _latencies(client: httpx.Client) -> dict[str, float]:
     body = {"workflow": "sleepy", "input": {"x": 1}}
     direct, queued = [], []
@@ -153,7 +188,9 @@ def _latencies(client: httpx.Client) -> dict[str, float]:
     return {"direct_ms": round(d, 1), "queued_ms": round(q, 1), "queue_extra_ms": round(q - d, 1)}
 
 
-def _throughput(client: httpx.Client, url: str, headers: dict[str, str]) -> float:
+def _throughput(
+    store: _Store, url: str, headers: dict[str, str], clock: CpuClock | None = None
+) -> float:
     ids: list[str] = []
     lock = threading.Lock()
     per_thread = RUNS // 8
@@ -166,16 +203,28 @@ def _throughput(client: httpx.Client, url: str, headers: dict[str, str]) -> floa
                 with lock:
                     ids.append(run_id)
 
+    before = store.ended()
+    if clock is not None:
+        clock.start()
     start = time.perf_counter()
     threads = [threading.Thread(target=submit) for _ in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    for run_id in ids:  # the last one submitted is not always the last one stored
-        while not _ended(client, run_id):
-            time.sleep(0.01)
+    store.wait_for(before + len(ids))
     return len(ids) / (time.perf_counter() - start)
+
+
+def _phase(
+    store: _Store, url: str, headers: dict[str, str], pids: dict[str, int]
+) -> tuple[float, dict[str, Any]]:
+    """A warm-up round, then a measured one with the CPU of every process over it."""
+    _throughput(store, url, headers)  # warm-up: connections, compiled workflow, new worker
+    clock = CpuClock(pids)
+    load = loadavg()
+    rps = _throughput(store, url, headers, clock)
+    return rps, {**clock.shares(), "loadavg_before": load, "loadavg_after": loadavg()}
 
 
 def measure() -> dict[str, Any]:
@@ -188,22 +237,32 @@ def measure() -> dict[str, Any]:
             "ROLLGRAPH_DATABASE_URL": database_url,
             "REDIS_URL": REDIS_URL,
             "ROLLGRAPH_REDIS_PREFIX": f"rgbench-{uuid.uuid4().hex[:8]}",
+            "ROLLGRAPH_WORKER_CONCURRENCY": str(WORKER_SLOTS),
         }
         port = _free_port()
         url = f"http://127.0.0.1:{port}"
-        stack.enter_context(_process(["--serve", str(port)], env))
+        server = stack.enter_context(_process(["--serve", str(port)], env))
         _wait_ready(url)
+        store = _Store(database_url)
+        stack.callback(store.close)
         client = stack.enter_context(httpx.Client(base_url=url, headers=headers, timeout=60))
         assert client.post("/v1/workflows", json={"source": definition()}).status_code == 201
         assert client.put("/v1/workflows/sleepy/labels/prod", json={"version": "v1"}).is_success
-        result: dict[str, Any] = {"runs": RUNS, "node_s": NODE_S, "nodes": len(CHAIN)}
-        with _process(["--work", "w1"], env):
-            _throughput(client, url, headers)  # warm-up: connections, compiled workflow
+        result: dict[str, Any] = {
+            "runs": RUNS,
+            "node_s": NODE_S,
+            "nodes": len(CHAIN),
+            "worker_slots": WORKER_SLOTS,
+            "cpu_count": os.cpu_count(),
+        }
+        pids = {"server": server.pid}
+        with _process(["--work", "w1"], env) as w1:
+            pids["worker_w1"] = w1.pid
+            one, result["cpu_1_worker"] = _phase(store, url, headers, pids)
             result.update(_latencies(client))
-            one = _throughput(client, url, headers)
-            with _process(["--work", "w2"], env):
-                _throughput(client, url, headers)  # warm-up of the second worker
-                two = _throughput(client, url, headers)
+            with _process(["--work", "w2"], env) as w2:
+                pids["worker_w2"] = w2.pid
+                two, result["cpu_2_workers"] = _phase(store, url, headers, pids)
         result["async_rps_1_worker"] = round(one, 1)
         result["async_rps_2_workers"] = round(two, 1)
         result["scale_ratio"] = round(two / one, 2)

@@ -35,7 +35,16 @@ def test_scale_benchmark_prints_one_json_object_with_every_figure(
     assert proc.returncode == 0, proc.stderr[-3000:]
     (line,) = proc.stdout.splitlines()
     result = json.loads(line)
-    assert (result["runs"], result["nodes"]) == (300, 3)
+    assert (result["runs"], result["nodes"]) == (400, 3)
+    # One worker gets enough slots to be bound by its CPU, and every measured interval says who
+    # used the CPU: the server, each worker, the benchmark itself, the machine and the rest.
+    assert result["worker_slots"] >= 16
+    assert set(result["cpu_1_worker"]) >= {"server", "worker_w1", "benchmark", "machine", "rest"}
+    assert set(result["cpu_2_workers"]) >= {"worker_w1", "worker_w2", "benchmark", "machine"}
+    for phase in ("cpu_1_worker", "cpu_2_workers"):
+        shares = result[phase]
+        assert shares["worker_w1"] > 0 and shares["server"] > 0, shares
+        assert len(shares["loadavg_before"]) == len(shares["loadavg_after"]) == 3
     for key in FIGURES:
         assert result[key] > 0, (key, result)
     assert result["scale_ratio"] == pytest.approx(

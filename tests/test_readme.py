@@ -74,6 +74,10 @@ MODULES: dict[str, str] = {
     "benchmarks.http": MAKE_TARGETS["bench-http"],
     "benchmarks.analysis": MAKE_TARGETS["bench-analysis"],
     "benchmarks.scale": MAKE_TARGETS["bench-scale"],
+    "benchmarks.costs": (
+        "tests/test_benchmarks_costs_smoke.py::"
+        "test_costs_benchmark_prints_the_per_run_costs_of_sync_and_async_runs"
+    ),
     "benchmarks.soak": MAKE_TARGETS["soak"],
     "benchmarks.cuped": BENCH.format("cuped", "cuped"),
     "benchmarks.experiment_rps": BENCH.format("experiment_rps", "experiment_rps"),
