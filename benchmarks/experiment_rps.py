@@ -32,23 +32,11 @@ from benchmarks.http import _free_port
 from benchmarks.http_load import SATURATED, Round, wrk_path, wrk_round
 from benchmarks.report import report
 from benchmarks.scale import _schema
-from benchmarks.soak import Cluster
+from benchmarks.soak import GREET, Cluster
 
 __all__ = ["main", "measure"]
 
 TARGET = 0.9
-WORKFLOW = """
-name: {name}
-version: {version}
-inputs:
-  prompt: text
-nodes:
-  write:
-    uses: prompt.enhance
-    with: {{model: sim/writer-small, prompt: "${{inputs.prompt}}", style: {style}}}
-outputs:
-  text: "${{write.text}}"
-"""
 EXPERIMENT: dict[str, Any] = {
     "workflow": "exp",
     "name": "hot-rows",
@@ -64,7 +52,8 @@ def _seed(url: str, admin_key: str) -> int:
     with httpx.Client(base_url=url, headers=headers, timeout=60) as api:
         for name in ("plain", "exp"):
             for version, style in (("v1", "plain"), ("v2", "cinematic")):
-                source = WORKFLOW.format(name=name, version=version, style=style)
+                text = GREET.format(version=version, style=style)
+                source = text.replace("name: greet", f"name: {name}")
                 answer = api.post("/v1/workflows", json={"source": source})
                 assert answer.status_code == 201, answer.text
             labelled = api.put(f"/v1/workflows/{name}/labels/prod", json={"version": "v1"})

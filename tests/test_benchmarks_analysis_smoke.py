@@ -6,15 +6,11 @@ so the targets may be either way.
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.bench import run_benchmark
 
 POSITIVE = [
     "alpha",
@@ -48,18 +44,7 @@ TARGETS = {
 
 @pytest.mark.slow
 def test_analysis_benchmark_prints_one_json_object_with_every_figure() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-W", "error", "-m", "benchmarks.analysis", "--json", "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "Warning" not in proc.stderr, proc.stderr
-    result = json.loads(proc.stdout)  # the whole of stdout: exactly one JSON value
-    assert isinstance(result, dict)
+    result = run_benchmark("analysis", timeout=120)
     for key in POSITIVE + SHARES:
         value = result[key]
         assert isinstance(value, int | float), key

@@ -7,15 +7,12 @@ asserted on; counts that the product makes per run must be there and positive.""
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.bench import run_benchmark
+
 PER_RUN = ("server_cpu_ms", "db_inserts", "db_rows", "db_bytes", "runs_per_s")
 
 
@@ -27,17 +24,7 @@ def test_costs_benchmark_prints_the_per_run_costs_of_sync_and_async_runs(
 ) -> None:
     # The fixture only skips (or fails under CI=true) without PostgreSQL: the benchmark makes
     # its own schema and its own Redis.
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.costs", "--json"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    (line,) = proc.stdout.splitlines()
-    result = json.loads(line)
+    result = run_benchmark("costs", quick=False, strict=False, timeout=600)
     assert result["runs"] > 0
     for kind in ("sync", "async"):
         for key in PER_RUN:

@@ -4,15 +4,12 @@ figure the README quotes; only the shape is checked, the figures are the benchma
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.bench import run_benchmark
+
 SCENARIOS = ["aa_cuped_one_run", "aa_cuped_repeat_users", "aa_cuped_ramp"]
 SHARES = [
     *(f"{name}_false_decision_rate" for name in SCENARIOS),
@@ -26,17 +23,7 @@ SHARES = [
 
 @pytest.mark.slow
 def test_cuped_benchmark_prints_one_json_object_with_every_figure() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-W", "error", "-m", "benchmarks.cuped", "--json", "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout)  # the whole of stdout: exactly one JSON value
-    assert isinstance(result, dict)
+    result = run_benchmark("cuped")
     for key in SHARES:
         value = result[key]
         assert isinstance(value, int | float) and not isinstance(value, bool), key

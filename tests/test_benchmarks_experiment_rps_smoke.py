@@ -5,15 +5,10 @@ Only the shape is checked: tests never assert on wall-clock time."""
 
 from __future__ import annotations
 
-import json
-import math
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.bench import assert_positive, run_benchmark
+
 NUMBERS = [
     "plain_rps",
     "experiment_rps",
@@ -27,19 +22,8 @@ NUMBERS = [
 
 @pytest.mark.slow
 def test_experiment_rps_benchmark_prints_one_json_object_with_every_figure() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-W", "error", "-m", "benchmarks.experiment_rps", "--json", "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout)
-    for key in NUMBERS:
-        value = result[key]
-        assert isinstance(value, float) and math.isfinite(value) and value > 0, key
+    result = run_benchmark("experiment_rps")
+    assert_positive(result, NUMBERS)
     ratio = result["experiment_vs_plain_rps"]
     assert ratio is None or (isinstance(ratio, float) and ratio > 0)
     assert result["experiment_runs"] > 0  # and the benchmark found each counted once

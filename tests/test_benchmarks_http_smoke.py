@@ -6,18 +6,13 @@ Only the shape is checked: tests never assert on wall-clock time, so the targets
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.bench import assert_positive, run_benchmark
 
 PER_CONNECTIONS = [
     "run_rps",
@@ -33,22 +28,9 @@ ROUTER = ["assign_ns", "mmh3_ns", "assign_vs_mmh3"]
 
 
 def bench(*args: str) -> dict[str, Any]:
-    proc = subprocess.run(
-        [sys.executable, "-W", "error", "-m", "benchmarks.http", "--json", "--quick", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout)  # the whole of stdout: exactly one JSON value
-    assert isinstance(result, dict)
+    result = run_benchmark("http", *args)
     numbers = [f"{k}_c{c}" for c in (16, 64) for k in PER_CONNECTIONS] + ROUTER
-    for key in numbers:
-        value = result[key]
-        assert isinstance(value, int | float) and not isinstance(value, bool), key
-        assert math.isfinite(value) and value > 0, key
+    assert_positive(result, numbers)
     assert set(result["targets"]) == {
         "run_vs_bare_c16_at_least_0.33",
         "run_vs_bare_c64_at_least_0.33",

@@ -6,14 +6,10 @@ for the README, never asserted on."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.bench import run_benchmark
+
 FIGURES = ("async_rps_1_worker", "async_rps_2_workers", "direct_ms", "queued_ms")
 
 
@@ -24,17 +20,7 @@ def test_scale_benchmark_prints_one_json_object_with_every_figure(
 ) -> None:
     # The fixtures only skip (or fail under CI=true) without PostgreSQL and Redis: the benchmark
     # makes its own schema and key prefix.
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.scale", "--json"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    (line,) = proc.stdout.splitlines()
-    result = json.loads(line)
+    result = run_benchmark("scale", quick=False, strict=False, timeout=600)
     assert (result["runs"], result["nodes"]) == (400, 3)
     # One worker gets enough slots to be bound by its CPU, and every measured interval says who
     # used the CPU: the server, each worker, the benchmark itself, the machine and the rest.

@@ -5,15 +5,9 @@ Only the shape is checked: tests never assert on wall-clock time, so the targets
 
 from __future__ import annotations
 
-import json
-import math
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.bench import assert_positive, run_benchmark
 
 NUMBERS = [
     "overhead_us_per_node",
@@ -55,24 +49,8 @@ TARGETS = {
 
 @pytest.mark.slow
 def test_engine_benchmark_prints_one_json_object_with_every_figure() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-W", "error", "-m", "benchmarks.engine", "--json", "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "Warning" not in proc.stderr, proc.stderr
-    result = json.loads(proc.stdout)  # the whole of stdout: exactly one JSON value
-    assert isinstance(result, dict)
-    for key in NUMBERS:
-        value = result[key]
-        assert isinstance(value, int | float), key
-        assert not isinstance(value, bool), key
-        assert math.isfinite(value), key
-        assert value > 0, key
+    result = run_benchmark("engine")
+    assert_positive(result, NUMBERS)
     assert set(result["targets"]) == TARGETS
     assert all(isinstance(ok, bool) for ok in result["targets"].values())
     machine = result["machine"]

@@ -6,14 +6,9 @@ Only the shape is checked (and that rates are shares with their intervals): the 
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.bench import run_benchmark
 
 RATES = [
     f"aa_repeat_users_{name}_rate_by_{unit}"
@@ -24,16 +19,7 @@ RATES = [
 
 @pytest.mark.slow
 def test_units_benchmark_prints_one_json_object_with_every_figure() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-W", "error", "-m", "benchmarks.units", "--json", "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout)
+    result = run_benchmark("units")
     for key in RATES:
         assert 0 <= result[key] <= 1, key
         low, high = result[f"{key}_ci95"]

@@ -4,7 +4,6 @@ to allow the host where the run happened (the server's settings, exec's flags, E
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,36 +17,9 @@ from pydantic import ValidationError
 import engine
 from control_plane.cli import main
 from control_plane.settings import Settings, get_settings, provider_limits, settings_problem
-from engine.providers import ModelCall, Provider, ProviderResult, SimProvider
+from engine.providers import SimProvider
 from tests.fixtures import app_client, app_state, seed_workflow
-
-
-class CountingProvider(Provider):
-    """A provider that records how many of its calls overlap."""
-
-    name = "fake"
-    max_concurrency: int | None = None
-
-    def __init__(self) -> None:
-        self.active = 0
-        self.peak = 0
-
-    def supports(self, task: str) -> bool:
-        return task == "text"
-
-    def knows_model(self, model: str) -> bool | None:
-        return None
-
-    async def invoke(self, call: ModelCall) -> ProviderResult:
-        self.active += 1
-        self.peak = max(self.peak, self.active)
-        await asyncio.sleep(0.01)
-        self.active -= 1
-        return ProviderResult({"text": "ok"}, cost_usd=0.01, usage={"tokens_in": 1})
-
-    async def aclose(self) -> None:
-        return None
-
+from tests.test_executor import CountingProvider
 
 WIDE = "\n".join(
     ["name: wide", "nodes:"]
@@ -107,15 +79,15 @@ def test_provider_limits_parse_and_name_what_is_wrong() -> None:
 
 def test_the_engine_refuses_an_unknown_provider_or_a_limit_below_one() -> None:
     with pytest.raises(ValueError, match=r"provider 'nope'; known: fake"):
-        engine.Engine(providers=[CountingProvider()], concurrency={"nope": 2})
+        engine.Engine(providers=[CountingProvider(None)], concurrency={"nope": 2})
     with pytest.raises(ValueError, match="must be a whole number >= 1, got 0"):
-        engine.Engine(providers=[CountingProvider()], concurrency={"fake": 0})
+        engine.Engine(providers=[CountingProvider(None)], concurrency={"fake": 0})
 
 
 def test_the_servers_concurrency_setting_bounds_its_provider(
     database_url: str, admin_key: str
 ) -> None:
-    provider = CountingProvider()
+    provider = CountingProvider(None)
     factory = lambda: engine.Engine(providers=[provider])  # noqa: E731 - one use
     with app_client(database_url, admin_key, run_engine=factory) as client:
         seed_workflow(client, "wide", {"v1": WIDE}, {"prod": "v1"})
