@@ -37,9 +37,10 @@ def guardrail_holds(g: Guardrail, c: Comparison) -> bool | None:
     """True: no regression beyond the margin; False: one, significant; None: cannot tell."""
     if c.ok:
         return not c.significant
-    # No spread, or too few events to test, and not worse: no test could find a regression
-    # (the one-sided "worse" statistic would point the other way). Worse: cannot tell.
-    untestable = c.reason in ("zero_variance", "too_few_events")
+    # No spread, or too few events (or effective units: users who ran many times) to test, and
+    # not worse: no test could find a regression (the one-sided "worse" statistic would point
+    # the other way). Worse: cannot tell.
+    untestable = c.reason in ("zero_variance", "too_few_events", "too_few_units")
     if untestable and c.effect is not None and _gain(g, c) >= 0:
         return True
     return None

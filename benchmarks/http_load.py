@@ -95,11 +95,13 @@ def wrk_round(
     cpu_s = 0.0
     for out, command, proc in running:
         _, status, usage = os.wait4(proc.pid, 0)
+        # wait4 reaped it behind Popen's back: without this Popen believes it still runs
+        proc.returncode = os.waitstatus_to_exitcode(status)
         cpu_s += usage.ru_utime + usage.ru_stime
         stderr = proc.stderr.read().decode() if proc.stderr else ""
         if proc.stderr:
             proc.stderr.close()
-        if os.waitstatus_to_exitcode(status) != 0 or not out.exists():
+        if proc.returncode != 0 or not out.exists():
             raise RuntimeError(f"wrk failed: {' '.join(command)}: {stderr[-500:]}")
         figures = json.loads(out.read_text())
         out.unlink()

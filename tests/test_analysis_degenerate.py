@@ -25,6 +25,7 @@ from analysis.spec import (
     PrimaryMetric,
 )
 from analysis.stats import ArmData, MeanStats, ProportionStats
+from analysis.units import RateOverUnits
 
 ALTERNATIVES: list[Alternative] = ["two-sided", "greater", "less"]
 SM_ALTERNATIVE = {"two-sided": "two-sided", "greater": "larger", "less": "smaller"}
@@ -225,6 +226,37 @@ def test_a_guardrail_with_too_few_events_holds_when_not_worse_and_blocks_when_wo
     assert more.action == "continue"
     assert more.codes == ("guardrail_not_evaluable",)
     assert "(too few events)" in more.summary
+
+
+def test_a_rate_over_too_few_units_holds_when_not_worse_and_blocks_when_worse() -> None:
+    # Users who ran several times: the success rate is a ratio over units, and with a failure
+    # or two among them it rests on too few effective units to test (the demo's success
+    # guardrail, 2 failures in 4,242 runs against none): a candidate that is not worse holds.
+    success = Guardrail(name="success", direction="increase", margin=0.0)
+    spec = ExperimentSpec(
+        baseline=ArmSpec("v1", 0.5),
+        candidates=(ArmSpec("v2", 0.5),),
+        primary=PrimaryMetric(name="ok", mde=0.01),
+        guardrails=(success,),
+    )
+
+    def arm(ok: int, failures: int) -> ArmData:
+        users, runs = 2000, 4000  # two runs each
+        rate = 1 - failures / runs
+        # linearised per-user values: mean 0 spread as failures make it, here a small m2
+        m2 = failures * (1 / 2) ** 2
+        metrics = {
+            "ok": ProportionStats(runs, ok),
+            "success": RateOverUnits.over_units(users, rate, m2, float(users)),
+        }
+        return ArmData(runs, metrics)
+
+    better = decide(spec, {"v1": arm(1600, 2), "v2": arm(1900, 0)})
+    assert better.action == "promote", better.summary
+    worse = decide(spec, {"v1": arm(1600, 0), "v2": arm(1900, 2)})
+    assert worse.action == "continue"
+    assert worse.codes == ("guardrail_not_evaluable",)
+    assert "(too few units)" in worse.summary
 
 
 # ---- the relative effect's baseline ---------------------------------------------------------
