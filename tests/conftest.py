@@ -32,6 +32,9 @@ from sqlmodel import Session
 
 from control_plane.store.db import create_db_engine, make_session_factory
 from control_plane.store.migrations import upgrade_to_head
+
+# The console's browser tests' `browser` and `page` fixtures, for any module that asks.
+from tests.console_browser import browser, page  # noqa: F401
 from tests.fixtures import REDIS_URL, app_client, bearer
 from tests.processes import free_port, stop, wait_ready
 

@@ -245,7 +245,7 @@ def test_a_rate_over_too_few_units_holds_when_not_worse_and_blocks_when_worse() 
         rate = 1 - failures / runs
         # linearised per-user values: mean 0 spread as failures make it, here a small m2
         m2 = failures * (1 / 2) ** 2
-        metrics = {
+        metrics: dict[str, MeanStats | ProportionStats] = {
             "ok": ProportionStats(runs, ok),
             "success": RateOverUnits.over_units(users, rate, m2, float(users)),
         }

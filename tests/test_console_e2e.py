@@ -18,12 +18,12 @@ import httpx
 import pytest
 
 from tests.console import ROOT, need_chromium
+from tests.console_browser import ARTIFACTS, shot, sign_in
 
 pytestmark = pytest.mark.slow
 
 ADMIN_KEY = "rgk" + secrets.token_urlsafe(32)
 EXAMPLES = ROOT / "examples" / "product-video"
-ARTIFACTS = ROOT / "var" / "test-artifacts" / "console"
 BIG = 200  # nodes of the graph whose drawing time is measured
 
 
@@ -67,39 +67,6 @@ def server(
         assert api.put("/v1/workflows/product-video/rollouts/prod", json=rollout).is_success
         viewer = api.post("/v1/keys", json={"name": "watcher", "role": "viewer"}).json()["key"]
         yield {"url": url, "viewer": viewer}
-
-
-@pytest.fixture(scope="module")
-def browser(server: dict[str, str]) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        # --no-sandbox: CI runs as root, where Chromium's sandbox cannot start.
-        launched = p.chromium.launch(
-            executable_path=str(need_chromium()), headless=True, args=["--no-sandbox"]
-        )
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    opened = context.new_page()
-    yield opened
-    context.close()
-
-
-def sign_in(page: Any, url: str, key: str, start: str = "/console/workflows") -> None:
-    page.goto(url + start)
-    page.get_by_label("API key").fill(key)
-    page.get_by_role("button", name="Sign in").click()
-    page.get_by_test_id("who").wait_for()
-
-
-def shot(page: Any, name: str) -> None:
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
 def prod_version(url: str) -> str:

@@ -4,6 +4,8 @@ import { useEffect } from "react";
 import { BASE, Link, match, navigate, useLocation } from "./router";
 import { setSession, useSession } from "./session";
 import { Diff } from "./views/Diff";
+import { Run } from "./views/Run";
+import { Runs } from "./views/Runs";
 import { SignIn } from "./views/SignIn";
 import { Version } from "./views/Version";
 import { Workflow } from "./views/Workflow";
@@ -55,7 +57,24 @@ export function App() {
         b={location.searchParams.get("b")}
       />
     );
-  else if (path === "/" || path === "") view = null;
+  else if ((params = match("/runs", path)))
+    view = (
+      <Runs
+        session={session}
+        workflow={location.searchParams.get("workflow")}
+        status={location.searchParams.get("status")}
+      />
+    );
+  else if ((params = match("/runs/:id", path))) {
+    const attempt = Number(location.searchParams.get("attempt"));
+    view = (
+      <Run
+        session={session}
+        runId={params.id}
+        attempt={Number.isInteger(attempt) && attempt >= 1 ? attempt : null}
+      />
+    );
+  } else if (path === "/" || path === "") view = null;
   else view = <NotFound path={path} />;
 
   return (
@@ -69,6 +88,7 @@ export function App() {
             rollgraph
           </Link>
           <Link to="/workflows">Workflows</Link>
+          <Link to="/runs">Runs</Link>
           <a href="/docs">API docs</a>
         </nav>
         <div className="who" data-testid="who">

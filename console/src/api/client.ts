@@ -12,8 +12,11 @@ type Ok<Op> = Op extends { responses: infer Rs }
       ? Json<R>
       : never
   : never;
-type Body<Op> = Op extends { requestBody: { content: { "application/json": infer B } } }
-  ? B
+// A body the operation may take, required or optional (a resume's is optional).
+type Body<Op> = Op extends { requestBody?: infer R }
+  ? NonNullable<R> extends { content: { "application/json": infer B } }
+    ? B
+    : never
   : never;
 
 export class ApiError extends Error {

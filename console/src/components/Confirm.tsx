@@ -7,6 +7,8 @@ export function Confirm(props: {
   children: ReactNode;
   confirmLabel: string;
   busy?: boolean;
+  // the input is not acceptable yet: the button stays, labelled as it is, but cannot be pressed
+  disabled?: boolean;
   onConfirm: () => void;
   onCancel: () => void;
 }) {
@@ -43,7 +45,8 @@ export function Confirm(props: {
           <button type="button" ref={cancel} onClick={props.onCancel}>
             Cancel
           </button>
-          <button type="button" className="primary" disabled={props.busy} onClick={props.onConfirm}>
+          <button type="button" className="primary" disabled={props.busy || props.disabled}
+            onClick={props.onConfirm}>
             {props.busy ? "Working…" : props.confirmLabel}
           </button>
         </div>

@@ -16,6 +16,7 @@ import { memo, useEffect, useMemo } from "react";
 import { CHANGE_TEXT, type Change, type FieldChangeLike } from "../graph/diffGraph";
 import { NODE_WIDTH, type Position } from "../graph/layout";
 import { edgeKey, type GraphEdge, type GraphNode } from "../graph/model";
+import { STATE_TEXT, type StepStateName } from "../lib/runs";
 
 export interface DrawnNode {
   node: GraphNode;
@@ -24,17 +25,27 @@ export interface DrawnNode {
   /** Drawn as an outline saying "not in this version": keeps both sides of a diff on the same
    *  positions and the same zoom. */
   ghost?: boolean;
+  /** In a run: where this step is, and a line of figures (cost, time, attempts). */
+  state?: StepStateName;
+  note?: string;
 }
 export interface DrawnEdge {
   edge: GraphEdge;
   change?: Exclude<Change, "changed">;
 }
 
-type StepData = { node: GraphNode; change?: Change; fields: FieldChangeLike[]; ghost: boolean };
+type StepData = {
+  node: GraphNode;
+  change?: Change;
+  fields: FieldChangeLike[];
+  ghost: boolean;
+  state?: StepStateName;
+  note?: string;
+};
 type StepNode = Node<StepData, "step">;
 
 function StepCard({ data }: NodeProps<StepNode>) {
-  const { node, change, fields, ghost } = data;
+  const { node, change, fields, ghost, state, note } = data;
   if (ghost) {
     return (
       <div className="step ghost" data-node={node.id} data-ghost="true">
@@ -46,14 +57,16 @@ function StepCard({ data }: NodeProps<StepNode>) {
   const inputs = Object.entries(node.inputs).filter(([name]) => name !== "model");
   const outputs = Object.entries(node.outputs);
   const mark = change && change !== "unchanged" ? CHANGE_TEXT[change] : null;
+  const where = state ? STATE_TEXT[state] : null;
   const title = fields.length
     ? fields.map((f) => `${f.path}: ${f.change}`).join("\n")
     : undefined;
   return (
     <div
-      className={`step ${change ? `change-${change}` : ""}`}
+      className={`step ${change ? `change-${change}` : ""} ${state ? `state-${state}` : ""}`}
       data-node={node.id}
       data-change={change ?? ""}
+      data-state={state ?? ""}
       title={title}
     >
       <div className="step-head">
@@ -63,7 +76,13 @@ function StepCard({ data }: NodeProps<StepNode>) {
             {mark.symbol} {mark.word}
           </span>
         )}
+        {where && (
+          <span className="badge state" aria-label={`step ${where.word}`}>
+            {where.symbol} {where.word}
+          </span>
+        )}
       </div>
+      {note && <div className="step-note">{note}</div>}
       <div className="step-kind">
         {node.kind}
         {node.conditional ? " · when" : ""}
@@ -111,20 +130,20 @@ export function GraphView(props: {
 }) {
   const nodes = useMemo<StepNode[]>(
     () =>
-      props.nodes.map(({ node, change, fields, ghost }) => {
+      props.nodes.map(({ node, change, fields, ghost, state, note }) => {
         const at = props.positions.get(node.id) ?? { x: 0, y: 0, width: NODE_WIDTH, height: 80 };
         return {
           id: node.id,
           type: "step",
           position: { x: at.x, y: at.y },
-          data: { node, change, fields: fields ?? [], ghost: ghost ?? false },
+          data: { node, change, fields: fields ?? [], ghost: ghost ?? false, state, note },
           draggable: false,
           connectable: false,
           ariaLabel: ghost
             ? `${node.id}, not in this version`
             : `${node.id}, ${node.kind}${node.model ? `, ${node.model}` : ""}${
                 change && change !== "unchanged" ? `, ${change}` : ""
-              }`,
+              }${state ? `, ${STATE_TEXT[state].word}` : ""}`,
           // A ghost keeps the height of the node it stands for, so both sides fit alike.
           style: ghost ? { width: NODE_WIDTH, height: at.height } : { width: NODE_WIDTH },
         };

@@ -55,6 +55,9 @@ export function Workflow({ session, name }: { session: Session; name: string }) 
         <Link to="/workflows">Workflows</Link> / {name}
       </p>
       <h1>{name}</h1>
+      <p>
+        <Link to={`/runs?workflow=${encodeURIComponent(name)}`}>Runs of {name}</Link>
+      </p>
       <Show
         loaded={loaded}
         what={`${name}`}
