@@ -37,6 +37,7 @@ from starlette.concurrency import run_in_threadpool
 
 from analysis.decision import Decision
 from control_plane.audit.service import record as audit
+from control_plane.experiments.looks import record_look
 from control_plane.experiments.results import Reductions, analyse, to_public
 from control_plane.experiments.schemas import ExperimentCreate, ExperimentPublic
 from control_plane.experiments.verdict import Verdict, last_run_at, reason, verdict
@@ -200,6 +201,8 @@ def evaluate(
               after={"target": target, "action": v.action, "applied": applied,
                      "reasons": reasons, "statistics": statistics})  # fmt: skip
     evaluation = Evaluation(now, experiment.step, v.action, applied, reasons, statistics)
+    record_look(session, experiment_id=experiment.id, at=now, step=experiment.step,
+                action=v.action, metrics=statistics["metrics"])  # fmt: skip
     return replace(evaluation, stored=_remember(session, experiment.id, evaluation))
 
 

@@ -17,7 +17,7 @@ from control_plane.access.deps import AdminDep, ViewerDep, auth_responses
 from control_plane.api.deps import MetricsDep, UnitDep
 from control_plane.api.errors import error_responses
 from control_plane.errors import Conflict
-from control_plane.experiments import evaluator, service, verdict
+from control_plane.experiments import evaluator, looks, service, verdict
 from control_plane.experiments.schemas import (
     ExperimentCreate,
     ExperimentPublic,
@@ -155,6 +155,23 @@ async def experiment_decisions(
         return [DecisionPublic.model_validate(r) for r in rows]
 
     return await unit(read)
+
+
+@router.get(
+    "/{experiment_id}/looks",
+    response_model=list[looks.LookPublic],
+    responses={**auth_responses("viewer"), **error_responses(404, 422)},
+)
+async def experiment_looks(
+    experiment_id: ExperimentId,
+    unit: UnitDep,
+    principal: ViewerDep,
+    limit: Annotated[int, Query(ge=1, le=2000)] = 300,
+) -> list[looks.LookPublic]:
+    """The evaluator's looks with new data, oldest first: per arm and metric the effect, its
+    interval and p-values at that moment (the series behind the console's charts). A longer
+    series is thinned evenly to ``limit`` looks, the newest always among them."""
+    return await unit(partial(looks.list_looks, experiment_id=experiment_id, limit=limit))
 
 
 @router.post(

@@ -166,6 +166,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/experiments/{experiment_id}/looks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Experiment Looks
+         * @description The evaluator's looks with new data, oldest first: per arm and metric the effect, its
+         *     interval and p-values at that moment (the series behind the console's charts). A longer
+         *     series is thinned evenly to ``limit`` looks, the newest always among them.
+         */
+        get: operations["experiment_looks_v1_experiments__experiment_id__looks_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/experiments/{experiment_id}/results": {
         parameters: {
             query?: never;
@@ -1477,6 +1499,36 @@ export interface components {
             /** Workflow */
             workflow: string;
         };
+        /** LookPublic */
+        LookPublic: {
+            /**
+             * Action
+             * @description what the evaluation decided: promote | rollback | ...
+             */
+            action: string;
+            /**
+             * At
+             * Format: date-time
+             */
+            at: string;
+            /**
+             * Observations
+             * @description observations over every arm and metric
+             */
+            observations: number;
+            /**
+             * Rows
+             * @description per arm and metric: n, mean, and for a candidate the effect with its interval (relative too) and p-values, as the results showed them then
+             */
+            rows: {
+                [key: string]: unknown;
+            }[];
+            /**
+             * Step
+             * @description the ramp step the look was taken at
+             */
+            step: number;
+        };
         /**
          * OutcomeBody
          * @description Metric name → a boolean (a proportion: converted, clicked) or a number (a rating,
@@ -2474,6 +2526,66 @@ export interface operations {
             };
             /** @description Conflict */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    experiment_looks_v1_experiments__experiment_id__looks_get: {
+        parameters: {
+            query?: {
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                experiment_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LookPublic"][];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

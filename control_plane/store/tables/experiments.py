@@ -28,6 +28,7 @@ __all__ = [
     "ArmStatRow",
     "ArmUnitStatRow",
     "ExperimentDecisionRow",
+    "ExperimentLookRow",
     "ExperimentRow",
     "ExperimentUnitRow",
     "MetricRow",
@@ -99,6 +100,26 @@ class ExperimentDecisionRow(SQLModel, table=True):
     applied: str | None = Field(default=None, max_length=32)
     reasons: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))
     statistics: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+
+
+class ExperimentLookRow(SQLModel, table=True):
+    """One look at a running experiment whose data had changed since the previous look: per
+    candidate and metric the effect and its interval (always-valid when sequential) and
+    p-values, so a chart can show how they narrowed over time and where they crossed the
+    threshold. A decision row is written only when something new was decided; this one every
+    look with new data."""
+
+    __tablename__ = "experiment_look"
+    __table_args__ = (Index("ix_experiment_look_experiment", "experiment_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    experiment_id: int = Field(foreign_key="experiment.id")
+    at: datetime = timestamp()
+    step: int
+    action: str = Field(max_length=16)
+    # the total observations over arms and metrics: a look whose count did not move is not news
+    observations: int = Field(sa_column=Column(BigInteger, nullable=False))
+    rows: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))
 
 
 class ArmStatRow(SQLModel, table=True):
