@@ -4,6 +4,8 @@ import { useEffect } from "react";
 import { BASE, Link, match, navigate, useLocation } from "./router";
 import { setSession, useSession } from "./session";
 import { Diff } from "./views/Diff";
+import { Experiment } from "./views/Experiment";
+import { Experiments } from "./views/Experiments";
 import { Run } from "./views/Run";
 import { Runs } from "./views/Runs";
 import { SignIn } from "./views/SignIn";
@@ -57,6 +59,10 @@ export function App() {
         b={location.searchParams.get("b")}
       />
     );
+  else if ((params = match("/experiments", path)))
+    view = <Experiments session={session} workflow={location.searchParams.get("workflow")} />;
+  else if ((params = match("/experiments/:id", path)))
+    view = <Experiment session={session} id={params.id} />;
   else if ((params = match("/runs", path)))
     view = (
       <Runs
@@ -89,6 +95,7 @@ export function App() {
           </Link>
           <Link to="/workflows">Workflows</Link>
           <Link to="/runs">Runs</Link>
+          <Link to="/experiments">Experiments</Link>
           <a href="/docs">API docs</a>
         </nav>
         <div className="who" data-testid="who">
