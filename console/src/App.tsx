@@ -7,6 +7,7 @@ import { Diff } from "./views/Diff";
 import { Experiment } from "./views/Experiment";
 import { Experiments } from "./views/Experiments";
 import { Run } from "./views/Run";
+import { RolloutView } from "./views/Rollout";
 import { Runs } from "./views/Runs";
 import { SignIn } from "./views/SignIn";
 import { Version } from "./views/Version";
@@ -50,6 +51,8 @@ export function App() {
     view = <Workflow session={session} name={params.name} />;
   else if ((params = match("/workflows/:name/versions/:version", path)))
     view = <Version session={session} name={params.name} version={params.version} />;
+  else if ((params = match("/workflows/:name/rollouts/:label", path)))
+    view = <RolloutView session={session} name={params.name} label={params.label} />;
   else if ((params = match("/workflows/:name/diff", path)))
     view = (
       <Diff

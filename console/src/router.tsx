@@ -24,7 +24,13 @@ export function navigate(to: string, replace = false): void {
   listeners.forEach((l) => l());
 }
 
-export function Link(props: { to: string; children: ReactNode; className?: string }) {
+export function Link(props: {
+  to: string;
+  children: ReactNode;
+  className?: string;
+  // a name for a link whose text alone is ambiguous in a list ("rollout" on every row)
+  label?: string;
+}) {
   const href = BASE + props.to;
   const onClick = (event: MouseEvent<HTMLAnchorElement>) => {
     if (event.metaKey || event.ctrlKey || event.shiftKey || event.button !== 0) return;
@@ -32,7 +38,7 @@ export function Link(props: { to: string; children: ReactNode; className?: strin
     navigate(props.to);
   };
   return (
-    <a href={href} onClick={onClick} className={props.className}>
+    <a href={href} onClick={onClick} className={props.className} aria-label={props.label}>
       {props.children}
     </a>
   );

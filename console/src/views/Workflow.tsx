@@ -81,7 +81,15 @@ export function Workflow({ session, name }: { session: Session; name: string }) 
                   <tbody>
                     {labels.map((label) => (
                       <tr key={label.name} data-label={label.name}>
-                        <th scope="row">{label.name}</th>
+                        <th scope="row">
+                          {label.name}{" "}
+                          <Link
+                            to={`/workflows/${encodeURIComponent(name)}/rollouts/${encodeURIComponent(label.name)}`}
+                            label={`Rollout of ${label.name}`}
+                          >
+                            rollout
+                          </Link>
+                        </th>
                         <td className="label-version">{label.version}</td>
                         <td>{new Date(label.updated_at).toLocaleString()}</td>
                         {admin && (

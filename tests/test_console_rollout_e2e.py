@@ -1,0 +1,94 @@
+"""The console's rollout view in a real browser (Debian's Chromium, Python Playwright) against
+a real ``rollgraph serve``: an admin's candidates are checked as the API checks them before
+anything is sent, set after a confirmation, audited; anyone can ask which version a user would
+get and why, and gets the API's answer without a run; a viewer has no control."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.console import ROOT, need_chromium
+from tests.console_browser import shot, sign_in
+
+pytestmark = pytest.mark.slow
+
+ADMIN_KEY = "rgk" + secrets.token_urlsafe(32)
+
+
+@pytest.fixture(scope="module")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, serve: Callable[..., AbstractContextManager[str]]
+) -> Iterator[dict[str, Any]]:
+    need_chromium()
+    db = tmp_path_factory.mktemp("console-rollout") / "rollgraph.db"
+    env = {
+        "ROLLGRAPH_DATABASE_URL": f"sqlite:///{db}",
+        "ROLLGRAPH_ENV": "dev",
+        "ROLLGRAPH_ADMIN_KEY": ADMIN_KEY,
+    }
+    with (
+        serve(env) as url,
+        httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=60
+        ) as api,
+    ):
+        for version in ("v3.2", "v3.3"):
+            source = (ROOT / "examples" / "product-video" / f"{version}.yaml").read_text()
+            assert api.post("/v1/workflows", json={"source": source}).status_code == 201
+        assert api.put("/v1/workflows/product-video/labels/prod", json={"version": "v3.2"})
+        viewer = api.post("/v1/keys", json={"name": "a-viewer", "role": "viewer"}).json()["key"]
+        yield {"url": url, "api": api, "viewer": viewer}
+
+
+def test_an_admin_sets_a_rollout_checked_before_it_is_sent_and_audited(
+    page: Any, server: dict[str, Any]
+) -> None:
+    sign_in(page, server["url"], ADMIN_KEY, "/console/workflows/product-video")
+    page.get_by_role("link", name="Rollout of prod").click()
+    page.get_by_test_id("shares").wait_for()
+    assert page.get_by_test_id("shares").inner_text() == "v3.2 100 %"
+    page.get_by_role("button", name="Add candidate").click()
+    page.get_by_label("Candidate 1").select_option("v3.3")
+    page.get_by_label("percent").fill("150")
+    fix = page.get_by_role("alert", name="What to fix")
+    assert "from 0 to 100" in fix.inner_text()
+    assert page.get_by_role("button", name="Set rollout…").is_disabled()
+    page.get_by_label("percent").fill("10")
+    assert "v3.2 keeps 90 %" in page.get_by_text("keeps").inner_text()
+    page.get_by_role("button", name="Set rollout…").click()
+    dialog = page.get_by_role("dialog")
+    assert "v3.3 gets 10 %" in dialog.inner_text() and "v3.2 keeps 90 %" in dialog.inner_text()
+    dialog.get_by_role("button", name="Set rollout").click()
+    page.get_by_test_id("shares").filter(has_text="v3.3 10 %").wait_for()
+    page.get_by_text("rollout.set").wait_for()  # still shown once the view has reloaded
+    rollout = server["api"].get("/v1/workflows/product-video/rollouts/prod").json()
+    assert [(c["version"], c["percent"]) for c in rollout["candidates"]] == [("v3.3", 10.0)]
+    shot(page, "rollout")
+
+
+def test_anyone_asks_which_version_a_user_gets_and_a_viewer_changes_nothing(
+    page: Any, server: dict[str, Any]
+) -> None:
+    api = server["api"]
+    api.put("/v1/workflows/product-video/rollouts/prod", json={"version": "v3.3", "percent": 50})
+    sign_in(page, server["url"], server["viewer"], "/console/workflows/product-video/rollouts/prod")
+    page.get_by_test_id("shares").wait_for()
+    assert page.get_by_role("button", name="Set rollout…").count() == 0
+    runs_before = len(api.get("/v1/runs").json())
+    for user in ("alice", "bob", "carol"):
+        expected = api.get(
+            "/v1/workflows/product-video/labels/prod/assignment", params={"user_id": user}
+        ).json()
+        page.get_by_label("User id").fill(user)
+        page.get_by_role("button", name="Show").click()
+        answer = page.get_by_test_id("assignment").filter(has_text=user)
+        answer.wait_for()
+        assert page.get_by_test_id("assigned-version").inner_text() == expected["version"]
+        assert expected["explanation"] in answer.inner_text()
+    assert len(api.get("/v1/runs").json()) == runs_before  # a preview makes no run
