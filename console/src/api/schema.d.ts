@@ -484,6 +484,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/workflows/validate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Validate Workflow
+         * @description Check a definition as applying it would, and store nothing: its problems (each at its
+         *     line, 200 even when it has errors), and when valid its digest, the version it would get,
+         *     the version it is identical to, its graph, and its diff against `against`.
+         */
+        post: operations["validate_workflow_v1_workflows_validate_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/workflows/{name}/diff": {
         parameters: {
             query?: never;
@@ -953,6 +975,49 @@ export interface components {
             };
             /** Step */
             step: number;
+        };
+        /** DefinitionDiff */
+        DefinitionDiff: {
+            /** Edges Added */
+            edges_added: components["schemas"]["EdgePublic"][];
+            /** Edges Removed */
+            edges_removed: components["schemas"]["EdgePublic"][];
+            /**
+             * Fields Changed
+             * @description top-level fields other than nodes, inputs and outputs (description, ...)
+             */
+            fields_changed: components["schemas"]["FieldChange"][];
+            /** Identical */
+            identical: boolean;
+            /** Inputs Added */
+            inputs_added: string[];
+            /** Inputs Changed */
+            inputs_changed: {
+                [key: string]: components["schemas"]["FieldChange"][];
+            };
+            /** Inputs Removed */
+            inputs_removed: string[];
+            /** Nodes Added */
+            nodes_added: string[];
+            /** Nodes Changed */
+            nodes_changed: {
+                [key: string]: components["schemas"]["FieldChange"][];
+            };
+            /** Nodes Removed */
+            nodes_removed: string[];
+            /** Outputs Added */
+            outputs_added: string[];
+            /** Outputs Changed */
+            outputs_changed: {
+                [key: string]: components["schemas"]["FieldChange"][];
+            };
+            /** Outputs Removed */
+            outputs_removed: string[];
+            /**
+             * Text
+             * @description unified diff of the canonical YAML
+             */
+            text: string;
         };
         /** DiffPublic */
         DiffPublic: {
@@ -1985,6 +2050,39 @@ export interface components {
             /** Error Type */
             type: string;
         };
+        /** ValidationPublic */
+        ValidationPublic: {
+            /** @description from `against` to the draft */
+            diff?: components["schemas"]["DefinitionDiff"] | null;
+            /** Digest */
+            digest?: string | null;
+            graph?: components["schemas"]["GraphPublic"] | null;
+            /**
+             * Identical To
+             * @description an active version with this content: applying stores nothing
+             */
+            identical_to?: string | null;
+            /**
+             * Problems
+             * @description errors and warnings, each with its location and line, in the define-time check's words (with its 'did you mean')
+             */
+            problems: components["schemas"]["ProblemPublic"][];
+            /**
+             * Valid
+             * @description no error: applying it would store a version
+             */
+            valid: boolean;
+            /**
+             * Version
+             * @description the version label it would get
+             */
+            version?: string | null;
+            /**
+             * Workflow
+             * @description the workflow it defines, when valid
+             */
+            workflow?: string | null;
+        };
         /** VersionDetail */
         VersionDetail: {
             /**
@@ -2076,6 +2174,27 @@ export interface components {
              * @description number of versions, archived included
              */
             versions: number;
+        };
+        /**
+         * WorkflowValidate
+         * @description A definition to check as ``POST /v1/workflows`` would, without storing it.
+         */
+        WorkflowValidate: {
+            /**
+             * Against
+             * @description a stored version of the same workflow to diff the draft against
+             */
+            against?: string | null;
+            /**
+             * Source
+             * @description the definition as YAML or JSON text
+             */
+            source: string;
+            /**
+             * Version
+             * @description the label it would be applied as
+             */
+            version?: string | null;
         };
     };
     responses: never;
@@ -3708,6 +3827,75 @@ export interface operations {
             };
             /** @description Conflict */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    validate_workflow_v1_workflows_validate_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WorkflowValidate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ValidationPublic"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
