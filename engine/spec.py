@@ -123,6 +123,9 @@ class NodeSpec(_Model):
     on_failure: Literal["fail", "skip"] | FallbackSpec = "fail"
     when: str | None = None
     cache: bool | CacheSpec = False
+    # Models written as `with.model` is (provider/model), tried in order when the node's own
+    # model fails for good on a retryable error (engine.model_chain); checked in engine.fallbacks.
+    fallback_models: tuple[str, ...] = ()
     description: str = ""
 
     @property
