@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 import engine
+from control_plane.cli.experiments import render_results
 from control_plane.experiments.targets import targets_of
 from engine.errors import DefinitionError
 from tests.fixtures import GREET, GREET_LARGE, apply, seed_workflow
@@ -156,3 +157,8 @@ def test_experiment_results_show_each_arms_figures_next_to_its_targets(
         "error_ratio": (0.5, True),
         "cost_per_run_usd": (0.000001, False),
     }
+    # `rollgraph experiment results` prints them under the table.
+    printed = render_results(results.json()).splitlines()
+    (line,) = [text for text in printed if text.startswith("targets v2 ")]
+    assert "error ratio 0 (target 0.5) met" in line
+    assert line.endswith("(target $1e-06) MISSED")
