@@ -111,7 +111,8 @@ async def call_models(
                 if settle is not None:
                     settle(billed, usage)
         except StepFailed as failed:
-            if failed.error.code == "budget_exceeded" or not failed.error.retryable:
+            # A budget refusal is not retryable either: the run stops before the next model.
+            if not failed.error.retryable:
                 step.add_meta({"model_attempts": chain.log})
                 raise StepFailed(failed.error, chain.calls) from None
             last = failed.error
