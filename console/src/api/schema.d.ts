@@ -1304,6 +1304,11 @@ export interface components {
             srm?: {
                 [key: string]: unknown;
             } | null;
+            /**
+             * Targets
+             * @description per arm: p95 latency, error ratio and cost per run over its ended runs, next to its version's `targets:`, each met or not
+             */
+            targets?: components["schemas"]["VersionTargets"][];
             /** Winner */
             winner?: string | null;
         };
@@ -2037,6 +2042,29 @@ export interface components {
              */
             state: "pending" | "running" | "succeeded" | "failed" | "skipped" | "cached" | "cancelled" | "fallback";
         };
+        /** TargetFigure */
+        TargetFigure: {
+            /**
+             * Measured
+             * @description over the experiment's ended runs of the arm
+             */
+            measured: number | null;
+            /**
+             * Met
+             * @description measured <= target; null without both
+             */
+            met: boolean | null;
+            /**
+             * Name
+             * @enum {string}
+             */
+            name: "p95_latency_s" | "error_ratio" | "cost_per_run_usd";
+            /**
+             * Target
+             * @description the version's `targets:` value, if it sets one
+             */
+            target: number | null;
+        };
         /** ValidationError */
         ValidationError: {
             /** Context */
@@ -2136,6 +2164,18 @@ export interface components {
             version: string;
             /** Workflow */
             workflow: string;
+        };
+        /** VersionTargets */
+        VersionTargets: {
+            /** Figures */
+            figures: components["schemas"]["TargetFigure"][];
+            /**
+             * Runs
+             * @description the arm's ended runs in the experiment
+             */
+            runs: number;
+            /** Version */
+            version: string;
         };
         /**
          * WorkflowApply
