@@ -65,6 +65,15 @@ def test_a_valid_draft_has_what_applying_it_would_give_and_stores_nothing(
     assert any(f["path"] == "with.model" for f in diff["nodes_changed"]["write"])
     assert "writer-large" in diff["text"] and "(draft)" in diff["text"]
     assert validate(api, GREET_LARGE, version="v9")["version"] == "v9"
+    assert validate(api, GREET, version="v1")["identical_to"] == "v1"
+    # a label that exists with other content: what applying would refuse, said at its line
+    taken = validate(api, GREET_LARGE + "version: v1\n")
+    assert taken["valid"] is False
+    (problem,) = taken["problems"]
+    assert problem["code"] == "version_exists"
+    assert problem["line"] == len(GREET_LARGE.splitlines()) + 1
+    refused = api.post("/v1/workflows", json={"source": GREET_LARGE + "version: v1\n"})
+    assert refused.status_code == 409
 
 
 def test_a_viewer_may_validate_and_bad_requests_are_4xx(api: TestClient) -> None:

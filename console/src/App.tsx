@@ -4,6 +4,7 @@ import { useEffect } from "react";
 import { BASE, Link, match, navigate, useLocation } from "./router";
 import { setSession, useSession } from "./session";
 import { Diff } from "./views/Diff";
+import { Editor } from "./views/Editor";
 import { Experiment } from "./views/Experiment";
 import { Experiments } from "./views/Experiments";
 import { Run } from "./views/Run";
@@ -51,6 +52,8 @@ export function App() {
     view = <Workflow session={session} name={params.name} />;
   else if ((params = match("/workflows/:name/versions/:version", path)))
     view = <Version session={session} name={params.name} version={params.version} />;
+  else if ((params = match("/workflows/:name/edit", path)))
+    view = <Editor session={session} name={params.name} from={location.searchParams.get("from")} />;
   else if ((params = match("/workflows/:name/rollouts/:label", path)))
     view = <RolloutView session={session} name={params.name} label={params.label} />;
   else if ((params = match("/workflows/:name/diff", path)))

@@ -60,6 +60,14 @@ class ValidationPublic(BaseModel):
     diff: DefinitionDiff | None = Field(default=None, description="from `against` to the draft")
 
 
+def _version_line(source: str) -> int | None:
+    """The line of a top-level ``version:`` key (YAML) or ``"version":`` (JSON), if any."""
+    for number, line in enumerate(source.splitlines(), start=1):
+        if line.startswith("version:") or line.lstrip().startswith('"version":'):
+            return number
+    return None
+
+
 def validate_definition(
     session: Session,
     *,
@@ -76,6 +84,7 @@ def validate_definition(
         return ValidationPublic(valid=False, problems=problems)
     name, digest = definition.name, str(definition.digest)
     normalized = definition.spec.normalized()
+    warnings = [ProblemPublic(**p.to_json()) for p in definition.warnings]
     workflow = repo.get_workflow(session, name)
     label = version or definition.version
     identical_to = None
@@ -89,6 +98,18 @@ def validate_definition(
             label = identical_to or next_version_label(
                 repo.version_labels(session, row_id(workflow))
             )
+        elif (same := repo.get_version(session, row_id(workflow), label)) is not None:
+            if same.digest != digest:
+                # what applying would refuse with 409, said while the text is being written
+                taken = ProblemPublic(
+                    code="version_exists",
+                    location="version",
+                    line=_version_line(source) if version is None else None,
+                    message=f"{name} {label} already exists with other content; versions are "
+                    f"immutable: change `version:` or apply it under another label",
+                )
+                return ValidationPublic(valid=False, problems=[taken, *warnings])
+            identical_to = label
         if against is not None:
             base = version_row(session, workflow, against)  # 404 names a missing version
             changes = diff_versions(
@@ -100,7 +121,7 @@ def validate_definition(
     label = label or "v1"
     return ValidationPublic(
         valid=True,
-        problems=[ProblemPublic(**p.to_json()) for p in definition.warnings],
+        problems=warnings,
         workflow=name,
         digest=digest,
         version=label,
