@@ -2,12 +2,15 @@
 // by its URL; without a session any URL shows the sign-in and comes back after it.
 import { useEffect } from "react";
 import { BASE, Link, match, navigate, useLocation } from "./router";
-import { setSession, useSession } from "./session";
+import { may, setSession, useSession } from "./session";
+import { Audit } from "./views/Audit";
 import { Diff } from "./views/Diff";
 import { Editor } from "./views/Editor";
 import { Experiment } from "./views/Experiment";
 import { Experiments } from "./views/Experiments";
 import { Run } from "./views/Run";
+import { Keys } from "./views/Keys";
+import { Queue } from "./views/Queue";
 import { RolloutView } from "./views/Rollout";
 import { Runs } from "./views/Runs";
 import { SignIn } from "./views/SignIn";
@@ -69,6 +72,19 @@ export function App() {
     view = <Experiments session={session} workflow={location.searchParams.get("workflow")} />;
   else if ((params = match("/experiments/:id", path)))
     view = <Experiment session={session} id={params.id} />;
+  else if ((params = match("/queue", path))) view = <Queue session={session} />;
+  else if ((params = match("/audit", path)))
+    view = (
+      <Audit
+        session={session}
+        filters={{
+          target_kind: location.searchParams.get("target_kind") ?? undefined,
+          target: location.searchParams.get("target") ?? undefined,
+          actor: location.searchParams.get("actor") ?? undefined,
+        }}
+      />
+    );
+  else if ((params = match("/keys", path))) view = <Keys session={session} />;
   else if ((params = match("/runs", path)))
     view = (
       <Runs
@@ -102,6 +118,9 @@ export function App() {
           <Link to="/workflows">Workflows</Link>
           <Link to="/runs">Runs</Link>
           <Link to="/experiments">Experiments</Link>
+          <Link to="/queue">Queue</Link>
+          {may(session, "admin") && <Link to="/audit">Audit</Link>}
+          {may(session, "admin") && <Link to="/keys">Keys</Link>}
           <a href="/docs">API docs</a>
         </nav>
         <div className="who" data-testid="who">
