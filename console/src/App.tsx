@@ -12,7 +12,7 @@ import { Run } from "./views/Run";
 import { Keys } from "./views/Keys";
 import { Queue } from "./views/Queue";
 import { RolloutView } from "./views/Rollout";
-import { Runs } from "./views/Runs";
+import { type RunFilters, Runs } from "./views/Runs";
 import { SignIn } from "./views/SignIn";
 import { Version } from "./views/Version";
 import { Workflow } from "./views/Workflow";
@@ -89,8 +89,7 @@ export function App() {
     view = (
       <Runs
         session={session}
-        workflow={location.searchParams.get("workflow")}
-        status={location.searchParams.get("status")}
+        filters={Object.fromEntries(location.searchParams.entries()) as RunFilters}
       />
     );
   else if ((params = match("/runs/:id", path))) {

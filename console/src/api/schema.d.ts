@@ -389,7 +389,7 @@ export interface paths {
         };
         /**
          * List Runs
-         * @description Runs, newest first.
+         * @description Runs, newest first. Page back with `until` set to the oldest `created_at` shown.
          */
         get: operations["list_runs_v1_runs_get"];
         put?: never;
@@ -3460,6 +3460,10 @@ export interface operations {
             query?: {
                 workflow?: string | null;
                 version?: string | null;
+                /** @description routed by this label (with `workflow`) */
+                label?: string | null;
+                /** @description this user's runs (with `workflow`) */
+                user_id?: string | null;
                 status?: ("queued" | "running" | "succeeded" | "failed" | "budget_exceeded") | null;
                 mode?: ("sync" | "async") | null;
                 /** @description created at or after (ISO 8601) */
