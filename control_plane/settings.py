@@ -225,6 +225,9 @@ class Settings(BaseSettings):
     # instead of queueing behind a stalled store for half a minute.
     db_pool_size: int = Field(default=15, ge=1, le=1000)
     db_pool_timeout_s: float = Field(default=5.0, gt=0, le=300)
+    # How long a starting server or worker waits for a store that is away before it gives up
+    # (store.startup); 0: it fails at once, as a misconfigured URL should under a supervisor.
+    store_startup_wait_s: float = Field(default=120.0, ge=0, le=3600)
     # Admission control (store.db.UnitGate): request units in flight per process beyond the
     # pool's connections that may wait for one; past pool size + this, a request gets 503
     # `store_busy` at once. Unset: three times the pool's connections. With as many as the pool
