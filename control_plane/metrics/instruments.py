@@ -50,6 +50,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy import event
 from sqlmodel import Session
 
+from control_plane.metrics.shadow import ShadowMetrics
+
 if TYPE_CHECKING:
     import engine
 
@@ -238,6 +240,8 @@ class Metrics:
             "caches, async submissions are refused with 503), by operation",
             ("operation",),
         )
+        # Shadow runs count only here (``metrics.shadow``), never in the served runs' metrics.
+        self.shadow = ShadowMetrics(counter, histogram)
         self.dead_letters = counter(
             "run_dead_letters",
             "Queued runs moved to the dead-letter stream (failed, or deliveries ran out)",

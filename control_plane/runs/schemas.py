@@ -114,6 +114,11 @@ class RunPublic(BaseModel):
     latency_s: float | None = None
     created_at: UtcDatetime
     finished_at: UtcDatetime | None = Field(default=None, description="none while it runs")
+    shadow_of: str | None = Field(
+        default=None,
+        description="a shadow run: the served run whose inputs it ran on, after that run "
+        "answered; its output reached no caller",
+    )
 
 
 # A step's state as followers see it: the engine's, with a cache hit told apart from a step

@@ -72,6 +72,7 @@ def public(row: RunRow) -> RunPublic:
         latency_s=row.latency_s,
         created_at=row.created_at,
         finished_at=row.finished_at,
+        shadow_of=row.shadow_of,
     )
 
 
@@ -152,9 +153,11 @@ def start_run(
     deadline_at: datetime,
     status: Literal["running", "queued"] = "running",
     traceparent: str | None = None,
+    shadow_of: str | None = None,
 ) -> RunPublic:
     """Store an accepted async run as ``running`` (this process runs it) or ``queued`` (a
-    worker will), before it is answered; ``traceparent``: the request's trace context."""
+    worker will), before it is answered; ``traceparent``: the request's trace context;
+    ``shadow_of``: a shadow run, and the served run it mirrors."""
     row = RunRow(
         id=run_id,
         workflow=plan.workflow,
@@ -169,6 +172,7 @@ def start_run(
         limits=plan.limits,
         deadline_at=deadline_at,
         traceparent=traceparent,
+        shadow_of=shadow_of,
         **_experiment_of(plan),
     )
     session.add(row)
