@@ -5,8 +5,9 @@ or ``rollgraph_run_cost_usd_total``: those feed rollout dashboards and alert rul
 describe what callers got. Shadow runs have counters of their own, named ``rollgraph_shadow_*``,
 and each mirrored request that was not run is counted once in ``rollgraph_shadow_dropped_total``
 with why: ``queue_full`` (the in-process queue, or the Redis run queue, was full),
-``cost_cap`` (the label's shadow runs of the last hour cost its cap) or ``unavailable`` (the
-store or Redis could not take it). A drop never touches the served request.
+``cost_cap`` (the label's shadow runs of the last hour cost its cap), ``unavailable`` (the
+store or Redis could not take it) or ``input_mismatch`` (the candidate takes other inputs).
+A drop never touches the served request.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ class RunFacts(Protocol):
 
 __all__ = ["DROP_REASONS", "DropReason", "ShadowMetrics"]
 
-DropReason = Literal["queue_full", "cost_cap", "unavailable"]
-DROP_REASONS: tuple[DropReason, ...] = ("queue_full", "cost_cap", "unavailable")
+DropReason = Literal["queue_full", "cost_cap", "unavailable", "input_mismatch"]
+DROP_REASONS: tuple[DropReason, ...] = ("queue_full", "cost_cap", "unavailable", "input_mismatch")
 
 
 class ShadowMetrics:
@@ -61,8 +62,8 @@ class ShadowMetrics:
         )
         self.dropped = counter(
             "shadow_dropped",
-            "Mirrored requests whose shadow run was not started: queue_full | cost_cap | "
-            "unavailable (the served request is never affected)",
+            "Mirrored requests whose shadow run was not started or stored: queue_full | "
+            "cost_cap | unavailable | input_mismatch (the served request is never affected)",
             ("workflow", "reason"),
         )
 

@@ -151,7 +151,7 @@ class Runs:
         """Plan, claim the idempotency key (or replay its answer), run and record."""
         self.writer.admit()  # a writer that is not keeping up takes no new runs
         if idempotency_key is None:
-            return Submitted(await self._plan_and_run(request, registry, claim=None))
+            return await self._plan_and_run(request, registry, claim=None)
         claimed = await idempotency.acquire(
             self.units,  # units of their own: claims never wait behind, or fail with, a batch
             principal=principal,
@@ -167,7 +167,7 @@ class Runs:
             # store is saturated): a takeover waits for a dead request, not a live one.
             renew = partial(run_unit, self._factory)
             async with idempotency.keep(renew, claim, lease=self._claim_hold()):
-                return Submitted(await self._plan_and_run(request, registry, claim=claim))
+                return await self._plan_and_run(request, registry, claim=claim)
         except BaseException:
             # No response was stored: free the key so that the client can retry with it.
             # Shielded, so that a cancelled request (client gone) still releases it.
@@ -183,13 +183,15 @@ class Runs:
 
     async def _plan_and_run(
         self, request: RunRequest, registry: RegistryCache, *, claim: idempotency.Claim | None
-    ) -> RunPublic:
+    ) -> Submitted:
         plan = await planning.plan(registry, request=request)
         way = self.run_async if request.mode == "async" else self.run_sync
         run = await way(plan, request.input, claim=claim)
-        # Once the answer is stored and built: the mirror only joins a queue, never waits.
-        self.shadows.offer(plan, request.input, served=run)
-        return run
+        if plan.shadow is None:
+            return Submitted(run)
+        # Mirrored once the answer was sent (the route's background task), so that no shadow
+        # work can start while the answer is still on its way; joining the queue never waits.
+        return Submitted(run, after=partial(self.shadows.offer, plan, request.input, served=run))
 
     # -- the ways to run ----------------------------------------------------------------------
     async def run_sync(

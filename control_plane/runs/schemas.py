@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, get_args
 
@@ -184,7 +185,9 @@ def step_states(trace: dict[str, Any], *, ended: bool) -> list[StepState]:
 
 @dataclass(frozen=True, slots=True)
 class Submitted:
-    """A ``POST /v1/run`` answer: the run, and whether it is an earlier request's answer."""
+    """A ``POST /v1/run`` answer: the run, and whether it is an earlier request's answer;
+    ``after``: what to do once the answer was sent (mirror it to the label's shadow)."""
 
     run: RunPublic
     replayed: bool = False
+    after: Callable[[], None] | None = None

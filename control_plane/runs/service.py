@@ -113,9 +113,11 @@ def record_run(
     result: engine.RunResult,
     inputs: Mapping[str, Any],
     steps: Mapping[str, str],
+    shadow_of: str | None = None,
 ) -> RunPublic:
     """Store a finished sync run and its trace; a failed run also keeps its completed
-    ``steps`` (key → encoded step) so that it can be resumed."""
+    ``steps`` (key → encoded step) so that it can be resumed. ``shadow_of``: a shadow run, and
+    the served run it mirrors."""
     stored = result.to_json()
     row = RunRow(
         id=result.run_id,
@@ -130,6 +132,7 @@ def record_run(
         input=dict(inputs),
         limits=plan.limits,
         created_at=datetime.fromtimestamp(result.trace.wall_start, UTC),
+        shadow_of=shadow_of,
         **_experiment_of(plan),
     )
     _apply_result(row, result, stored)

@@ -10,7 +10,7 @@ shadow and never fails because of one. A few worker tasks take the queue:
    shadows cannot overshoot the cap by more than one step's estimate each;
 2. with a Redis run queue, the shadow run is stored ``queued`` and put on it (the workers run
    it, like any queued run); a queue past its limits drops it (``queue_full``);
-3. without one, it is stored ``running`` and run here, like an async run.
+3. without one, it runs here like a sync run, and is stored once, when it ended.
 
 Either way the shadow run is a run (stored, traced, resumable) with ``shadow_of`` naming the
 served run, reason ``shadow``, no experiment, and counted in ``metrics.shadow`` only.
@@ -19,7 +19,6 @@ served run, reason ``shadow``, no experiment, and counted in ``metrics.shadow`` 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import logging
 from collections.abc import Mapping
@@ -27,15 +26,19 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
 
+from sqlmodel import Session
+
 import engine
 from control_plane.errors import Unavailable
+from control_plane.metrics import after_commit
 from control_plane.metrics.shadow import DropReason
 from control_plane.queue.pressure import QueueFull
+from control_plane.runs import service
 from control_plane.runs.limits import attempt_limits
 from control_plane.runs.planning import RunPlan
 from control_plane.runs.queued import QueuedRuns, RunHost
 from control_plane.runs.schemas import RunPublic
-from control_plane.runs.shadow.service import spent_last_hour
+from control_plane.runs.shadow.spend import Spend
 from control_plane.runs.steps import RunSteps
 from control_plane.store.db import UnitGate
 from control_plane.store.redis import RedisUnavailable
@@ -100,6 +103,7 @@ class ShadowDispatch:
         self._workers = runs.settings.shadow_workers
         self._queue: asyncio.Queue[_Mirror] | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._spend = Spend(runs.units)
 
     async def start(self) -> None:
         # Made on the running loop: an asyncio queue belongs to the loop that uses it.
@@ -158,9 +162,7 @@ class ShadowDispatch:
         assert shadow is not None
         assert plan.label is not None
         try:
-            spent = await runs.units(
-                partial(spent_last_hour, workflow=plan.workflow, label=plan.label)
-            )
+            spent = await self._spend.last_hour(plan)
         except Unavailable:
             self._drop(plan, "unavailable")
             return
@@ -195,28 +197,37 @@ class ShadowDispatch:
     async def _run_here(
         self, plan: RunPlan, inputs: dict[str, Any], run_id: str, served_run_id: str
     ) -> None:
+        # Like a sync run: steps in memory, stored once when it ends (no accepted row, no step
+        # or progress writes), so a shadow adds one write to the store's batches, not several.
+        # A shadow run lost with its process is only a missing pair in the comparison.
         runs = self._runs
-        deadline_s = runs.settings.async_run_deadline_s
+        workflow = runs.workflow_of(plan)
+        steps = RunSteps(runs.shared, remote=runs.remote)
+        limits = attempt_limits(workflow, plan.limits, runs.settings.async_run_deadline_s)
         try:
-            await runs.write(
-                partial(
-                    runs.accept,
-                    plan,
-                    inputs,
-                    run_id=run_id,
-                    claim=None,
-                    deadline_s=deadline_s,
-                    count=False,  # a shadow run routes nothing: no assignment
-                    shadow_of=served_run_id,
-                )
+            result = await runs.compiler.run(
+                workflow, inputs, run_id=run_id, attrs=plan.attrs, cache=steps, **limits
             )
-        except Unavailable:
+        except engine.InputBindingError:
+            self._drop(plan, "input_mismatch")  # the candidate takes other inputs
+            return
+
+        def record(session: Session) -> RunPublic:
+            public = service.record_run(
+                session,
+                plan=plan,
+                result=result,
+                inputs=inputs,
+                steps=steps.to_keep(result),
+                shadow_of=served_run_id,
+            )
+            observe = runs.metrics.shadow.observe_run
+            after_commit(session, partial(observe, public, result, first_end=True))
+            return public
+
+        try:
+            recorded = await runs.write(record)
+        except Unavailable:  # shutting down: the run was not stored
             self._drop(plan, "unavailable")
             return
-        workflow = runs.workflow_of(plan)
-        steps = RunSteps(runs.shared, persist=runs.persister(run_id), remote=runs.remote)
-        limits = attempt_limits(workflow, plan.limits, deadline_s)
-        with contextlib.suppress(Unavailable):  # stored failed (resumable) by finish itself
-            await runs.finish(
-                run_id, workflow, inputs, steps, attrs=plan.attrs, shadow=True, **limits
-            )
+        self._spend.add(plan, recorded.cost_usd)
