@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from control_plane.rollouts.shadowing import shadow_bucket_of
 from tests.fixtures import GREET, GREET_LARGE, bearer, new_key, seed_workflow
 
 V3 = GREET.replace("prompt.enhance", "llm.generate")
@@ -118,3 +119,30 @@ def test_an_archived_version_is_refused(client: TestClient) -> None:
     response = client.put(SHADOW, json={"version": "v3", "percent": 10, "max_cost_usd_per_hour": 1})
     assert response.status_code == 409 and "archived" in response.text
     assert client.get(SHADOW).status_code == 404
+
+
+def test_the_assignment_preview_says_whether_a_user_is_mirrored(client: TestClient) -> None:
+    users = [f"user-{i}" for i in range(40)]
+    assert (
+        client.get("/v1/workflows/greet/labels/prod/assignment", params={"user_id": "u"}).json()[
+            "shadow"
+        ]
+        is None
+    )
+    salt = client.put(
+        SHADOW, json={"version": "v2", "percent": 30, "max_cost_usd_per_hour": 1}
+    ).json()["salt"]
+    mirrored = set()
+    for user in users:
+        body = client.get(
+            "/v1/workflows/greet/labels/prod/assignment", params={"user_id": user}
+        ).json()
+        shadow = body["shadow"]
+        assert body["version"] == "v1"  # the shadow never serves
+        assert (shadow["version"], shadow["shadow_buckets"]) == ("v2", 3_000)
+        assert shadow["bucket"] == shadow_bucket_of(salt, user)
+        assert shadow["mirrored"] == (shadow["bucket"] < 3_000)
+        if shadow["mirrored"]:
+            mirrored.add(user)
+            assert "also run, after its answer, on the shadow v2" in body["explanation"]
+    assert 0 < len(mirrored) < len(users)
