@@ -2,6 +2,7 @@
 
     python -m benchmarks.shadow --json     # the figures as one JSON object
     python -m benchmarks.shadow --quick    # a few requests: checks the benchmark works
+    python -m benchmarks.shadow --redis-url redis://127.0.0.1:6379/0   # shadows to the queue
 
 One app (SQLite in a temporary directory, the simulated providers at ``--time-scale`` of their
 modelled durations, so a run waits on its "model" as a real one waits on the network) answers
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import secrets
 import statistics
 import sys
 import tempfile
@@ -29,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import redis
 from fastapi.testclient import TestClient
 
 import engine
@@ -70,14 +73,19 @@ def _block(client: TestClient, tag: str, requests: int) -> list[float]:
     return timings
 
 
-def measure(*, rounds: int, requests: int, time_scale: float) -> dict[str, Any]:
+def measure(
+    *, rounds: int, requests: int, time_scale: float, redis_url: str | None = None
+) -> dict[str, Any]:
     started = time.perf_counter()
+    prefix = f"bench-shadow-{secrets.token_hex(4)}"
+    queue: dict[str, Any] = {"redis_url": redis_url, "redis_prefix": prefix} if redis_url else {}
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(
             env="test",
             database_url=f"sqlite:///{Path(tmp) / 'bench.db'}",
             admin_key=ADMIN_KEY,
             experiment_eval_s=3600,
+            **queue,
         )
         app = create_app(
             settings,
@@ -110,6 +118,8 @@ def measure(*, rounds: int, requests: int, time_scale: float) -> dict[str, Any]:
             mirrored = client.get(
                 "/v1/runs", params={"workflow": "bench-shadow", "version": "v2", "limit": 1000}
             ).json()
+    if redis_url:  # the queued shadow runs, never taken by a worker here
+        _forget(redis_url, prefix)
     median_off, median_on = statistics.median(off), statistics.median(on)
     return {
         "shadow_served_latency_ratio": median_on / median_off,
@@ -130,6 +140,16 @@ def measure(*, rounds: int, requests: int, time_scale: float) -> dict[str, Any]:
     }
 
 
+def _forget(redis_url: str, prefix: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.shadow", description=__doc__)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -137,9 +157,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--time-scale", type=float, default=0.05, help="of the simulated models' durations"
     )
+    parser.add_argument(
+        "--redis-url",
+        help="shadow runs go to this Redis's run queue (for workers; none runs them here), so "
+        "the server's part is the enqueue only",
+    )
     args = parser.parse_args(argv)
     rounds, requests = (2, 5) if args.quick else (6, 40)
-    result = measure(rounds=rounds, requests=requests, time_scale=args.time_scale)
+    result = measure(
+        rounds=rounds, requests=requests, time_scale=args.time_scale, redis_url=args.redis_url
+    )
+    if args.redis_url:
+        result["notes"].append("shadow runs queued on Redis (a private prefix, deleted after)")
     if args.quick:
         result["notes"].append("--quick: too few requests for the ratio to mean much")
     print(report(result, as_json=args.json))
