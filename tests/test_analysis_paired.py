@@ -11,6 +11,7 @@ import pytest
 from scipy import stats as sps
 
 from analysis.paired import mcnemar_exact, paired_t_test
+from analysis.paired_sequential import paired_sequential
 from analysis.paired_verdict import metric_verdict, overall_verdict
 
 
@@ -85,3 +86,27 @@ def test_verdicts_read_better_and_worse_by_the_metrics_direction() -> None:
     line = overall_verdict([("latency_s", slower, "lower"), ("cost_usd", cheaper, "lower")])
     assert line.startswith("the shadow is worse on latency_s; better on cost_usd")
     assert overall_verdict([("success", mcnemar_exact([], []), "higher")]).startswith("no pairs")
+
+
+def test_the_sequential_paired_test_is_the_closed_form_and_holds_its_interval() -> None:
+    rng = random.Random(7)
+    served = [rng.gauss(1.0, 0.3) for _ in range(200)]
+    shadow = [x + 0.05 + rng.gauss(0, 0.2) for x in served]
+    seq = paired_sequential(served, shadow, alpha=0.05, tuning_pairs=500)
+    fixed = paired_t_test(served, shadow)
+    assert seq.reason == "ok"
+    assert fixed.sd_difference is not None and fixed.mean_difference is not None
+    # The closed form, written out again: v = nρ², z = d̄/(s/√n).
+    rho2 = (2 * math.log(20) + math.log1p(2 * math.log(20))) / 500
+    v, se = 200 * rho2, fixed.sd_difference / math.sqrt(200)
+    z, d = fixed.mean_difference / se, fixed.mean_difference
+    expected = min(1.0, math.sqrt(1 + v) * math.exp(-z * z * v / (2 * (1 + v))))
+    assert seq.p_value == pytest.approx(expected)
+    half = se * math.sqrt(2 * (1 + v) / v * math.log(math.sqrt(1 + v) / 0.05))
+    assert seq.ci_low == pytest.approx(d - half)
+    assert seq.ci_high == pytest.approx(d + half)
+    # Wider than the fixed-horizon interval: the price of looking at any time.
+    assert seq.ci_low < fixed.ci_low < fixed.ci_high < seq.ci_high  # type: ignore[operator]
+    assert paired_sequential([1.0, 2.0], [1.0, 2.0]).reason == "zero_variance"
+    assert paired_sequential([], []).reason == "no_pairs"
+    assert paired_sequential([0.0, 1.0, 2.0], [0.5, 0.5, 2.5]).p_value == 1.0  # d̄ = 0

@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from analysis.paired import mcnemar_exact, paired_t_test
+from analysis.paired_sequential import paired_sequential
 from control_plane.runs.execution import Runs
 from tests.fixtures import GREET, GREET_LARGE, app_state, seed_workflow
 
@@ -73,6 +74,9 @@ def test_served_and_shadow_paired_by_request(client: TestClient) -> None:
     assert metrics["cost_usd"]["mean_difference"] == pytest.approx(cost.mean_difference)
     assert metrics["cost_usd"]["p_value"] == cost.p_value
     assert metrics["cost_usd"]["method"] == "paired t-test"
+    always = paired_sequential([a["cost_usd"] for a in served], [s["cost_usd"] for s in paired])
+    assert metrics["cost_usd"]["sequential_p_value"] == always.p_value
+    assert metrics["cost_usd"]["sequential_ci_low"] == pytest.approx(always.ci_low)
     success = mcnemar_exact(
         [a["status"] == "succeeded" for a in served], [s["status"] == "succeeded" for s in paired]
     )

@@ -5,12 +5,16 @@ Metrics: success (McNemar's exact test), latency and cost (the paired t-test), a
 outcome metric recorded on both runs of a pair (the paired t-test; a 0/1 outcome is a mean).
 The statistics are ``analysis.paired``'s; this module only reads the pairs from the store, the
 newest ``limit`` of them, so the answer's cost is bounded however long the shadow has run.
+A comparison is read again and again while the shadow runs, so the verdicts rest on the
+always-valid p-value of ``analysis.paired_sequential`` (a look at any time keeps its error rate);
+the fixed-horizon test's p-value and interval are shown beside it.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -19,6 +23,7 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from analysis.paired import PairedMeans, PairedProportions, mcnemar_exact, paired_t_test
+from analysis.paired_sequential import SequentialPaired, paired_sequential
 from analysis.paired_verdict import Better, metric_verdict, overall_verdict
 from control_plane.errors import NotFound
 from control_plane.store.tables import OutcomeRow, RunRow, ShadowRow
@@ -44,6 +49,11 @@ class MetricComparison(BaseModel):
     ci_high: float | None = None
     method: str
     reason: str = Field(description="`ok`, or why no test: no_pairs, too_few_pairs, …")
+    sequential_p_value: float | None = Field(
+        default=None, description="always valid (any look): what the verdict rests on"
+    )
+    sequential_ci_low: float | None = None
+    sequential_ci_high: float | None = None
     verdict: str
 
 
@@ -59,7 +69,23 @@ class ShadowComparison(BaseModel):
     verdict: str
 
 
-def _metric(name: str, result: PairedMeans | PairedProportions, better: Better) -> MetricComparison:
+Result = PairedMeans | PairedProportions
+
+
+def _sequential(
+    result: Result, served: list[float], shadow: list[float]
+) -> tuple[Result, SequentialPaired]:
+    """``result`` with the always-valid p-value in place of the fixed one (when both tests
+    apply), and the sequential test."""
+    seq = paired_sequential(served, shadow, alpha=ALPHA)
+    if result.reason == "ok" and seq.reason == "ok":
+        return replace(result, p_value=seq.p_value), seq
+    return result, seq
+
+
+def _metric(
+    name: str, result: Result, better: Better, seq: SequentialPaired, judged: Result
+) -> MetricComparison:
     ci: tuple[float | None, float | None] = (None, None)
     if isinstance(result, PairedProportions):
         means = (result.served_rate, result.shadow_rate)
@@ -77,7 +103,10 @@ def _metric(name: str, result: PairedMeans | PairedProportions, better: Better) 
         ci_high=ci[1],
         method=result.method,
         reason=result.reason,
-        verdict=metric_verdict(name, result, better=better, alpha=ALPHA),
+        sequential_p_value=seq.p_value,
+        sequential_ci_low=seq.ci_low,
+        sequential_ci_high=seq.ci_high,
+        verdict=metric_verdict(name, judged, better=better, alpha=ALPHA),
     )
 
 
@@ -162,30 +191,40 @@ def compare_shadow(
             raise NotFound(f"{workflow}:{label} has never been shadowed; name a `version`")
         version = row.version
     kept = _pairs(session, workflow=workflow, label=label, version=version, limit=limit)
-    success = mcnemar_exact(
-        [p.served_status == "succeeded" for p in kept],
-        [p.shadow_status == "succeeded" for p in kept],
-    )
+    ok = [
+        (float(p.served_status == "succeeded"), float(p.shadow_status == "succeeded")) for p in kept
+    ]
     timed = [(p.served_latency, p.shadow_latency) for p in kept]
-    timed_pairs = [(a, b) for a, b in timed if a is not None and b is not None]
-    latency = paired_t_test([a for a, _ in timed_pairs], [b for _, b in timed_pairs], alpha=ALPHA)
-    cost = paired_t_test([p.served_cost for p in kept], [p.shadow_cost for p in kept], alpha=ALPHA)
-    results: list[tuple[str, PairedMeans | PairedProportions, Better]] = [
-        ("success", success, "higher"),
-        ("latency_s", latency, "lower"),
-        ("cost_usd", cost, "lower"),
+    latency = [(a, b) for a, b in timed if a is not None and b is not None]
+    cost = [(p.served_cost, p.shadow_cost) for p in kept]
+    series: list[tuple[str, Better, list[tuple[float, float]]]] = [
+        ("success", "higher", ok),
+        ("latency_s", "lower", latency),
+        ("cost_usd", "lower", cost),
     ]
     pairs = [(p.served_id, p.shadow_id) for p in kept]
     outcomes = _outcomes(session, [run_id for pair in pairs for run_id in pair])
     for metric, (a, b) in sorted(_outcome_metrics(pairs, outcomes).items()):
         # An outcome is read as "more is better", as experiments' outcomes default to.
-        results.append((metric, paired_t_test(a, b, alpha=ALPHA), "higher"))
+        series.append((metric, "higher", list(zip(a, b, strict=True))))
+    metrics: list[MetricComparison] = []
+    judged: list[tuple[str, Result, Better]] = []
+    for name, better, values in series:
+        served_values, shadow_values = [a for a, _ in values], [b for _, b in values]
+        result: Result
+        if name == "success":
+            result = mcnemar_exact([a > 0 for a in served_values], [b > 0 for b in shadow_values])
+        else:
+            result = paired_t_test(served_values, shadow_values, alpha=ALPHA)
+        verdict_on, seq = _sequential(result, served_values, shadow_values)
+        metrics.append(_metric(name, result, better, seq, verdict_on))
+        judged.append((name, verdict_on, better))
     return ShadowComparison(
         workflow=workflow,
         label=label,
         shadow_version=version,
         served_versions=sorted({p.served_version for p in kept}),
         pairs=len(kept),
-        metrics=[_metric(name, result, better) for name, result, better in results],
-        verdict=overall_verdict(results, alpha=ALPHA),
+        metrics=metrics,
+        verdict=overall_verdict(judged, alpha=ALPHA),
     )
