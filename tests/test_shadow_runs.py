@@ -271,3 +271,17 @@ def test_experiment_statistics_exclude_shadow_runs(client: TestClient, database_
         }[stat.metric]
         assert stat.sum_s == pytest.approx(sum(values))
     assert {s.arm for s in stats} <= {"v1", "v2"} and stats
+
+
+def test_a_candidate_taking_other_inputs_is_dropped_counted(
+    client: TestClient, database_url: str
+) -> None:
+    other = GREET.replace("prompt: text", "topic: text").replace("inputs.prompt", "inputs.topic")
+    created = client.post("/v1/workflows", json={"source": other, "version": "v4"})
+    assert created.status_code == 201, created.text
+    start(client, "v4")
+    for user in USERS[:3]:
+        assert serve(client, user)["status"] == "succeeded"
+    settle(client, 0)
+    assert metric(client, "rollgraph_shadow_dropped_total", reason="input_mismatch") == 3
+    assert [r for r in stored(database_url) if r.shadow_of is not None] == []

@@ -292,9 +292,15 @@ class Metrics:
             if step_latency is not None:
                 self.node_duration.labels(workflow, kind).observe(step_latency)
 
-    def observe_failed_end(self, *, workflow: str, version: str, mode: str, attempt: int) -> None:
+    def observe_failed_end(
+        self, *, workflow: str, version: str, mode: str, attempt: int, shadow: bool = False
+    ) -> None:
         """A running run was stored failed without a result: stopped at shutdown, broken, or
         orphaned by a stopped process (the sweep). Attempt 1 is the run's first end."""
+        if shadow:
+            if attempt <= 1:
+                self.shadow.runs.labels(workflow, version, "failed").inc()
+            return
         if attempt <= 1:
             self.runs.labels(workflow, version, "failed", mode).inc()
         else:

@@ -311,9 +311,13 @@ class EndedRun(NamedTuple):
     version: str
     mode: str
     attempt: int
+    shadow: bool  # a shadow run: counted in the shadow metrics only
 
 
-_ENDED = (col(RunRow.workflow), col(RunRow.version), col(RunRow.mode), col(RunRow.attempt))
+_ENDED = (
+    *(col(c) for c in (RunRow.workflow, RunRow.version, RunRow.mode, RunRow.attempt)),
+    col(RunRow.shadow_of).is_not(None),
+)
 
 
 def interrupt_run(

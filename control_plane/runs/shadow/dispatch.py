@@ -173,6 +173,11 @@ class ShadowDispatch:
         # A copy: the shadow run can never change what the served run (or its caller) sees.
         inputs = copy.deepcopy(dict(mirror.inputs))
         run_plan = shadow_plan(plan, served_run_id=mirror.served_run_id, budget_usd=rest)
+        try:  # before anything is stored or queued: a candidate may take other inputs
+            runs.workflow_of(run_plan).bind_inputs(inputs)
+        except engine.InputBindingError:
+            self._drop(plan, "input_mismatch")
+            return
         run_id = engine.new_run_id()
         if runs.queued is not None:
             await self._enqueue(runs.queued, run_plan, inputs, run_id, mirror.served_run_id)
@@ -204,13 +209,9 @@ class ShadowDispatch:
         workflow = runs.workflow_of(plan)
         steps = RunSteps(runs.shared, remote=runs.remote)
         limits = attempt_limits(workflow, plan.limits, runs.settings.async_run_deadline_s)
-        try:
-            result = await runs.compiler.run(
-                workflow, inputs, run_id=run_id, attrs=plan.attrs, cache=steps, **limits
-            )
-        except engine.InputBindingError:
-            self._drop(plan, "input_mismatch")  # the candidate takes other inputs
-            return
+        result = await runs.compiler.run(
+            workflow, inputs, run_id=run_id, attrs=plan.attrs, cache=steps, **limits
+        )
 
         def record(session: Session) -> RunPublic:
             public = service.record_run(
