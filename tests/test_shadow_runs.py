@@ -12,6 +12,7 @@ from functools import partial
 from typing import Any
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlmodel import Session, col, select
@@ -285,3 +286,29 @@ def test_a_candidate_taking_other_inputs_is_dropped_counted(
     settle(client, 0)
     assert metric(client, "rollgraph_shadow_dropped_total", reason="input_mismatch") == 3
     assert [r for r in stored(database_url) if r.shadow_of is not None] == []
+
+
+def test_a_full_redis_run_queue_drops_mirrors_counted(
+    database_url: str, admin_key: str, redis_prefix: str
+) -> None:
+    backlog = redis.Redis.from_url(REDIS_URL)
+    try:
+        for i in range(3):  # the queue at its depth before anything reads it
+            backlog.xadd(f"{redis_prefix}:runs", {"run_id": f"waiting-{i}"})
+        with app_client(
+            database_url,
+            admin_key,
+            redis_url=REDIS_URL,
+            redis_prefix=redis_prefix,
+            queue_max_depth=3,
+        ) as client:
+            seed_workflow(client, "greet", {"v1": GREET, "v2": GREET_LARGE}, {"prod": "v1"})
+            start(client, "v2")
+            for user in USERS[:4]:
+                assert serve(client, user)["status"] == "succeeded"  # sync: no queue involved
+            drain(client)
+            assert metric(client, "rollgraph_shadow_dropped_total", reason="queue_full") == 4
+            assert [r for r in stored(database_url) if r.shadow_of is not None] == []
+        assert backlog.xlen(f"{redis_prefix}:runs") == 3  # nothing queued
+    finally:
+        backlog.close()
