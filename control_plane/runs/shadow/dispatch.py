@@ -10,7 +10,8 @@ shadow and never fails because of one. A few worker tasks take the queue:
    shadows cannot overshoot the cap by more than one step's estimate each;
 2. with a Redis run queue, the shadow run is stored ``queued`` and put on it (the workers run
    it, like any queued run); a queue past its limits drops it (``queue_full``);
-3. without one, it runs here like a sync run, and is stored once, when it ended.
+3. without one, it runs here like a sync run, and is stored when it ended, in a batch with
+   other ended shadow runs (``recorder``), so that shadows rarely hold up a served run's commit.
 
 Either way the shadow run is a run (stored, traced, resumable) with ``shadow_of`` naming the
 served run, reason ``shadow``, no experiment, and counted in ``metrics.shadow`` only.
@@ -23,21 +24,17 @@ import copy
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, Protocol
-
-from sqlmodel import Session
 
 import engine
 from control_plane.errors import Unavailable
-from control_plane.metrics import after_commit
 from control_plane.metrics.shadow import DropReason
 from control_plane.queue.pressure import QueueFull
-from control_plane.runs import service
 from control_plane.runs.limits import attempt_limits
 from control_plane.runs.planning import RunPlan
 from control_plane.runs.queued import QueuedRuns, RunHost
 from control_plane.runs.schemas import RunPublic
+from control_plane.runs.shadow.recorder import EndedShadow, ShadowRecorder
 from control_plane.runs.shadow.spend import Spend
 from control_plane.runs.steps import RunSteps
 from control_plane.store.db import UnitGate
@@ -104,6 +101,7 @@ class ShadowDispatch:
         self._queue: asyncio.Queue[_Mirror] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._spend = Spend(runs.units)
+        self._recorder = ShadowRecorder(runs.write, runs.metrics, self._drop)
 
     async def start(self) -> None:
         # Made on the running loop: an asyncio queue belongs to the loop that uses it.
@@ -114,13 +112,14 @@ class ShadowDispatch:
         ]
 
     async def aclose(self) -> None:
-        """Stop taking mirrored requests; those still queued are dropped (never started, so
-        never stored), a shadow run in flight is stopped like an async run (resumable)."""
+        """Stop taking mirrored requests; those still queued and those in flight are dropped
+        (never stored: only a pair missing in the comparison), the ended ones are stored."""
         for task in self._tasks:
             task.cancel()
         if self._tasks:
             await asyncio.wait(self._tasks)
         self._tasks = []
+        await self._recorder.aclose()
 
     def offer(self, plan: RunPlan, inputs: Mapping[str, Any], *, served: RunPublic) -> None:
         """On the request path: queue the mirror of ``served`` when ``plan`` has a shadow
@@ -136,9 +135,10 @@ class ShadowDispatch:
             self._drop(plan, "queue_full")
 
     async def drain(self) -> None:
-        """Wait until every queued mirror was run or dropped (tests, benchmarks)."""
+        """Wait until every queued mirror was run and stored, or dropped (tests, benchmarks)."""
         if self._queue is not None:
             await self._queue.join()
+        await self._recorder.flush()
 
     def _drop(self, plan: RunPlan, reason: DropReason) -> None:
         self._runs.metrics.shadow.observe_drop(workflow=plan.workflow, reason=reason)
@@ -203,8 +203,8 @@ class ShadowDispatch:
         self, plan: RunPlan, inputs: dict[str, Any], run_id: str, served_run_id: str
     ) -> None:
         # Like a sync run: steps in memory, stored once when it ends (no accepted row, no step
-        # or progress writes), so a shadow adds one write to the store's batches, not several.
-        # A shadow run lost with its process is only a missing pair in the comparison.
+        # or progress writes), and with other shadow runs (``recorder``). A shadow run lost
+        # with its process is only a missing pair in the comparison.
         runs = self._runs
         workflow = runs.workflow_of(plan)
         steps = RunSteps(runs.shared, remote=runs.remote)
@@ -213,22 +213,7 @@ class ShadowDispatch:
             workflow, inputs, run_id=run_id, attrs=plan.attrs, cache=steps, **limits
         )
 
-        def record(session: Session) -> RunPublic:
-            public = service.record_run(
-                session,
-                plan=plan,
-                result=result,
-                inputs=inputs,
-                steps=steps.to_keep(result),
-                shadow_of=served_run_id,
-            )
-            observe = runs.metrics.shadow.observe_run
-            after_commit(session, partial(observe, public, result, first_end=True))
-            return public
-
-        try:
-            recorded = await runs.write(record)
-        except Unavailable:  # shutting down: the run was not stored
-            self._drop(plan, "unavailable")
-            return
-        self._spend.add(plan, recorded.cost_usd)
+        # Counted in the hour's spend at once, though it is written with the next batch.
+        self._spend.add(plan, result.trace.cost_usd)
+        ended = EndedShadow(plan, result, inputs, steps.to_keep(result), served_run_id)
+        self._recorder.add(ended)
