@@ -1,11 +1,11 @@
 """Running mirrored requests on the shadow candidate, off the request path.
 
 The request path does one thing: ``offer`` puts the served run's plan on a bounded asyncio queue
-without waiting (``put_nowait``), after the served run was stored and its answer built. A full
+without waiting (``put_nowait``), once the answer was sent (the route's background task). A full
 queue drops the shadow run, counted (``queue_full``); the served request never waits for a
 shadow and never fails because of one. A few worker tasks take the queue:
 
-1. the cost cap: what the label's shadow runs of the last hour cost (one read); at the cap the
+1. the cost cap: what the label's shadow runs of the last hour cost (``spend``); at the cap the
    run is dropped (``cost_cap``), below it the run gets the rest as its budget, so running
    shadows cannot overshoot the cap by more than one step's estimate each;
 2. with a Redis run queue, the shadow run is stored ``queued`` and put on it (the workers run
