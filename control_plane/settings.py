@@ -219,6 +219,10 @@ class Settings(BaseSettings):
     # Back-pressure (queue.pressure): async submissions get 429 `queue_full` while this many runs
     # wait for a worker, or while the oldest has waited this long; 0 turns a limit off.
     queue_max_depth: int = Field(default=10_000, ge=0)
+    # Shadow traffic (runs.shadow.dispatch): mirrored requests wait in a queue of this many per
+    # process (past it they are dropped, counted), taken by this many workers.
+    shadow_queue_size: int = Field(default=100, ge=1, le=100_000)
+    shadow_workers: int = Field(default=2, ge=1, le=64)
     queue_max_wait_s: float = Field(default=120.0, ge=0)
     # Store connections per process (PostgreSQL; SQLite serialises writers anyway). A request
     # that finds them all busy for db_pool_timeout_s gets a 503 with Retry-After

@@ -17,11 +17,12 @@ releases the key.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from functools import partial
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Body, Header, Path, Query, Response, status
+from fastapi import APIRouter, BackgroundTasks, Body, Header, Path, Query, Response, status
 
 from control_plane.access.deps import RunnerDep, ViewerDep, auth_responses
 from control_plane.api.deps import UnitDep
@@ -141,6 +142,7 @@ async def run_workflow(
     runs: RunsDep,
     registry: RegistryDep,
     principal: RunnerDep,
+    background: BackgroundTasks,
     idempotency_key: IdempotencyKey = None,
 ) -> RunPublic:
     """Run a workflow version chosen by pin, label or rollout; store run and trace. `mode:
@@ -148,7 +150,14 @@ async def run_workflow(
     submitted = await runs.submit(
         body, registry=registry, principal=principal.name, idempotency_key=idempotency_key
     )
+    if submitted.after is not None:
+        background.add_task(_after_answer, submitted.after)
     return _answer(response, submitted.run, replayed=submitted.replayed)
+
+
+async def _after_answer(work: Callable[[], None]) -> None:
+    # Async, so that it runs on the event loop: a sync task would run on a worker thread.
+    work()
 
 
 RunId = Annotated[str, Path(min_length=1, max_length=64), Storable]
