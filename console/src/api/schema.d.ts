@@ -621,6 +621,58 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/workflows/{name}/labels/{label}/shadow": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get Shadow
+         * @description The label's shadow settings, running or stopped, and what its runs spent in the last
+         *     hour.
+         */
+        get: operations["get_shadow_v1_workflows__name__labels__label__shadow_get"];
+        /**
+         * Start Shadow
+         * @description Start shadowing: `version` runs on a copy of the inputs of `percent` of the label's users
+         *     (sticky, a salt of its own) after each is answered; its output reaches no caller. Replaces
+         *     running settings; audited.
+         */
+        put: operations["start_shadow_v1_workflows__name__labels__label__shadow_put"];
+        post?: never;
+        /**
+         * Stop Shadow
+         * @description Stop shadowing the label (settings kept, runs already started finish); audited.
+         */
+        delete: operations["stop_shadow_v1_workflows__name__labels__label__shadow_delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/workflows/{name}/labels/{label}/shadow/comparison": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get Comparison
+         * @description Served vs shadow, paired by request, on success (McNemar's exact test), latency and cost
+         *     (paired t-test) and outcomes present on both runs, with a verdict in words.
+         */
+        get: operations["get_comparison_v1_workflows__name__labels__label__shadow_comparison_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/workflows/{name}/rollouts/{label}": {
         parameters: {
             query?: never;
@@ -799,6 +851,8 @@ export interface components {
              * @description buckets below this number are in the rollout
              */
             rollout_buckets: number;
+            /** @description the label's running shadow candidate, if any */
+            shadow?: components["schemas"]["ShadowPreview"] | null;
             /**
              * Source
              * @description what decides: `label` (no rollout), `rollout` (the label's rollout), `experiment` (a running or halted experiment owns the label's traffic)
@@ -1599,6 +1653,54 @@ export interface components {
              */
             step: number;
         };
+        /** MetricComparison */
+        MetricComparison: {
+            /**
+             * Better
+             * @enum {string}
+             */
+            better: "higher" | "lower";
+            /** Ci High */
+            ci_high?: number | null;
+            /** Ci Low */
+            ci_low?: number | null;
+            /**
+             * Mean Difference
+             * @description shadow − served, averaged over pairs
+             */
+            mean_difference: number | null;
+            /** Method */
+            method: string;
+            /** Metric */
+            metric: string;
+            /**
+             * P Value
+             * @description two-sided; none when no test applies
+             */
+            p_value: number | null;
+            /** Pairs */
+            pairs: number;
+            /**
+             * Reason
+             * @description `ok`, or why no test: no_pairs, too_few_pairs, …
+             */
+            reason: string;
+            /** Sequential Ci High */
+            sequential_ci_high?: number | null;
+            /** Sequential Ci Low */
+            sequential_ci_low?: number | null;
+            /**
+             * Sequential P Value
+             * @description always valid (any look): what the verdict rests on
+             */
+            sequential_p_value?: number | null;
+            /** Served Mean */
+            served_mean: number | null;
+            /** Shadow Mean */
+            shadow_mean: number | null;
+            /** Verdict */
+            verdict: string;
+        };
         /**
          * OutcomeBody
          * @description Metric name → a boolean (a proportion: converted, clicked) or a number (a rating,
@@ -1861,6 +1963,11 @@ export interface components {
             /** Run Id */
             run_id: string;
             /**
+             * Shadow Of
+             * @description a shadow run: the served run whose inputs it ran on, after that run answered; its output reached no caller
+             */
+            shadow_of?: string | null;
+            /**
              * Status
              * @enum {string}
              */
@@ -1941,6 +2048,11 @@ export interface components {
             /** Run Id */
             run_id: string;
             /**
+             * Shadow Of
+             * @description a shadow run: the served run whose inputs it ran on, after that run answered; its output reached no caller
+             */
+            shadow_of?: string | null;
+            /**
              * Status
              * @enum {string}
              */
@@ -2010,6 +2122,127 @@ export interface components {
             kind?: ("proportion" | "mean") | null;
             /** Name */
             name: string;
+        };
+        /** ShadowComparison */
+        ShadowComparison: {
+            /**
+             * Alpha
+             * @default 0.05
+             */
+            alpha: number;
+            /** Label */
+            label: string;
+            /** Metrics */
+            metrics: components["schemas"]["MetricComparison"][];
+            /** Pairs */
+            pairs: number;
+            /**
+             * Served Versions
+             * @description the versions that answered the pairs
+             */
+            served_versions: string[];
+            /** Shadow Version */
+            shadow_version: string;
+            /** Verdict */
+            verdict: string;
+            /** Workflow */
+            workflow: string;
+        };
+        /**
+         * ShadowPreview
+         * @description Whether this user's requests are also mirrored to the label's shadow candidate.
+         */
+        ShadowPreview: {
+            /**
+             * Bucket
+             * @description the user's shadow bucket (its own salt), 0–9999
+             */
+            bucket: number;
+            /** Mirrored */
+            mirrored: boolean;
+            /** Percent */
+            percent: number;
+            /**
+             * Shadow Buckets
+             * @description buckets below this number are mirrored
+             */
+            shadow_buckets: number;
+            /**
+             * Version
+             * @description the shadow candidate (never serves the user)
+             */
+            version: string;
+        };
+        /** ShadowPublic */
+        ShadowPublic: {
+            /**
+             * Active
+             * @description false once stopped (the last settings are kept)
+             */
+            active: boolean;
+            /**
+             * Cost Usd Last Hour
+             * @description billed by the label's shadow runs, last hour
+             */
+            cost_usd_last_hour: number;
+            /** Label */
+            label: string;
+            /** Max Cost Usd Per Hour */
+            max_cost_usd_per_hour: number;
+            /** Percent */
+            percent: number;
+            /**
+             * Salt
+             * @description the shadow's own salt: mirrored users are sticky under it
+             */
+            salt: string;
+            /**
+             * Served
+             * @description the label's version, which answers the callers
+             */
+            served: string;
+            /**
+             * Started At
+             * Format: date-time
+             */
+            started_at: string;
+            /** Started By */
+            started_by: string;
+            /** Stopped At */
+            stopped_at?: string | null;
+            /**
+             * Version
+             * @description the shadow candidate
+             */
+            version: string;
+            /** Workflow */
+            workflow: string;
+        };
+        /**
+         * ShadowSet
+         * @description Start (or change) the label's shadow candidate.
+         * @example {
+         *       "max_cost_usd_per_hour": 5,
+         *       "percent": 10,
+         *       "version": "v3.4"
+         *     }
+         */
+        ShadowSet: {
+            /**
+             * Max Cost Usd Per Hour
+             * @description shadow runs stop being started while the label's shadow runs of the last hour cost this much; the dropped ones are counted
+             */
+            max_cost_usd_per_hour: number;
+            /**
+             * Percent
+             * @description share of the label's users (sticky) whose requests are mirrored, (0, 100]
+             */
+            percent: number;
+            /**
+             * Version
+             * @description the version to run unseen beside the label's
+             */
+            version: string;
         };
         /**
          * StepState
@@ -4349,6 +4582,278 @@ export interface operations {
             };
             /** @description Conflict */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_shadow_v1_workflows__name__labels__label__shadow_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+                label: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ShadowPublic"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    start_shadow_v1_workflows__name__labels__label__shadow_put: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+                label: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ShadowSet"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ShadowPublic"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    stop_shadow_v1_workflows__name__labels__label__shadow_delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+                label: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ShadowPublic"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_comparison_v1_workflows__name__labels__label__shadow_comparison_get: {
+        parameters: {
+            query?: {
+                /** @description the shadow version (default: the label's shadow candidate) */
+                version?: string | null;
+                /** @description newest pairs compared */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                name: string;
+                label: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ShadowComparison"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -1,8 +1,8 @@
 """Shadow traffic: ``label_shadow`` (a label's shadow candidate: version, percent, hourly cost
 cap, its own salt) and ``run.shadow_of`` (a shadow run names the served run it mirrors).
 
-Revision ID: 0016
-Revises: 0015
+Revision ID: 0017
+Revises: 0016
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0016"
-down_revision = "0015"
+revision = "0017"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
