@@ -110,7 +110,7 @@ def test_a_viewer_reads_the_decision_the_figures_and_the_effect_over_time(
     assert chart.locator("line.threshold").count() == 1
     assert page.get_by_test_id("decisions").locator("tbody tr").count() >= 1
     assert page.get_by_role("button", name="Stop…").count() == 0  # a viewer changes nothing
-    shot(page, "experiment")
+    shot(page, "experiment", readme=True)
 
 
 def test_an_admin_stops_it_after_saying_what_changes_and_sees_the_audit_entry(

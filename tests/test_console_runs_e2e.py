@@ -88,10 +88,18 @@ def test_a_running_run_shows_its_steps_move_on_the_graph_until_it_ends(
     assert rows.count() == 4
     assert page.get_by_test_id("tally").inner_text() == "4 succeeded"
     assert "live" not in page.get_by_test_id("run-status").inner_text()
+    # the trace as a waterfall; a step's panel opens from its row
+    waterfall = page.get_by_test_id("waterfall")
+    assert waterfall.locator("li").count() == 4
+    waterfall.locator("li[data-node='video'] button").click()
+    panel = page.get_by_test_id("step-panel")
+    assert "video" in panel.inner_text() and "$" in panel.inner_text()
+    assert "media_seconds" in panel.inner_text()  # its usage
+    assert page.get_by_role("button", name="Run again…").count() == 0  # a viewer
     assert "$" in page.get_by_test_id("run-cost").inner_text()
     assert '"video"' in page.get_by_label("Run outputs", exact=True).inner_text()
     assert page.get_by_role("button", name="Resume…").count() == 0  # a viewer, a success
-    shot(page, "run")
+    shot(page, "run", readme=True)
 
 
 def test_the_runs_list_filters_by_workflow_and_status(page: Any, server: dict[str, Any]) -> None:
@@ -156,3 +164,13 @@ def test_a_runner_resumes_a_run_its_budget_stopped_with_a_raised_budget(
     page.locator("[data-testid='run-status'][data-status='succeeded']").wait_for()
     assert "2 of 2" not in page.locator("dl.facts").inner_text()
     shot(page, "run-resumed")
+    # run again: the same input on the same version, a new run opened
+    page.get_by_role("button", name="Run again…").click()
+    dialog = page.get_by_role("dialog")
+    assert "a lamp" in dialog.inner_text() and "pinned" in dialog.inner_text()
+    dialog.get_by_role("button", name="Run again").click()
+    page.wait_for_url(lambda url: "/console/runs/" in url and run_id not in url)
+    again = page.url.rsplit("/", 1)[-1]
+    first = api.get(f"/v1/runs/{again}").json()
+    assert (first["version"], first["input"]) == (run["version"], run["input"])
+    assert first["reason"] == "pin"

@@ -1941,6 +1941,13 @@ export interface components {
              * @description none while it runs
              */
             finished_at?: string | null;
+            /**
+             * Input
+             * @description the input it ran on (what a resume or a run again takes)
+             */
+            input?: {
+                [key: string]: unknown;
+            } | null;
             /** Label */
             label?: string | null;
             /** Latency S */

@@ -8,6 +8,7 @@ import { ApiError, call, type Schemas } from "../api/client";
 import { Confirm } from "../components/Confirm";
 import { GraphView } from "../components/GraphView";
 import { Empty, Show } from "../components/States";
+import { StepPanel, type TraceStep, Waterfall } from "../components/Waterfall";
 import { layoutGraph } from "../graph/layout";
 import { type GraphData, portCount } from "../graph/model";
 import { duration, isLive, isResumable, STATE_TEXT, stepSeconds, tally, usd } from "../lib/runs";
@@ -15,6 +16,7 @@ import { Link } from "../router";
 import { may, type Session } from "../session";
 import { useApi } from "../useApi";
 import { usePoll } from "../usePoll";
+import { RunAgain } from "./RunAgain";
 
 type RunDetail = Schemas["RunDetail"];
 type Step = Schemas["StepState"];
@@ -157,6 +159,7 @@ export function Run(props: { session: Session; runId: string; attempt: number | 
     [session.key, runId, attempt],
   );
   const run = loaded.state === "ready" ? loaded.data : null;
+  const [selected, setSelected] = useState<string | null>(null);
   const live = run !== null && isLive(run.status) && attempt === null;
   usePoll(reload, POLL_MS, live);
   const [graph, reloadGraph] = useApi(
@@ -183,6 +186,10 @@ export function Run(props: { session: Session; runId: string; attempt: number | 
         retry={reload}
         ready={(r) => {
           const steps = r.steps ?? [];
+          const traceSteps = ((r.trace as { steps?: TraceStep[] }).steps ?? []).filter(
+            (t) => typeof t.node === "string",
+          );
+          const chosen = traceSteps.find((t) => t.node === selected) ?? null;
           return (
           <>
             <dl className="facts">
@@ -249,6 +256,7 @@ export function Run(props: { session: Session; runId: string; attempt: number | 
                 onDone={reload}
               />
             )}
+            {!live && may(session, "runner") && <RunAgain session={session} run={r} />}
             <section aria-labelledby="steps-h">
               <h2 id="steps-h">Steps</h2>
               <p className="muted" data-testid="tally">
@@ -265,6 +273,17 @@ export function Run(props: { session: Session; runId: string; attempt: number | 
                 )}
               />
               <StepsTable steps={steps} />
+            </section>
+            <section aria-labelledby="trace-h">
+              <h2 id="trace-h">Trace</h2>
+              <div className="trace-view">
+                <Waterfall
+                  steps={traceSteps}
+                  selected={selected}
+                  onSelect={setSelected}
+                />
+                {chosen && <StepPanel step={chosen} onClose={() => setSelected(null)} />}
+              </div>
             </section>
             {r.outputs && (
               <section aria-labelledby="outputs-h">
