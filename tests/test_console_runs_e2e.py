@@ -174,3 +174,19 @@ def test_a_runner_resumes_a_run_its_budget_stopped_with_a_raised_budget(
     first = api.get(f"/v1/runs/{again}").json()
     assert (first["version"], first["input"]) == (run["version"], run["input"])
     assert first["reason"] == "pin"
+
+
+def test_the_workflows_list_shows_each_workflow_s_last_hour(
+    page: Any, server: dict[str, Any]
+) -> None:
+    api = server["api"]
+    stopped = start(api, budget={"max_cost_usd": 0.01})
+    ended(api, page, stopped)
+    (hour,) = api.get("/v1/runs/activity").json()
+    sign_in(page, server["url"], server["viewer"], "/console/workflows")
+    row = page.locator("tr[data-workflow='product-video']")
+    row.wait_for()
+    assert row.get_by_test_id("hour-runs").inner_text() == str(hour["runs"])
+    errors = row.get_by_test_id("hour-errors").inner_text()
+    assert f"({hour['failed']} of {hour['ended']})" in errors and "%" in errors
+    assert row.get_by_test_id("hour-cost").inner_text().startswith("$")

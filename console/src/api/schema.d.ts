@@ -400,6 +400,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/runs/activity": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Runs Activity
+         * @description Per workflow, the runs started in the last `window_s` seconds (shadow runs left out):
+         *     how many, ended, failed, the error ratio and the cost per ended run.
+         */
+        get: operations["runs_activity_v1_runs_activity_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/runs/{run_id}": {
         parameters: {
             query?: never;
@@ -2417,6 +2438,36 @@ export interface components {
             /** Version */
             version: string;
         };
+        /** WorkflowActivity */
+        WorkflowActivity: {
+            /**
+             * Cost Per Run Usd
+             * @description cost of the ended runs / ended
+             */
+            cost_per_run_usd: number | null;
+            /**
+             * Ended
+             * @description of those, ended: succeeded, failed or budget_exceeded
+             */
+            ended: number;
+            /**
+             * Error Ratio
+             * @description failed / ended; none before any ended
+             */
+            error_ratio: number | null;
+            /**
+             * Failed
+             * @description of those, failed or stopped by their budget
+             */
+            failed: number;
+            /**
+             * Runs
+             * @description runs started in the window (shadow runs not counted)
+             */
+            runs: number;
+            /** Workflow */
+            workflow: string;
+        };
         /**
          * WorkflowApply
          * @description A definition to store as a new immutable version.
@@ -3725,6 +3776,56 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["RunPublic"][];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    runs_activity_v1_runs_activity_get: {
+        parameters: {
+            query?: {
+                /** @description the last this many seconds */
+                window_s?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkflowActivity"][];
                 };
             };
             /** @description Unauthorized */
