@@ -43,6 +43,7 @@ from control_plane.runs.progress import Progress
 from control_plane.runs.queued import QueuedRuns
 from control_plane.runs.remote_steps import RemoteSteps
 from control_plane.runs.schemas import BudgetRequest, RunPublic, RunRequest, Submitted
+from control_plane.runs.signals import RunSignals
 from control_plane.runs.steps import RunSteps, SharedSteps, step_persister
 from control_plane.runs.writer import BatchWriter, WriterClosed
 from control_plane.settings import Settings
@@ -79,6 +80,7 @@ class Runs:
         self._factory = session_factory
         self.writer = BatchWriter(session_factory)
         self.shared = SharedSteps()
+        self.signals = RunSignals(redis)  # wakes a run's event streams, on every replica
         # With a queue, async runs go to the workers, and a worker's runs come from it.
         self.queued = QueuedRuns(self, queue) if queue is not None else None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -133,6 +135,7 @@ class Runs:
             if pending:
                 await asyncio.wait(pending)
         await anyio.to_thread.run_sync(self.writer.close)
+        await self.signals.aclose()
 
     # -- POST /v1/run -------------------------------------------------------------------------
     async def submit(
@@ -336,10 +339,11 @@ class Runs:
         give_back_on_cancel: bool = True,
         **kw: Any,
     ) -> RunPublic:
-        """Run an accepted (or resumed) run to its end and store it, its step states stored
-        while it runs (``progress``); when it is stopped or the engine breaks, store it failed
-        (resumable) rather than leave it running."""
-        progress = Progress(self.writer.post, run_id, self.settings.progress_interval_s)
+        """Run an accepted (or resumed) run to its end and store it, its step states stored (and
+        signalled) while it runs; stopped or broken, store it failed (resumable), not running."""
+        progress = Progress(
+            self.writer.post, run_id, self.settings.progress_interval_s, self.signals
+        )
         try:
             result = await self.compiler.run(
                 workflow, inputs, cache=steps, run_id=run_id, watch=progress.watch, **kw
@@ -365,6 +369,7 @@ class Runs:
             )
             # Attempt 1 is an accepted async run's first end; a later attempt is a resume.
             first_end = finished.attempt <= 1
+            after_commit(session, partial(self.signals.changed, run_id))
             after_commit(
                 session, partial(self.metrics.observe_run, finished, result, first_end=first_end)
             )
@@ -378,6 +383,7 @@ class Runs:
         def fail(session: Session) -> None:
             ended = service.interrupt_run(session, run_id=run_id, error=error, steps=saved)
             self.count_failed_ends(session, [ended] if ended is not None else [])
+            after_commit(session, partial(self.signals.changed, run_id))
 
         try:
             await self.writer.submit(fail)

@@ -17,6 +17,9 @@ A snapshot is posted only while none is waiting in the writer (the waiting one r
 latest state when its batch runs), and it is written only while the run is still ``running``
 in the store: a snapshot that reaches the writer after the run was stored never hides the
 final trace.
+
+Each snapshot written is signalled (``runs.signals``, from the writer's thread): the run's
+event streams re-read it at once rather than at their next poll.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from sqlmodel import Session
 
 from control_plane.runs import repository as repo
 from control_plane.runs.cost import storable_trace
+from control_plane.runs.signals import RunSignals
 from control_plane.runs.writer import WriterClosed
 from engine import Trace
 
@@ -56,8 +60,15 @@ class Progress:
     """Reports one run's progress every ``interval_s`` (0: never); ``watch`` is the engine's
     hook, ``aclose`` stops it."""
 
-    def __init__(self, post: Post, run_id: str, interval_s: float) -> None:
+    def __init__(
+        self,
+        post: Post,
+        run_id: str,
+        interval_s: float,
+        signals: RunSignals | None = None,
+    ) -> None:
         self._post = post
+        self._signals = signals
         self._run_id = run_id
         self._interval_s = interval_s
         self._trace: Trace | None = None
@@ -119,6 +130,10 @@ class Progress:
         return save_snapshot(session, run_id=self._run_id, trace=latest)
 
     def _written(self, done: Future[Any]) -> None:
-        if not done.cancelled() and (exc := done.exception()) is not None:
+        if done.cancelled():
+            return
+        if (exc := done.exception()) is not None:
             # Progress is a view: the run goes on, and the next change posts again.
             log.warning("could not store the progress of run %s: %r", self._run_id, exc)
+        elif done.result() and self._signals is not None:
+            self._signals.changed(self._run_id)

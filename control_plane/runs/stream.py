@@ -1,0 +1,142 @@
+"""Serving ``GET /v1/runs/{id}/events``: one loop per stream, re-reading the run when it changed.
+
+A stream holds no database session: every read is one short unit of work through the
+process's admission gate (``UnitGate``, as every request's), so open streams cost the store
+only while they read, and a saturated store makes a stream skip a read (it reads again at
+the next wake-up or poll), never fail it. A stream reads again when
+
+* ``RunSignals`` wakes it: the process executing the run committed a progress snapshot or the
+  run's end (in this process at once; from another one through Redis), or
+* its poll is due: ``ROLLGRAPH_RUN_EVENTS_POLL_S`` (0.25 s) without Redis or while the Redis
+  subscription is down, ``ROLLGRAPH_RUN_EVENTS_REDIS_POLL_S`` (2 s) while it is live.
+
+A quiet stream sends ``: keep-alive`` every ``ROLLGRAPH_RUN_EVENTS_HEARTBEAT_S`` (proxies drop
+idle connections). It closes after the run's ``end``, or after ``ROLLGRAPH_RUN_EVENTS_MAX_S``
+(the client reconnects after the ``retry:`` it was sent, with its ``Last-Event-ID``), or when
+the client goes away (Starlette cancels the loop on ``http.disconnect``). A process serves at
+most ``ROLLGRAPH_RUN_EVENTS_MAX_STREAMS`` at once; the next is a 503 with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from functools import partial
+
+from fastapi import Response
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from control_plane.errors import NotFound, Unavailable
+from control_plane.runs import reads
+from control_plane.runs.events import Cursor, RunEvents
+from control_plane.runs.schemas import RunDetail
+from control_plane.runs.signals import RunSignals
+from control_plane.settings import Settings
+from control_plane.store.db import Unit
+
+__all__ = ["EVENT_STREAM", "EventStream", "RunStreams", "TooManyStreams"]
+
+EVENT_STREAM = "text/event-stream"
+# No proxy buffering (nginx), no caching, no transformation (compression would hold frames).
+_HEADERS = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"}
+
+
+class TooManyStreams(Unavailable):
+    """This process serves as many run-event streams as it may; another replica may not."""
+
+    code = "too_many_streams"
+    retry_after_s = 5
+
+
+class EventStream(StreamingResponse):
+    media_type = EVENT_STREAM
+
+
+class _Slot(EventStream):
+    """A stream that gives its slot back when it ends, however it ends (the client left
+    before the first frame included: the generator may never start)."""
+
+    def __init__(self, streams: RunStreams, content: AsyncIterator[str]) -> None:
+        super().__init__(content, headers=_HEADERS)
+        self._streams = streams
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._streams.active -= 1
+
+
+class RunStreams:
+    """The process's run-event streams."""
+
+    def __init__(self, *, units: Unit, signals: RunSignals, settings: Settings) -> None:
+        self.units = units
+        self.signals = signals
+        self.settings = settings
+        self.active = 0
+
+    async def open(self, *, run_id: str, last_event_id: str | None) -> Response:
+        """The response to ``GET /v1/runs/{run_id}/events``: 404 for an unknown run (read
+        before anything is sent), 204 when ``last_event_id`` is the end of the run's current
+        attempt, else the stream."""
+        if self.active >= self.settings.run_events_max_streams:
+            raise TooManyStreams(
+                f"this process serves {self.active} run-event streams, its limit; retry, or "
+                f"poll GET /v1/runs/{run_id}"
+            )
+        events = RunEvents(Cursor.parse(last_event_id) if last_event_id else None)
+        first = await self.units(partial(reads.get_run, run_id=run_id))
+        if events.ended_before(first):
+            return Response(status_code=204)
+        self.active += 1  # given back by the response, however it ends
+        return _Slot(self, self._frames(run_id, events, first))
+
+    def _poll_s(self) -> float:
+        if self.signals.link is not None and self.signals.subscribed.is_set():
+            return self.settings.run_events_redis_poll_s  # notified: the poll is the fallback
+        return self.settings.run_events_poll_s
+
+    async def _frames(self, run_id: str, events: RunEvents, first: RunDetail) -> AsyncIterator[str]:
+        settings = self.settings
+        started = last_sent = time.monotonic()
+        yield f"retry: {settings.run_events_retry_ms}\n\n"
+        with self.signals.watch(run_id) as woken:
+            # A change between the first read and the watch: caught by reading once more now.
+            run: RunDetail | None = first
+            while True:
+                if run is not None:
+                    frames = events.update(run)
+                    if frames:
+                        yield "".join(frames)
+                        last_sent = time.monotonic()
+                    if events.finished:
+                        return
+                now = time.monotonic()
+                left = started + settings.run_events_max_s - now
+                if left <= 0:
+                    return  # the client reconnects with its Last-Event-ID
+                quiet = last_sent + settings.run_events_heartbeat_s - now
+                if quiet <= 0:
+                    yield ": keep-alive\n\n"
+                    last_sent = now
+                    quiet = settings.run_events_heartbeat_s
+                if run is not first:
+                    await _wait(woken, min(self._poll_s(), left, quiet))
+                woken.clear()  # before the read: a change during it wakes the next wait
+                try:
+                    run = await self.units(partial(reads.get_run, run_id=run_id))
+                except NotFound:
+                    return  # deleted (retention) while streamed: a reconnect gets the 404
+                except Unavailable:
+                    run = None  # store busy or away: no frames now; read at the next wake-up
+
+
+async def _wait(event: asyncio.Event, timeout_s: float) -> None:
+    try:
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
+    except TimeoutError:
+        pass
