@@ -1,13 +1,17 @@
 """A running attempt's step states, in the store while it runs, for every replica to read.
 
 The engine keeps a run's trace in memory and calls nothing per step (``Engine.run(watch=)``
-hands the host the live trace). ``Progress`` looks at it every ``interval_s`` and, when a
-step's state or attempts changed since the last look, posts a snapshot of the trace to the
-batch writer: the attempt's ``run_trace`` row, upserted, which the run's end overwrites with
-the final trace. So ``GET /v1/runs/{id}`` on any replica shows which nodes are pending,
-running, succeeded, failed, skipped or cached while the run executes on another process, and
-the cost is bounded per run (one write per interval at most, none while nothing changes),
-never one per step; a step shorter than the interval may be seen only once it ended.
+hands the host the live trace). ``Progress`` looks at it every ``LOOK_S`` (or ``interval_s``
+if shorter) and, when a step's state or attempts changed since the last snapshot, posts a
+snapshot of the trace to the batch writer: the attempt's ``run_trace`` row, upserted, which
+the run's end overwrites with the final trace. So ``GET /v1/runs/{id}`` on any replica shows
+which nodes are pending, running, succeeded, failed, skipped or cached while the run executes
+on another process, and the cost is bounded per run (one write per ``interval_s`` at most,
+none while nothing changes), never one per step; a step shorter than the interval may be seen
+only once it ended. A change after a quiet ``interval_s`` is posted at the next look, not at
+the end of an interval: steps that end seconds apart (a model call each) reach the store, and
+the run-events streams, within ``LOOK_S``; only changes closer together than ``interval_s``
+wait for it (measured in ``benchmarks.run_events``).
 
 Only runs that are stored while they run report progress: async runs (on a server or a
 worker) and resumes. A sync run is stored once it ended, so it has nobody to report to, and
@@ -27,6 +31,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
@@ -39,11 +45,14 @@ from control_plane.runs.signals import RunSignals
 from control_plane.runs.writer import WriterClosed
 from engine import Trace
 
-__all__ = ["Progress", "save_snapshot"]
+__all__ = ["LOOK_S", "Progress", "save_snapshot"]
 
 log = logging.getLogger(__name__)
 
 Post = Callable[[Callable[[Session], Any]], Future[Any]]
+# How often a running attempt's trace is looked at: a signature of its steps, on the event
+# loop, a few microseconds for a small graph.
+LOOK_S = 0.1
 
 
 def save_snapshot(session: Session, *, run_id: str, trace: dict[str, Any]) -> bool:
@@ -75,6 +84,7 @@ class Progress:
         self._seen: tuple[object, ...] | None = None
         self._latest: dict[str, Any] | None = None
         self._waiting = False  # a snapshot is in the writer's queue
+        self._posted_at = -math.inf  # time.monotonic() of the last post
         self._task: asyncio.Task[None] | None = None
 
     def watch(self, trace: Trace) -> None:
@@ -83,7 +93,7 @@ class Progress:
         self._trace = trace
         self._look()  # at once: the steps of a new attempt replace those of the last one
         self._task = asyncio.get_running_loop().create_task(
-            self._every_interval(), name=f"rollgraph-progress-{self._run_id}"
+            self._every_look(), name=f"rollgraph-progress-{self._run_id}"
         )
 
     async def aclose(self) -> None:
@@ -93,9 +103,9 @@ class Progress:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def _every_interval(self) -> None:
+    async def _every_look(self) -> None:
         while True:
-            await asyncio.sleep(self._interval_s)
+            await asyncio.sleep(min(self._interval_s, LOOK_S))
             self._look()
 
     def _signature(self, trace: Trace) -> tuple[object, ...]:
@@ -108,6 +118,9 @@ class Progress:
         seen = self._signature(trace)
         if seen == self._seen:
             return
+        now = time.monotonic()
+        if now - self._posted_at < self._interval_s:
+            return  # posted within the interval: seen again (still changed) at a later look
         self._seen = seen
         # Serialised here, on the event loop, where the engine changes it: the writer's thread
         # only reads the finished dict.
@@ -115,6 +128,7 @@ class Progress:
         if self._waiting:
             return
         self._waiting = True  # before the post: the writer's thread may take it at once
+        self._posted_at = now
         try:
             posted = self._post(self._write)
         except WriterClosed:  # stopping: the run is stored as interrupted anyway
