@@ -28,7 +28,8 @@ __all__ = ["Event", "Served", "events", "served"]
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One frame: ``name`` is its ``event:`` (``comment`` for a ``: ...`` line)."""
+    """One frame: ``name`` is its ``event:`` (``comment`` for a ``: ...`` line, ``retry`` for a
+    ``retry:`` field)."""
 
     name: str
     id: str | None
@@ -87,6 +88,8 @@ def parse(lines: Iterator[str]) -> Iterator[Event]:
                 ident = value
             elif field == "data":
                 data.append(value)
+            elif field == "retry":
+                yield Event("retry", None, {"ms": int(value)}, time.time())
 
 
 def _json(text: str) -> dict[str, Any]:

@@ -12,8 +12,11 @@ executes it and when ``check`` ends.
 from __future__ import annotations
 
 import itertools
+import os
+import re
+import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -21,6 +24,7 @@ import pytest
 
 import engine
 from control_plane.settings import Settings
+from tests import readme, sse
 from tests.fixtures import REDIS_URL, bearer, new_key
 from tests.sse import Event, Served, events, served
 from tests.test_runs_async import BODY, Gate, gated_client, node_kinds
@@ -80,10 +84,11 @@ def held_resume(url: str, headers: dict[str, str], gate: Gate) -> str:
 
 
 def read_all(frames: Iterator[Event], gate: Gate) -> list[Event]:
-    """Every event until the stream closes; ``check`` is released once it is seen running."""
+    """Every event (with an id) until the stream closes; ``check`` is released once it is seen
+    running."""
     got = []
     for event in frames:
-        if event.name == "comment":
+        if event.id is None:  # a keep-alive or the retry
             continue
         got.append(event)
         if event.name == "step" and (event.data["node"], event.data["state"]) == (
@@ -153,7 +158,7 @@ def test_a_reconnect_with_last_event_id_repeats_nothing(
     first: list[Event] = []
     with events(server.url, run_id, headers=headers) as (_, frames):
         for event in frames:
-            if event.name != "comment":
+            if event.id is not None:
                 first.append(event)
             if event.name == "step" and event.data["node"] == "check":
                 break  # the client goes away with check running
@@ -165,7 +170,7 @@ def test_a_reconnect_with_last_event_id_repeats_nothing(
             break
         time.sleep(0.02)
     with events(server.url, run_id, headers=headers, last_event_id=first[-1].id) as (_, frames):
-        second = [e for e in frames if e.name != "comment"]
+        second = [e for e in frames if e.id is not None]
     assert_in_order(first + second)
     sent_first = {(e.data["node"], e.data["state"]) for e in first if e.name == "step"}
     sent_second = [(e.data["node"], e.data["state"]) for e in second if e.name == "step"]
@@ -187,7 +192,7 @@ def test_access_and_bad_requests(server: Served, admin_key: str, gate: Gate) -> 
         viewer = new_key(admin, "watcher", "viewer")  # type: ignore[arg-type]
     with events(server.url, run_id, headers=bearer(viewer)) as (response, frames):
         assert response.status_code == 200
-        got = [e for e in frames if e.name != "comment"]
+        got = [e for e in frames if e.id is not None]
     assert [e.name for e in got][-2:] == ["run", "end"]
     assert got[-1].data["status"] == "failed"
     assert {e.data["node"]: e.data["state"] for e in got if e.name == "step"} == {
@@ -240,3 +245,80 @@ def test_a_replica_that_does_not_execute_the_run_streams_it(
     assert got[-1].name == "end" and got[-1].data["status"] == "succeeded"
     states = [(e.data["node"], e.data["state"]) for e in got if e.name == "step"]
     assert ("check", "running") in states and ("final", "succeeded") in states
+
+
+def wait_until(done: Callable[[], bool]) -> None:
+    for _ in range(500):
+        if done():
+            return
+        time.sleep(0.01)
+    raise AssertionError("never happened")
+
+
+def test_keep_alives_a_bounded_lifetime_a_cap_and_a_client_that_leaves(
+    seeded: str, admin_key: str, gate: Gate
+) -> None:
+    bounds = {"run_events_heartbeat_s": 0.2, "run_events_max_s": 1.0}
+    with served(
+        settings(seeded, admin_key, **FAST, **bounds, run_events_max_streams=1),
+        run_engine=lambda: engine.Engine(kinds=node_kinds(gate)),
+    ) as server:
+        headers = bearer(admin_key)
+        streams = server.app.state.run_streams
+        run_id = held_resume(server.url, headers, gate)
+        with events(server.url, run_id, headers=headers) as (_, frames):
+            # The one stream this process serves: the next is refused, with when to retry.
+            with events(server.url, run_id, headers=headers) as (refused, _):
+                assert refused.status_code == 503
+                assert refused.headers["retry-after"] == "5"
+                refused.read()
+                assert refused.json()["error"]["code"] == "too_many_streams"
+            first = list(frames)  # check is held: the stream ends at its max duration
+        assert first[0].name == "retry" and first[0].data == {"ms": 1000}
+        assert any(e.name == "comment" and e.data["text"] == "keep-alive" for e in first)
+        assert "end" not in {e.name for e in first}
+        last = [e for e in first if e.id is not None][-1]
+        # The client reconnects where it was: nothing again, then the rest.
+        gate.held.set()
+        with events(server.url, run_id, headers=headers, last_event_id=last.id) as (_, frames):
+            second = read_all(frames, gate)
+        assert_in_order([e for e in first if e.id is not None] + second)
+        assert second[-1].name == "end"
+        wait_until(lambda: streams.active == 0)
+        # A client that leaves mid-stream: its loop stops and its wake-up is dropped.
+        gate.open = False
+        failed = httpx.post(f"{server.url}/v1/run", json=BODY, headers=headers, timeout=30)
+        gate.open = True
+        gate.held.clear()
+        run_id = failed.json()["run_id"]
+        httpx.post(f"{server.url}/v1/runs/{run_id}/resume", json={"mode": "async"}, headers=headers)
+        with events(server.url, run_id, headers=headers) as (_, frames):
+            assert next(frames).name == "retry"
+            wait_until(lambda: streams.active == 1 and streams.signals.streams == 1)
+        wait_until(lambda: streams.active == 0 and streams.signals.streams == 0)
+        gate.held.set()
+
+
+def test_the_readme_curl_command_streams_a_run(server: Served, admin_key: str, gate: Gate) -> None:
+    command = next(
+        c.text for b in readme.blocks() for c in readme.commands(b) if c.text.startswith("curl -N ")
+    )
+    gate.open = False
+    failed = httpx.post(f"{server.url}/v1/run", json=BODY, headers=bearer(admin_key), timeout=30)
+    filled = command.replace("http://127.0.0.1:8000", server.url).replace(
+        "RUN_ID", failed.json()["run_id"]
+    )
+    shown = subprocess.run(
+        ["bash", "-c", filled],
+        env={**os.environ, "ROLLGRAPH_API_KEY": admin_key},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    got = list(sse.parse(iter(shown.splitlines())))
+    assert got[0].name == "retry"
+    assert [e.name for e in got][-2:] == ["run", "end"]
+    assert got[-1].data["status"] == "failed"
+    # The README's ids have its run's shape: `<attempt>.<run digit><a digit per node>`.
+    assert all(re.fullmatch(r"1\.[0-4][0-3]{3}", e.id) for e in got if e.id is not None)
