@@ -63,7 +63,7 @@ def create_app(
             state.tracing = runtime.compiler.tracing  # the request spans' (telemetry.middleware)
             state.engine = runtime.compiler.engine
             state.runs = runtime.runs
-            state.run_streams = RunStreams(
+            state.run_streams = streams = RunStreams(
                 units=runtime.runs.units, signals=runtime.runs.signals, settings=settings
             )
             # Every admitted unit of work can hold its connection at once.
@@ -73,7 +73,12 @@ def create_app(
             state.registry_cache = runtime.registry
             state.registry_notifier = runtime.notifier
             state.evaluator = runtime.evaluator
-            yield
+            # A stop signal ends the run-event streams first: uvicorn waits for open responses.
+            undo = streams.drain_on_exit_signals()
+            try:
+                yield
+            finally:
+                undo()
 
     app = FastAPI(
         title="rollgraph",

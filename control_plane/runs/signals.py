@@ -91,7 +91,8 @@ class RunSignals:
         if running is loop:
             self._announce(run_id)
         else:
-            loop.call_soon_threadsafe(self._announce, run_id)
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody streams
+                loop.call_soon_threadsafe(self._announce, run_id)
 
     def _announce(self, run_id: str) -> None:
         self._wake(run_id)
@@ -100,6 +101,12 @@ class RunSignals:
         task = asyncio.create_task(self._publish(run_id))
         self._publishing.add(task)
         task.add_done_callback(self._publishing.discard)
+
+    def wake_all(self) -> None:
+        """Wake every stream in this process (the server is stopping)."""
+        for waiting in self._waiters.values():
+            for event in waiting:
+                event.set()
 
     def _wake(self, run_id: str) -> None:
         for event in self._waiters.get(run_id, ()):

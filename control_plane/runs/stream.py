@@ -13,16 +13,22 @@ the next wake-up or poll), never fail it. A stream reads again when
 A quiet stream sends ``: keep-alive`` every ``ROLLGRAPH_RUN_EVENTS_HEARTBEAT_S`` (proxies drop
 idle connections). It closes after the run's ``end``, or after ``ROLLGRAPH_RUN_EVENTS_MAX_S``
 (the client reconnects after the ``retry:`` it was sent, with its ``Last-Event-ID``), or when
-the client goes away (Starlette cancels the loop on ``http.disconnect``). A process serves at
-most ``ROLLGRAPH_RUN_EVENTS_MAX_STREAMS`` at once; the next is a 503 with ``Retry-After``.
+the client goes away (Starlette cancels the loop on ``http.disconnect``), or when the server
+is told to stop (SIGTERM, SIGINT: ``drain``): uvicorn's graceful shutdown waits for every
+response to finish before the app's own shutdown (async runs stored as interrupted, the writer
+drained), so an open stream would hold both for up to its lifetime. A process serves at most
+``ROLLGRAPH_RUN_EVENTS_MAX_STREAMS`` at once; the next is a 503 with ``Retry-After``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import signal
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from functools import partial
+from types import FrameType
 
 from fastapi import Response
 from starlette.responses import StreamingResponse
@@ -77,11 +83,46 @@ class RunStreams:
         self.signals = signals
         self.settings = settings
         self.active = 0
+        self.draining = False
+
+    def drain(self) -> None:
+        """The server is stopping: every stream ends now (its client reconnects, elsewhere,
+        with its ``Last-Event-ID``) and new ones are refused."""
+        self.draining = True
+        self.signals.wake_all()
+
+    def drain_on_exit_signals(self) -> Callable[[], None]:
+        """Drain when SIGTERM or SIGINT arrives, then let the server's own handler (uvicorn's)
+        stop it; the undo. Only where signals arrive (the main thread) and a server handles
+        them: elsewhere (tests, ``TestClient``) nothing changes."""
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        loop = asyncio.get_running_loop()
+        previous: dict[int, Callable[[int, FrameType | None], object]] = {}
+
+        def handler(signum: int, frame: FrameType | None) -> None:
+            loop.call_soon_threadsafe(self.drain)
+            previous[signum](signum, frame)
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            current = signal.getsignal(signum)
+            if callable(current):
+                previous[signum] = current
+                signal.signal(signum, handler)
+
+        def restore() -> None:
+            for signum, prior in previous.items():
+                if signal.getsignal(signum) is handler:
+                    signal.signal(signum, prior)
+
+        return restore
 
     async def open(self, *, run_id: str, last_event_id: str | None) -> Response:
         """The response to ``GET /v1/runs/{run_id}/events``: 404 for an unknown run (read
         before anything is sent), 204 when ``last_event_id`` is the end of the run's current
         attempt, else the stream."""
+        if self.draining:
+            raise Unavailable("the server is shutting down; reconnect (another replica)")
         if self.active >= self.settings.run_events_max_streams:
             raise TooManyStreams(
                 f"this process serves {self.active} run-event streams, its limit; retry, or "
@@ -125,6 +166,8 @@ class RunStreams:
                     quiet = settings.run_events_heartbeat_s
                 if run is not first:
                     await _wait(woken, min(self._poll_s(), left, quiet))
+                if self.draining:
+                    return  # the server stops: the client reconnects with its Last-Event-ID
                 woken.clear()  # before the read: a change during it wakes the next wait
                 try:
                     run = await self.units(partial(reads.get_run, run_id=run_id))

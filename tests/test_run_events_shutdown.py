@@ -1,0 +1,69 @@
+"""A ``rollgraph serve`` told to stop (SIGTERM) ends its run-event streams at once, so that its
+graceful shutdown goes on: uvicorn waits for every open response before the app's own shutdown
+stores the async runs in flight as interrupted. Without the drain an open stream held both for
+up to ``ROLLGRAPH_RUN_EVENTS_MAX_S``.
+
+The run is the simulator's, slowed a hundredfold (``ROLLGRAPH_SIM_TIME_SCALE``) so that it is
+still running when the server is stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.fixtures import GREET, app_client, bearer
+from tests.processes import free_port, stop, wait_ready
+from tests.sse import events
+
+
+def test_a_stopping_server_ends_its_streams_then_stores_its_runs_interrupted(
+    tmp_path: Path, admin_key: str
+) -> None:
+    database_url = f"sqlite:///{tmp_path / 'rollgraph.db'}"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        "ROLLGRAPH_ENV": "test",
+        "ROLLGRAPH_ADMIN_KEY": admin_key,
+        "ROLLGRAPH_DATABASE_URL": database_url,
+        "ROLLGRAPH_SIM_TIME_SCALE": "100",
+        "ROLLGRAPH_SHUTDOWN_GRACE_S": "0",
+        "ROLLGRAPH_EXPERIMENT_EVAL_S": "3600",
+        "REDIS_URL": "",
+        "ROLLGRAPH_REDIS_URL": "",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "control_plane.cli", "serve", "--port", str(port)],
+        cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ, **env},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    headers = bearer(admin_key)
+    try:
+        wait_ready(proc, f"{url}/readyz", timeout_s=60, what="the server")
+        with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+            assert client.post("/v1/workflows", json={"source": GREET}).status_code == 201
+            assert client.put("/v1/workflows/greet/labels/prod", json={"version": "v1"})
+            body = {"workflow": "greet", "input": {"prompt": "hi"}, "mode": "async"}
+            run_id = client.post("/v1/run", json=body).json()["run_id"]
+        with events(url, run_id, headers=headers) as (response, frames):
+            assert response.status_code == 200
+            for event in frames:
+                if event.name == "run":
+                    break  # the stream is open and has sent what there is
+            proc.terminate()
+            rest = [e.name for e in frames]
+        assert "end" not in rest  # closed by the stopping server, not by the run's end
+        proc.wait(timeout=60)
+    finally:
+        stop(proc)
+    with app_client(database_url, admin_key) as client:
+        run = client.get(f"/v1/runs/{run_id}").json()
+    assert run["status"] == "failed" and "interrupted" in run["error"], run
