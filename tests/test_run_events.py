@@ -128,7 +128,7 @@ def test_a_runs_events_arrive_in_order_and_end(server: Served, admin_key: str, g
     with events(server.url, run_id, headers=headers) as (response, frames):
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
-        assert response.headers["cache-control"] == "no-cache, no-transform"
+        assert response.headers["cache-control"] == "no-store, no-transform"
         got = read_all(frames, gate)
     assert_in_order(got)
     steps = [(e.data["node"], e.data["state"]) for e in got if e.name == "step"]

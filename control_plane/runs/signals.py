@@ -146,8 +146,12 @@ class RunSignals:
                                 if isinstance(data, bytes):
                                     self._wake(data.decode(errors="replace"))
                 except (RedisError, OSError) as exc:
-                    self.subscribed.clear()
+                    self.subscribed.clear()  # streams poll at the short interval meanwhile
                     log.debug("run event notifications interrupted (%r); resubscribing", exc)
+                    await asyncio.sleep(_RESUBSCRIBE_S)
+                except Exception:  # never a dead listener that streams take for a live one
+                    self.subscribed.clear()
+                    log.exception("run event notifications failed; resubscribing")
                     await asyncio.sleep(_RESUBSCRIBE_S)
         finally:
             await client.aclose()

@@ -45,8 +45,9 @@ from control_plane.store.db import Unit
 __all__ = ["EVENT_STREAM", "EventStream", "RunStreams", "TooManyStreams"]
 
 EVENT_STREAM = "text/event-stream"
-# No proxy buffering (nginx), no caching, no transformation (compression would hold frames).
-_HEADERS = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"}
+# No proxy buffering (nginx), no storing (an answer to a key), no transformation (compression
+# would hold frames back).
+_HEADERS = {"Cache-Control": "no-store, no-transform", "X-Accel-Buffering": "no"}
 
 
 class TooManyStreams(Unavailable):

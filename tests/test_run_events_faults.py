@@ -1,10 +1,13 @@
-"""A ``rollgraph serve`` told to stop (SIGTERM) ends its run-event streams at once, so that its
-graceful shutdown goes on: uvicorn waits for every open response before the app's own shutdown
-stores the async runs in flight as interrupted. Without the drain an open stream held both for
-up to ``ROLLGRAPH_RUN_EVENTS_MAX_S``.
+"""Run-event streams when things go wrong.
 
-The run is the simulator's, slowed a hundredfold (``ROLLGRAPH_SIM_TIME_SCALE``) so that it is
-still running when the server is stopped.
+* A ``rollgraph serve`` told to stop (SIGTERM) ends its streams at once, so that its graceful
+  shutdown goes on: uvicorn waits for every open response before the app's own shutdown stores
+  the async runs in flight as interrupted. Without the drain an open stream held both for up to
+  ``ROLLGRAPH_RUN_EVENTS_MAX_S``. The run is the simulator's, slowed a hundredfold
+  (``ROLLGRAPH_SIM_TIME_SCALE``) so that it is still running when the server is stopped.
+* With a Redis that does not answer, a replica that does not execute the run still streams it:
+  the notifications are lost (the subscription keeps retrying), the store is polled at the
+  short interval.
 """
 
 from __future__ import annotations
@@ -16,9 +19,12 @@ from pathlib import Path
 
 import httpx
 
+import engine
 from tests.fixtures import GREET, app_client, bearer
 from tests.processes import free_port, stop, wait_ready
-from tests.sse import events
+from tests.sse import events, served
+from tests.test_run_events import FAST, assert_in_order, held_resume, read_all, settings
+from tests.test_runs_async import Gate, gated_client, node_kinds
 
 
 def test_a_stopping_server_ends_its_streams_then_stores_its_runs_interrupted(
@@ -67,3 +73,28 @@ def test_a_stopping_server_ends_its_streams_then_stores_its_runs_interrupted(
     with app_client(database_url, admin_key) as client:
         run = client.get(f"/v1/runs/{run_id}").json()
     assert run["status"] == "failed" and "interrupted" in run["error"], run
+
+
+def test_a_redis_that_does_not_answer_leaves_streams_polling(
+    database_url: str, admin_key: str
+) -> None:
+    gate = Gate()
+    with gated_client(database_url, admin_key, gate):  # billing v1 on prod
+        pass
+    dead = {"redis_url": f"redis://127.0.0.1:{free_port()}/0"}  # nothing listens there
+    # Replica A executes the run, B streams it: B hears nothing from A, it reads the store.
+    with (
+        served(
+            settings(database_url, admin_key, **FAST, **dead),
+            run_engine=lambda: engine.Engine(kinds=node_kinds(gate)),
+        ) as a,
+        served(settings(database_url, admin_key, **FAST, **dead), run_engine=engine.Engine) as b,
+    ):
+        headers = bearer(admin_key)
+        run_id = held_resume(a.url, headers, gate)
+        with events(b.url, run_id, headers=headers) as (response, frames):
+            assert response.status_code == 200
+            got = read_all(frames, gate)
+        assert not b.app.state.runs.signals.subscribed.is_set()
+    assert_in_order(got)
+    assert got[-1].name == "end" and got[-1].data["status"] == "succeeded"
