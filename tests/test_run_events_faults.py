@@ -5,6 +5,7 @@
   the async runs in flight as interrupted. Without the drain an open stream held both for up to
   ``ROLLGRAPH_RUN_EVENTS_MAX_S``. The run is the simulator's, slowed a hundredfold
   (``ROLLGRAPH_SIM_TIME_SCALE``) so that it is still running when the server is stopped.
+* The streams of one run share a read, and leave half of the admission gate to requests.
 * With a Redis that does not answer, a replica that does not execute the run still streams it:
   the notifications are lost (the subscription keeps retrying), the store is polled at the
   short interval.
@@ -12,14 +13,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
+import pytest
+from sqlalchemy import Engine, event
 
 import engine
+from control_plane.errors import NotFound, StoreBusy
+from control_plane.runs.schemas import RunDetail
+from control_plane.runs.signals import RunSignals
+from control_plane.runs.stream import RunStreams
+from control_plane.settings import Settings
+from control_plane.store.db import UnitGate, make_session_factory
 from tests.fixtures import GREET, app_client, bearer
 from tests.processes import free_port, stop, wait_ready
 from tests.sse import events, served
@@ -98,3 +108,27 @@ def test_a_redis_that_does_not_answer_leaves_streams_polling(
         assert not b.app.state.runs.signals.subscribed.is_set()
     assert_in_order(got)
     assert got[-1].name == "end" and got[-1].data["status"] == "succeeded"
+
+
+def test_the_streams_of_one_run_share_a_read_and_leave_half_the_gate_to_requests(
+    db_engine: Engine, admin_key: str
+) -> None:
+    statements: list[str] = []
+    event.listen(db_engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    gate = UnitGate(make_session_factory(db_engine), limit=4)
+    streams = RunStreams(
+        units=gate, signals=RunSignals(), settings=Settings(env="test", admin_key=admin_key)
+    )
+
+    async def five_streams_wake() -> list[BaseException | RunDetail]:
+        return await asyncio.gather(
+            *(streams._read("r-1") for _ in range(5)), return_exceptions=True
+        )
+
+    answers = asyncio.run(five_streams_wake())
+    assert all(isinstance(a, NotFound) for a in answers)  # one answer, to each of them
+    assert len([s for s in statements if "FROM run" in s]) == 1
+    gate.in_flight = 2  # requests hold half the gate: streams read nothing
+    with pytest.raises(StoreBusy):
+        asyncio.run(streams._read("r-1"))
+    assert len([s for s in statements if "FROM run" in s]) == 1

@@ -3,7 +3,10 @@
 A stream holds no database session: every read is one short unit of work through the
 process's admission gate (``UnitGate``, as every request's), so open streams cost the store
 only while they read, and a saturated store makes a stream skip a read (it reads again at
-the next wake-up or poll), never fail it. A stream reads again when
+the next wake-up or poll), never fail it. The streams of one run wake together, so they share
+one read (single flight): fifty viewers of a run cost one read per change, not fifty. And
+streams leave half of the gate to requests: while it is half full they skip their reads, so a
+burst of wake-ups never turns a run submission into a 503 ``store_busy``. A stream reads again when
 
 * ``RunSignals`` wakes it: the process executing the run committed a progress snapshot or the
   run's end (in this process at once; from another one through Redis), or
@@ -34,13 +37,13 @@ from fastapi import Response
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from control_plane.errors import NotFound, Unavailable
+from control_plane.errors import NotFound, StoreBusy, Unavailable
 from control_plane.runs import reads
 from control_plane.runs.events import Cursor, RunEvents
 from control_plane.runs.schemas import RunDetail
 from control_plane.runs.signals import RunSignals
 from control_plane.settings import Settings
-from control_plane.store.db import Unit
+from control_plane.store.db import UnitGate
 
 __all__ = ["EVENT_STREAM", "EventStream", "RunStreams", "TooManyStreams"]
 
@@ -79,12 +82,13 @@ class _Slot(EventStream):
 class RunStreams:
     """The process's run-event streams."""
 
-    def __init__(self, *, units: Unit, signals: RunSignals, settings: Settings) -> None:
+    def __init__(self, *, units: UnitGate, signals: RunSignals, settings: Settings) -> None:
         self.units = units
         self.signals = signals
         self.settings = settings
         self.active = 0
         self.draining = False
+        self._reads: dict[str, asyncio.Future[RunDetail]] = {}  # run id → the read in flight
 
     def drain(self) -> None:
         """The server is stopping: every stream ends now (its client reconnects, elsewhere,
@@ -171,11 +175,30 @@ class RunStreams:
                     return  # the server stops: the client reconnects with its Last-Event-ID
                 woken.clear()  # before the read: a change during it wakes the next wait
                 try:
-                    run = await self.units(partial(reads.get_run, run_id=run_id))
+                    run = await self._read(run_id)
                 except NotFound:
                     return  # deleted (retention) while streamed: a reconnect gets the 404
                 except Unavailable:
                     run = None  # store busy or away: no frames now; read at the next wake-up
+
+    async def _read(self, run_id: str) -> RunDetail:
+        """The run, read once for every stream of it that asks while the read is in flight;
+        ``StoreBusy`` without a read while the admission gate is half full."""
+        pending = self._reads.get(run_id)
+        if pending is None:
+            if 2 * self.units.in_flight >= self.units.limit:
+                raise StoreBusy("the store's admission gate is half full: streams wait")
+            pending = asyncio.ensure_future(self.units(partial(reads.get_run, run_id=run_id)))
+            self._reads[run_id] = pending
+            pending.add_done_callback(partial(self._read_done, run_id))
+        # Shielded: a stream whose client left must not cancel the read of the others.
+        return await asyncio.shield(pending)
+
+    def _read_done(self, run_id: str, done: asyncio.Future[RunDetail]) -> None:
+        if self._reads.get(run_id) is done:
+            del self._reads[run_id]
+        if not done.cancelled():
+            done.exception()  # retrieved: every stream that awaited it has it already
 
 
 async def _wait(event: asyncio.Event, timeout_s: float) -> None:
