@@ -27,6 +27,7 @@ from control_plane.queue.routes import router as queue_router
 from control_plane.rollouts.routes import router as rollouts_router
 from control_plane.runs.event_routes import router as run_events_router
 from control_plane.runs.routes import router as runs_router
+from control_plane.runs.shadow.routes import router as shadow_router
 from control_plane.runs.stream import RunStreams
 from control_plane.runtime import open_runtime
 from control_plane.settings import Settings, get_settings
@@ -111,6 +112,7 @@ def create_app(
     app.include_router(rollouts_router)
     app.include_router(runs_router)
     app.include_router(run_events_router)
+    app.include_router(shadow_router)
     app.include_router(outcomes_router)
     app.include_router(experiments_router)
     app.include_router(queue_router)

@@ -30,6 +30,7 @@ from control_plane.settings import Settings
 from control_plane.store.db import SessionFactory, create_db_engine, make_session_factory
 from control_plane.store.migrations import upgrade_to_head
 from control_plane.store.redis import RedisLink
+from control_plane.store.startup import wait_for_store
 from control_plane.telemetry import Tracing, open_telemetry
 
 __all__ = ["Role", "Runtime", "open_runtime", "queue_of"]
@@ -93,7 +94,9 @@ async def open_runtime(
             pool_timeout_s=settings.db_pool_timeout_s,
         )
         stack.callback(db.dispose)
-        upgrade_to_head(db)  # one process at a time applies the migrations (store.migrations)
+        # One process at a time applies the migrations (store.migrations); a store that is
+        # away at start is waited for, not a crash (store.startup).
+        await wait_for_store(db, upgrade_to_head, within_s=settings.store_startup_wait_s)
         session_factory = make_session_factory(db)
 
         link = queue = None

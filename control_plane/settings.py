@@ -229,12 +229,19 @@ class Settings(BaseSettings):
     # Back-pressure (queue.pressure): async submissions get 429 `queue_full` while this many runs
     # wait for a worker, or while the oldest has waited this long; 0 turns a limit off.
     queue_max_depth: int = Field(default=10_000, ge=0)
+    # Shadow traffic (runs.shadow.dispatch): mirrored requests wait in a queue of this many per
+    # process (past it they are dropped, counted), taken by this many workers.
+    shadow_queue_size: int = Field(default=100, ge=1, le=100_000)
+    shadow_workers: int = Field(default=2, ge=1, le=64)
     queue_max_wait_s: float = Field(default=120.0, ge=0)
     # Store connections per process (PostgreSQL; SQLite serialises writers anyway). A request
     # that finds them all busy for db_pool_timeout_s gets a 503 with Retry-After
     # instead of queueing behind a stalled store for half a minute.
     db_pool_size: int = Field(default=15, ge=1, le=1000)
     db_pool_timeout_s: float = Field(default=5.0, gt=0, le=300)
+    # How long a starting server or worker waits for a store that is away before it gives up
+    # (store.startup); 0: it fails at once, as a misconfigured URL should under a supervisor.
+    store_startup_wait_s: float = Field(default=120.0, ge=0, le=3600)
     # Admission control (store.db.UnitGate): request units in flight per process beyond the
     # pool's connections that may wait for one; past pool size + this, a request gets 503
     # `store_busy` at once. Unset: three times the pool's connections. With as many as the pool

@@ -15,6 +15,7 @@ __all__ = [
     "NodeError",
     "Problem",
     "RunError",
+    "StepFailed",
     "ValidationError",
 ]
 
@@ -86,3 +87,12 @@ class NodeError(EngineError):
         super().__init__(message)
         self.retryable = retryable
         self.code = code
+
+
+class StepFailed(Exception):
+    """A step failed for good, after ``attempts`` attempts (none when its inputs were bad)."""
+
+    def __init__(self, error: NodeError, attempts: int) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.attempts = attempts

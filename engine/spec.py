@@ -27,6 +27,7 @@ __all__ = [
     "InputSpec",
     "NodeSpec",
     "RetrySpec",
+    "TargetsSpec",
     "WorkflowSpec",
     "canonical_json",
     "load_spec",
@@ -71,6 +72,27 @@ class BudgetSpec(_Model):
     max_cost_usd: _Limit = None
     max_tokens: _Limit = None
     max_media_seconds: _Limit = None
+
+
+class TargetsSpec(_Model):
+    """``targets:``: what each version of the workflow should achieve, as measured over its runs:
+    exported as gauges for Prometheus's alert rules and shown in experiment results."""
+
+    p95_latency_s: _Limit = None
+    error_ratio: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = None
+    cost_per_run_usd: _Limit = None
+
+    @pydantic.model_validator(mode="after")
+    def _one_target(self) -> TargetsSpec:
+        if (
+            self.p95_latency_s is None
+            and self.error_ratio is None
+            and self.cost_per_run_usd is None
+        ):
+            raise ValueError(
+                "targets names at least one of p95_latency_s, error_ratio, cost_per_run_usd"
+            )
+        return self
 
 
 _Bound = Annotated[float, Field(allow_inf_nan=False)] | None
@@ -123,6 +145,9 @@ class NodeSpec(_Model):
     on_failure: Literal["fail", "skip"] | FallbackSpec = "fail"
     when: str | None = None
     cache: bool | CacheSpec = False
+    # Models written as `with.model` is (provider/model), tried in order when the node's own
+    # model fails for good on a retryable error (engine.model_chain); checked in engine.fallbacks.
+    fallback_models: tuple[str, ...] = ()
     description: str = ""
 
     @property
@@ -151,6 +176,7 @@ class WorkflowSpec(_Model):
     outputs: dict[str, Any] = Field(default_factory=dict)
     deadline_s: Annotated[float, Field(gt=0)] | None = None
     budget: BudgetSpec | None = None
+    targets: TargetsSpec | None = None
     success: list[CriterionSpec] = Field(default_factory=list, max_length=100)
 
     @pydantic.field_validator("inputs", mode="before")

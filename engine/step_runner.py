@@ -20,8 +20,9 @@ from engine.budget import BudgetGuard
 from engine.cache import CachedStep, StepCache
 from engine.codec import step_key
 from engine.context import NodeContext, Runtime
-from engine.errors import NodeError
+from engine.errors import NodeError, StepFailed
 from engine.limits import LimitExceeded
+from engine.model_chain import ModelChain, call_models
 from engine.node_kinds import KindFn, NodeKind, NodeResult
 from engine.ranges import Range, out_of_range
 from engine.spec import RetrySpec
@@ -32,15 +33,6 @@ from engine.workflow import CompiledNode, Workflow
 __all__ = ["StepFailed", "StepRunner", "as_node_error", "backoff_delay"]
 
 _now = time.perf_counter
-
-
-class StepFailed(Exception):
-    """A step failed for good, after ``attempts`` attempts (none when its inputs were bad)."""
-
-    def __init__(self, error: NodeError, attempts: int) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.attempts = attempts
 
 
 def backoff_delay(policy: RetrySpec, attempt: int, rng: random.Random) -> float:
@@ -132,7 +124,9 @@ class StepRunner:
                 step.cost_saved_usd = 0.0 if billed else hit.cost_usd
                 return
         guard = self.guard
-        if guard is None:
+        if node.fallback_models:
+            result, outputs = await self._call_models(node, step, params)
+        elif guard is None:
             result = await self._call(node, step, node.fn, params)
             outputs = self._check_outputs(node, result.outputs, step.attempts)
         else:
@@ -176,6 +170,28 @@ class StepRunner:
         if name is not None:
             guard.settle(name, result.cost_usd, result.usage)
         return result, outputs
+
+    async def _call_models(
+        self, node: CompiledNode, step: StepTrace, params: dict[str, Any]
+    ) -> tuple[NodeResult, dict[str, Any]]:
+        """The node's model, then its fallback models (``engine.model_chain``)."""
+        chain = ModelChain(str(params["model"]), node.fallback_models)
+
+        async def call(turn: dict[str, Any]) -> tuple[NodeResult, dict[str, Any]]:
+            result = await self._call(node, step, node.fn, turn, chain=chain)
+            return result, self._check_outputs(node, result.outputs, step.attempts)
+
+        guard = self.guard
+        if guard is None:
+            return await call_models(chain, step, params, call)
+        return await call_models(
+            chain,
+            step,
+            params,
+            call,
+            lambda turn: self.admit(guard, node.id, node.kind, turn),
+            lambda cost, usage: guard.settle(node.id, cost, usage),
+        )
 
     def _params(self, node: CompiledNode) -> dict[str, Any]:
         scope = self.scope
@@ -279,8 +295,9 @@ class StepRunner:
         fn: KindFn,
         params: dict[str, Any],
         item: int | None = None,
+        chain: ModelChain | None = None,
     ) -> NodeResult:
-        """Call a kind with the node's timeout and retry policy."""
+        """Call a kind with the node's timeout and retry policy; ``chain`` records failures."""
         policy = node.policy
         timeout = node.timeout_s
         name = node.id if item is None else f"{node.id}[{item}]"
@@ -300,6 +317,8 @@ class StepRunner:
                 raise StepFailed(exc.error, attempt) from None
             except Exception as exc:
                 error = as_node_error(exc, timeout)
+            if chain is not None:
+                chain.failed(params["model"], attempt, error)
             if not error.retryable or policy is None or attempt >= policy.max_attempts:
                 raise StepFailed(error, attempt)
             delay = backoff_delay(policy, attempt, self.rng)

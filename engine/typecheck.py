@@ -158,7 +158,7 @@ class Checker:
             if param.required:
                 required_deps |= found
         if kind.provider_task and isinstance(static.get("model"), str):
-            self._check_model(kind, static["model"], f"{loc}.model")
+            self.check_model(kind, static["model"], f"{loc}.model")
         return CheckedParams(static, resolvers, checks, deps, required_deps)
 
     def _reject_unknown_params(self, kind: NodeKind, values: Mapping[str, Any], loc: str) -> None:
@@ -214,7 +214,8 @@ class Checker:
                 )
         return needs_check
 
-    def _check_model(self, kind: NodeKind, model: str, where: str) -> None:
+    def check_model(self, kind: NodeKind, model: str, where: str) -> None:
+        """Whether ``model`` (``provider/model``) names a model that can do ``kind``'s task."""
         try:
             provider_name, model_name = split_model(model)
         except ValueError as exc:

@@ -23,6 +23,7 @@ from typing import Any, cast
 from engine.branching import COALESCE_KIND, SWITCH_KIND, Branches, plan_branches
 from engine.criteria import check_criteria
 from engine.errors import Problem
+from engine.fallbacks import check_fallback_models
 from engine.graph import consumers_of, find_cycles, reaching, topological_order
 from engine.limits import Limits
 from engine.map_plan import compile_map
@@ -133,6 +134,7 @@ def _compile_node(
         deps |= params.deps
     if isinstance(node.on_failure, FallbackSpec):
         _check_fallback(checker, node, kind, node.on_failure, loc)
+    check_fallback_models(checker, node_id, node, kind, loc)
     if node_id in deps:
         checker.error("cycle", loc, f"node {node_id!r} refers to its own output")
     nodes = checker.spec.nodes

@@ -82,6 +82,7 @@ class CompiledNode:
     policy: RetrySpec | None = field(init=False)
     timeout_s: float | None = field(init=False)
     cache: CacheSpec | None = field(init=False)
+    fallback_models: tuple[str, ...] = field(init=False)
     output_names: tuple[str, ...] = field(init=False)
     # The output keys a kind's dict may carry as-is (all json); None when some need checking.
     unchecked_keys: frozenset[str] | None = field(init=False)
@@ -117,6 +118,7 @@ class CompiledNode:
         self.policy = self.spec.retry or (_DEFAULT_RETRY if self.kind.retry_by_default else None)
         self.timeout_s = self.spec.timeout_s
         self.cache = self.spec.cache_spec
+        self.fallback_models = self.spec.fallback_models
         self.output_names = self.kind.output_names
         self.typed_outputs = self.kind.typed_outputs
         self.unchecked_keys = self.kind.unchecked_keys
@@ -125,6 +127,7 @@ class CompiledNode:
             and self.map_plan is None
             and self.policy is None
             and self.timeout_s is None
+            and not self.fallback_models
         )
 
 

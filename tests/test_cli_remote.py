@@ -39,7 +39,7 @@ def cli(
     capsys: pytest.CaptureFixture[str], url: str, *args: str, key: str | None = ADMIN_KEY
 ) -> tuple[int, str, str]:
     """``rollgraph ARGS`` against ``url``; the options go after the (sub)command's name."""
-    split = 2 if args[0] in ("keys", "experiment") else 1
+    split = 2 if args[0] in ("keys", "experiment", "shadow") else 1
     options = ["--url", url] + (["--api-key", key] if key is not None else [])
     code = main([*args[:split], *options, *args[split:]])
     out, err = capsys.readouterr()
@@ -208,6 +208,45 @@ def test_assign_previews_a_users_version_through_the_cli(
         cli(capsys, server, "assign", name)
     assert exited.value.code == 2
     assert "--user" in capsys.readouterr().err
+
+
+def test_shadow_start_show_stop_through_the_cli(
+    server: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    name = "cli-shadow"
+    for version in ("v1", "v2"):
+        path = tmp_path / f"{version}.yaml"
+        text = GREET.replace("name: greet", f"name: {name}")
+        path.write_text(text.replace("${inputs.prompt}", f"{version}: ${{inputs.prompt}}"))
+        assert cli(capsys, server, "apply", str(path), "--version", version)[0] == 0
+    assert cli(capsys, server, "promote", name, "v1")[0] == 0
+    start = ("shadow", "start", name, "v2", "--percent", "100", "--max-cost-per-hour", "5")
+    code, out, err = cli(capsys, server, *start)
+    assert code == 0, err
+    assert out.startswith(f"shadowing started: {name}:prod  served v1  shadow v2 100 % of users")
+    for user in ("ada", "bob", "cy"):
+        code, _, err = cli(capsys, server, "run", name, "--input", "prompt=hi", "--user", user)
+        assert code == 0, err
+    code, out, err = cli(capsys, server, "shadow", "show", name)
+    assert code == 0, err
+    assert ("[running]" in out and "McNemar's exact test" not in out) or "success" in out
+    assert "\nverdict: " in out and "latency_s" in out and "cost_usd" in out
+    code, out, _ = cli(capsys, server, "shadow", "show", name, "--json")
+    body = json.loads(out)
+    assert (code, body["shadow"]["version"], body["comparison"]["shadow_version"]) == (
+        0,
+        "v2",
+        "v2",
+    )
+    assert {m["metric"] for m in body["comparison"]["metrics"]} >= {"success", "cost_usd"}
+    code, out, err = cli(capsys, server, "shadow", "stop", name, "--json")
+    assert code == 0 and json.loads(out)["active"] is False, err
+    code, _, err = cli(capsys, server, "shadow", "stop", name)
+    assert code == 1 and "[not_found]" in err
+    bad = ("shadow", "start", name, "v2", "--percent", "nan", "--max-cost-per-hour", "5")
+    with pytest.raises(SystemExit) as exited:  # refused before anything is sent
+        cli(capsys, server, *bad)
+    assert exited.value.code == 2 and "finite" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -6,6 +6,8 @@ packages: skipped without them, failing under ``CI=true``."""
 
 from __future__ import annotations
 
+import gzip
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -91,3 +93,15 @@ def test_make_without_node_serves_on_and_says_how_to_get_the_console(tmp_path: P
     lines = result.stdout.splitlines()
     assert len(lines) == 1, result.stdout
     assert "no Node/npm" in lines[0] and "make console" in lines[0]
+
+
+def test_the_first_load_is_under_300_kb_gzipped_and_the_editor_loads_lazily() -> None:
+    index = (CONSOLE_DIST / "index.html").read_text(encoding="utf-8")
+    # what the page loads before anything is opened: its entry scripts and their preloads
+    first = re.findall(r'(?:src|href)="/console/(assets/[^"]+\.js)"', index)
+    assert first, index
+    sizes = {name: len(gzip.compress((CONSOLE_DIST / name).read_bytes())) for name in first}
+    assert sum(sizes.values()) < 300_000, sizes
+    editor = [p.name for p in (CONSOLE_DIST / "assets").glob("CodeEditor-*.js")]
+    assert len(editor) == 1, "the code editor is its own chunk, loaded when the editor opens"
+    assert not any("CodeEditor" in name for name in first)

@@ -112,6 +112,25 @@ def test_the_runs_list_filters_by_workflow_and_status(page: Any, server: dict[st
     shot(page, "runs")
 
 
+def test_the_runs_list_filters_by_user_and_pages_back(page: Any, server: dict[str, Any]) -> None:
+    api = server["api"]
+    mine = [start(api, user_id="ada", budget={"max_cost_usd": 0.01}) for _ in range(2)]
+    for run_id in mine:
+        ended(api, page, run_id)
+    sign_in(page, server["url"], server["viewer"], "/console/runs?limit=1")
+    page.get_by_label("Workflow").fill("product-video")
+    page.get_by_label("User").fill("ada")
+    page.get_by_role("button", name="Show").click()
+    page.wait_for_url("**/console/runs?workflow=product-video&user_id=ada&limit=1")
+    page.locator(f"tr[data-run='{mine[1]}']").wait_for()  # the newest of hers, one a page
+    assert page.locator("tr[data-run]").count() == 1
+    page.get_by_role("link", name="Older runs").click()
+    page.locator(f"tr[data-run='{mine[0]}']").wait_for()
+    assert "until=" in page.url
+    page.get_by_role("link", name="Newest").click()
+    page.locator(f"tr[data-run='{mine[1]}']").wait_for()
+
+
 def test_a_runner_resumes_a_run_its_budget_stopped_with_a_raised_budget(
     page: Any, server: dict[str, Any]
 ) -> None:

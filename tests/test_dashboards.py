@@ -93,6 +93,17 @@ def _add_family(exported: Exported, name: str, kind: str, labels: frozenset[str]
         exported[sample] = exported.get(sample, frozenset()) | sample_labels
 
 
+def _wrappers(holder: object) -> list[MetricWrapperBase]:
+    """The metrics ``holder`` declares, with those of the groups it holds (``metrics.shadow``)."""
+    found: list[MetricWrapperBase] = []
+    for value in vars(holder).values():
+        if isinstance(value, MetricWrapperBase):
+            found.append(value)
+        elif type(value).__module__.startswith("control_plane.metrics"):
+            found.extend(_wrappers(value))
+    return found
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
     """Every sample name the app exports, with its label names: what a scrape of a real app
@@ -114,10 +125,9 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
         metrics = app_state(client).metrics
     # prometheus-client has no public accessor for the label names a metric was declared
     # with (only for the samples it has), so the declared ones are read from `_labelnames`.
-    for metric in vars(metrics).values():
-        if isinstance(metric, MetricWrapperBase):
-            for family in metric.describe():
-                _add_family(found, family.name, family.type, frozenset(metric._labelnames))
+    for metric in _wrappers(metrics):
+        for family in metric.describe():
+            _add_family(found, family.name, family.type, frozenset(metric._labelnames))
     for family in StoreCollector(lambda: None).describe():
         _add_family(found, family.name, family.type, frozenset(family._labelnames))
     return found

@@ -110,6 +110,10 @@ def test_postgres_stopped_and_started_under_load_is_503_then_back_and_loses_noth
             "REDIS_URL": REDIS_URL,
             "ROLLGRAPH_REDIS_PREFIX": redis_prefix,
             "ROLLGRAPH_EXPERIMENT_EVAL_S": "3600",
+            # The models' simulated seconds are not what is tested here: without them one
+            # worker drains the async runs the outage left waiting in seconds, not minutes, on
+            # a machine as loaded as CI's (a backlog of slow runs once took over 90 s).
+            "ROLLGRAPH_SIM_TIME_SCALE": "0",
         }
         port = free_port()
         url = f"http://127.0.0.1:{port}"
@@ -142,5 +146,56 @@ def test_postgres_stopped_and_started_under_load_is_503_then_back_and_loses_noth
             stored = _stored(database_url, list(load.answered))
             assert set(stored) == set(load.answered)
             for run_id in [i for i, mode in load.answered.items() if mode == "async"]:
-                run = wait_for(partial(ended, client, run_id), timeout_s=90, what=run_id)
+                try:
+                    run = wait_for(partial(ended, client, run_id), timeout_s=120, what=run_id)
+                except AssertionError:
+                    logs = {p.name: p.read_text()[-3000:] for p in tmp_path.glob("*.log")}
+                    raise AssertionError(f"run {run_id} never ended; logs: {logs}") from None
                 assert run["status"] in ("succeeded", "failed"), run
+
+
+def test_a_worker_started_while_postgres_is_away_waits_for_it_and_then_runs(
+    admin_key: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    """Once a worker that started slower than the store went away crashed at start (its
+    migrations found no server) and left the queue to no one; now it waits for the store."""
+    with private_postgres() as (database_url, stop_postgres, start_postgres):
+        env = {
+            "ROLLGRAPH_ENV": "test",
+            "ROLLGRAPH_ADMIN_KEY": admin_key,
+            "ROLLGRAPH_DATABASE_URL": database_url,
+            "REDIS_URL": REDIS_URL,
+            "ROLLGRAPH_REDIS_PREFIX": redis_prefix,
+            "ROLLGRAPH_EXPERIMENT_EVAL_S": "3600",
+            "ROLLGRAPH_SIM_TIME_SCALE": "0",
+        }
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        worker_log = tmp_path / "worker.log"
+        with (
+            rollgraph(["serve", "--port", str(port)], env, tmp_path / "serve.log",
+                      ready=f"{url}/readyz"),
+            httpx.Client(base_url=url, headers=bearer(admin_key), timeout=30) as client,
+        ):  # fmt: skip
+            assert client.post("/v1/workflows", json={"source": GREET_V1}).status_code == 201
+            assert client.put("/v1/workflows/greet/labels/prod", json={"version": "v1"}).is_success
+            stop_postgres()
+            with rollgraph(["worker", "--name", "w1"], env, worker_log) as worker:
+                wait_for(
+                    lambda: "waiting for it" in worker_log.read_text(),
+                    timeout_s=60,
+                    what="the worker saying it waits for the store",
+                )
+                assert worker.poll() is None, worker_log.read_text()[-2000:]
+                start_postgres()
+                body = {"workflow": "greet", "input": {"prompt": "x"}, "mode": "async"}
+                accepted = wait_for(
+                    lambda: (r := client.post("/v1/run", json=body)).status_code == 202 and r,
+                    timeout_s=60,
+                    what="the server taking runs again",
+                )
+                run_id = accepted.json()["run_id"]
+                run = wait_for(partial(ended, client, run_id), timeout_s=60, what=run_id)
+                assert run["status"] == "succeeded", run
+                assert worker.poll() is None
+                assert "the store is back" in worker_log.read_text()

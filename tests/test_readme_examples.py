@@ -210,7 +210,7 @@ def test_metrics_the_readme_lists_are_exported_with_their_labels(
     found: Exported = request.getfixturevalue("exported")
     text = README.read_text(encoding="utf-8")
     section = text[text.index("## Metrics") : text.index("No label carries")]
-    listed = re.findall(r"`([a-z_]*[a-z])(?:\{([a-z_,]+)\})?`", section)
+    listed = re.findall(r"`([a-z][a-z0-9_]*[a-z])(?:\{([a-z_,]+)\})?`", section)
     assert len(listed) >= 20, listed
     for name, labels in listed:
         full = f"rollgraph_{name}"

@@ -209,6 +209,17 @@ def test_runs_list_filters(client: TestClient) -> None:
     assert ids(since="2000-01-01T00:00:00", until="2000-01-02T00:00:00") == []
     assert client.get("/v1/runs", params={"status": "weird"}).status_code == 422
     assert client.get("/v1/runs", params={"limit": 0}).status_code == 422
+    # by the label that routed them and by user, within a workflow
+    d = run(client, label="staging", user_id="b")
+    assert ids(workflow="greet", label="staging") == [d["run_id"]]
+    assert ids(workflow="greet", label="prod") == []  # a, b and c were pinned
+    assert ids(workflow="greet", user_id="b") == [d["run_id"], b["run_id"]]
+    for alone in ({"label": "staging"}, {"user_id": "b"}):
+        refused = client.get("/v1/runs", params=alone)
+        assert refused.status_code == 422 and "with `workflow`" in refused.text, refused.text
+    assert (
+        client.get("/v1/runs", params={"workflow": "greet", "user_id": "x\x00"}).status_code == 422
+    )
 
 
 def test_cli_run_trace_and_rollout(

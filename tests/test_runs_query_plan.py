@@ -25,6 +25,8 @@ FILTERS: list[tuple[dict[str, Any], tuple[str, ...]]] = [
     ({"workflow": "rare"}, ("ix_run_workflow_created", "ix_run_workflow_status")),
     ({"workflow": "rare", "status": "failed"}, ("ix_run_workflow_status",)),
     ({"workflow": "rare", "version": "v2"}, ("ix_run_workflow_version",)),
+    ({"workflow": "rare", "user_id": "u-7"}, ("ix_run_workflow_user",)),
+    ({"workflow": "rare", "label": "prod"}, ("ix_run_workflow_created", "ix_run_workflow_status")),
     ({"status": "failed"}, ("ix_run_status",)),
     ({}, ("ix_run_created_at",)),
     ({"since": NOW - timedelta(hours=1)}, ("ix_run_created_at",)),

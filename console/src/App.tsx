@@ -2,13 +2,17 @@
 // by its URL; without a session any URL shows the sign-in and comes back after it.
 import { useEffect } from "react";
 import { BASE, Link, match, navigate, useLocation } from "./router";
-import { setSession, useSession } from "./session";
+import { may, setSession, useSession } from "./session";
+import { Audit } from "./views/Audit";
 import { Diff } from "./views/Diff";
+import { Editor } from "./views/Editor";
 import { Experiment } from "./views/Experiment";
 import { Experiments } from "./views/Experiments";
 import { Run } from "./views/Run";
+import { Keys } from "./views/Keys";
+import { Queue } from "./views/Queue";
 import { RolloutView } from "./views/Rollout";
-import { Runs } from "./views/Runs";
+import { type RunFilters, Runs } from "./views/Runs";
 import { SignIn } from "./views/SignIn";
 import { Version } from "./views/Version";
 import { Workflow } from "./views/Workflow";
@@ -51,6 +55,8 @@ export function App() {
     view = <Workflow session={session} name={params.name} />;
   else if ((params = match("/workflows/:name/versions/:version", path)))
     view = <Version session={session} name={params.name} version={params.version} />;
+  else if ((params = match("/workflows/:name/edit", path)))
+    view = <Editor session={session} name={params.name} from={location.searchParams.get("from")} />;
   else if ((params = match("/workflows/:name/rollouts/:label", path)))
     view = <RolloutView session={session} name={params.name} label={params.label} />;
   else if ((params = match("/workflows/:name/diff", path)))
@@ -66,12 +72,24 @@ export function App() {
     view = <Experiments session={session} workflow={location.searchParams.get("workflow")} />;
   else if ((params = match("/experiments/:id", path)))
     view = <Experiment session={session} id={params.id} />;
+  else if ((params = match("/queue", path))) view = <Queue session={session} />;
+  else if ((params = match("/audit", path)))
+    view = (
+      <Audit
+        session={session}
+        filters={{
+          target_kind: location.searchParams.get("target_kind") ?? undefined,
+          target: location.searchParams.get("target") ?? undefined,
+          actor: location.searchParams.get("actor") ?? undefined,
+        }}
+      />
+    );
+  else if ((params = match("/keys", path))) view = <Keys session={session} />;
   else if ((params = match("/runs", path)))
     view = (
       <Runs
         session={session}
-        workflow={location.searchParams.get("workflow")}
-        status={location.searchParams.get("status")}
+        filters={Object.fromEntries(location.searchParams.entries()) as RunFilters}
       />
     );
   else if ((params = match("/runs/:id", path))) {
@@ -99,6 +117,9 @@ export function App() {
           <Link to="/workflows">Workflows</Link>
           <Link to="/runs">Runs</Link>
           <Link to="/experiments">Experiments</Link>
+          <Link to="/queue">Queue</Link>
+          {may(session, "admin") && <Link to="/audit">Audit</Link>}
+          {may(session, "admin") && <Link to="/keys">Keys</Link>}
           <a href="/docs">API docs</a>
         </nav>
         <div className="who" data-testid="who">

@@ -52,6 +52,7 @@ def render_results(results: dict[str, Any]) -> str:
         )  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    lines += _target_lines(results.get("targets") or [])
     if e.get("halt_reasons"):
         lines.append(f"halted at {str(e['halted_at'])[:19]}: resume or stop it")
     winner = f" ({results['winner']})" if results.get("winner") else ""
@@ -61,6 +62,30 @@ def render_results(results: dict[str, Any]) -> str:
     lines.append(f"decision: {results['action']}{winner}{done}")
     lines += [f"  - {r['message']} [{r['code']}]" for r in results["reasons"]]
     return "\n".join(lines)
+
+
+_TARGET_WORDS = {
+    "p95_latency_s": ("p95 latency", "{:.4g} s"),
+    "error_ratio": ("error ratio", "{:.4g}"),
+    "cost_per_run_usd": ("cost per run", "${:.4g}"),
+}
+
+
+def _target_lines(shown: list[dict[str, Any]]) -> list[str]:
+    """One line per arm whose version sets targets: each figure against its target."""
+    lines = []
+    for arm in shown:
+        parts = []
+        for figure in arm["figures"]:
+            if figure["target"] is None:
+                continue
+            words, fmt = _TARGET_WORDS.get(figure["name"], (figure["name"], "{:.4g}"))
+            measured = "-" if figure["measured"] is None else fmt.format(figure["measured"])
+            verdict = {True: "met", False: "MISSED", None: "no runs"}[figure["met"]]
+            parts.append(f"{words} {measured} (target {fmt.format(figure['target'])}) {verdict}")
+        if parts:
+            lines.append(f"targets {arm['version']} ({arm['runs']} runs): " + "; ".join(parts))
+    return lines
 
 
 def _start(client: SyncClient, args: argparse.Namespace) -> int:

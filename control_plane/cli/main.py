@@ -19,6 +19,7 @@ from control_plane.cli.access import add_access_commands
 from control_plane.cli.experiments import add_experiment_commands
 from control_plane.cli.processes import add_process_commands
 from control_plane.cli.runs import add_run_commands
+from control_plane.cli.shadow import add_shadow_commands
 from control_plane.cli.waterfall import render_waterfall
 from control_plane.cli.workflows import add_workflow_commands
 from control_plane.settings import provider_limits
@@ -305,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_commands(sub)
     add_access_commands(sub)
     add_experiment_commands(sub)
+    add_shadow_commands(sub)
     return parser
 
 

@@ -40,6 +40,10 @@ __all__ = [
     "rollout_status",
     "run",
     "runs",
+    "shadow_comparison",
+    "shadow_show",
+    "shadow_start",
+    "shadow_stop",
     "versions",
     "workflows",
 ]
@@ -195,6 +199,39 @@ def rollout_status(workflow: str, *, label: str = "prod") -> Call[m.RolloutPubli
 def assignment(workflow: str, user_id: str, *, label: str = "prod") -> Call[m.AssignmentPreview]:
     path = f"/v1/workflows/{_seg(workflow)}/labels/{_seg(label)}/assignment"
     return Call("GET", path, _one(m.AssignmentPreview), params={"user_id": user_id})
+
+
+def _shadow_path(workflow: str, label: str) -> str:
+    return f"/v1/workflows/{_seg(workflow)}/labels/{_seg(label)}/shadow"
+
+
+def shadow_start(
+    workflow: str,
+    version: str,
+    *,
+    percent: float,
+    max_cost_usd_per_hour: float,
+    label: str = "prod",
+) -> Call[m.ShadowPublic]:
+    body = {"version": version, "percent": percent, "max_cost_usd_per_hour": max_cost_usd_per_hour}
+    path = _shadow_path(workflow, label)
+    return Call("PUT", path, _one(m.ShadowPublic), json=body, safe=True)
+
+
+def shadow_stop(workflow: str, *, label: str = "prod") -> Call[m.ShadowPublic]:
+    return Call("DELETE", _shadow_path(workflow, label), _one(m.ShadowPublic))
+
+
+def shadow_show(workflow: str, *, label: str = "prod") -> Call[m.ShadowPublic]:
+    return Call("GET", _shadow_path(workflow, label), _one(m.ShadowPublic))
+
+
+def shadow_comparison(
+    workflow: str, *, label: str = "prod", version: str | None = None
+) -> Call[m.ShadowComparison]:
+    params = {"version": version} if version is not None else None
+    path = f"{_shadow_path(workflow, label)}/comparison"
+    return Call("GET", path, _one(m.ShadowComparison), params=params)
 
 
 def create_key(name: str, *, role: str) -> Call[m.KeyCreated]:

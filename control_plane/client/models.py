@@ -18,6 +18,8 @@ from control_plane.outcomes.routes import OutcomeResult
 from control_plane.rollouts.schemas import CandidatePublic, RolloutPublic
 from control_plane.runs.preview import AssignmentPreview
 from control_plane.runs.schemas import RunDetail, RunPublic, StepState
+from control_plane.runs.shadow.comparison import MetricComparison, ShadowComparison
+from control_plane.runs.shadow.schemas import ShadowPublic
 from control_plane.workflows.schemas import (
     ApplyResult,
     DiffPublic,
@@ -41,10 +43,13 @@ __all__ = [
     "KeyCreated",
     "KeyPublic",
     "LabelPublic",
+    "MetricComparison",
     "OutcomeResult",
     "RolloutPublic",
     "RunDetail",
     "RunPublic",
+    "ShadowComparison",
+    "ShadowPublic",
     "StepState",
     "VersionPublic",
     "WorkflowPublic",

@@ -241,6 +241,37 @@ class SyncClient:
         """Which version ``user_id`` would get on ``label`` now, and why; no run."""
         return self.send(calls.assignment(workflow, user_id, label=label))
 
+    def shadow_start(
+        self,
+        workflow: str,
+        version: str,
+        *,
+        percent: float,
+        max_cost_usd_per_hour: float,
+        label: str = "prod",
+    ) -> m.ShadowPublic:
+        """Shadow ``percent`` of ``label``'s users with ``version`` (its output reaches no one)."""
+        call = calls.shadow_start(
+            workflow,
+            version,
+            percent=percent,
+            max_cost_usd_per_hour=max_cost_usd_per_hour,
+            label=label,
+        )
+        return self.send(call)
+
+    def shadow_stop(self, workflow: str, *, label: str = "prod") -> m.ShadowPublic:
+        return self.send(calls.shadow_stop(workflow, label=label))
+
+    def shadow_show(self, workflow: str, *, label: str = "prod") -> m.ShadowPublic:
+        return self.send(calls.shadow_show(workflow, label=label))
+
+    def shadow_comparison(
+        self, workflow: str, *, label: str = "prod", version: str | None = None
+    ) -> m.ShadowComparison:
+        """Served vs shadow on ``label``, paired by request, with a verdict in words."""
+        return self.send(calls.shadow_comparison(workflow, label=label, version=version))
+
     def create_key(self, name: str, *, role: str) -> m.KeyCreated:
         return self.send(calls.create_key(name, role=role))
 

@@ -15,6 +15,11 @@ version or an ended experiment disappears from the next scrape by itself.
   ``rollgraph_experiment_step_started_timestamp_seconds{experiment}`` (when the current ramp
   step began) and ``rollgraph_experiment_ramp_steps_remaining{experiment}`` (steps still ahead;
   0 without a ramp): together they tell a ramp that stopped advancing.
+* ``rollgraph_target_p95_latency_seconds``, ``rollgraph_target_error_ratio`` and
+  ``rollgraph_target_cost_per_run_usd``, each ``{workflow,version}``: the ``targets:`` of each
+  version a label routes to (``experiments.targets``), for the generic alert rules that compare
+  the measured series with them. Versions no label routes to serve pins only, and are left out
+  so that the series stay as few as the versions in service.
 * ``rollgraph_experiment_p_value{experiment,arm,metric}`` and
   ``rollgraph_experiment_srm_p_value{experiment}``: from the latest stored decision of each
   running or halted experiment (``experiment`` is its id).
@@ -34,8 +39,9 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlmodel import Session, col, select
 
+from control_plane.experiments.targets import TARGETS, targets_of
 from control_plane.kit.time import as_utc
-from control_plane.rollouts.routing import read_route
+from control_plane.rollouts.routing import VersionData, read_route
 from control_plane.store.db import SessionFactory, session_scope
 from control_plane.store.tables import ExperimentDecisionRow, ExperimentRow, LabelRow, WorkflowRow
 from control_plane.workflows.ownership import OWNING
@@ -50,6 +56,12 @@ SRM_P_VALUE = "rollgraph_experiment_srm_p_value"
 EXPERIMENT_INFO = "rollgraph_experiment_info"
 STEP_STARTED = "rollgraph_experiment_step_started_timestamp_seconds"
 STEPS_REMAINING = "rollgraph_experiment_ramp_steps_remaining"
+# Each target's gauge, in the order of experiments.targets.TARGETS.
+TARGET_GAUGES = (
+    ("rollgraph_target_p95_latency_seconds", "95th percentile of a run's latency"),
+    ("rollgraph_target_error_ratio", "share (0-1] of runs that fail"),
+    ("rollgraph_target_cost_per_run_usd", "dollars billed per run"),
+)
 
 
 def _families() -> tuple[GaugeMetricFamily, ...]:
@@ -86,10 +98,18 @@ def _families() -> tuple[GaugeMetricFamily, ...]:
             "Ramp steps still ahead of a running experiment (0 without a ramp or at its last)",
             labels=("experiment",),
         ),
+        *(
+            GaugeMetricFamily(
+                name,
+                f"The workflow version's target: {words} at most (its definition's `targets:`)",
+                labels=("workflow", "version"),
+            )
+            for name, words in TARGET_GAUGES
+        ),
     )
 
 
-def _shares(session: Session) -> Iterator[tuple[str, str, str, str, float]]:
+def _shares(session: Session) -> Iterator[tuple[str, str, str, str, float, VersionData]]:
     labels = session.exec(
         select(WorkflowRow.name, LabelRow.name)
         .join(LabelRow, col(LabelRow.workflow_id) == col(WorkflowRow.id))
@@ -105,7 +125,7 @@ def _shares(session: Session) -> Iterator[tuple[str, str, str, str, float]]:
         for version, role, share in roles:
             data = route.versions.get(version)
             if data is not None and data.status == "active":
-                yield workflow, label, version, role, share
+                yield workflow, label, version, role, share, data
 
 
 def _running(session: Session) -> Iterator[tuple[ExperimentRow, str]]:
@@ -155,11 +175,18 @@ class StoreCollector(Collector):
         if factory is None:
             return []
         families = _families()
-        shares, p_values, srm, info, step_started, remaining = families
+        shares, p_values, srm, info, step_started, remaining, *targets = families
         try:
             with session_scope(factory) as session:
-                for workflow, label, version, role, share in _shares(session):
+                serving: dict[tuple[str, str], VersionData] = {}
+                for workflow, label, version, role, share, data in _shares(session):
                     shares.add_metric([workflow, label, version, role], share)
+                    serving[workflow, version] = data
+                for (workflow, version), data in serving.items():
+                    found = targets_of(data.digest, data.definition)
+                    for name, family in zip(TARGETS, targets, strict=True):
+                        if name in found:
+                            family.add_metric([workflow, version], found[name])
                 for row, workflow in _running(session):
                     ident = str(row.id)
                     info.add_metric([ident, row.name, workflow, row.label, row.baseline], 1)

@@ -31,6 +31,7 @@ from sqlmodel import Session, col, select
 from analysis.decision import Decision
 from control_plane.experiments.results import ExperimentResults, analyse, to_public
 from control_plane.experiments.schemas import ExperimentCreate, ExperimentPublic
+from control_plane.experiments.targets import VersionTargets, version_targets
 from control_plane.kit.time import UtcDatetime, as_utc, utcnow
 from control_plane.store.tables import ExperimentDecisionRow, RunRow
 
@@ -183,6 +184,11 @@ class ExperimentView(ExperimentResults):
     )
     decided_at: UtcDatetime | None = None
     analysis: dict[str, Any] = Field(description="the analysis' own action, winner and reasons")
+    targets: list[VersionTargets] = Field(
+        default_factory=list,
+        description="per arm: p95 latency, error ratio and cost per run over its ended runs, "
+        "next to its version's `targets:`, each met or not",
+    )
 
 
 _APPLIED = {"halted": "halt", "rolled_back": "rollback", "promoted": "promote", "stopped": "end"}
@@ -222,4 +228,5 @@ def view(session: Session, *, experiment_id: int, now: datetime | None = None) -
         words = experiment.outcome or "stopped by hand"
         shown.update(action="stop", winner=None, reasons=[reason("stopped", words)])
         shown.update(applied="stop", decided_at=experiment.ended_at)
-    return ExperimentView(**{**public, **shown, "analysis": analysis})
+    targets = version_targets(session, experiment)
+    return ExperimentView(**{**public, **shown, "analysis": analysis, "targets": targets})

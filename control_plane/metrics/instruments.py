@@ -50,6 +50,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy import event
 from sqlmodel import Session
 
+from control_plane.metrics.shadow import ShadowMetrics
+
 if TYPE_CHECKING:
     import engine
 
@@ -238,6 +240,8 @@ class Metrics:
             "caches, async submissions are refused with 503), by operation",
             ("operation",),
         )
+        # Shadow runs count only here (``metrics.shadow``), never in the served runs' metrics.
+        self.shadow = ShadowMetrics(counter, histogram)
         self.dead_letters = counter(
             "run_dead_letters",
             "Queued runs moved to the dead-letter stream (failed, or deliveries ran out)",
@@ -288,9 +292,15 @@ class Metrics:
             if step_latency is not None:
                 self.node_duration.labels(workflow, kind).observe(step_latency)
 
-    def observe_failed_end(self, *, workflow: str, version: str, mode: str, attempt: int) -> None:
+    def observe_failed_end(
+        self, *, workflow: str, version: str, mode: str, attempt: int, shadow: bool = False
+    ) -> None:
         """A running run was stored failed without a result: stopped at shutdown, broken, or
         orphaned by a stopped process (the sweep). Attempt 1 is the run's first end."""
+        if shadow:
+            if attempt <= 1:
+                self.shadow.runs.labels(workflow, version, "failed").inc()
+            return
         if attempt <= 1:
             self.runs.labels(workflow, version, "failed", mode).inc()
         else:

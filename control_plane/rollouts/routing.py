@@ -1,6 +1,7 @@
 """How a label routes its traffic, read from the store: the allocation (a running or halted
 experiment's arms under its salt, since a halt keeps the traffic where it was; else the label's
-version plus the serving candidates of its rollout) and every version it can choose.
+version plus the serving candidates of its rollout), every version it can choose, and its shadow
+candidate while one is running.
 ``runs.planning`` turns a route into one request's version; the metrics gauges read the same
 routes, so the shares they export are the shares that route."""
 
@@ -9,15 +10,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from control_plane.rollouts.assignment import Allocation, Arm
-from control_plane.rollouts.service import allocation_for
-from control_plane.store.tables import VersionRow
+from control_plane.rollouts.service import allocation_for, label_version
+from control_plane.rollouts.shadowing import ShadowData
+from control_plane.store.tables import ShadowRow, VersionRow, WorkflowRow
 from control_plane.workflows.lookup import row_id, version_row, workflow_row
 from control_plane.workflows.ownership import running_on
 
-__all__ = ["Route", "VersionData", "read_pin", "read_route"]
+__all__ = ["Route", "VersionData", "read_pin", "read_route", "read_shadow"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +45,7 @@ class Route:
     versions: Mapping[str, VersionData]
     experiment_id: int | None = None  # a running or halted experiment owns the label's traffic
     experiment_step: int = 0
+    shadow: ShadowData | None = None  # a version that runs, unseen, on some requests
 
 
 def read_pin(session: Session, *, workflow: str, version: str) -> VersionData:
@@ -70,4 +73,30 @@ def read_route(session: Session, *, workflow: str, label: str) -> Route:
         versions={v: VersionData.of(version_row(session, wf, v)) for v in chosen},
         experiment_id=experiment.id if experiment is not None else None,
         experiment_step=experiment.step if experiment is not None else 0,
+        shadow=read_shadow(session, wf=wf, label=label),
+    )
+
+
+def read_shadow(session: Session, *, wf: WorkflowRow, label: str) -> ShadowData | None:
+    """The label's running shadow candidate, or ``None``. Like a rollout's candidate, a shadow
+    whose version was archived, or became the label's own version, stops (its row is kept)."""
+    row = session.exec(
+        select(ShadowRow).where(
+            ShadowRow.workflow_id == row_id(wf),
+            ShadowRow.label == label,
+            ShadowRow.stopped_at == None,  # noqa: E711  (SQL IS NULL)
+        )
+    ).first()
+    if row is None:
+        return None
+    version = version_row(session, wf, row.version)
+    if version.status != "active" or version.id == label_version(session, wf, label).id:
+        return None
+    return ShadowData(
+        version=row.version,
+        digest=version.digest,
+        definition=version.definition,
+        percent=row.percent,
+        max_cost_usd_per_hour=row.max_cost_usd_per_hour,
+        salt=row.salt,
     )

@@ -35,6 +35,7 @@ from control_plane.metrics import Metrics, after_commit
 from control_plane.queue import RunQueue
 from control_plane.registry.cache import RegistryCache
 from control_plane.runs import idempotency, planning, retention, service
+from control_plane.runs.background import guarded
 from control_plane.runs.claimed import claimed_steps, forget_claimed
 from control_plane.runs.compiler import Compiler
 from control_plane.runs.limits import attempt_limits
@@ -43,6 +44,7 @@ from control_plane.runs.progress import Progress
 from control_plane.runs.queued import QueuedRuns
 from control_plane.runs.remote_steps import RemoteSteps
 from control_plane.runs.schemas import BudgetRequest, RunPublic, RunRequest, Submitted
+from control_plane.runs.shadow.dispatch import ShadowDispatch
 from control_plane.runs.signals import RunSignals
 from control_plane.runs.steps import RunSteps, SharedSteps, step_persister
 from control_plane.runs.writer import BatchWriter, WriterClosed
@@ -83,12 +85,14 @@ class Runs:
         self.signals = RunSignals(redis)  # wakes a run's event streams, on every replica
         # With a queue, async runs go to the workers, and a worker's runs come from it.
         self.queued = QueuedRuns(self, queue) if queue is not None else None
+        self.shadows = ShadowDispatch(self)  # mirrored requests, run after their answer
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self._closing = False
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
+        await self.shadows.start()
         await self.sweep(expire=False)
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="rollgraph-orphan-sweep")
 
@@ -127,6 +131,7 @@ class Runs:
         self._closing = True
         if self._sweeper is not None:
             self._sweeper.cancel()
+        await self.shadows.aclose()
         if self._tasks:
             grace = self.settings.shutdown_grace_s
             _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
@@ -149,7 +154,7 @@ class Runs:
         """Plan, claim the idempotency key (or replay its answer), run and record."""
         self.writer.admit()  # a writer that is not keeping up takes no new runs
         if idempotency_key is None:
-            return Submitted(await self._plan_and_run(request, registry, claim=None))
+            return await self._plan_and_run(request, registry, claim=None)
         claimed = await idempotency.acquire(
             self.units,  # units of their own: claims never wait behind, or fail with, a batch
             principal=principal,
@@ -165,7 +170,7 @@ class Runs:
             # store is saturated): a takeover waits for a dead request, not a live one.
             renew = partial(run_unit, self._factory)
             async with idempotency.keep(renew, claim, lease=self._claim_hold()):
-                return Submitted(await self._plan_and_run(request, registry, claim=claim))
+                return await self._plan_and_run(request, registry, claim=claim)
         except BaseException:
             # No response was stored: free the key so that the client can retry with it.
             # Shielded, so that a cancelled request (client gone) still releases it.
@@ -181,11 +186,15 @@ class Runs:
 
     async def _plan_and_run(
         self, request: RunRequest, registry: RegistryCache, *, claim: idempotency.Claim | None
-    ) -> RunPublic:
+    ) -> Submitted:
         plan = await planning.plan(registry, request=request)
-        if request.mode == "async":
-            return await self.run_async(plan, request.input, claim=claim)
-        return await self.run_sync(plan, request.input, claim=claim)
+        way = self.run_async if request.mode == "async" else self.run_sync
+        run = await way(plan, request.input, claim=claim)
+        if plan.shadow is None:
+            return Submitted(run)
+        # Mirrored once the answer was sent (the route's background task), so that no shadow
+        # work can start while the answer is still on its way; joining the queue never waits.
+        return Submitted(run, after=partial(self.shadows.offer, plan, request.input, served=run))
 
     # -- the ways to run ----------------------------------------------------------------------
     async def run_sync(
@@ -253,6 +262,7 @@ class Runs:
         status: Literal["running", "queued"] = "running",
         count: bool = True,
         traceparent: str | None = None,
+        shadow_of: str | None = None,
     ) -> RunPublic:
         """Unit of work: store an accepted async run; ``count``: its assignment is counted when
         this commits (its end is counted when it ends)."""
@@ -265,6 +275,7 @@ class Runs:
             deadline_at=deadline_at,
             status=status,
             traceparent=traceparent,
+            shadow_of=shadow_of,
         )
         if claim is not None:
             idempotency.complete(session, claim=claim, response=public)
@@ -326,7 +337,7 @@ class Runs:
         if self._closing:
             job.close()
             raise Unavailable("the server is shutting down; retry the request")
-        task: asyncio.Task[None] = asyncio.create_task(_guarded(job))
+        task: asyncio.Task[None] = asyncio.create_task(guarded(job))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -337,13 +348,12 @@ class Runs:
         inputs: Mapping[str, Any],
         steps: RunSteps,
         give_back_on_cancel: bool = True,
+        shadow: bool = False,
         **kw: Any,
     ) -> RunPublic:
-        """Run an accepted (or resumed) run to its end and store it, its step states stored (and
-        signalled) while it runs; stopped or broken, store it failed (resumable), not running."""
-        progress = Progress(
-            self.writer.post, run_id, self.settings.progress_interval_s, self.signals
-        )
+        """Run an accepted or resumed run to its end and store it (stopped or broken: failed)."""
+        interval = self.settings.progress_interval_s  # its steps stored, and signalled, meanwhile
+        progress = Progress(self.writer.post, run_id, interval, self.signals)
         try:
             result = await self.compiler.run(
                 workflow, inputs, cache=steps, run_id=run_id, watch=progress.watch, **kw
@@ -367,12 +377,12 @@ class Runs:
             finished = service.finish_run(
                 session, run_id=run_id, result=result, steps=steps.to_keep(result)
             )
-            # Attempt 1 is an accepted async run's first end; a later attempt is a resume.
+            # A shadow run in its own metrics only. Attempt 1 is an accepted async run's first
+            # end; a later attempt is a resume.
             first_end = finished.attempt <= 1
             after_commit(session, partial(self.signals.changed, run_id))
-            after_commit(
-                session, partial(self.metrics.observe_run, finished, result, first_end=first_end)
-            )
+            observe = self.metrics.shadow.observe_run if shadow else self.metrics.observe_run
+            after_commit(session, partial(observe, finished, result, first_end=first_end))
             return finished
 
         return await self.write(store)
@@ -383,18 +393,8 @@ class Runs:
         def fail(session: Session) -> None:
             ended = service.interrupt_run(session, run_id=run_id, error=error, steps=saved)
             self.count_failed_ends(session, [ended] if ended is not None else [])
-            after_commit(session, partial(self.signals.changed, run_id))
 
         try:
             await self.writer.submit(fail)
         except Exception:
             log.exception("could not store run %s as failed; the sweep will", run_id)
-
-
-async def _guarded(job: Coroutine[Any, Any, Any]) -> None:
-    try:
-        await job
-    except asyncio.CancelledError:
-        pass  # stopped at shutdown; stored as interrupted by the job itself
-    except Exception:
-        log.exception("a background run could not be stored")

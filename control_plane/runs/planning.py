@@ -24,6 +24,7 @@ from control_plane.errors import Conflict, InvalidInput
 from control_plane.registry.cache import RegistryCache
 from control_plane.rollouts.assignment import assign
 from control_plane.rollouts.routing import Route, VersionData, read_pin, read_route
+from control_plane.rollouts.shadowing import ShadowData, shadowed
 from control_plane.runs.limits import request_limits
 from control_plane.runs.schemas import RunRequest
 
@@ -55,6 +56,8 @@ class RunPlan:
     experiment_id: int | None = None  # the experiment that routed the run, and its ramp step
     experiment_step: int | None = None
     limits: dict[str, Any] | None = None  # what the request lowered (``runs.limits``)
+    # The label's shadow candidate when this request is mirrored to it (after its answer).
+    shadow: ShadowData | None = None
 
 
 def _plan(
@@ -63,6 +66,7 @@ def _plan(
     label: str | None,
     reason: str,
     route: Route | None = None,
+    shadow: ShadowData | None = None,
     **attrs: Any,
 ) -> RunPlan:
     experiment = step = None
@@ -81,6 +85,7 @@ def _plan(
         experiment_id=experiment,
         experiment_step=step,
         limits=request_limits(request),
+        shadow=shadow,
     )
 
 
@@ -110,6 +115,7 @@ def plan_route(request: RunRequest, route: Route) -> RunPlan:
         route.label,
         reason,
         route,
+        route.shadow if route.shadow and shadowed(route.shadow, request.user_id) else None,
         assignment=chosen.reason,
         bucket=chosen.bucket,
         baseline=allocation.baseline,

@@ -4,7 +4,8 @@ The preview goes through the same decision a run takes (``planning.plan_run`` on
 the cache, so it answers what the store says now), then spells out the figures behind it: the
 user's bucket, the rollout's size, the arm bucket when several candidates share the rollout, and
 the experiment and ramp step that own the label's traffic. LaunchDarkly's "evaluate flag for a
-context" and GrowthBook's "test a user" are the same question.
+context" and GrowthBook's "test a user" are the same question. A label's shadow candidate is
+shown beside the decision: whether this user's requests are mirrored to it.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from pydantic import BaseModel, Field
 from sqlmodel import Session
 
 from control_plane.rollouts.assignment import BUCKETS, arm_bucket_of
+from control_plane.rollouts.shadowing import ShadowData, shadow_bucket_of
 from control_plane.runs.planning import plan_route, read_route
 from control_plane.runs.schemas import RunRequest
 
-__all__ = ["AssignmentArm", "AssignmentPreview", "preview_assignment"]
+__all__ = ["AssignmentArm", "AssignmentPreview", "ShadowPreview", "preview_assignment"]
 
 Source = Literal["label", "rollout", "experiment"]
 
@@ -29,6 +31,16 @@ class AssignmentArm(BaseModel):
     version: str
     percent: float
     role: Literal["baseline", "candidate"]
+
+
+class ShadowPreview(BaseModel):
+    """Whether this user's requests are also mirrored to the label's shadow candidate."""
+
+    version: str = Field(description="the shadow candidate (never serves the user)")
+    percent: float
+    bucket: int = Field(description=f"the user's shadow bucket (its own salt), 0–{BUCKETS - 1}")
+    shadow_buckets: int = Field(description="buckets below this number are mirrored")
+    mirrored: bool
 
 
 class AssignmentPreview(BaseModel):
@@ -53,7 +65,23 @@ class AssignmentPreview(BaseModel):
     experiment_id: int | None = None
     experiment_step: int | None = None
     arms: list[AssignmentArm]
+    shadow: ShadowPreview | None = Field(
+        default=None, description="the label's running shadow candidate, if any"
+    )
     explanation: str = Field(description="the decision in one sentence")
+
+
+def _shadow(shadow: ShadowData | None, user_id: str) -> ShadowPreview | None:
+    if shadow is None:
+        return None
+    bucket = shadow_bucket_of(shadow.salt, user_id)
+    return ShadowPreview(
+        version=shadow.version,
+        percent=shadow.percent,
+        bucket=bucket,
+        shadow_buckets=shadow.buckets,
+        mirrored=bucket < shadow.buckets,
+    )
 
 
 def _source(experiment_id: int | None, rollout_buckets: int) -> Source:
@@ -117,7 +145,14 @@ def preview_assignment(
         experiment_id=chosen.experiment_id,
         experiment_step=chosen.experiment_step,
         arms=arms,
+        shadow=_shadow(route.shadow, user_id),
         explanation="",
     )
     preview.explanation = _explain(preview)
+    if preview.shadow is not None and preview.shadow.mirrored:
+        preview.explanation += (
+            f"; the request is also run, after its answer, on the shadow "
+            f"{preview.shadow.version} (shadow bucket {preview.shadow.bucket} is below "
+            f"{preview.shadow.shadow_buckets}), whose output nobody gets"
+        )
     return preview

@@ -97,11 +97,14 @@ class Progress:
         )
 
     async def aclose(self) -> None:
-        """Stop looking (the run ended; its final trace is stored next)."""
+        """Stop looking (the run ended; its final trace is stored next, or it was stored failed
+        already, which the signal tells its streams)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._signals is not None:
+            self._signals.changed(self._run_id)
 
     async def _every_look(self) -> None:
         while True:

@@ -65,6 +65,7 @@ class RunHost(Protocol):
         status: Literal["running", "queued"] = "running",
         count: bool = True,
         traceparent: str | None = None,
+        shadow_of: str | None = None,
     ) -> RunPublic: ...
 
     def count_failed_ends(self, session: Session, ended: Iterable[service.EndedRun]) -> None: ...
@@ -78,6 +79,7 @@ class RunHost(Protocol):
         inputs: Mapping[str, Any],
         steps: RunSteps,
         give_back_on_cancel: bool = True,
+        shadow: bool = False,
         **kw: Any,
     ) -> Coroutine[Any, Any, RunPublic]: ...
 
@@ -100,6 +102,7 @@ class QueuedRuns:
         *,
         run_id: str,
         claim: idempotency.Claim | None,
+        shadow_of: str | None = None,
     ) -> RunPublic:
         """Store the run ``queued``, then put it on the queue; answered only once both hold.
         Stored first, so a worker never reads a message whose run is not there yet. When the
@@ -127,6 +130,7 @@ class QueuedRuns:
                 status="queued",
                 count=False,
                 traceparent=parent,  # stored too: the sweep may have to queue it again
+                shadow_of=shadow_of,
             )
         )
         try:
@@ -146,7 +150,8 @@ class QueuedRuns:
 
             await runs.write(refuse)
             raise
-        runs.metrics.observe_assignment(accepted)  # queued: its end is counted by the worker
+        if shadow_of is None:  # a shadow run routes nothing: no assignment to count
+            runs.metrics.observe_assignment(accepted)  # queued: its end counted by the worker
         return accepted
 
     async def requeue_stranded(self) -> int:
@@ -220,6 +225,7 @@ class QueuedRuns:
                 steps,
                 attrs=attrs,
                 give_back_on_cancel=False,
+                shadow=run.shadow_of is not None,
                 # Taken over from a worker that stopped: go on from the steps it completed, and
                 # count their cost (billed by that worker, never reported) as this run's.
                 taken_over=bool(saved),

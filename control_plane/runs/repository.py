@@ -51,6 +51,8 @@ def list_runs(
     *,
     workflow: str | None = None,
     version: str | None = None,
+    label: str | None = None,
+    user_id: str | None = None,
     status: str | None = None,
     mode: str | None = None,
     since: datetime | None = None,
@@ -61,6 +63,8 @@ def list_runs(
     query = runs_query(
         workflow=workflow,
         version=version,
+        label=label,
+        user_id=user_id,
         status=status,
         mode=mode,
         since=since,
@@ -74,6 +78,8 @@ def runs_query(
     *,
     workflow: str | None = None,
     version: str | None = None,
+    label: str | None = None,
+    user_id: str | None = None,
     status: str | None = None,
     mode: str | None = None,
     since: datetime | None = None,
@@ -86,6 +92,10 @@ def runs_query(
         query = query.where(RunRow.workflow == workflow)
     if version is not None:
         query = query.where(RunRow.version == version)
+    if label is not None:
+        query = query.where(RunRow.label == label)
+    if user_id is not None:
+        query = query.where(RunRow.user_id == user_id)
     if status is not None:
         query = query.where(RunRow.status == status)
     if mode is not None:

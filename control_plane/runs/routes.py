@@ -17,16 +17,18 @@ releases the key.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from functools import partial
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Body, Header, Path, Query, Response, status
+from fastapi import APIRouter, BackgroundTasks, Body, Header, Path, Query, Response, status
 
 from control_plane.access.deps import RunnerDep, ViewerDep, auth_responses
 from control_plane.api.deps import UnitDep
 from control_plane.api.errors import ErrorBody, error_responses
 from control_plane.api.params import LabelName, WorkflowName
+from control_plane.errors import ValidationFailed
 from control_plane.kit.storable import INT32_MAX, Storable
 from control_plane.registry.deps import RegistryDep
 from control_plane.runs import idempotency, reads, resumes
@@ -140,6 +142,7 @@ async def run_workflow(
     runs: RunsDep,
     registry: RegistryDep,
     principal: RunnerDep,
+    background: BackgroundTasks,
     idempotency_key: IdempotencyKey = None,
 ) -> RunPublic:
     """Run a workflow version chosen by pin, label or rollout; store run and trace. `mode:
@@ -147,7 +150,14 @@ async def run_workflow(
     submitted = await runs.submit(
         body, registry=registry, principal=principal.name, idempotency_key=idempotency_key
     )
+    if submitted.after is not None:
+        background.add_task(_after_answer, submitted.after)
     return _answer(response, submitted.run, replayed=submitted.replayed)
+
+
+async def _after_answer(work: Callable[[], None]) -> None:
+    # Async, so that it runs on the event loop: a sync task would run on a worker thread.
+    work()
 
 
 RunId = Annotated[str, Path(min_length=1, max_length=64), Storable]
@@ -229,18 +239,34 @@ async def list_runs(
     principal: ViewerDep,
     workflow: Annotated[str | None, Query(max_length=128), Storable] = None,
     version: Annotated[str | None, Query(max_length=64), Storable] = None,
+    label: Annotated[
+        str | None,
+        Query(max_length=100, description="routed by this label (with `workflow`)"),
+        Storable,
+    ] = None,
+    user_id: Annotated[
+        str | None,
+        Query(max_length=200, description="this user's runs (with `workflow`)"),
+        Storable,
+    ] = None,
     status: RunStatus | None = None,
     mode: RunMode | None = None,
     since: Annotated[datetime | None, Query(description="created at or after (ISO 8601)")] = None,
     until: Annotated[datetime | None, Query(description="created before (ISO 8601)")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[RunPublic]:
-    """Runs, newest first."""
+    """Runs, newest first. Page back with `until` set to the oldest `created_at` shown."""
+    if workflow is None and (label is not None or user_id is not None):
+        # Indexed per workflow: across every workflow these would scan the whole table.
+        given = "label" if label is not None else "user_id"
+        raise ValidationFailed(f"filter by `{given}` together with `workflow`")
     return await unit(
         partial(
             reads.list_runs,
             workflow=workflow,
             version=version,
+            label=label,
+            user_id=user_id,
             status=status,
             mode=mode,
             since=since,

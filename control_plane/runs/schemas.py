@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, get_args
 
@@ -114,6 +115,11 @@ class RunPublic(BaseModel):
     latency_s: float | None = None
     created_at: UtcDatetime
     finished_at: UtcDatetime | None = Field(default=None, description="none while it runs")
+    shadow_of: str | None = Field(
+        default=None,
+        description="a shadow run: the served run whose inputs it ran on, after that run "
+        "answered; its output reached no caller",
+    )
 
 
 # A step's state as followers see it: the engine's, with a cache hit told apart from a step
@@ -179,7 +185,9 @@ def step_states(trace: dict[str, Any], *, ended: bool) -> list[StepState]:
 
 @dataclass(frozen=True, slots=True)
 class Submitted:
-    """A ``POST /v1/run`` answer: the run, and whether it is an earlier request's answer."""
+    """A ``POST /v1/run`` answer: the run, and whether it is an earlier request's answer;
+    ``after``: what to do once the answer was sent (mirror it to the label's shadow)."""
 
     run: RunPublic
     replayed: bool = False
+    after: Callable[[], None] | None = None

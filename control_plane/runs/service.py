@@ -72,6 +72,7 @@ def public(row: RunRow) -> RunPublic:
         latency_s=row.latency_s,
         created_at=row.created_at,
         finished_at=row.finished_at,
+        shadow_of=row.shadow_of,
     )
 
 
@@ -112,9 +113,11 @@ def record_run(
     result: engine.RunResult,
     inputs: Mapping[str, Any],
     steps: Mapping[str, str],
+    shadow_of: str | None = None,
 ) -> RunPublic:
     """Store a finished sync run and its trace; a failed run also keeps its completed
-    ``steps`` (key → encoded step) so that it can be resumed."""
+    ``steps`` (key → encoded step) so that it can be resumed. ``shadow_of``: a shadow run, and
+    the served run it mirrors."""
     stored = result.to_json()
     row = RunRow(
         id=result.run_id,
@@ -129,6 +132,7 @@ def record_run(
         input=dict(inputs),
         limits=plan.limits,
         created_at=datetime.fromtimestamp(result.trace.wall_start, UTC),
+        shadow_of=shadow_of,
         **_experiment_of(plan),
     )
     _apply_result(row, result, stored)
@@ -152,9 +156,11 @@ def start_run(
     deadline_at: datetime,
     status: Literal["running", "queued"] = "running",
     traceparent: str | None = None,
+    shadow_of: str | None = None,
 ) -> RunPublic:
     """Store an accepted async run as ``running`` (this process runs it) or ``queued`` (a
-    worker will), before it is answered; ``traceparent``: the request's trace context."""
+    worker will), before it is answered; ``traceparent``: the request's trace context;
+    ``shadow_of``: a shadow run, and the served run it mirrors."""
     row = RunRow(
         id=run_id,
         workflow=plan.workflow,
@@ -169,6 +175,7 @@ def start_run(
         limits=plan.limits,
         deadline_at=deadline_at,
         traceparent=traceparent,
+        shadow_of=shadow_of,
         **_experiment_of(plan),
     )
     session.add(row)
@@ -304,9 +311,13 @@ class EndedRun(NamedTuple):
     version: str
     mode: str
     attempt: int
+    shadow: bool  # a shadow run: counted in the shadow metrics only
 
 
-_ENDED = (col(RunRow.workflow), col(RunRow.version), col(RunRow.mode), col(RunRow.attempt))
+_ENDED = (
+    *(col(c) for c in (RunRow.workflow, RunRow.version, RunRow.mode, RunRow.attempt)),
+    col(RunRow.shadow_of).is_not(None),
+)
 
 
 def interrupt_run(

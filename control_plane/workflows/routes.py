@@ -17,7 +17,7 @@ from control_plane.api.deps import EngineDep, UnitDep
 from control_plane.api.errors import error_responses
 from control_plane.api.params import LabelName, VersionLabel, WorkflowName
 from control_plane.kit.storable import Storable, StoreText
-from control_plane.workflows import service
+from control_plane.workflows import service, validation
 from control_plane.workflows.schemas import (
     ApplyResult,
     DiffPublic,
@@ -48,6 +48,32 @@ class LabelMove(BaseModel):
 
 
 router = APIRouter(prefix="/v1/workflows", tags=["workflows"])
+
+
+@router.post(
+    "/validate",
+    response_model=validation.ValidationPublic,
+    responses={**auth_responses("viewer"), **error_responses(404, 413, 422)},
+)
+async def validate_workflow(
+    body: validation.WorkflowValidate,
+    unit: UnitDep,
+    principal: ViewerDep,
+    run_engine: EngineDep,
+) -> validation.ValidationPublic:
+    """Check a definition as applying it would, and store nothing: its problems (each at its
+    line, 200 even when it has errors), and when valid its digest, the version it would get,
+    the version it is identical to, its graph, and its diff against `against`."""
+    return await unit(
+        partial(
+            validation.validate_definition,
+            source=body.source,
+            version=body.version,
+            against=body.against,
+            define=run_engine.define,
+            kinds=run_engine.kinds,
+        )
+    )
 
 
 @router.post(

@@ -389,7 +389,7 @@ export interface paths {
         };
         /**
          * List Runs
-         * @description Runs, newest first.
+         * @description Runs, newest first. Page back with `until` set to the oldest `created_at` shown.
          */
         get: operations["list_runs_v1_runs_get"];
         put?: never;
@@ -505,6 +505,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/workflows/validate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Validate Workflow
+         * @description Check a definition as applying it would, and store nothing: its problems (each at its
+         *     line, 200 even when it has errors), and when valid its digest, the version it would get,
+         *     the version it is identical to, its graph, and its diff against `against`.
+         */
+        post: operations["validate_workflow_v1_workflows_validate_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/workflows/{name}/diff": {
         parameters: {
             query?: never;
@@ -614,6 +636,58 @@ export interface paths {
          * @description Move a label back to where it pointed before its last move, in one call.
          */
         post: operations["rollback_v1_workflows__name__labels__label__rollback_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/workflows/{name}/labels/{label}/shadow": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get Shadow
+         * @description The label's shadow settings, running or stopped, and what its runs spent in the last
+         *     hour.
+         */
+        get: operations["get_shadow_v1_workflows__name__labels__label__shadow_get"];
+        /**
+         * Start Shadow
+         * @description Start shadowing: `version` runs on a copy of the inputs of `percent` of the label's users
+         *     (sticky, a salt of its own) after each is answered; its output reaches no caller. Replaces
+         *     running settings; audited.
+         */
+        put: operations["start_shadow_v1_workflows__name__labels__label__shadow_put"];
+        post?: never;
+        /**
+         * Stop Shadow
+         * @description Stop shadowing the label (settings kept, runs already started finish); audited.
+         */
+        delete: operations["stop_shadow_v1_workflows__name__labels__label__shadow_delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/workflows/{name}/labels/{label}/shadow/comparison": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get Comparison
+         * @description Served vs shadow, paired by request, on success (McNemar's exact test), latency and cost
+         *     (paired t-test) and outcomes present on both runs, with a verdict in words.
+         */
+        get: operations["get_comparison_v1_workflows__name__labels__label__shadow_comparison_get"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -798,6 +872,8 @@ export interface components {
              * @description buckets below this number are in the rollout
              */
             rollout_buckets: number;
+            /** @description the label's running shadow candidate, if any */
+            shadow?: components["schemas"]["ShadowPreview"] | null;
             /**
              * Source
              * @description what decides: `label` (no rollout), `rollout` (the label's rollout), `experiment` (a running or halted experiment owns the label's traffic)
@@ -974,6 +1050,49 @@ export interface components {
             };
             /** Step */
             step: number;
+        };
+        /** DefinitionDiff */
+        DefinitionDiff: {
+            /** Edges Added */
+            edges_added: components["schemas"]["EdgePublic"][];
+            /** Edges Removed */
+            edges_removed: components["schemas"]["EdgePublic"][];
+            /**
+             * Fields Changed
+             * @description top-level fields other than nodes, inputs and outputs (description, ...)
+             */
+            fields_changed: components["schemas"]["FieldChange"][];
+            /** Identical */
+            identical: boolean;
+            /** Inputs Added */
+            inputs_added: string[];
+            /** Inputs Changed */
+            inputs_changed: {
+                [key: string]: components["schemas"]["FieldChange"][];
+            };
+            /** Inputs Removed */
+            inputs_removed: string[];
+            /** Nodes Added */
+            nodes_added: string[];
+            /** Nodes Changed */
+            nodes_changed: {
+                [key: string]: components["schemas"]["FieldChange"][];
+            };
+            /** Nodes Removed */
+            nodes_removed: string[];
+            /** Outputs Added */
+            outputs_added: string[];
+            /** Outputs Changed */
+            outputs_changed: {
+                [key: string]: components["schemas"]["FieldChange"][];
+            };
+            /** Outputs Removed */
+            outputs_removed: string[];
+            /**
+             * Text
+             * @description unified diff of the canonical YAML
+             */
+            text: string;
         };
         /** DiffPublic */
         DiffPublic: {
@@ -1260,6 +1379,11 @@ export interface components {
             srm?: {
                 [key: string]: unknown;
             } | null;
+            /**
+             * Targets
+             * @description per arm: p95 latency, error ratio and cost per run over its ended runs, next to its version's `targets:`, each met or not
+             */
+            targets?: components["schemas"]["VersionTargets"][];
             /** Winner */
             winner?: string | null;
         };
@@ -1550,6 +1674,54 @@ export interface components {
              */
             step: number;
         };
+        /** MetricComparison */
+        MetricComparison: {
+            /**
+             * Better
+             * @enum {string}
+             */
+            better: "higher" | "lower";
+            /** Ci High */
+            ci_high?: number | null;
+            /** Ci Low */
+            ci_low?: number | null;
+            /**
+             * Mean Difference
+             * @description shadow − served, averaged over pairs
+             */
+            mean_difference: number | null;
+            /** Method */
+            method: string;
+            /** Metric */
+            metric: string;
+            /**
+             * P Value
+             * @description two-sided; none when no test applies
+             */
+            p_value: number | null;
+            /** Pairs */
+            pairs: number;
+            /**
+             * Reason
+             * @description `ok`, or why no test: no_pairs, too_few_pairs, …
+             */
+            reason: string;
+            /** Sequential Ci High */
+            sequential_ci_high?: number | null;
+            /** Sequential Ci Low */
+            sequential_ci_low?: number | null;
+            /**
+             * Sequential P Value
+             * @description always valid (any look): what the verdict rests on
+             */
+            sequential_p_value?: number | null;
+            /** Served Mean */
+            served_mean: number | null;
+            /** Shadow Mean */
+            shadow_mean: number | null;
+            /** Verdict */
+            verdict: string;
+        };
         /**
          * OutcomeBody
          * @description Metric name → a boolean (a proportion: converted, clicked) or a number (a rating,
@@ -1812,6 +1984,11 @@ export interface components {
             /** Run Id */
             run_id: string;
             /**
+             * Shadow Of
+             * @description a shadow run: the served run whose inputs it ran on, after that run answered; its output reached no caller
+             */
+            shadow_of?: string | null;
+            /**
              * Status
              * @enum {string}
              */
@@ -1892,6 +2069,11 @@ export interface components {
             /** Run Id */
             run_id: string;
             /**
+             * Shadow Of
+             * @description a shadow run: the served run whose inputs it ran on, after that run answered; its output reached no caller
+             */
+            shadow_of?: string | null;
+            /**
              * Status
              * @enum {string}
              */
@@ -1962,6 +2144,127 @@ export interface components {
             /** Name */
             name: string;
         };
+        /** ShadowComparison */
+        ShadowComparison: {
+            /**
+             * Alpha
+             * @default 0.05
+             */
+            alpha: number;
+            /** Label */
+            label: string;
+            /** Metrics */
+            metrics: components["schemas"]["MetricComparison"][];
+            /** Pairs */
+            pairs: number;
+            /**
+             * Served Versions
+             * @description the versions that answered the pairs
+             */
+            served_versions: string[];
+            /** Shadow Version */
+            shadow_version: string;
+            /** Verdict */
+            verdict: string;
+            /** Workflow */
+            workflow: string;
+        };
+        /**
+         * ShadowPreview
+         * @description Whether this user's requests are also mirrored to the label's shadow candidate.
+         */
+        ShadowPreview: {
+            /**
+             * Bucket
+             * @description the user's shadow bucket (its own salt), 0–9999
+             */
+            bucket: number;
+            /** Mirrored */
+            mirrored: boolean;
+            /** Percent */
+            percent: number;
+            /**
+             * Shadow Buckets
+             * @description buckets below this number are mirrored
+             */
+            shadow_buckets: number;
+            /**
+             * Version
+             * @description the shadow candidate (never serves the user)
+             */
+            version: string;
+        };
+        /** ShadowPublic */
+        ShadowPublic: {
+            /**
+             * Active
+             * @description false once stopped (the last settings are kept)
+             */
+            active: boolean;
+            /**
+             * Cost Usd Last Hour
+             * @description billed by the label's shadow runs, last hour
+             */
+            cost_usd_last_hour: number;
+            /** Label */
+            label: string;
+            /** Max Cost Usd Per Hour */
+            max_cost_usd_per_hour: number;
+            /** Percent */
+            percent: number;
+            /**
+             * Salt
+             * @description the shadow's own salt: mirrored users are sticky under it
+             */
+            salt: string;
+            /**
+             * Served
+             * @description the label's version, which answers the callers
+             */
+            served: string;
+            /**
+             * Started At
+             * Format: date-time
+             */
+            started_at: string;
+            /** Started By */
+            started_by: string;
+            /** Stopped At */
+            stopped_at?: string | null;
+            /**
+             * Version
+             * @description the shadow candidate
+             */
+            version: string;
+            /** Workflow */
+            workflow: string;
+        };
+        /**
+         * ShadowSet
+         * @description Start (or change) the label's shadow candidate.
+         * @example {
+         *       "max_cost_usd_per_hour": 5,
+         *       "percent": 10,
+         *       "version": "v3.4"
+         *     }
+         */
+        ShadowSet: {
+            /**
+             * Max Cost Usd Per Hour
+             * @description shadow runs stop being started while the label's shadow runs of the last hour cost this much; the dropped ones are counted
+             */
+            max_cost_usd_per_hour: number;
+            /**
+             * Percent
+             * @description share of the label's users (sticky) whose requests are mirrored, (0, 100]
+             */
+            percent: number;
+            /**
+             * Version
+             * @description the version to run unseen beside the label's
+             */
+            version: string;
+        };
         /**
          * StepState
          * @description One node of the attempt: where it is, how many attempts it took so far, what it cost.
@@ -1993,6 +2296,29 @@ export interface components {
              */
             state: "pending" | "running" | "succeeded" | "failed" | "skipped" | "cached" | "cancelled" | "fallback";
         };
+        /** TargetFigure */
+        TargetFigure: {
+            /**
+             * Measured
+             * @description over the experiment's ended runs of the arm
+             */
+            measured: number | null;
+            /**
+             * Met
+             * @description measured <= target; null without both
+             */
+            met: boolean | null;
+            /**
+             * Name
+             * @enum {string}
+             */
+            name: "p95_latency_s" | "error_ratio" | "cost_per_run_usd";
+            /**
+             * Target
+             * @description the version's `targets:` value, if it sets one
+             */
+            target: number | null;
+        };
         /** ValidationError */
         ValidationError: {
             /** Context */
@@ -2005,6 +2331,39 @@ export interface components {
             msg: string;
             /** Error Type */
             type: string;
+        };
+        /** ValidationPublic */
+        ValidationPublic: {
+            /** @description from `against` to the draft */
+            diff?: components["schemas"]["DefinitionDiff"] | null;
+            /** Digest */
+            digest?: string | null;
+            graph?: components["schemas"]["GraphPublic"] | null;
+            /**
+             * Identical To
+             * @description an active version with this content: applying stores nothing
+             */
+            identical_to?: string | null;
+            /**
+             * Problems
+             * @description errors and warnings, each with its location and line, in the define-time check's words (with its 'did you mean')
+             */
+            problems: components["schemas"]["ProblemPublic"][];
+            /**
+             * Valid
+             * @description no error: applying it would store a version
+             */
+            valid: boolean;
+            /**
+             * Version
+             * @description the version label it would get
+             */
+            version?: string | null;
+            /**
+             * Workflow
+             * @description the workflow it defines, when valid
+             */
+            workflow?: string | null;
         };
         /** VersionDetail */
         VersionDetail: {
@@ -2060,6 +2419,18 @@ export interface components {
             /** Workflow */
             workflow: string;
         };
+        /** VersionTargets */
+        VersionTargets: {
+            /** Figures */
+            figures: components["schemas"]["TargetFigure"][];
+            /**
+             * Runs
+             * @description the arm's ended runs in the experiment
+             */
+            runs: number;
+            /** Version */
+            version: string;
+        };
         /**
          * WorkflowApply
          * @description A definition to store as a new immutable version.
@@ -2097,6 +2468,27 @@ export interface components {
              * @description number of versions, archived included
              */
             versions: number;
+        };
+        /**
+         * WorkflowValidate
+         * @description A definition to check as ``POST /v1/workflows`` would, without storing it.
+         */
+        WorkflowValidate: {
+            /**
+             * Against
+             * @description a stored version of the same workflow to diff the draft against
+             */
+            against?: string | null;
+            /**
+             * Source
+             * @description the definition as YAML or JSON text
+             */
+            source: string;
+            /**
+             * Version
+             * @description the label it would be applied as
+             */
+            version?: string | null;
         };
     };
     responses: never;
@@ -3322,6 +3714,10 @@ export interface operations {
             query?: {
                 workflow?: string | null;
                 version?: string | null;
+                /** @description routed by this label (with `workflow`) */
+                label?: string | null;
+                /** @description this user's runs (with `workflow`) */
+                user_id?: string | null;
                 status?: ("queued" | "running" | "succeeded" | "failed" | "budget_exceeded") | null;
                 mode?: ("sync" | "async") | null;
                 /** @description created at or after (ISO 8601) */
@@ -3864,6 +4260,75 @@ export interface operations {
             };
         };
     };
+    validate_workflow_v1_workflows_validate_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WorkflowValidate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ValidationPublic"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     diff_v1_workflows__name__diff_get: {
         parameters: {
             query: {
@@ -4237,6 +4702,278 @@ export interface operations {
             };
             /** @description Conflict */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_shadow_v1_workflows__name__labels__label__shadow_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+                label: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ShadowPublic"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    start_shadow_v1_workflows__name__labels__label__shadow_put: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+                label: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ShadowSet"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ShadowPublic"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    stop_shadow_v1_workflows__name__labels__label__shadow_delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+                label: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ShadowPublic"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_comparison_v1_workflows__name__labels__label__shadow_comparison_get: {
+        parameters: {
+            query?: {
+                /** @description the shadow version (default: the label's shadow candidate) */
+                version?: string | null;
+                /** @description newest pairs compared */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                name: string;
+                label: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ShadowComparison"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

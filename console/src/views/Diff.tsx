@@ -85,7 +85,7 @@ function Summary({ union, diff }: { union: UnionGraph; diff: Schemas["DiffPublic
   );
 }
 
-function UnifiedDiff({ text }: { text: string }) {
+export function UnifiedDiff({ text }: { text: string }) {
   const lines = text.split("\n");
   return (
     <pre className="unified" tabIndex={0} aria-label="Unified YAML diff">

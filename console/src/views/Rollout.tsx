@@ -11,6 +11,7 @@ import { shares } from "../lib/shares";
 import { Link } from "../router";
 import { may, type Session } from "../session";
 import { useApi } from "../useApi";
+import { Shadow } from "./Shadow";
 
 type Rollout = Schemas["RolloutPublic"];
 
@@ -250,6 +251,13 @@ export function RolloutView(props: { session: Session; name: string; label: stri
               />
             )}
             <Preview session={session} name={name} label={label} />
+            <Shadow
+              session={session}
+              name={name}
+              label={label}
+              versions={versions}
+              served={rollout.baseline}
+            />
           </>
         )}
       />

@@ -54,40 +54,78 @@ export function RunsTable({ runs }: { runs: Schemas["RunPublic"][] }) {
   );
 }
 
-export function Runs(props: { session: Session; workflow: string | null; status: string | null }) {
-  const { session } = props;
-  const status = STATUSES.includes(props.status as Status) ? (props.status as Status) : undefined;
-  const workflow = props.workflow || undefined;
-  const [draft, setDraft] = useState({ workflow: workflow ?? "", status: status ?? "" });
-  const [loaded, reload] = useApi(
-    () => call(session.key, "get", "/v1/runs", { query: { workflow, status, limit: LIMIT } }),
-    [session.key, workflow, status],
+const WINDOWS: Record<string, number> = { "1h": 3600, "24h": 86_400, "7d": 604_800 };
+const FIELDS = ["workflow", "version", "label", "user_id", "status", "within"] as const;
+type Field = (typeof FIELDS)[number];
+export type RunFilters = Partial<Record<Field | "until" | "limit", string>>;
+
+/** The filters in the URL: a filtered list, or one page of it, is a link to share. */
+function href(filters: RunFilters): string {
+  // in one order, so one list has one address
+  const keys = [...FIELDS, "until", "limit"] as const;
+  const query = new URLSearchParams(
+    keys.flatMap((k) => (filters[k]?.trim() ? [[k, filters[k].trim()]] : [])),
+  ).toString();
+  return `/runs${query ? `?${query}` : ""}`;
+}
+
+export function Runs(props: { session: Session; filters: RunFilters }) {
+  const { session, filters } = props;
+  const status = STATUSES.includes(filters.status as Status) ? (filters.status as Status) : undefined;
+  const workflow = filters.workflow || undefined;
+  const within = filters.within && WINDOWS[filters.within] ? filters.within : undefined;
+  const asked = Number(filters.limit);
+  const limit = Number.isInteger(asked) && asked >= 1 && asked <= 1000 ? asked : LIMIT;
+  const [draft, setDraft] = useState<RunFilters>({ ...filters, until: undefined });
+  const [loaded, reload] = useApi(() => {
+    const since = within ? new Date(Date.now() - WINDOWS[within] * 1000).toISOString() : undefined;
+    return call(session.key, "get", "/v1/runs", {
+      query: {
+        workflow,
+        status,
+        version: filters.version || undefined,
+        // the API takes these with a workflow only (its indexes are per workflow)
+        label: workflow ? filters.label || undefined : undefined,
+        user_id: workflow ? filters.user_id || undefined : undefined,
+        since,
+        until: filters.until || undefined,
+        limit,
+      },
+    });
+  }, [session.key, filters]);
+  usePoll(
+    reload,
+    3000,
+    !filters.until && loaded.state === "ready" && loaded.data.some((r) => isLive(r.status)),
   );
-  usePoll(reload, 3000, loaded.state === "ready" && loaded.data.some((r) => isLive(r.status)));
   const apply = (event: FormEvent) => {
     event.preventDefault();
-    const query = new URLSearchParams();
-    if (draft.workflow.trim()) query.set("workflow", draft.workflow.trim());
-    if (draft.status) query.set("status", draft.status);
-    const search = query.toString();
-    navigate(`/runs${search ? `?${search}` : ""}`);
+    navigate(href({ ...draft, until: undefined, limit: filters.limit }));
   };
+  const text = (field: Field, label: string, placeholder: string, needsWorkflow = false) => (
+    <label>
+      {label}
+      <input
+        value={draft[field] ?? ""}
+        onChange={(e) => setDraft({ ...draft, [field]: e.target.value })}
+        placeholder={placeholder}
+        disabled={needsWorkflow && !draft.workflow?.trim()}
+        title={needsWorkflow ? "with a workflow" : undefined}
+      />
+    </label>
+  );
   return (
     <main>
       <h1>Runs</h1>
       <form className="filters" onSubmit={apply} aria-label="Filter runs">
-        <label>
-          Workflow
-          <input
-            value={draft.workflow}
-            onChange={(e) => setDraft({ ...draft, workflow: e.target.value })}
-            placeholder="any"
-          />
-        </label>
+        {text("workflow", "Workflow", "any")}
+        {text("version", "Version", "any")}
+        {text("label", "Label", "any", true)}
+        {text("user_id", "User", "any", true)}
         <label>
           Status
           <select
-            value={draft.status}
+            value={draft.status ?? ""}
             onChange={(e) => setDraft({ ...draft, status: e.target.value })}
           >
             <option value="">any</option>
@@ -96,6 +134,18 @@ export function Runs(props: { session: Session; workflow: string | null; status:
                 {s}
               </option>
             ))}
+          </select>
+        </label>
+        <label>
+          Started
+          <select
+            value={draft.within ?? ""}
+            onChange={(e) => setDraft({ ...draft, within: e.target.value })}
+          >
+            <option value="">any time</option>
+            <option value="1h">in the last hour</option>
+            <option value="24h">in the last day</option>
+            <option value="7d">in the last week</option>
           </select>
         </label>
         <button type="submit">Show</button>
@@ -111,14 +161,20 @@ export function Runs(props: { session: Session; workflow: string | null; status:
           runs.length === 0 ? (
             <Empty>
               No runs{workflow ? ` of ${workflow}` : ""}
-              {status ? ` ${status}` : ""} yet.
+              {status ? ` ${status}` : ""}
+              {filters.until ? " older than these" : " yet"}.
             </Empty>
           ) : (
             <>
               <RunsTable runs={runs} />
-              {runs.length === LIMIT && (
-                <p className="muted">The newest {LIMIT}; narrow the filters to see older ones.</p>
-              )}
+              <p className="pager">
+                {filters.until && <Link to={href({ ...filters, until: undefined })}>Newest</Link>}{" "}
+                {runs.length === limit && (
+                  <Link to={href({ ...filters, until: runs[runs.length - 1].created_at })}>
+                    Older runs
+                  </Link>
+                )}
+              </p>
             </>
           )
         }

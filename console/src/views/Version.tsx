@@ -104,6 +104,11 @@ export function Version(props: { session: Session; name: string; version: string
       <h1>
         {name} {version}
       </h1>
+      <p>
+        <Link to={`/workflows/${wf}/edit?from=${encodeURIComponent(version)}`}>
+          Write a new version from {version}
+        </Link>
+      </p>
       <Show
         loaded={loaded}
         what={`${name} ${version}`}

@@ -1,5 +1,6 @@
 """The tables, one module per domain (``workflows``, ``audit``, ``rollouts``, ``runs``,
-``access``, ``experiments``); ``columns`` holds the allowed values of constrained columns.
+``access``, ``experiments``, ``shadows``); ``columns`` holds the allowed values of constrained
+columns.
 
 Every constraint is named so migrations and autogenerate comparisons agree on both SQLite and
 PostgreSQL. Timestamps are UTC; SQLite hands them back naive, and ``kit.time.as_utc`` marks
@@ -30,6 +31,7 @@ from control_plane.store.tables.experiments import (
 )
 from control_plane.store.tables.rollouts import RolloutRow
 from control_plane.store.tables.runs import IdempotencyKeyRow, RunRow, RunStepRow, RunTraceRow
+from control_plane.store.tables.shadows import ShadowRow
 from control_plane.store.tables.workflows import LabelEventRow, LabelRow, VersionRow, WorkflowRow
 
 __all__ = [
@@ -59,6 +61,7 @@ __all__ = [
     "RunRow",
     "RunStepRow",
     "RunTraceRow",
+    "ShadowRow",
     "VersionRow",
     "WorkflowRow",
 ]

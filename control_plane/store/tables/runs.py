@@ -48,6 +48,8 @@ class RunRow(SQLModel, table=True):
         # GET /v1/runs?workflow=[&status=]: the newest runs read in index order, not sorted
         Index("ix_run_workflow_created", "workflow", "created_at"),
         Index("ix_run_workflow_status", "workflow", "status", "created_at"),
+        # a served run's shadow (the comparison's pairs), and a label's shadow runs by time
+        Index("ix_run_shadow_of", "shadow_of"),
         CheckConstraint(
             "status IN ('queued', 'running', 'succeeded', 'failed', 'budget_exceeded')",
             name="ck_run_status",
@@ -91,6 +93,9 @@ class RunRow(SQLModel, table=True):
     # The submitting request's W3C trace context (with tracing on): whoever runs it later (a
     # worker, after the outbox sweep queued it again) continues the caller's trace.
     traceparent: str | None = Field(default=None, max_length=128)
+    # A shadow run: the id of the served run whose inputs it ran on, after that run answered.
+    # Its output reached no caller; it routes nothing and counts in no experiment or rollout.
+    shadow_of: str | None = Field(default=None, max_length=64)
 
 
 class RunTraceRow(SQLModel, table=True):

@@ -1,0 +1,117 @@
+"""Storing ended shadow runs in batches, out of the served runs' way.
+
+Every write goes through the process's batch writer, which commits one transaction at a time:
+a served run whose record arrives while a shadow run's commit is under way waits for that
+commit, then for its own (``benchmarks.shadow`` measured this wait as most of what shadowing
+added to a served request). So ended shadow runs are kept here and written together, every
+``flush_s`` or ``max_batch`` runs, in one unit of work: one commit for many shadows instead of
+one each. A shadow run still pending when its process dies is lost, which costs a pair in the
+comparison and nothing else (its output reached no one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from sqlmodel import Session
+
+import engine
+from control_plane.errors import Unavailable
+from control_plane.metrics import Metrics, after_commit
+from control_plane.metrics.shadow import DropReason
+from control_plane.runs import service
+from control_plane.runs.planning import RunPlan
+
+__all__ = ["EndedShadow", "ShadowRecorder"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class EndedShadow:
+    """A shadow run that ended, with what its record needs."""
+
+    plan: RunPlan
+    result: engine.RunResult
+    inputs: dict[str, Any]
+    steps: dict[str, str]
+    served_run_id: str
+
+
+class ShadowRecorder:
+    def __init__(
+        self,
+        write: Callable[[Callable[[Session], None]], Awaitable[None]],
+        metrics: Metrics,
+        drop: Callable[[RunPlan, DropReason], None],
+        *,
+        flush_s: float = 0.5,
+        max_batch: int = 200,
+    ) -> None:
+        self._write = write
+        self._metrics = metrics
+        self._drop = drop
+        self._flush_s = flush_s
+        self._max_batch = max_batch
+        self._pending: list[EndedShadow] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._flushes: set[asyncio.Task[None]] = set()
+
+    def add(self, ended: EndedShadow) -> None:
+        """Keep ``ended`` for the next batch (written within ``flush_s``)."""
+        self._pending.append(ended)
+        if len(self._pending) >= self._max_batch:
+            self._start_flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._flush_s, self._start_flush)
+
+    async def flush(self) -> None:
+        """Write what is pending now, and wait for every batch under way."""
+        self._start_flush()
+        while self._flushes:
+            await asyncio.wait(set(self._flushes))
+
+    async def aclose(self) -> None:
+        with contextlib.suppress(Exception):  # logged by the batch itself
+            await self.flush()
+
+    def _start_flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        task = asyncio.create_task(self._store(batch), name="rollgraph-shadow-records")
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def _store(self, batch: list[EndedShadow]) -> None:
+        try:
+            await self._write(partial(self._record, batch))
+        except Unavailable:  # shutting down, or the store is away: these runs are not stored
+            for ended in batch:
+                self._drop(ended.plan, "unavailable")
+        except Exception:
+            log.exception("storing %d shadow run(s) failed", len(batch))
+            for ended in batch:
+                self._drop(ended.plan, "unavailable")
+
+    def _record(self, batch: list[EndedShadow], session: Session) -> None:
+        observe = self._metrics.shadow.observe_run
+        for ended in batch:
+            public = service.record_run(
+                session,
+                plan=ended.plan,
+                result=ended.result,
+                inputs=ended.inputs,
+                steps=ended.steps,
+                shadow_of=ended.served_run_id,
+            )
+            after_commit(session, partial(observe, public, ended.result, first_end=True))
