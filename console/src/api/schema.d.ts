@@ -441,6 +441,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/runs/{run_id}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Run Events
+         * @description A run's events as it runs, until it ends: which steps started and ended, with status,
+         *     attempts, cost and latency, and the run's progress; on any replica.
+         */
+        get: operations["run_events_v1_runs__run_id__events_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/runs/{run_id}/outcome": {
         parameters: {
             query?: never;
@@ -3910,6 +3931,105 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    run_events_v1_runs__run_id__events_get: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description the last event's id: resume after it, nothing sent twice */
+                "Last-Event-ID"?: string | null;
+            };
+            path: {
+                run_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description `text/event-stream`: `step` events (a node whose state changed), `run` events (status, attempt, cost, steps done of total) and a last `end` event, each with an `id` to send back as `Last-Event-ID` on reconnect; `: keep-alive` comments while quiet. Closes after `end`, or after `ROLLGRAPH_RUN_EVENTS_MAX_S` (reconnect). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example retry: 1000
+                     *
+                     *     id: 1.0200
+                     *     event: step
+                     *     data: {"node":"draft","kind":"llm.generate","state":"running","attempts":1,"cost_usd":0.0,...}
+                     *
+                     *     id: 1.2200
+                     *     event: run
+                     *     data: {"run_id":"...","status":"running","attempt":1,"cost_usd":0.0,"steps_done":0,...}
+                     */
+                    "text/event-stream": string;
+                };
+            };
+            /** @description `Last-Event-ID` is the run's `end`: nothing more will come. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `invalid_last_event_id`: not an id this stream sends. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `too_many_streams` (this process' limit) or the store is away. */
+            503: {
+                headers: {
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
