@@ -1,7 +1,8 @@
 // One run: what it is and why it got its version, each step's state drawn on the version's
 // graph, the steps' figures, its outputs or error. While it is queued or running the view
-// reads it again every second (the server stores a snapshot of a running attempt's steps every
-// ROLLGRAPH_PROGRESS_INTERVAL_S), and stops once it ended. A failed run can be resumed by a
+// reads it again on each event of its stream (`GET /v1/runs/{id}/events`: the server stores a
+// snapshot of a running attempt's steps at most every ROLLGRAPH_PROGRESS_INTERVAL_S), every
+// second where there is no stream, and stops once it ended. A failed run can be resumed by a
 // runner: its completed steps come from the step cache, neither executed nor billed again.
 import { useMemo, useState } from "react";
 import { ApiError, call, type Schemas } from "../api/client";
@@ -16,6 +17,7 @@ import { Link } from "../router";
 import { may, type Session } from "../session";
 import { useApi } from "../useApi";
 import { usePoll } from "../usePoll";
+import { useRunEvents } from "../useRunEvents";
 import { RunAgain } from "./RunAgain";
 
 type RunDetail = Schemas["RunDetail"];
@@ -161,7 +163,9 @@ export function Run(props: { session: Session; runId: string; attempt: number | 
   const run = loaded.state === "ready" ? loaded.data : null;
   const [selected, setSelected] = useState<string | null>(null);
   const live = run !== null && isLive(run.status) && attempt === null;
-  usePoll(reload, POLL_MS, live);
+  // Live through the run's event stream; polling only while the stream is not there.
+  const streaming = useRunEvents(session.key, runId, live, reload);
+  usePoll(reload, POLL_MS, live && !streaming);
   const [graph, reloadGraph] = useApi(
     () =>
       run
@@ -199,7 +203,7 @@ export function Run(props: { session: Session; runId: string; attempt: number | 
                 {live && (
                   <span className="live" role="status" aria-live="polite">
                     {" "}
-                    · live, refreshed every second
+                    · live, {streaming ? "as each step changes" : "refreshed every second"}
                   </span>
                 )}
               </dd>
