@@ -127,3 +127,21 @@ def test_an_admin_stops_it_after_saying_what_changes_and_sees_the_audit_entry(
     assert server["api"].get(f"/v1/experiments/{ident}").json()["status"] == "stopped"
     assert page.get_by_role("button", name="Stop…").count() == 0
     shot(page, "experiment-stopped")
+
+
+def test_an_admin_promotes_the_candidate_of_a_new_experiment(
+    page: Any, server: dict[str, Any]
+) -> None:
+    api = server["api"]
+    started = api.post("/v1/experiments", json=EXPERIMENT)  # the first one was stopped
+    assert started.status_code == 201, started.text
+    ident = started.json()["id"]
+    sign_in(page, server["url"], ADMIN_KEY, f"/console/experiments/{ident}")
+    page.get_by_role("button", name="Promote v2…").click()
+    dialog = page.get_by_role("dialog")
+    assert "moves from v1 to v2" in " ".join(dialog.inner_text().split())
+    dialog.get_by_role("button", name="Promote v2").click()
+    page.get_by_text("experiment.promote").wait_for()
+    page.locator("[data-testid='experiment-status']", has_text="promoted").wait_for()
+    labels = api.get("/v1/workflows/greet/labels").json()
+    assert next(x["version"] for x in labels if x["name"] == "prod") == "v2"
