@@ -94,7 +94,7 @@ def test_a_viewer_reads_the_decision_the_figures_and_the_effect_over_time(
     # per metric and arm: the candidate's row carries its effect and interval
     row = page.locator("[data-testid='metrics'] tr[data-metric='converted'][data-arm='v2']")
     figures = next(r for r in results["metrics"] if (r["arm"], r["metric"]) == ("v2", "converted"))
-    assert str(figures["n"]) in row.inner_text()
+    assert str(figures["n"]) in row.inner_text() and str(figures["runs"]) in row.inner_text()
     assert " to " in row.inner_text()  # the interval
     # a chart per candidate and metric, its gist in words, over the three looks
     charts = page.get_by_test_id("effect-chart")

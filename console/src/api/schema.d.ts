@@ -1426,7 +1426,7 @@ export interface components {
             method: string;
             /**
              * Metrics
-             * @description per arm and metric: n, mean, effect with interval, p-values
+             * @description per arm and metric: n (users), runs, mean, effect with interval, p-values
              */
             metrics: {
                 [key: string]: unknown;

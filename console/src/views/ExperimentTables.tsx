@@ -35,12 +35,15 @@ const mean = (v: unknown) => (typeof v === "number" && Number.isFinite(v) ? v.to
 export function MetricsTable({ rows, judged }: { rows: Row[]; judged: Judged[] }) {
   return (
     <table className="list" data-testid="metrics">
-      <caption className="sr-only">Per metric and arm: n, mean, effect, interval, p-values</caption>
+      <caption className="sr-only">
+        Per metric and arm: users, runs, mean, effect, interval, p-values
+      </caption>
       <thead>
         <tr>
           <th scope="col">Metric</th>
           <th scope="col">Arm</th>
-          <th scope="col">n (users)</th>
+          <th scope="col">Users</th>
+          <th scope="col">Runs</th>
           <th scope="col">Mean</th>
           <th scope="col">Effect</th>
           <th scope="col">Interval</th>
@@ -67,6 +70,7 @@ export function MetricsTable({ rows, judged }: { rows: Row[]; judged: Judged[] }
                     {isBaseline ? " (baseline)" : ""}
                   </td>
                   <td>{String(r.n ?? 0)}</td>
+                  <td>{r.runs === null || r.runs === undefined ? "—" : String(r.runs)}</td>
                   <td>{mean(r.mean)}</td>
                   <td>
                     {isBaseline ? "" : signed(r.effect as number | null, unit)}
