@@ -21,6 +21,7 @@ from tests.fixtures import GREET, GREET_LARGE
 pytestmark = pytest.mark.slow
 
 ADMIN_KEY = "rgk" + secrets.token_urlsafe(32)
+V2 = GREET_LARGE + "targets: {p95_latency_s: 30, error_ratio: 0.5}\n"
 EXPERIMENT = {
     "workflow": "greet",
     "candidates": [{"version": "v2", "percent": 50}],
@@ -63,10 +64,7 @@ def server(
         ) as api,
     ):
         assert api.post("/v1/workflows", json={"source": GREET, "version": "v1"}).status_code == 201
-        assert (
-            api.post("/v1/workflows", json={"source": GREET_LARGE, "version": "v2"}).status_code
-            == 201
-        )
+        assert api.post("/v1/workflows", json={"source": V2, "version": "v2"}).status_code == 201
         assert api.put("/v1/workflows/greet/labels/prod", json={"version": "v1"}).status_code == 200
         started = api.post("/v1/experiments", json=EXPERIMENT)
         assert started.status_code == 201, started.text
@@ -109,6 +107,13 @@ def test_a_viewer_reads_the_decision_the_figures_and_the_effect_over_time(
     assert chart.locator("polyline.effect").count() == 1
     assert chart.locator("line.threshold").count() == 1
     assert page.get_by_test_id("decisions").locator("tbody tr").count() >= 1
+    # each arm against its version's targets: v2 declares two, v1 none
+    latency = page.locator(
+        "[data-testid='targets'] tr[data-version='v2'][data-figure='p95_latency_s']"
+    )
+    assert "✓ met" in latency.inner_text()
+    v1 = page.locator("[data-testid='targets'] tr[data-version='v1']").first.inner_text()
+    assert "none" in v1
     assert page.get_by_role("button", name="Stop…").count() == 0  # a viewer changes nothing
     shot(page, "experiment", readme=True)
 

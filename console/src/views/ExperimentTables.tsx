@@ -152,3 +152,46 @@ export function DecisionLog({ decisions }: { decisions: Schemas["DecisionPublic"
     </table>
   );
 }
+
+const TARGET_WORDS = {
+  p95_latency_s: "p95 latency (s)",
+  error_ratio: "error ratio",
+  cost_per_run_usd: "cost per run (USD)",
+} as const;
+
+/** Each arm's version against its own `targets:` (p95 latency, error ratio, cost per run). */
+export function TargetsTable({ targets }: { targets: Schemas["VersionTargets"][] }) {
+  if (!targets.some((t) => t.figures.some((f) => f.target !== null)))
+    return <p className="muted">No version here declares `targets:`.</p>;
+  return (
+    <table className="list" data-testid="targets">
+      <caption className="sr-only">Each arm's measured figures against its version's targets</caption>
+      <thead>
+        <tr>
+          <th scope="col">Version</th>
+          <th scope="col">Ended runs</th>
+          <th scope="col">Figure</th>
+          <th scope="col">Measured</th>
+          <th scope="col">Target</th>
+          <th scope="col">Met</th>
+        </tr>
+      </thead>
+      <tbody>
+        {targets.flatMap((t) =>
+          t.figures.map((f) => (
+            <tr key={`${t.version}/${f.name}`} data-version={t.version} data-figure={f.name}>
+              <th scope="row">{t.version}</th>
+              <td>{t.runs}</td>
+              <td>{TARGET_WORDS[f.name]}</td>
+              <td>{mean(f.measured)}</td>
+              <td>{f.target === null ? "none" : mean(f.target)}</td>
+              <td className={f.met === false ? "status-failed" : f.met ? "status-succeeded" : ""}>
+                {f.met === null ? "—" : f.met ? "✓ met" : "✗ missed"}
+              </td>
+            </tr>
+          )),
+        )}
+      </tbody>
+    </table>
+  );
+}
