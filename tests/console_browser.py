@@ -6,14 +6,25 @@ fixtures."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.console import ROOT, need_chromium
 
-__all__ = ["ARTIFACTS", "README_SHOTS", "browser", "page", "shot", "sign_in"]
+__all__ = [
+    "ARTIFACTS",
+    "README_SHOTS",
+    "browser",
+    "console_server",
+    "page",
+    "shot",
+    "sign_in",
+]
 
 ARTIFACTS = ROOT / "var" / "test-artifacts" / "console"
 
@@ -48,12 +59,36 @@ def sign_in(page: Any, url: str, key: str, start: str = "/console/workflows") ->
     page.get_by_test_id("who").wait_for()
 
 
-# The README's pictures are these tests' screenshots: `ROLLGRAPH_REFRESH_SCREENSHOTS=1` writes
+# The README's pictures are these tests' screenshots: `REFRESH_SCREENSHOTS=1` writes
 # them there too (a run that changes nothing the README shows needs no new pictures).
 README_SHOTS = ROOT / "docs" / "screenshots"
 
 
 def shot(page: Any, name: str, *, readme: bool = False) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-    if readme and os.environ.get("ROLLGRAPH_REFRESH_SCREENSHOTS") == "1":
+    if readme and os.environ.get("REFRESH_SCREENSHOTS") == "1":
         page.screenshot(path=str(README_SHOTS / f"{name}.png"), full_page=True)
+
+
+@contextmanager
+def console_server(
+    serve: Callable[..., AbstractContextManager[str]],
+    database: Path,
+    admin_key: str,
+    **env: str,
+) -> Iterator[tuple[str, httpx.Client]]:
+    """A real ``rollgraph serve`` on SQLite at ``database`` with ``admin_key`` (and ``env``:
+    more ``ROLLGRAPH_*`` settings), and an API client signed in as that admin."""
+    need_chromium()
+    settings = {
+        "ROLLGRAPH_DATABASE_URL": f"sqlite:///{database}",
+        "ROLLGRAPH_ENV": "dev",
+        "ROLLGRAPH_ADMIN_KEY": admin_key,
+        **env,
+    }
+    with (
+        serve(settings) as url,
+        httpx.Client(base_url=url, headers={"Authorization": f"Bearer {admin_key}"}, timeout=60)
+        as api,
+    ):  # fmt: skip
+        yield url, api

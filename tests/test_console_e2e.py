@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.console import ROOT, need_chromium
-from tests.console_browser import ARTIFACTS, shot, sign_in
+from tests.console import ROOT
+from tests.console_browser import ARTIFACTS, console_server, shot, sign_in
 
 pytestmark = pytest.mark.slow
 
@@ -45,19 +45,8 @@ def big_definition(n: int) -> str:
 def server(
     tmp_path_factory: pytest.TempPathFactory, serve: Callable[..., AbstractContextManager[str]]
 ) -> Iterator[dict[str, str]]:
-    need_chromium()
     db = tmp_path_factory.mktemp("console-e2e") / "rollgraph.db"
-    env = {
-        "ROLLGRAPH_DATABASE_URL": f"sqlite:///{db}",
-        "ROLLGRAPH_ENV": "dev",
-        "ROLLGRAPH_ADMIN_KEY": ADMIN_KEY,
-    }
-    with (
-        serve(env) as url,
-        httpx.Client(
-            base_url=url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30
-        ) as api,
-    ):
+    with console_server(serve, db, ADMIN_KEY) as (url, api):
         sources = [(EXAMPLES / f).read_text() for f in ("v3.2.yaml", "v3.3.yaml")]
         for source in [*sources, big_definition(BIG)]:
             assert api.post("/v1/workflows", json={"source": source}).status_code == 201

@@ -10,11 +10,10 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.console import ROOT, need_chromium
-from tests.console_browser import shot, sign_in
+from tests.console import ROOT
+from tests.console_browser import console_server, shot, sign_in
 
 pytestmark = pytest.mark.slow
 
@@ -32,19 +31,8 @@ FIXED = TYPO.replace("uses: video.generat", "uses: video.generate").replace(
 def server(
     tmp_path_factory: pytest.TempPathFactory, serve: Callable[..., AbstractContextManager[str]]
 ) -> Iterator[dict[str, Any]]:
-    need_chromium()
     db = tmp_path_factory.mktemp("console-editor") / "rollgraph.db"
-    env = {
-        "ROLLGRAPH_DATABASE_URL": f"sqlite:///{db}",
-        "ROLLGRAPH_ENV": "dev",
-        "ROLLGRAPH_ADMIN_KEY": ADMIN_KEY,
-    }
-    with (
-        serve(env) as url,
-        httpx.Client(
-            base_url=url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=60
-        ) as api,
-    ):
+    with console_server(serve, db, ADMIN_KEY) as (url, api):
         assert api.post("/v1/workflows", json={"source": SOURCE}).status_code == 201
         viewer = api.post("/v1/keys", json={"name": "a-viewer", "role": "viewer"}).json()["key"]
         yield {"url": url, "api": api, "viewer": viewer}

@@ -14,8 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.console import need_chromium
-from tests.console_browser import shot, sign_in
+from tests.console_browser import console_server, shot, sign_in
 from tests.fixtures import GREET, GREET_LARGE
 
 pytestmark = pytest.mark.slow
@@ -48,21 +47,10 @@ def traffic(api: httpx.Client, users: range) -> None:
 def server(
     tmp_path_factory: pytest.TempPathFactory, serve: Callable[..., AbstractContextManager[str]]
 ) -> Iterator[dict[str, Any]]:
-    need_chromium()
     db = tmp_path_factory.mktemp("console-experiment") / "rollgraph.db"
-    env = {
-        "ROLLGRAPH_DATABASE_URL": f"sqlite:///{db}",
-        "ROLLGRAPH_ENV": "dev",
-        "ROLLGRAPH_ADMIN_KEY": ADMIN_KEY,
-        "ROLLGRAPH_SIM_TIME_SCALE": "0",
-        "ROLLGRAPH_EXPERIMENT_EVAL_S": "3600",  # the test looks when it wants, by evaluate
-    }
-    with (
-        serve(env) as url,
-        httpx.Client(
-            base_url=url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=60
-        ) as api,
-    ):
+    with console_server(
+        serve, db, ADMIN_KEY, ROLLGRAPH_SIM_TIME_SCALE="0", ROLLGRAPH_EXPERIMENT_EVAL_S="3600"
+    ) as (url, api):
         assert api.post("/v1/workflows", json={"source": GREET, "version": "v1"}).status_code == 201
         assert api.post("/v1/workflows", json={"source": V2, "version": "v2"}).status_code == 201
         assert api.put("/v1/workflows/greet/labels/prod", json={"version": "v1"}).status_code == 200

@@ -10,11 +10,10 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.console import ROOT, need_chromium
-from tests.console_browser import shot, sign_in
+from tests.console import ROOT
+from tests.console_browser import console_server, shot, sign_in
 
 pytestmark = pytest.mark.slow
 
@@ -25,20 +24,8 @@ ADMIN_KEY = "rgk" + secrets.token_urlsafe(32)
 def server(
     tmp_path_factory: pytest.TempPathFactory, serve: Callable[..., AbstractContextManager[str]]
 ) -> Iterator[dict[str, Any]]:
-    need_chromium()
     db = tmp_path_factory.mktemp("console-rollout") / "rollgraph.db"
-    env = {
-        "ROLLGRAPH_DATABASE_URL": f"sqlite:///{db}",
-        "ROLLGRAPH_ENV": "dev",
-        "ROLLGRAPH_ADMIN_KEY": ADMIN_KEY,
-        "ROLLGRAPH_SIM_TIME_SCALE": "0",  # the shadow's pairs come in seconds
-    }
-    with (
-        serve(env) as url,
-        httpx.Client(
-            base_url=url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=60
-        ) as api,
-    ):
+    with console_server(serve, db, ADMIN_KEY, ROLLGRAPH_SIM_TIME_SCALE="0") as (url, api):
         for version in ("v3.2", "v3.3"):
             source = (ROOT / "examples" / "product-video" / f"{version}.yaml").read_text()
             assert api.post("/v1/workflows", json={"source": source}).status_code == 201

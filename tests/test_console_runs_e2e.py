@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.console import ROOT, need_chromium
-from tests.console_browser import ARTIFACTS, shot, sign_in
+from tests.console import ROOT
+from tests.console_browser import ARTIFACTS, console_server, shot, sign_in
 
 pytestmark = pytest.mark.slow
 
@@ -38,21 +38,10 @@ SEEN_SUCCEEDED = """() => {
 def server(
     tmp_path_factory: pytest.TempPathFactory, serve: Callable[..., AbstractContextManager[str]]
 ) -> Iterator[dict[str, Any]]:
-    need_chromium()
     db = tmp_path_factory.mktemp("console-runs") / "rollgraph.db"
-    env = {
-        "ROLLGRAPH_DATABASE_URL": f"sqlite:///{db}",
-        "ROLLGRAPH_ENV": "dev",
-        "ROLLGRAPH_ADMIN_KEY": ADMIN_KEY,
-        "ROLLGRAPH_SIM_TIME_SCALE": "2",
-        "ROLLGRAPH_PROGRESS_INTERVAL_S": "0.2",
-    }
-    with (
-        serve(env) as url,
-        httpx.Client(
-            base_url=url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=60
-        ) as api,
-    ):
+    with console_server(
+        serve, db, ADMIN_KEY, ROLLGRAPH_SIM_TIME_SCALE="2", ROLLGRAPH_PROGRESS_INTERVAL_S="0.2"
+    ) as (url, api):
         source = (ROOT / "examples" / "product-video" / "v3.2.yaml").read_text()
         assert api.post("/v1/workflows", json={"source": source}).status_code == 201
         assert api.put("/v1/workflows/product-video/labels/prod", json={"version": "v3.2"})

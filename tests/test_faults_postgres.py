@@ -99,22 +99,25 @@ def _stored(database_url: str, ids: list[str]) -> dict[str, str]:
         engine.dispose()
 
 
+def _env(admin_key: str, database_url: str, redis_prefix: str) -> dict[str, str]:
+    return {
+        "ROLLGRAPH_ENV": "test",
+        "ROLLGRAPH_ADMIN_KEY": admin_key,
+        "ROLLGRAPH_DATABASE_URL": database_url,
+        "REDIS_URL": REDIS_URL,
+        "ROLLGRAPH_REDIS_PREFIX": redis_prefix,
+        "ROLLGRAPH_EXPERIMENT_EVAL_S": "3600",
+        # The models' simulated seconds are not what is tested here: without them one worker
+        # drains the async runs the outage left waiting in seconds, not minutes.
+        "ROLLGRAPH_SIM_TIME_SCALE": "0",
+    }
+
+
 def test_postgres_stopped_and_started_under_load_is_503_then_back_and_loses_nothing(
     admin_key: str, redis_prefix: str, tmp_path: Path
 ) -> None:
     with private_postgres() as (database_url, stop_postgres, start_postgres):
-        env = {
-            "ROLLGRAPH_ENV": "test",
-            "ROLLGRAPH_ADMIN_KEY": admin_key,
-            "ROLLGRAPH_DATABASE_URL": database_url,
-            "REDIS_URL": REDIS_URL,
-            "ROLLGRAPH_REDIS_PREFIX": redis_prefix,
-            "ROLLGRAPH_EXPERIMENT_EVAL_S": "3600",
-            # The models' simulated seconds are not what is tested here: without them one
-            # worker drains the async runs the outage left waiting in seconds, not minutes, on
-            # a machine as loaded as CI's (a backlog of slow runs once took over 90 s).
-            "ROLLGRAPH_SIM_TIME_SCALE": "0",
-        }
+        env = _env(admin_key, database_url, redis_prefix)
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         headers = bearer(admin_key)
@@ -160,15 +163,7 @@ def test_a_worker_started_while_postgres_is_away_waits_for_it_and_then_runs(
     """Once a worker that started slower than the store went away crashed at start (its
     migrations found no server) and left the queue to no one; now it waits for the store."""
     with private_postgres() as (database_url, stop_postgres, start_postgres):
-        env = {
-            "ROLLGRAPH_ENV": "test",
-            "ROLLGRAPH_ADMIN_KEY": admin_key,
-            "ROLLGRAPH_DATABASE_URL": database_url,
-            "REDIS_URL": REDIS_URL,
-            "ROLLGRAPH_REDIS_PREFIX": redis_prefix,
-            "ROLLGRAPH_EXPERIMENT_EVAL_S": "3600",
-            "ROLLGRAPH_SIM_TIME_SCALE": "0",
-        }
+        env = _env(admin_key, database_url, redis_prefix)
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         worker_log = tmp_path / "worker.log"
