@@ -37,8 +37,10 @@ _NOT_STARTED = "the map failed or stopped before this element started"
 
 
 def item_name(node: str, index: int) -> str:
-    """``node[index]``: brackets are not part of the names a scope reads (``${node.field}``),
-    and the index is the element's place in ``items`` and in the results."""
+    """``node[index]``: the index is the element's place in ``items`` and in the results, and
+    unlike the element's value it tells two equal elements (two calls, each billed) apart.
+    ``${...}`` cannot read a name with brackets, and the entry is nested in the map's, so it
+    never stands for a node."""
     return f"{node}[{index}]"
 
 
