@@ -34,6 +34,7 @@ __all__ = ["ItemRunner", "item_name"]
 
 _now = time.perf_counter
 _NOT_STARTED = "the map failed or stopped before this element started"
+_INTERRUPTED = "the map failed or stopped while this element ran"
 
 
 def item_name(node: str, index: int) -> str:
@@ -62,11 +63,14 @@ class ItemRunner:
     def close(self) -> None:
         """The map ended: elements it never started (or cancelled) say so."""
         for entry in self.entries:
-            if entry.status in ("pending", "running"):
-                if entry.status == "running":
-                    entry.ended = _now()
+            if entry.status == "pending":
                 entry.status = "cancelled"
                 entry.reason = entry.reason or _NOT_STARTED
+            elif entry.status == "running":  # interrupted: another element failed, a deadline
+                entry.ended = _now()
+                entry.status = "cancelled"
+                # Cancelled between its turn coming and its first call: it never ran.
+                entry.reason = _INTERRUPTED if entry.attempts else _NOT_STARTED
 
     def _params(self, item: Any) -> dict[str, Any]:
         plan = self.plan

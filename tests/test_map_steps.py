@@ -247,3 +247,28 @@ def test_the_inner_node_is_checked_when_defined(inner: dict[str, Any], code: str
     with pytest.raises(engine.ValidationError) as caught:
         engine.Engine(providers=[Billing()]).define(mapped(2, inner=inner))
     assert code in {p.code for p in caught.value.problems}
+
+
+def test_elements_interrupted_or_never_started_say_so() -> None:
+    class Slow(Billing):
+        async def invoke(self, call: ModelCall) -> ProviderResult:
+            if call.inputs["prompt"] == "p0":
+                await asyncio.sleep(5)
+            return await super().invoke(call)
+
+    (result,) = run(Slow({"p1": -1}), mapped(5, concurrency=2))
+    assert not result.ok
+    items = map_entry(result)["items"]
+    # Element 2 may take the turn element 1 freed before the cancellation reaches it.
+    assert [i["status"] for i in items] == ["cancelled", "failed", *["cancelled"] * 3]
+    assert "while this element ran" in items[0]["reason"] and items[0]["latency_s"] is not None
+    assert "before this element started" in items[4]["reason"] and items[4]["attempts"] == 0
+
+
+def test_a_map_that_falls_back_keeps_what_its_elements_billed() -> None:
+    source = mapped(3)
+    source["nodes"]["each"]["on_failure"] = {"fallback": {"results": []}}
+    (result,) = run(Billing({"p2": -1}), source)
+    assert result.ok and result.outputs == {"texts": []}
+    entry = map_entry(result)
+    assert entry["status"] == "fallback" and entry["cost_usd"] == pytest.approx(2 * PRICE)
