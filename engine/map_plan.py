@@ -15,6 +15,7 @@ from typing import Any
 
 import pydantic
 
+from engine.errors import Problem
 from engine.node_kinds import NodeKind
 from engine.param_checks import check_literals
 from engine.refs import Ref, Resolver, compile_value, iter_refs
@@ -130,11 +131,18 @@ def _inner_node(
         checker.error("missing_param", loc, "map needs node: {uses: KIND, with: {...}}")
         return None
     for name in inner:
-        # A field accepted and ignored is how `retry:` once did nothing here: refuse it.
+        # Silently ignored is how `retry:` once did nothing here. A warning, not an error: a
+        # version stored before this check must still compile when it runs.
         if name not in _INNER_FIELDS:
             hint = suggest(str(name), list(_INNER_FIELDS))
-            checker.error(
-                "unknown_field", f"{loc}.{name}", f"a map's node has no field {name!r}{hint}"
+            checker.problems.append(
+                Problem(
+                    "unknown_field",
+                    f"{loc}.{name}",
+                    f"a map's node has no field {name!r}{hint}; it is ignored "
+                    f"(it takes {', '.join(_INNER_FIELDS)})",
+                    severity="warning",
+                )
             )
     settings = _inner_settings(checker, inner, loc)
     kind = checker.kinds.get(inner["uses"])

@@ -235,11 +235,18 @@ def test_element_cache_keys_are_the_same_on_every_resume() -> None:
     assert map_entry(third)["items"][0]["cache_hit"]
 
 
+def test_an_unknown_field_of_the_inner_node_is_a_warning_naming_it() -> None:
+    wf = engine.Engine(providers=[Billing()]).define(mapped(2, inner={"retries": 3}))
+    (warning,) = [p for p in wf.warnings if p.code == "unknown_field"]
+    assert warning.location == "nodes.each.with.node.retries"
+    assert "did you mean retry?" in warning.message and "ignored" in warning.message
+
+
 @pytest.mark.parametrize(
     ("inner", "code"),
     [
-        ({"retries": 3}, "unknown_field"),
         ({"retry": {"max_attempts": 0}}, "bad_value"),
+        ({"retry": {"tries": 2}}, "bad_value"),
         ({"timeout_s": -1}, "bad_value"),
     ],
 )
