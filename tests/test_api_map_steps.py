@@ -5,12 +5,14 @@ takes the elements that succeeded from the stored steps, unbilled, and runs only
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 import engine
+from control_plane.runs.progress import Progress
 from tests.fixtures import app_client, seed_workflow
 from tests.test_map_steps import PRICE, Billing
 
@@ -88,3 +90,28 @@ def _map_entry(detail: dict[str, Any]) -> dict[str, Any]:
     steps = {s["node"]: s for s in detail["trace"]["steps"]}
     entry: dict[str, Any] = steps["each"]
     return entry
+
+
+def test_progress_is_posted_as_a_maps_elements_end() -> None:
+    # A map is one step for as long as its elements take; each element's end is progress.
+    posts: list[object] = []
+
+    def post(write: object) -> Future[Any]:
+        posts.append(write)
+        done: Future[Any] = Future()
+        done.set_result(True)
+        return done
+
+    step = engine.StepTrace("each", "map")
+    step.status = "running"
+    step.items = [engine.StepTrace(f"each[{i}]", "llm.generate") for i in range(2)]
+    trace = engine.Trace(engine.RunId("r1"), "fanout", "v1", "sha256:x", {"each": step})
+    progress = Progress(post, "r1", interval_s=3600)
+    progress._trace = trace
+    progress._look()
+    progress._waiting = False  # the writer took it
+    progress._look()
+    assert len(posts) == 1  # nothing changed: nothing posted
+    step.items[0].status = "succeeded"
+    progress._look()
+    assert len(posts) == 2
