@@ -73,6 +73,14 @@ def test_a_resumed_map_runs_only_the_elements_that_failed(
         assert done["trace"]["cost_usd"] == pytest.approx(7 * PRICE)
         # The run's cost is over every attempt: each element billed exactly once.
         assert done["cost_usd"] == pytest.approx(16 * PRICE)
+        if mode == "sync":  # counted when the attempt is stored: at once for a sync run
+            metrics = client.get("/metrics").text
+            kind = 'kind="llm.generate",workflow="fanout"'
+            # Each element counted as a step of its kind: every call it made, in both attempts
+            # (an element cancelled mid-call made one), and the nine the resume reused.
+            calls = sum(i["attempts"] for d in (first, done) for i in _map_entry(d)["items"])
+            assert f"rollgraph_node_attempts_total{{{kind}}} {calls - 9:.1f}" in metrics
+            assert f"rollgraph_node_cache_hits_total{{{kind}}} 9.0" in metrics
 
 
 def _settled(client: TestClient, run_id: str, attempt: int = 1) -> dict[str, Any]:
