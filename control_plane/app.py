@@ -25,8 +25,10 @@ from control_plane.metrics.routes import router as metrics_router
 from control_plane.outcomes.routes import router as outcomes_router
 from control_plane.queue.routes import router as queue_router
 from control_plane.rollouts.routes import router as rollouts_router
+from control_plane.runs.event_routes import router as run_events_router
 from control_plane.runs.routes import router as runs_router
 from control_plane.runs.shadow.routes import router as shadow_router
+from control_plane.runs.stream import RunStreams
 from control_plane.runtime import open_runtime
 from control_plane.settings import Settings, get_settings
 from control_plane.store.db import size_threads
@@ -62,6 +64,9 @@ def create_app(
             state.tracing = runtime.compiler.tracing  # the request spans' (telemetry.middleware)
             state.engine = runtime.compiler.engine
             state.runs = runtime.runs
+            state.run_streams = streams = RunStreams(
+                units=runtime.runs.units, signals=runtime.runs.signals, settings=settings
+            )
             # Every admitted unit of work can hold its connection at once.
             size_threads(settings.db_admission_limit)
             state.redis = runtime.redis
@@ -69,7 +74,12 @@ def create_app(
             state.registry_cache = runtime.registry
             state.registry_notifier = runtime.notifier
             state.evaluator = runtime.evaluator
-            yield
+            # A stop signal ends the run-event streams first: uvicorn waits for open responses.
+            undo = streams.drain_on_exit_signals()
+            try:
+                yield
+            finally:
+                undo()
 
     app = FastAPI(
         title="rollgraph",
@@ -101,6 +111,7 @@ def create_app(
     app.include_router(workflows_router)
     app.include_router(rollouts_router)
     app.include_router(runs_router)
+    app.include_router(run_events_router)
     app.include_router(shadow_router)
     app.include_router(outcomes_router)
     app.include_router(experiments_router)

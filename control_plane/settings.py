@@ -199,6 +199,16 @@ class Settings(BaseSettings):
     # How often a stored running run (async, queued, resumed) writes its step states, when
     # one changed (runs.progress): the longest `GET /v1/runs/{id}` lags behind; 0: never.
     progress_interval_s: float = Field(default=0.5, ge=0, le=3600)
+    # GET /v1/runs/{id}/events (runs.stream): how often a stream re-reads its run when no
+    # notification woke it (without Redis; with Redis subscribed, the longer fallback), the
+    # comment sent on a quiet stream, how long a stream lasts before the client reconnects
+    # with Last-Event-ID (told `retry:` ms), and the streams one process serves at once.
+    run_events_poll_s: float = Field(default=0.25, gt=0, le=60)
+    run_events_redis_poll_s: float = Field(default=2.0, gt=0, le=60)
+    run_events_heartbeat_s: float = Field(default=15.0, gt=0, le=300)
+    run_events_max_s: float = Field(default=300.0, gt=0, le=86_400)
+    run_events_retry_ms: int = Field(default=1000, ge=0, le=60_000)
+    run_events_max_streams: int = Field(default=200, ge=1, le=100_000)
     experiment_eval_s: float = Field(default=30.0, gt=0)  # how often experiments are judged
     # How often each process reads the registry's generation: the longest a change made by
     # another process (worker or replica) stays unseen by this one's cache of keys and routes.

@@ -5,6 +5,7 @@ fixtures."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 
 from tests.console import ROOT, need_chromium
 
-__all__ = ["ARTIFACTS", "browser", "page", "shot", "sign_in"]
+__all__ = ["ARTIFACTS", "README_SHOTS", "browser", "page", "shot", "sign_in"]
 
 ARTIFACTS = ROOT / "var" / "test-artifacts" / "console"
 
@@ -47,5 +48,12 @@ def sign_in(page: Any, url: str, key: str, start: str = "/console/workflows") ->
     page.get_by_test_id("who").wait_for()
 
 
-def shot(page: Any, name: str) -> None:
+# The README's pictures are these tests' screenshots: `ROLLGRAPH_REFRESH_SCREENSHOTS=1` writes
+# them there too (a run that changes nothing the README shows needs no new pictures).
+README_SHOTS = ROOT / "docs" / "screenshots"
+
+
+def shot(page: Any, name: str, *, readme: bool = False) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    if readme and os.environ.get("ROLLGRAPH_REFRESH_SCREENSHOTS") == "1":
+        page.screenshot(path=str(README_SHOTS / f"{name}.png"), full_page=True)

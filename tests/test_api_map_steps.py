@@ -114,7 +114,7 @@ def test_progress_is_posted_as_a_maps_elements_end() -> None:
     step.status = "running"
     step.items = [engine.StepTrace(f"each[{i}]", "llm.generate") for i in range(2)]
     trace = engine.Trace(engine.RunId("r1"), "fanout", "v1", "sha256:x", {"each": step})
-    progress = Progress(post, "r1", interval_s=3600)
+    progress = Progress(post, "r1", interval_s=1e-9)  # every change is posted
     progress._trace = trace
     progress._look()
     progress._waiting = False  # the writer took it

@@ -105,3 +105,12 @@ def test_the_first_load_is_under_300_kb_gzipped_and_the_editor_loads_lazily() ->
     editor = [p.name for p in (CONSOLE_DIST / "assets").glob("CodeEditor-*.js")]
     assert len(editor) == 1, "the code editor is its own chunk, loaded when the editor opens"
     assert not any("CodeEditor" in name for name in first)
+
+
+def test_the_pictures_the_readme_shows_are_there() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    pictures = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", readme)
+    assert {"docs/screenshots/run.png", "docs/screenshots/experiment.png"} <= set(pictures)
+    for picture in pictures:
+        data = (ROOT / picture).read_bytes()
+        assert data.startswith(b"\x89PNG"), picture

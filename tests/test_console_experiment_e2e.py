@@ -21,6 +21,7 @@ from tests.fixtures import GREET, GREET_LARGE
 pytestmark = pytest.mark.slow
 
 ADMIN_KEY = "rgk" + secrets.token_urlsafe(32)
+V2 = GREET_LARGE + "targets: {p95_latency_s: 30, error_ratio: 0.5}\n"
 EXPERIMENT = {
     "workflow": "greet",
     "candidates": [{"version": "v2", "percent": 50}],
@@ -63,10 +64,7 @@ def server(
         ) as api,
     ):
         assert api.post("/v1/workflows", json={"source": GREET, "version": "v1"}).status_code == 201
-        assert (
-            api.post("/v1/workflows", json={"source": GREET_LARGE, "version": "v2"}).status_code
-            == 201
-        )
+        assert api.post("/v1/workflows", json={"source": V2, "version": "v2"}).status_code == 201
         assert api.put("/v1/workflows/greet/labels/prod", json={"version": "v1"}).status_code == 200
         started = api.post("/v1/experiments", json=EXPERIMENT)
         assert started.status_code == 201, started.text
@@ -94,7 +92,7 @@ def test_a_viewer_reads_the_decision_the_figures_and_the_effect_over_time(
     # per metric and arm: the candidate's row carries its effect and interval
     row = page.locator("[data-testid='metrics'] tr[data-metric='converted'][data-arm='v2']")
     figures = next(r for r in results["metrics"] if (r["arm"], r["metric"]) == ("v2", "converted"))
-    assert str(figures["n"]) in row.inner_text()
+    assert str(figures["n"]) in row.inner_text() and str(figures["runs"]) in row.inner_text()
     assert " to " in row.inner_text()  # the interval
     # a chart per candidate and metric, its gist in words, over the three looks
     charts = page.get_by_test_id("effect-chart")
@@ -109,8 +107,15 @@ def test_a_viewer_reads_the_decision_the_figures_and_the_effect_over_time(
     assert chart.locator("polyline.effect").count() == 1
     assert chart.locator("line.threshold").count() == 1
     assert page.get_by_test_id("decisions").locator("tbody tr").count() >= 1
+    # each arm against its version's targets: v2 declares two, v1 none
+    latency = page.locator(
+        "[data-testid='targets'] tr[data-version='v2'][data-figure='p95_latency_s']"
+    )
+    assert "✓ met" in latency.inner_text()
+    v1 = page.locator("[data-testid='targets'] tr[data-version='v1']").first.inner_text()
+    assert "none" in v1
     assert page.get_by_role("button", name="Stop…").count() == 0  # a viewer changes nothing
-    shot(page, "experiment")
+    shot(page, "experiment", readme=True)
 
 
 def test_an_admin_stops_it_after_saying_what_changes_and_sees_the_audit_entry(
@@ -127,3 +132,21 @@ def test_an_admin_stops_it_after_saying_what_changes_and_sees_the_audit_entry(
     assert server["api"].get(f"/v1/experiments/{ident}").json()["status"] == "stopped"
     assert page.get_by_role("button", name="Stop…").count() == 0
     shot(page, "experiment-stopped")
+
+
+def test_an_admin_promotes_the_candidate_of_a_new_experiment(
+    page: Any, server: dict[str, Any]
+) -> None:
+    api = server["api"]
+    started = api.post("/v1/experiments", json=EXPERIMENT)  # the first one was stopped
+    assert started.status_code == 201, started.text
+    ident = started.json()["id"]
+    sign_in(page, server["url"], ADMIN_KEY, f"/console/experiments/{ident}")
+    page.get_by_role("button", name="Promote v2…").click()
+    dialog = page.get_by_role("dialog")
+    assert "moves from v1 to v2" in " ".join(dialog.inner_text().split())
+    dialog.get_by_role("button", name="Promote v2").click()
+    page.get_by_text("experiment.promote").wait_for()
+    page.locator("[data-testid='experiment-status']", has_text="promoted").wait_for()
+    labels = api.get("/v1/workflows/greet/labels").json()
+    assert next(x["version"] for x in labels if x["name"] == "prod") == "v2"

@@ -6,21 +6,32 @@ raised budget, its completed step coming from the step cache."""
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from datetime import datetime
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.console import ROOT, need_chromium
-from tests.console_browser import shot, sign_in
+from tests.console_browser import ARTIFACTS, shot, sign_in
 
 pytestmark = pytest.mark.slow
 
 ADMIN_KEY = "rgk" + secrets.token_urlsafe(32)
-WAIT_MS = 90_000  # a run of product-video v3.2 at twice the simulated time: about 15 s
+WAIT_MS = 90_000
+SEEN_SUCCEEDED = """() => {
+  window.__succeeded = {};
+  new MutationObserver(() => {
+    for (const el of document.querySelectorAll(".step[data-state='succeeded']")) {
+      const node = el.getAttribute("data-node");
+      if (!(node in window.__succeeded)) window.__succeeded[node] = Date.now();
+    }
+  }).observe(document.body, { subtree: true, childList: true, attributes: true });
+}"""  # a run of product-video v3.2 at twice the simulated time: about 15 s
 
 
 @pytest.fixture(scope="module")
@@ -75,9 +86,11 @@ def test_a_running_run_shows_its_steps_move_on_the_graph_until_it_ends(
     run_id = start(server["api"])
     sign_in(page, server["url"], server["viewer"], f"/console/runs/{run_id}")
     graph = page.get_by_role("group", name=f"Steps of run {run_id}")
+    # When each step is first drawn succeeded, by the browser's clock (the server's: one machine)
+    page.evaluate(SEEN_SUCCEEDED)
     # While it runs: a step is drawn running (the video takes seconds), the view says it is live.
     graph.locator(".step[data-state='running']").first.wait_for(timeout=WAIT_MS)
-    assert "live" in page.get_by_test_id("run-status").inner_text()
+    assert "live, as each step changes" in page.get_by_test_id("run-status").inner_text()
     shot(page, "run-live")
     page.locator("[data-testid='run-status'][data-status='succeeded']").wait_for(timeout=WAIT_MS)
     # Ended: every node succeeded on the graph and in the table, with figures, outputs shown.
@@ -88,10 +101,27 @@ def test_a_running_run_shows_its_steps_move_on_the_graph_until_it_ends(
     assert rows.count() == 4
     assert page.get_by_test_id("tally").inner_text() == "4 succeeded"
     assert "live" not in page.get_by_test_id("run-status").inner_text()
+    # how long after a step ended its new state was on the screen: measured, never asserted
+    seen = page.evaluate("window.__succeeded")
+    trace = server["api"].get(f"/v1/runs/{run_id}").json()["trace"]
+    delays = {
+        s["node"]: seen[s["node"]] / 1000 - datetime.fromisoformat(s["ended_at"]).timestamp()
+        for s in trace["steps"]
+        if s["node"] in seen and s.get("ended_at")
+    }
+    (ARTIFACTS / "run-update-delays.json").write_text(json.dumps(delays, indent=2))
+    # the trace as a waterfall; a step's panel opens from its row
+    waterfall = page.get_by_test_id("waterfall")
+    assert waterfall.locator("li").count() == 4
+    waterfall.locator("li[data-node='video'] button").click()
+    panel = page.get_by_test_id("step-panel")
+    assert "video" in panel.inner_text() and "$" in panel.inner_text()
+    assert "media_seconds" in panel.inner_text()  # its usage
+    assert page.get_by_role("button", name="Run again…").count() == 0  # a viewer
     assert "$" in page.get_by_test_id("run-cost").inner_text()
     assert '"video"' in page.get_by_label("Run outputs", exact=True).inner_text()
     assert page.get_by_role("button", name="Resume…").count() == 0  # a viewer, a success
-    shot(page, "run")
+    shot(page, "run", readme=True)
 
 
 def test_the_runs_list_filters_by_workflow_and_status(page: Any, server: dict[str, Any]) -> None:
@@ -156,3 +186,29 @@ def test_a_runner_resumes_a_run_its_budget_stopped_with_a_raised_budget(
     page.locator("[data-testid='run-status'][data-status='succeeded']").wait_for()
     assert "2 of 2" not in page.locator("dl.facts").inner_text()
     shot(page, "run-resumed")
+    # run again: the same input on the same version, a new run opened
+    page.get_by_role("button", name="Run again…").click()
+    dialog = page.get_by_role("dialog")
+    assert "a lamp" in dialog.inner_text() and "pinned" in dialog.inner_text()
+    dialog.get_by_role("button", name="Run again").click()
+    page.wait_for_url(lambda url: "/console/runs/" in url and run_id not in url)
+    again = page.url.rsplit("/", 1)[-1]
+    first = api.get(f"/v1/runs/{again}").json()
+    assert (first["version"], first["input"]) == (run["version"], run["input"])
+    assert first["reason"] == "pin"
+
+
+def test_the_workflows_list_shows_each_workflow_s_last_hour(
+    page: Any, server: dict[str, Any]
+) -> None:
+    api = server["api"]
+    stopped = start(api, budget={"max_cost_usd": 0.01})
+    ended(api, page, stopped)
+    (hour,) = api.get("/v1/runs/activity").json()
+    sign_in(page, server["url"], server["viewer"], "/console/workflows")
+    row = page.locator("tr[data-workflow='product-video']")
+    row.wait_for()
+    assert row.get_by_test_id("hour-runs").inner_text() == str(hour["runs"])
+    errors = row.get_by_test_id("hour-errors").inner_text()
+    assert f"({hour['failed']} of {hour['ended']})" in errors and "%" in errors
+    assert row.get_by_test_id("hour-cost").inner_text().startswith("$")

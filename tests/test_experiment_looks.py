@@ -102,3 +102,15 @@ def test_looks_of_an_unknown_experiment_or_a_bad_limit_are_4xx(client: TestClien
     for limit in ("0", "2001", "NaN", "1e308"):
         response = client.get(f"/v1/experiments/{ident}/looks", params={"limit": limit})
         assert response.status_code == 422, (limit, response.text)
+
+
+def test_the_results_count_the_runs_behind_each_arm_s_users(client: TestClient) -> None:
+    ident = start(client)
+    traffic(client, range(0, 30), {"v1": 5, "v2": 5})
+    traffic(client, range(0, 30), {"v1": 5, "v2": 5})  # the same users once more
+    rows = client.get(f"/v1/experiments/{ident}/results").json()["metrics"]
+    for row in rows:
+        assert row["runs"] == 2 * row["n"], row  # n counts users, each ran twice
+    evaluate(client)
+    (look,) = looks(client, ident)
+    assert [r["runs"] for r in look["rows"]] == [r["runs"] for r in rows]

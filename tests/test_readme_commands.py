@@ -67,6 +67,7 @@ MAPPED: dict[str, str] = {
         "tests/test_faults_replica.py::"
         "test_a_replica_killed_between_commit_and_enqueue_leaves_a_run_that_executes_once"
     ),
+    "curl -N ": "tests/test_run_events.py::test_the_readme_curl_command_streams_a_run",
     "docker ": "tests/test_install.py::test_readme_deployment_commands_match_the_files",
     "export ROLLGRAPH_ADMIN_KEY=": (
         "tests/test_install.py::test_readme_deployment_commands_match_the_files"

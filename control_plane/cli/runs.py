@@ -1,8 +1,9 @@
 """``rollgraph run|resume|trace|outcome`` and ``rollgraph runs list|follow``: runs on a server.
 
-``run --wait`` and ``runs follow`` poll the run and print each change (its status, then each
-node's transitions as the running attempt reports them) until it succeeded or failed; the exit
-code is the run's: 0 succeeded, 1 failed.
+``run --wait`` and ``runs follow`` print each change of the run (its status, then each node's
+transitions as the running attempt reports them) until it succeeded or failed; the exit code
+is the run's: 0 succeeded, 1 failed. The run is read when its event stream says it changed
+(``GET /v1/runs/{id}/events``), or every ``--interval`` from a server without the stream.
 """
 
 from __future__ import annotations
@@ -203,7 +204,11 @@ def _outcome(client: SyncClient, args: argparse.Namespace) -> int:
 
 def _follow_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--interval", type=float, default=0.5, metavar="SECONDS", help="poll every (default 0.5)"
+        "--interval",
+        type=float,
+        default=0.5,
+        metavar="SECONDS",
+        help="without the server's event stream, poll every (default 0.5)",
     )
 
 

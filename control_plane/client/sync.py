@@ -14,13 +14,13 @@ with SyncClient("http://127.0.0.1:8000", api_key) as rg:
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import httpx
 
-from control_plane.client import calls
+from control_plane.client import calls, events
 from control_plane.client import models as m
 from control_plane.client.calls import Mode
 from control_plane.client.core import Call, Retry, decode, failure, progress_key, run_timeout_s
@@ -91,16 +91,47 @@ class SyncClient:
 
     def follow(self, run_id: str, *, interval_s: float = 0.5) -> Iterator[m.RunDetail]:
         """The run each time its status, attempt or steps change, until it succeeded or
-        failed (the last one yielded), with each node's state while it runs (``steps``)."""
+        failed (the last one yielded), with each node's state while it runs (``steps``). Read
+        when the run's event stream says it changed (``events``), else every ``interval_s``."""
         seen: tuple[object, ...] | None = None
-        while True:
-            run = self.get_run(run_id)
-            if progress_key(run) != seen:
-                seen = progress_key(run)
-                yield run
-            if run.status in m.TERMINAL:
-                return
-            time.sleep(interval_s)
+        woken = self._wakeups(run_id)
+        try:
+            while True:
+                run = self.get_run(run_id)
+                if progress_key(run) != seen:
+                    seen = progress_key(run)
+                    yield run
+                if run.status in m.TERMINAL:
+                    return
+                if next(woken, False) is False:  # no stream (any more): poll
+                    time.sleep(interval_s)
+        finally:
+            woken.close()
+
+    def _wakeups(self, run_id: str) -> Generator[bool]:
+        cursor, broken = events.Cursor(), 0
+        while not cursor.ended and broken < events.BROKEN_LIMIT:
+            try:
+                with self._http.stream(
+                    "GET",
+                    events.events_path(run_id),
+                    headers=cursor.headers(),
+                    timeout=events.TIMEOUT,
+                ) as response:
+                    if response.status_code == 204:  # its end was sent already
+                        yield True
+                        return
+                    if response.status_code != 200:  # 404/405: an older server; 503: full
+                        return
+                    for line in response.iter_lines():
+                        if cursor.feed(line):
+                            broken = 0
+                            yield True
+                            if cursor.ended:
+                                return
+            except httpx.TransportError:
+                broken += 1
+                time.sleep(0.2 * broken)
 
     def apply(self, source: str, *, version: str | None = None) -> m.ApplyResult:
         return self.send(calls.apply(source, version=version))

@@ -38,7 +38,7 @@ from starlette.concurrency import run_in_threadpool
 from analysis.decision import Decision
 from control_plane.audit.service import record as audit
 from control_plane.experiments.looks import record_look
-from control_plane.experiments.results import Reductions, analyse, to_public
+from control_plane.experiments.results import Reductions, RunCounts, analyse, to_public
 from control_plane.experiments.schemas import ExperimentCreate, ExperimentPublic
 from control_plane.experiments.verdict import Verdict, last_run_at, reason, verdict
 from control_plane.kit.time import as_utc, utcnow
@@ -55,9 +55,12 @@ ACTOR = "evaluator"
 
 
 def _statistics(
-    experiment: ExperimentPublic, decision: Decision, cuped: Reductions | None
+    experiment: ExperimentPublic,
+    decision: Decision,
+    cuped: Reductions | None,
+    runs: RunCounts | None,
 ) -> dict[str, Any]:
-    public = to_public(experiment, decision, cuped).model_dump(mode="json")
+    public = to_public(experiment, decision, cuped, runs).model_dump(mode="json")
     public.pop("experiment")
     return public
 
@@ -183,10 +186,10 @@ def evaluate(
     ``rollback``, ``promote``, ``end``, ``ramp`` or ``None``); ``None`` when it is not
     running."""
     now = now or utcnow()
-    experiment, decision, cuped = analyse(session, experiment_id=experiment_id)
+    experiment, decision, cuped, runs = analyse(session, experiment_id=experiment_id)
     if experiment.status != "running":
         return None
-    statistics = _statistics(experiment, decision, cuped)
+    statistics = _statistics(experiment, decision, cuped, runs)
     last = last_run_at(session, experiment_id)
     v = verdict(experiment, decision, statistics["metrics"], last_run=last, now=now)
     applied, reasons = _apply(session, experiment, v, decision, now)

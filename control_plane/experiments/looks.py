@@ -25,7 +25,7 @@ __all__ = ["LookPublic", "list_looks", "record_look"]
 # What a chart needs of a results row (and why a figure is missing); CUPED's details are in
 # the decisions and the results.
 _KEPT = (
-    "arm", "metric", "role", "n", "mean", "effect", "ci_low", "ci_high", "relative_effect",
+    "arm", "metric", "role", "n", "runs", "mean", "effect", "ci_low", "ci_high", "relative_effect",
     "relative_ci_low", "relative_ci_high", "p_value", "adjusted_p", "significant", "reason",
 )  # fmt: skip
 

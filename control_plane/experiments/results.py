@@ -39,6 +39,7 @@ __all__ = [
     "Analysis",
     "ExperimentResults",
     "Reductions",
+    "RunCounts",
     "analyse",
     "cuped_data_of",
     "data_of",
@@ -181,13 +182,18 @@ def earlier_steps_of(rows: Sequence[ArmUnitStatRow], experiment: ExperimentPubli
     return steps
 
 
+RunCounts = dict[tuple[str, str], int]
+"""(arm, metric) → the runs (observations) behind it, every ramp step together."""
+
+
 class Analysis(NamedTuple):
-    """An experiment, the analysis' decision on it, and with CUPED on, each candidate's
-    variance reduction per metric (``None``: CUPED off)."""
+    """An experiment, the analysis' decision on it, with CUPED on each candidate's variance
+    reduction per metric (``None``: CUPED off), and the runs behind each arm's metric."""
 
     experiment: ExperimentPublic
     decision: Decision
     cuped: Reductions | None = None
+    runs: RunCounts | None = None
 
 
 def analyse(session: Session, *, experiment_id: int) -> Analysis:
@@ -196,7 +202,10 @@ def analyse(session: Session, *, experiment_id: int) -> Analysis:
     arms = [experiment.baseline, *(str(a["version"]) for a in experiment.arms)]
     unit_rows = unit_stats_of(session, experiment_id)
     reductions: Reductions | None = None
+    runs: RunCounts = defaultdict(int)
     if unit_rows or not (run_rows := stats_of(session, experiment_id)):
+        for unit_row in unit_rows:  # users are the unit; each user's N counts their runs
+            runs[(unit_row.arm, unit_row.metric)] += round(unit_row.sum_n)
         if experiment.config.cuped:
             data, reductions = cuped_data_of(unit_rows, arms=arms, step=experiment.step)
         else:
@@ -204,8 +213,10 @@ def analyse(session: Session, *, experiment_id: int) -> Analysis:
         earlier = earlier_steps_of(unit_rows, experiment)
     else:
         data, earlier = data_of(run_rows, arms=arms, step=experiment.step), []
+        for run_row in run_rows:
+            runs[(run_row.arm, run_row.metric)] += run_row.n
     decision = decide(spec_of(experiment), data, earlier_steps=earlier)
-    return Analysis(experiment, decision, reductions)
+    return Analysis(experiment, decision, reductions, dict(runs))
 
 
 class ExperimentResults(BaseModel):
@@ -217,7 +228,7 @@ class ExperimentResults(BaseModel):
     method: str
     srm: dict[str, Any] | None = None
     metrics: list[dict[str, Any]] = Field(
-        description="per arm and metric: n, mean, effect with interval, p-values"
+        description="per arm and metric: n (users), runs, mean, effect with interval, p-values"
     )
 
 
@@ -233,13 +244,15 @@ def _cuped(found: VarianceReduction | None) -> dict[str, Any] | None:
     }
 
 
-def _comparison(result: Any, cuped: Reductions | None) -> dict[str, Any]:
+def _comparison(result: Any, cuped: Reductions | None, runs: RunCounts | None) -> dict[str, Any]:
     c = result.comparison
     row: dict[str, Any] = {
         "arm": result.arm,
         "metric": result.metric,
         "role": result.role,
         "n": result.n,
+        # n counts the units (users); the runs are what they did
+        "runs": runs.get((result.arm, result.metric)) if runs is not None else None,
         "mean": result.mean,
         "adjusted_p": result.adjusted_p,
         "significant": result.significant,
@@ -263,7 +276,10 @@ def _comparison(result: Any, cuped: Reductions | None) -> dict[str, Any]:
 
 
 def to_public(
-    experiment: ExperimentPublic, decision: Decision, cuped: Reductions | None = None
+    experiment: ExperimentPublic,
+    decision: Decision,
+    cuped: Reductions | None = None,
+    runs: RunCounts | None = None,
 ) -> ExperimentResults:
     srm = decision.srm
     return ExperimentResults(
@@ -283,7 +299,7 @@ def to_public(
             "reason": srm.reason,
             "observed": dict(srm.observed),
         },
-        metrics=[_comparison(r, cuped) for r in decision.results],
+        metrics=[_comparison(r, cuped, runs) for r in decision.results],
     )
 
 

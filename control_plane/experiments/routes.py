@@ -23,7 +23,7 @@ from control_plane.experiments.schemas import (
     ExperimentPublic,
     ExperimentStatus,
 )
-from control_plane.kit.storable import Storable
+from control_plane.kit.storable import Storable, StoreText
 from control_plane.kit.time import UtcDatetime
 from control_plane.metrics import after_commit
 from control_plane.store.tables import ExperimentDecisionRow
@@ -101,6 +101,46 @@ async def resume_experiment(
     halted for halt it no more (``acknowledged``)."""
     return await unit(
         partial(service.resume_experiment, experiment_id=experiment_id, actor=principal.name)
+    )
+
+
+class PromoteBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: StoreText = Field(min_length=1, max_length=64, description="the candidate to promote")
+
+
+@router.post(
+    "/{experiment_id}/promote",
+    response_model=ExperimentPublic,
+    responses={**auth_responses("admin"), **error_responses(404, 409, 422)},
+)
+async def promote_experiment(
+    experiment_id: ExperimentId, body: PromoteBody, unit: UnitDep, principal: AdminDep
+) -> ExperimentPublic:
+    """End the experiment with a candidate promoted: the label moves to it, in one unit of
+    work, audited (what `auto_promote` does, by hand)."""
+    return await unit(
+        partial(
+            service.promote_experiment,
+            experiment_id=experiment_id,
+            version=body.version,
+            actor=principal.name,
+        )
+    )
+
+
+@router.post(
+    "/{experiment_id}/rollback",
+    response_model=ExperimentPublic,
+    responses={**auth_responses("admin"), **error_responses(404, 409, 422)},
+)
+async def rollback_experiment(
+    experiment_id: ExperimentId, unit: UnitDep, principal: AdminDep
+) -> ExperimentPublic:
+    """End the experiment rolled back: the candidates go to 0 % and the label's traffic back
+    to its version (what `auto_rollback` does, by hand)."""
+    return await unit(
+        partial(service.rollback_experiment, experiment_id=experiment_id, actor=principal.name)
     )
 
 

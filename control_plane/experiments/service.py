@@ -26,6 +26,7 @@ from control_plane.kit.session import flush
 from control_plane.kit.time import utcnow
 from control_plane.rollouts.service import label_version
 from control_plane.store.tables import ExperimentRow, MetricRow, WorkflowRow
+from control_plane.workflows.labels import set_label
 from control_plane.workflows.lookup import row_id, version_row, workflow_row
 from control_plane.workflows.ownership import running_on
 
@@ -33,8 +34,10 @@ __all__ = [
     "check_metric_kind",
     "get_experiment",
     "list_experiments",
+    "promote_experiment",
     "public",
     "resume_experiment",
+    "rollback_experiment",
     "start_experiment",
     "stop_experiment",
 ]
@@ -221,5 +224,47 @@ def resume_experiment(session: Session, *, experiment_id: int, actor: str) -> Ex
         before=before,
         after={"status": "running", "acknowledged": acknowledged},
     )
+    flush(session, f"experiment {experiment_id}")
+    return public(row, wf.name)
+
+
+def promote_experiment(
+    session: Session, *, experiment_id: int, version: str, actor: str
+) -> ExperimentPublic:
+    """End a running or halted experiment by hand with ``version`` (one of its candidates)
+    promoted: the label moves to it in the same unit of work, both audited. A person may act on
+    what the results show before ``auto_promote`` would, or with it off."""
+    row, wf = _row(session, experiment_id)
+    if row.status not in ("running", "halted"):
+        raise Conflict(f"experiment {experiment_id} is {row.status}, not running or halted")
+    candidates = [str(a["version"]) for a in row.arms]
+    if version not in candidates:
+        raise Conflict(
+            f"{version!r} is not a candidate of experiment {experiment_id}: "
+            f"{', '.join(candidates) or 'none'}"
+        )
+    before = {"status": row.status, "step": row.step, "arms": row.arms}
+    _move(session, row, status="promoted", ended_at=utcnow(),
+          outcome=f"{version} promoted by {actor}")  # fmt: skip
+    flush(session, f"experiment {experiment_id}")  # the label's guard must see it ended
+    set_label(session, workflow=wf.name, label=row.label, version=version, actor=actor)
+    audit(session, actor=actor, action="experiment.promote", target_kind="experiment",
+          target=str(row.id), before=before,
+          after={"status": "promoted", "version": version})  # fmt: skip
+    return public(row, wf.name)
+
+
+def rollback_experiment(session: Session, *, experiment_id: int, actor: str) -> ExperimentPublic:
+    """End a running or halted experiment by hand as rolled back: the candidates go to 0 % and
+    the label's traffic back to its version (the label does not move)."""
+    row, wf = _row(session, experiment_id)
+    if row.status not in ("running", "halted"):
+        raise Conflict(f"experiment {experiment_id} is {row.status}, not running or halted")
+    before = {"status": row.status, "step": row.step, "arms": row.arms}
+    zero = [{"version": a["version"], "share": 0.0} for a in row.arms]
+    _move(session, row, status="rolled_back", ended_at=utcnow(),
+          outcome=f"rolled back by {actor}", arms=zero)  # fmt: skip
+    audit(session, actor=actor, action="experiment.rollback", target_kind="experiment",
+          target=str(row.id), before=before, after={"status": "rolled_back"})  # fmt: skip
     flush(session, f"experiment {experiment_id}")
     return public(row, wf.name)

@@ -209,8 +209,8 @@ def _acted(session: Session, experiment_id: int, applied: str) -> ExperimentDeci
 
 def view(session: Session, *, experiment_id: int, now: datetime | None = None) -> ExperimentView:
     """``GET /v1/experiments/{id}/results``."""
-    experiment, decision, cuped = analyse(session, experiment_id=experiment_id)
-    public = to_public(experiment, decision, cuped).model_dump()
+    experiment, decision, cuped, runs = analyse(session, experiment_id=experiment_id)
+    public = to_public(experiment, decision, cuped, runs).model_dump()
     analysis = {k: public[k] for k in ("action", "winner", "reasons")}
     shown: dict[str, Any] = {"applied": None, "decided_at": None}
     row = None

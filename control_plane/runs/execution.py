@@ -45,6 +45,7 @@ from control_plane.runs.queued import QueuedRuns
 from control_plane.runs.remote_steps import RemoteSteps
 from control_plane.runs.schemas import BudgetRequest, RunPublic, RunRequest, Submitted
 from control_plane.runs.shadow.dispatch import ShadowDispatch
+from control_plane.runs.signals import RunSignals
 from control_plane.runs.steps import RunSteps, SharedSteps, step_persister
 from control_plane.runs.writer import BatchWriter, WriterClosed
 from control_plane.settings import Settings
@@ -81,6 +82,7 @@ class Runs:
         self._factory = session_factory
         self.writer = BatchWriter(session_factory)
         self.shared = SharedSteps()
+        self.signals = RunSignals(redis)  # wakes a run's event streams, on every replica
         # With a queue, async runs go to the workers, and a worker's runs come from it.
         self.queued = QueuedRuns(self, queue) if queue is not None else None
         self.shadows = ShadowDispatch(self)  # mirrored requests, run after their answer
@@ -138,6 +140,7 @@ class Runs:
             if pending:
                 await asyncio.wait(pending)
         await anyio.to_thread.run_sync(self.writer.close)
+        await self.signals.aclose()
 
     # -- POST /v1/run -------------------------------------------------------------------------
     async def submit(
@@ -348,10 +351,9 @@ class Runs:
         shadow: bool = False,
         **kw: Any,
     ) -> RunPublic:
-        """Run an accepted (or resumed) run to its end and store it, its step states stored
-        while it runs (``progress``); when it is stopped or the engine breaks, store it failed
-        (resumable) rather than leave it running."""
-        progress = Progress(self.writer.post, run_id, self.settings.progress_interval_s)
+        """Run an accepted or resumed run to its end and store it (stopped or broken: failed)."""
+        interval = self.settings.progress_interval_s  # its steps stored, and signalled, meanwhile
+        progress = Progress(self.writer.post, run_id, interval, self.signals)
         try:
             result = await self.compiler.run(
                 workflow, inputs, cache=steps, run_id=run_id, watch=progress.watch, **kw
@@ -378,6 +380,7 @@ class Runs:
             # A shadow run in its own metrics only. Attempt 1 is an accepted async run's first
             # end; a later attempt is a resume.
             first_end = finished.attempt <= 1
+            after_commit(session, partial(self.signals.changed, run_id))
             observe = self.metrics.shadow.observe_run if shadow else self.metrics.observe_run
             after_commit(session, partial(observe, finished, result, first_end=first_end))
             return finished

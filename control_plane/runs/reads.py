@@ -35,6 +35,7 @@ def get_run(session: Session, *, run_id: str, attempt: int | None = None) -> Run
     stored = trace.trace if trace is not None else {}
     return RunDetail(
         **public(row).model_dump(),
+        input=row.input,
         trace=stored,
         trace_attempt=trace.attempt if trace is not None else None,
         steps=step_states(stored, ended=not in_flight),

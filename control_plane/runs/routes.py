@@ -32,6 +32,7 @@ from control_plane.errors import ValidationFailed
 from control_plane.kit.storable import INT32_MAX, Storable
 from control_plane.registry.deps import RegistryDep
 from control_plane.runs import idempotency, reads, resumes
+from control_plane.runs.activity import WorkflowActivity, activity
 from control_plane.runs.deps import RunsDep
 from control_plane.runs.preview import AssignmentPreview, preview_assignment
 from control_plane.runs.schemas import (
@@ -210,6 +211,23 @@ async def resume_run(
     if submitted.replayed:
         response.headers[idempotency.REPLAYED_HEADER] = "true"
     return submitted.run
+
+
+@router.get(
+    "/runs/activity",
+    response_model=list[WorkflowActivity],
+    responses={**auth_responses("viewer"), **error_responses(422)},
+)
+async def runs_activity(
+    unit: UnitDep,
+    principal: ViewerDep,
+    window_s: Annotated[
+        float, Query(gt=0, le=7 * 86_400, description="the last this many seconds")
+    ] = 3600,
+) -> list[WorkflowActivity]:
+    """Per workflow, the runs started in the last `window_s` seconds (shadow runs left out):
+    how many, ended, failed, the error ratio and the cost per ended run."""
+    return await unit(partial(activity, window_s=window_s))
 
 
 @router.get(

@@ -145,6 +145,9 @@ class StepState(BaseModel):
 
 
 class RunDetail(RunPublic):
+    input: dict[str, Any] | None = Field(
+        default=None, description="the input it ran on (what a resume or a run again takes)"
+    )
     trace: dict[str, Any] = Field(
         description="the engine's trace of the latest attempt (or of `?attempt=N`): a step per "
         "node; while an attempt runs, its progress so far (`status: running`, refreshed every "

@@ -188,6 +188,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/experiments/{experiment_id}/promote": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Promote Experiment
+         * @description End the experiment with a candidate promoted: the label moves to it, in one unit of
+         *     work, audited (what `auto_promote` does, by hand).
+         */
+        post: operations["promote_experiment_v1_experiments__experiment_id__promote_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/experiments/{experiment_id}/results": {
         parameters: {
             query?: never;
@@ -225,6 +246,27 @@ export interface paths {
          *     halted for halt it no more (``acknowledged``).
          */
         post: operations["resume_experiment_v1_experiments__experiment_id__resume_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/experiments/{experiment_id}/rollback": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Rollback Experiment
+         * @description End the experiment rolled back: the candidates go to 0 % and the label's traffic back
+         *     to its version (what `auto_rollback` does, by hand).
+         */
+        post: operations["rollback_experiment_v1_experiments__experiment_id__rollback_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -400,6 +442,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/runs/activity": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Runs Activity
+         * @description Per workflow, the runs started in the last `window_s` seconds (shadow runs left out):
+         *     how many, ended, failed, the error ratio and the cost per ended run.
+         */
+        get: operations["runs_activity_v1_runs_activity_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/runs/{run_id}": {
         parameters: {
             query?: never;
@@ -412,6 +475,27 @@ export interface paths {
          * @description A run with its trace (a step per node): the newest attempt's, or `attempt`'s.
          */
         get: operations["get_run_v1_runs__run_id__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/runs/{run_id}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Run Events
+         * @description A run's events as it runs, until it ends: which steps started and ended, with status,
+         *     attempts, cost and latency, and the run's progress; on any replica.
+         */
+        get: operations["run_events_v1_runs__run_id__events_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1342,7 +1426,7 @@ export interface components {
             method: string;
             /**
              * Metrics
-             * @description per arm and metric: n, mean, effect with interval, p-values
+             * @description per arm and metric: n (users), runs, mean, effect with interval, p-values
              */
             metrics: {
                 [key: string]: unknown;
@@ -1765,6 +1849,14 @@ export interface components {
              */
             severity: "error" | "warning";
         };
+        /** PromoteBody */
+        PromoteBody: {
+            /**
+             * Version
+             * @description the candidate to promote
+             */
+            version: string;
+        };
         /** QueuePublic */
         QueuePublic: {
             /**
@@ -1941,6 +2033,13 @@ export interface components {
              * @description none while it runs
              */
             finished_at?: string | null;
+            /**
+             * Input
+             * @description the input it ran on (what a resume or a run again takes)
+             */
+            input?: {
+                [key: string]: unknown;
+            } | null;
             /** Label */
             label?: string | null;
             /** Latency S */
@@ -2409,6 +2508,36 @@ export interface components {
             runs: number;
             /** Version */
             version: string;
+        };
+        /** WorkflowActivity */
+        WorkflowActivity: {
+            /**
+             * Cost Per Run Usd
+             * @description cost of the ended runs / ended
+             */
+            cost_per_run_usd: number | null;
+            /**
+             * Ended
+             * @description of those, ended: succeeded, failed or budget_exceeded
+             */
+            ended: number;
+            /**
+             * Error Ratio
+             * @description failed / ended; none before any ended
+             */
+            error_ratio: number | null;
+            /**
+             * Failed
+             * @description of those, failed or stopped by their budget
+             */
+            failed: number;
+            /**
+             * Runs
+             * @description runs started in the window (shadow runs not counted)
+             */
+            runs: number;
+            /** Workflow */
+            workflow: string;
         };
         /**
          * WorkflowApply
@@ -3005,6 +3134,86 @@ export interface operations {
             };
         };
     };
+    promote_experiment_v1_experiments__experiment_id__promote_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                experiment_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PromoteBody"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ExperimentPublic"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     experiment_results_v1_experiments__experiment_id__results_get: {
         parameters: {
             query?: never;
@@ -3064,6 +3273,82 @@ export interface operations {
         };
     };
     resume_experiment_v1_experiments__experiment_id__resume_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                experiment_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ExperimentPublic"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    rollback_experiment_v1_experiments__experiment_id__rollback_post: {
         parameters: {
             query?: never;
             header?: never;
@@ -3749,6 +4034,56 @@ export interface operations {
             };
         };
     };
+    runs_activity_v1_runs_activity_get: {
+        parameters: {
+            query?: {
+                /** @description the last this many seconds */
+                window_s?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkflowActivity"][];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     get_run_v1_runs__run_id__get: {
         parameters: {
             query?: {
@@ -3802,6 +4137,105 @@ export interface operations {
             /** @description Too Many Requests */
             429: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    run_events_v1_runs__run_id__events_get: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description the last event's id: resume after it, nothing sent twice */
+                "Last-Event-ID"?: string | null;
+            };
+            path: {
+                run_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description `text/event-stream`: `step` events (a node whose state changed), `run` events (status, attempt, cost, steps done of total) and a last `end` event, each with an `id` to send back as `Last-Event-ID` on reconnect; `: keep-alive` comments while quiet. Closes after `end`, or after `ROLLGRAPH_RUN_EVENTS_MAX_S` (reconnect). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example retry: 1000
+                     *
+                     *     id: 1.0200
+                     *     event: step
+                     *     data: {"node":"draft","kind":"llm.generate","state":"running","attempts":1,"cost_usd":0.0,...}
+                     *
+                     *     id: 1.2200
+                     *     event: run
+                     *     data: {"run_id":"...","status":"running","attempt":1,"cost_usd":0.0,"steps_done":0,...}
+                     */
+                    "text/event-stream": string;
+                };
+            };
+            /** @description `Last-Event-ID` is the run's `end`: nothing more will come. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `invalid_last_event_id`: not an id this stream sends. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `too_many_streams` (this process' limit) or the store is away. */
+            503: {
+                headers: {
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {

@@ -11,7 +11,13 @@ import { may, type Session } from "../session";
 import { useApi } from "../useApi";
 import { usePoll } from "../usePoll";
 import { ExperimentActions } from "./ExperimentActions";
-import { Charts, DecisionLog, judgedMetrics, MetricsTable } from "./ExperimentTables";
+import {
+  Charts,
+  DecisionLog,
+  judgedMetrics,
+  MetricsTable,
+  TargetsTable,
+} from "./ExperimentTables";
 
 const POLL_MS = 5000;
 type View = Schemas["ExperimentView"];
@@ -129,6 +135,10 @@ export function Experiment(props: { session: Session; id: string }) {
               <section aria-labelledby="metrics">
                 <h2 id="metrics">Metrics</h2>
                 <MetricsTable rows={view.metrics as Row[]} judged={judged} />
+              </section>
+              <section aria-labelledby="targets-h">
+                <h2 id="targets-h">Targets</h2>
+                <TargetsTable targets={view.targets ?? []} />
               </section>
               <section aria-labelledby="over-time">
                 <h2 id="over-time">Over time</h2>

@@ -1,21 +1,51 @@
-// An admin's controls on an experiment: evaluate now, resume a halted one, stop. Each asks
-// first, says what will change, and shows the audit entry it made.
+// An admin's controls on an experiment: evaluate now, resume a halted one, promote a candidate,
+// roll back, stop. Each asks first, says what will change, and shows the audit entry it made.
 import { useState } from "react";
 import { ApiError, call, type Schemas } from "../api/client";
 import { Confirm } from "../components/Confirm";
 import type { Session } from "../session";
 
 type Experiment = Schemas["ExperimentPublic"];
-type Pending = "stop" | "resume" | "evaluate";
+type Pending = "stop" | "resume" | "evaluate" | "rollback" | `promote:${string}`;
 
-const WORDS: Record<Pending, { title: string; label: string }> = {
-  stop: { title: "Stop this experiment?", label: "Stop" },
-  resume: { title: "Resume this experiment?", label: "Resume" },
-  evaluate: { title: "Evaluate now?", label: "Evaluate" },
-};
+function words(pending: Pending): { title: string; label: string } {
+  if (pending.startsWith("promote:")) {
+    const version = pending.slice("promote:".length);
+    return { title: `Promote ${version}?`, label: `Promote ${version}` };
+  }
+  return {
+    stop: { title: "Stop this experiment?", label: "Stop" },
+    resume: { title: "Resume this experiment?", label: "Resume" },
+    evaluate: { title: "Evaluate now?", label: "Evaluate" },
+    rollback: { title: "Roll back this experiment?", label: "Roll back" },
+  }[pending as "stop" | "resume" | "evaluate" | "rollback"];
+}
 
 function WhatChanges({ pending, e }: { pending: Pending; e: Experiment }) {
   const arms = e.arms.map((a) => String(a.version)).join(", ");
+  if (pending.startsWith("promote:"))
+    return (
+      <p className="what-changes">
+        The experiment ends promoted and the label{" "}
+        <strong>
+          {e.workflow}:{e.label}
+        </strong>{" "}
+        moves from <strong>{e.baseline}</strong> to{" "}
+        <strong>{pending.slice("promote:".length)}</strong>: every request of it gets that
+        version from the next one on. Both changes are audited.
+      </p>
+    );
+  if (pending === "rollback")
+    return (
+      <p className="what-changes">
+        The experiment ends rolled back: {arms} go to 0 % and every request of{" "}
+        <strong>
+          {e.workflow}:{e.label}
+        </strong>{" "}
+        gets <strong>{e.baseline}</strong> again; the label does not move. The rollback is
+        audited.
+      </p>
+    );
   if (pending === "stop")
     return (
       <p className="what-changes">
@@ -71,6 +101,13 @@ export function ExperimentActions(props: { session: Session; experiment: Experim
       }
       if (pending === "stop")
         await call(session.key, "post", "/v1/experiments/{experiment_id}/stop", { params });
+      else if (pending === "rollback")
+        await call(session.key, "post", "/v1/experiments/{experiment_id}/rollback", { params });
+      else if (pending.startsWith("promote:"))
+        await call(session.key, "post", "/v1/experiments/{experiment_id}/promote", {
+          params,
+          body: { version: pending.slice("promote:".length) },
+        });
       else await call(session.key, "post", "/v1/experiments/{experiment_id}/resume", { params });
       const entries = await call(session.key, "get", "/v1/audit", {
         query: { target_kind: "experiment", target: String(e.id), limit: 1 },
@@ -97,6 +134,18 @@ export function ExperimentActions(props: { session: Session; experiment: Experim
           Resume…
         </button>
       )}
+      {open &&
+        e.arms.map((a) => (
+          <button key={String(a.version)} type="button"
+            onClick={() => setPending(`promote:${String(a.version)}`)}>
+            Promote {String(a.version)}…
+          </button>
+        ))}
+      {open && (
+        <button type="button" onClick={() => setPending("rollback")}>
+          Roll back…
+        </button>
+      )}
       {open && (
         <button type="button" onClick={() => setPending("stop")}>
           Stop…
@@ -104,8 +153,8 @@ export function ExperimentActions(props: { session: Session; experiment: Experim
       )}
       {pending && (
         <Confirm
-          title={WORDS[pending].title}
-          confirmLabel={WORDS[pending].label}
+          title={words(pending).title}
+          confirmLabel={words(pending).label}
           busy={busy}
           onCancel={() => setPending(null)}
           onConfirm={act}

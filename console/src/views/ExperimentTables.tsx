@@ -35,12 +35,15 @@ const mean = (v: unknown) => (typeof v === "number" && Number.isFinite(v) ? v.to
 export function MetricsTable({ rows, judged }: { rows: Row[]; judged: Judged[] }) {
   return (
     <table className="list" data-testid="metrics">
-      <caption className="sr-only">Per metric and arm: n, mean, effect, interval, p-values</caption>
+      <caption className="sr-only">
+        Per metric and arm: users, runs, mean, effect, interval, p-values
+      </caption>
       <thead>
         <tr>
           <th scope="col">Metric</th>
           <th scope="col">Arm</th>
-          <th scope="col">n (users)</th>
+          <th scope="col">Users</th>
+          <th scope="col">Runs</th>
           <th scope="col">Mean</th>
           <th scope="col">Effect</th>
           <th scope="col">Interval</th>
@@ -67,6 +70,7 @@ export function MetricsTable({ rows, judged }: { rows: Row[]; judged: Judged[] }
                     {isBaseline ? " (baseline)" : ""}
                   </td>
                   <td>{String(r.n ?? 0)}</td>
+                  <td>{r.runs === null || r.runs === undefined ? "—" : String(r.runs)}</td>
                   <td>{mean(r.mean)}</td>
                   <td>
                     {isBaseline ? "" : signed(r.effect as number | null, unit)}
@@ -144,6 +148,49 @@ export function DecisionLog({ decisions }: { decisions: Schemas["DecisionPublic"
             </td>
           </tr>
         ))}
+      </tbody>
+    </table>
+  );
+}
+
+const TARGET_WORDS = {
+  p95_latency_s: "p95 latency (s)",
+  error_ratio: "error ratio",
+  cost_per_run_usd: "cost per run (USD)",
+} as const;
+
+/** Each arm's version against its own `targets:` (p95 latency, error ratio, cost per run). */
+export function TargetsTable({ targets }: { targets: Schemas["VersionTargets"][] }) {
+  if (!targets.some((t) => t.figures.some((f) => f.target !== null)))
+    return <p className="muted">No version here declares `targets:`.</p>;
+  return (
+    <table className="list" data-testid="targets">
+      <caption className="sr-only">Each arm's measured figures against its version's targets</caption>
+      <thead>
+        <tr>
+          <th scope="col">Version</th>
+          <th scope="col">Ended runs</th>
+          <th scope="col">Figure</th>
+          <th scope="col">Measured</th>
+          <th scope="col">Target</th>
+          <th scope="col">Met</th>
+        </tr>
+      </thead>
+      <tbody>
+        {targets.flatMap((t) =>
+          t.figures.map((f) => (
+            <tr key={`${t.version}/${f.name}`} data-version={t.version} data-figure={f.name}>
+              <th scope="row">{t.version}</th>
+              <td>{t.runs}</td>
+              <td>{TARGET_WORDS[f.name]}</td>
+              <td>{mean(f.measured)}</td>
+              <td>{f.target === null ? "none" : mean(f.target)}</td>
+              <td className={f.met === false ? "status-failed" : f.met ? "status-succeeded" : ""}>
+                {f.met === null ? "—" : f.met ? "✓ met" : "✗ missed"}
+              </td>
+            </tr>
+          )),
+        )}
       </tbody>
     </table>
   );

@@ -1,13 +1,15 @@
 // One run: what it is and why it got its version, each step's state drawn on the version's
 // graph, the steps' figures, its outputs or error. While it is queued or running the view
-// reads it again every second (the server stores a snapshot of a running attempt's steps every
-// ROLLGRAPH_PROGRESS_INTERVAL_S), and stops once it ended. A failed run can be resumed by a
+// reads it again on each event of its stream (`GET /v1/runs/{id}/events`: the server stores a
+// snapshot of a running attempt's steps at most every ROLLGRAPH_PROGRESS_INTERVAL_S), every
+// second where there is no stream, and stops once it ended. A failed run can be resumed by a
 // runner: its completed steps come from the step cache, neither executed nor billed again.
 import { useMemo, useState } from "react";
 import { ApiError, call, type Schemas } from "../api/client";
 import { Confirm } from "../components/Confirm";
 import { GraphView } from "../components/GraphView";
 import { Empty, Show } from "../components/States";
+import { StepPanel, type TraceStep, Waterfall } from "../components/Waterfall";
 import { layoutGraph } from "../graph/layout";
 import { type GraphData, portCount } from "../graph/model";
 import { duration, isLive, isResumable, STATE_TEXT, stepSeconds, tally, usd } from "../lib/runs";
@@ -15,6 +17,8 @@ import { Link } from "../router";
 import { may, type Session } from "../session";
 import { useApi } from "../useApi";
 import { usePoll } from "../usePoll";
+import { useRunEvents } from "../useRunEvents";
+import { RunAgain } from "./RunAgain";
 
 type RunDetail = Schemas["RunDetail"];
 type Step = Schemas["StepState"];
@@ -157,8 +161,11 @@ export function Run(props: { session: Session; runId: string; attempt: number | 
     [session.key, runId, attempt],
   );
   const run = loaded.state === "ready" ? loaded.data : null;
+  const [selected, setSelected] = useState<string | null>(null);
   const live = run !== null && isLive(run.status) && attempt === null;
-  usePoll(reload, POLL_MS, live);
+  // Live through the run's event stream; polling only while the stream is not there.
+  const streaming = useRunEvents(session.key, runId, live, reload);
+  usePoll(reload, POLL_MS, live && !streaming);
   const [graph, reloadGraph] = useApi(
     () =>
       run
@@ -183,6 +190,10 @@ export function Run(props: { session: Session; runId: string; attempt: number | 
         retry={reload}
         ready={(r) => {
           const steps = r.steps ?? [];
+          const traceSteps = ((r.trace as { steps?: TraceStep[] }).steps ?? []).filter(
+            (t) => typeof t.node === "string",
+          );
+          const chosen = traceSteps.find((t) => t.node === selected) ?? null;
           return (
           <>
             <dl className="facts">
@@ -192,7 +203,7 @@ export function Run(props: { session: Session; runId: string; attempt: number | 
                 {live && (
                   <span className="live" role="status" aria-live="polite">
                     {" "}
-                    · live, refreshed every second
+                    · live, {streaming ? "as each step changes" : "refreshed every second"}
                   </span>
                 )}
               </dd>
@@ -249,6 +260,7 @@ export function Run(props: { session: Session; runId: string; attempt: number | 
                 onDone={reload}
               />
             )}
+            {!live && may(session, "runner") && <RunAgain session={session} run={r} />}
             <section aria-labelledby="steps-h">
               <h2 id="steps-h">Steps</h2>
               <p className="muted" data-testid="tally">
@@ -265,6 +277,17 @@ export function Run(props: { session: Session; runId: string; attempt: number | 
                 )}
               />
               <StepsTable steps={steps} />
+            </section>
+            <section aria-labelledby="trace-h">
+              <h2 id="trace-h">Trace</h2>
+              <div className="trace-view">
+                <Waterfall
+                  steps={traceSteps}
+                  selected={selected}
+                  onSelect={setSelected}
+                />
+                {chosen && <StepPanel step={chosen} onClose={() => setSelected(null)} />}
+              </div>
             </section>
             {r.outputs && (
               <section aria-labelledby="outputs-h">

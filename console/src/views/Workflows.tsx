@@ -1,13 +1,19 @@
-// Every workflow with each label's version and the rollout shares behind it.
+// Every workflow with each label's version and the rollout shares behind it, and what it did
+// in the last hour: runs, error ratio, cost per run.
 import { call } from "../api/client";
 import { Empty, Show } from "../components/States";
+import { usd } from "../lib/runs";
 import { shares } from "../lib/shares";
 import { Link } from "../router";
 import type { Session } from "../session";
 import { useApi } from "../useApi";
 
 async function loadAll(key: string) {
-  const workflows = await call(key, "get", "/v1/workflows");
+  const [workflows, activity] = await Promise.all([
+    call(key, "get", "/v1/workflows"),
+    call(key, "get", "/v1/runs/activity", { query: { window_s: 3600 } }),
+  ]);
+  const lately = new Map(activity.map((a) => [a.workflow, a]));
   return Promise.all(
     workflows.map(async (wf) => {
       const rollouts = await Promise.all(
@@ -17,7 +23,7 @@ async function loadAll(key: string) {
           }),
         ),
       );
-      return { wf, rollouts };
+      return { wf, rollouts, hour: lately.get(wf.name) };
     }),
   );
 }
@@ -44,10 +50,13 @@ export function Workflows({ session }: { session: Session }) {
                   <th scope="col">Workflow</th>
                   <th scope="col">Versions</th>
                   <th scope="col">Labels and rollout shares</th>
+                  <th scope="col">Runs, last hour</th>
+                  <th scope="col">Error ratio</th>
+                  <th scope="col">Cost per run</th>
                 </tr>
               </thead>
               <tbody>
-                {rows.map(({ wf, rollouts }) => (
+                {rows.map(({ wf, rollouts, hour }) => (
                   <tr key={wf.name} data-workflow={wf.name}>
                     <th scope="row">
                       <Link to={`/workflows/${encodeURIComponent(wf.name)}`}>{wf.name}</Link>
@@ -68,6 +77,17 @@ export function Workflows({ session }: { session: Session }) {
                           ))}
                         </ul>
                       )}
+                    </td>
+                    <td data-testid="hour-runs">{hour?.runs ?? 0}</td>
+                    <td data-testid="hour-errors">
+                      {hour?.error_ratio !== null && hour?.error_ratio !== undefined
+                        ? `${+(hour.error_ratio * 100).toFixed(1)} % (${hour.failed} of ${hour.ended})`
+                        : "—"}
+                    </td>
+                    <td data-testid="hour-cost">
+                      {hour?.cost_per_run_usd !== null && hour?.cost_per_run_usd !== undefined
+                        ? usd(hour.cost_per_run_usd)
+                        : "—"}
                     </td>
                   </tr>
                 ))}
