@@ -3,7 +3,9 @@
 ``map`` is the one kind whose parameters are not plain values: ``items`` is a list to fan out
 over, ``node: {uses, with}`` is a node written inside it whose parameters may read each element
 as ``${item}``, ``output`` picks the inner output to collect and ``concurrency`` bounds how many
-elements run at once. The kind's run-time side is ``engine.kinds.map``.
+elements run at once. The inner node may carry its own ``retry:`` and ``timeout_s``: each
+element is a step of its own (``engine.map_steps``), retried and timed out on its own. The kind's
+run-time side is ``engine.kinds.map``.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import pydantic
+
+from engine.errors import Problem
 from engine.node_kinds import NodeKind
 from engine.param_checks import check_literals
 from engine.refs import Ref, Resolver, compile_value, iter_refs
-from engine.spec import NodeSpec
+from engine.spec import NodeSpec, RetrySpec
 from engine.typecheck import JSON, MAP_KIND, RESERVED, Checker
 from engine.types import ValueType
 from engine.workflow import MapPlan, suggest
@@ -22,6 +27,8 @@ from engine.workflow import MapPlan, suggest
 __all__ = ["compile_map"]
 
 _PARAMS = frozenset({"items", "node", "output", "concurrency"})
+_INNER_FIELDS = ("uses", "with", "retry", "timeout_s")
+_DEFAULT_RETRY = RetrySpec()
 
 
 def compile_map(
@@ -51,7 +58,7 @@ def compile_map(
     inner = _inner_node(checker, params.get("node"), f"{loc}.with.node")
     if inner is None:
         return None, items
-    inner_kind, inner_with = inner
+    inner_kind, inner_with, inner_spec = inner
     checked = checker.check_params(inner_kind, inner_with, f"{loc}.with.node.with", item_type)
     deps |= checked.deps
     check_literals(checker, inner_kind, inner_with, checked.static, f"{loc}.with.node.with")
@@ -63,7 +70,21 @@ def compile_map(
             f"{loc}.with.output",
             f"{inner_kind.name} has no output {output!r}{hint}",
         )
-    plan = MapPlan(inner_kind, checked.static, tuple(checked.resolvers), str(output), concurrency)
+    # An element's policy: the inner node's, else the map's (what applied before elements were
+    # steps), else the inner kind's default like any node of that kind.
+    policy = inner_spec.get("retry") or node.retry
+    if policy is None and inner_kind.retry_by_default:
+        policy = _DEFAULT_RETRY
+    timeout = inner_spec.get("timeout_s") or node.timeout_s
+    plan = MapPlan(
+        inner_kind,
+        checked.static,
+        tuple(checked.resolvers),
+        str(output),
+        concurrency,
+        policy,
+        timeout,
+    )
     return plan, items
 
 
@@ -103,11 +124,27 @@ def _concurrency(checker: Checker, value: Any, loc: str) -> int:
 
 def _inner_node(
     checker: Checker, inner: Any, loc: str
-) -> tuple[NodeKind, Mapping[str, Any]] | None:
-    """The inner node's kind and its parameters as written, or ``None`` when it is unusable."""
+) -> tuple[NodeKind, Mapping[str, Any], dict[str, Any]] | None:
+    """The inner node's kind, its parameters as written and its checked ``retry`` and
+    ``timeout_s`` (absent when not given), or ``None`` when it is unusable."""
     if not isinstance(inner, dict) or not isinstance(inner.get("uses"), str):
         checker.error("missing_param", loc, "map needs node: {uses: KIND, with: {...}}")
         return None
+    for name in inner:
+        # Silently ignored is how `retry:` once did nothing here. A warning, not an error: a
+        # version stored before this check must still compile when it runs.
+        if name not in _INNER_FIELDS:
+            hint = suggest(str(name), list(_INNER_FIELDS))
+            checker.problems.append(
+                Problem(
+                    "unknown_field",
+                    f"{loc}.{name}",
+                    f"a map's node has no field {name!r}{hint}; it is ignored "
+                    f"(it takes {', '.join(_INNER_FIELDS)})",
+                    severity="warning",
+                )
+            )
+    settings = _inner_settings(checker, inner, loc)
     kind = checker.kinds.get(inner["uses"])
     # Each element calls the inner kind's function directly, without the item runner that the
     # executor gives only a map node's own step, so a map cannot be nested.
@@ -115,4 +152,28 @@ def _inner_node(
         hint = suggest(inner["uses"], checker.kinds.names())
         checker.error("unknown_kind", f"{loc}.uses", f"cannot map over {inner['uses']!r}{hint}")
         return None
-    return kind, inner.get("with") or {}
+    return kind, inner.get("with") or {}, settings
+
+
+def _inner_settings(checker: Checker, inner: dict[str, Any], loc: str) -> dict[str, Any]:
+    settings: dict[str, Any] = {}
+    if inner.get("retry") is not None:
+        try:
+            settings["retry"] = RetrySpec.model_validate(inner["retry"])
+        except pydantic.ValidationError as exc:
+            for problem in exc.errors():
+                where = ".".join(str(p) for p in problem["loc"])
+                checker.error(
+                    "bad_value", f"{loc}.retry{'.' + where if where else ''}", problem["msg"]
+                )
+    timeout = inner.get("timeout_s")
+    if timeout is not None:
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not 0 < timeout < float("inf")
+        ):
+            checker.error("bad_value", f"{loc}.timeout_s", "timeout_s must be a number > 0")
+        else:
+            settings["timeout_s"] = float(timeout)
+    return settings

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from engine.budget import BudgetGuard
@@ -22,6 +22,7 @@ from engine.codec import step_key
 from engine.context import NodeContext, Runtime
 from engine.errors import NodeError, StepFailed
 from engine.limits import LimitExceeded
+from engine.map_steps import ItemRunner, item_name
 from engine.model_chain import ModelChain, call_models
 from engine.node_kinds import KindFn, NodeKind, NodeResult
 from engine.ranges import Range, out_of_range
@@ -111,6 +112,7 @@ class StepRunner:
             if hit is None and node.cache is not None:
                 hit = await self.cache.get(f"shared:{key}")
             if hit is not None:
+                step.items = None  # the whole map came from the cache: no element ran
                 # A step of this same attempt, completed by a process that stopped, was billed
                 # and never reported: it is this run's cost. Any other hit is a saving.
                 billed = own and self.trace.taken_over
@@ -124,15 +126,20 @@ class StepRunner:
                 step.cost_saved_usd = 0.0 if billed else hit.cost_usd
                 return
         guard = self.guard
-        if node.fallback_models:
-            result, outputs = await self._call_models(node, step, params)
-        elif guard is None:
-            result = await self._call(node, step, node.fn, params)
-            outputs = self._check_outputs(node, result.outputs, step.attempts)
-        else:
-            # A map's items are admitted and settled one by one, in its item runner.
-            name = None if node.map_plan is not None else node.id
-            result, outputs = await self._guarded_call(guard, name, node, step, params)
+        items = params.get("run_item") if node.map_plan is not None else None
+        try:
+            if node.fallback_models:
+                result, outputs = await self._call_models(node, step, params)
+            elif guard is None:
+                result = await self._call(node, step, node.fn, params)
+                outputs = self._check_outputs(node, result.outputs, step.attempts)
+            else:
+                # A map's items are admitted and settled one by one, in its item runner.
+                name = None if node.map_plan is not None else node.id
+                result, outputs = await self._guarded_call(guard, name, node, step, params)
+        finally:
+            if isinstance(items, ItemRunner):
+                items.close()
         self._record(node, step, outputs, result.cost_usd, result.usage, result.meta)
         observer = self.runtime.observer
         if observer is not None:
@@ -210,7 +217,7 @@ class StepRunner:
                     "items": items,
                     "concurrency": node.map_plan.concurrency,
                     "output": node.map_plan.output,
-                    "run_item": self._item_runner(node),
+                    "run_item": ItemRunner(self, node, items) if isinstance(items, list) else None,
                 }
             params = dict(node.static)
             try:
@@ -254,40 +261,6 @@ class StepRunner:
         # the inner node can read determine them.
         return {"items": params["items"], "deps": {d: self.scope[d] for d in sorted(node.deps)}}
 
-    def _item_runner(
-        self, node: CompiledNode
-    ) -> Callable[[NodeContext, int, Any], Awaitable[NodeResult]]:
-        plan = node.map_plan
-        assert plan is not None
-        step = self.steps[node.id]
-
-        async def run_item(ctx: NodeContext, index: int, item: Any) -> NodeResult:
-            scope = dict(self.scope)
-            scope["item"] = {"": item}
-            params = dict(plan.static)
-            for name, resolve in plan.resolvers:
-                params[name] = resolve(scope)
-            if plan.kind.ranged:
-                _enforce_ranges(plan.kind.ranged, params)
-            inner = StepTrace(node=f"{node.id}[{index}]", kind=plan.kind.name)
-            guard = self.guard
-            try:
-                if guard is None:
-                    return await self._call(node, inner, plan.kind.fn, params, item=index)
-                self.admit(guard, inner.node, plan.kind, params)
-                billed = 0.0
-                usage = None
-                try:
-                    result = await self._call(node, inner, plan.kind.fn, params, item=index)
-                    billed, usage = result.cost_usd, result.usage
-                    return result
-                finally:
-                    guard.settle(inner.node, billed, usage)
-            finally:
-                step.add_meta({"item_attempts": step.meta.get("item_attempts", 0) + inner.attempts})
-
-        return run_item
-
     async def _call(
         self,
         node: CompiledNode,
@@ -297,10 +270,15 @@ class StepRunner:
         item: int | None = None,
         chain: ModelChain | None = None,
     ) -> NodeResult:
-        """Call a kind with the node's timeout and retry policy; ``chain`` records failures."""
-        policy = node.policy
-        timeout = node.timeout_s
-        name = node.id if item is None else f"{node.id}[{item}]"
+        """Call a kind with the node's timeout and retry policy (a map element's: its inner
+        node's, ``MapPlan.policy``); ``chain`` records failures."""
+        name: str = node.id
+        if item is None:
+            policy, timeout = node.policy, node.timeout_s
+        else:
+            plan = node.map_plan
+            assert plan is not None
+            policy, timeout, name = plan.policy, plan.timeout_s, item_name(node.id, item)
         attempt = 0
         while True:
             attempt += 1

@@ -41,6 +41,7 @@ _STEP_DEFAULTS: dict[str, Any] = {
     "error_code": None,
     "reason": None,
     "meta": _EMPTY,
+    "items": None,
 }
 
 
@@ -66,6 +67,9 @@ class StepTrace:
     error_code: str | None
     reason: str | None  # why a step was skipped or cancelled
     meta: dict[str, Any]
+    # A map's elements, each a step of its own (``engine.map_steps``); ``None`` for other steps.
+    # Nested rather than beside the nodes: the map's entry already sums their cost.
+    items: list[StepTrace] | None
 
     def __init__(self, node: str, kind: str) -> None:
         self.node = node
@@ -148,33 +152,36 @@ class Trace:
     def _wall(self, perf: float | None) -> float | None:
         return None if perf is None else self.wall_start + (perf - self.perf_start)
 
+    def step_json(self, s: StepTrace) -> dict[str, Any]:
+        latency = s.latency_s
+        step: dict[str, Any] = {
+            "node": s.node,
+            "kind": s.kind,
+            "status": s.status,
+            "attempts": s.attempts,
+            "started_at": _iso(self._wall(s.started)),
+            "ended_at": _iso(self._wall(s.ended)),
+            "offset_s": None if s.started is None else round(s.started - self.perf_start, 6),
+            "latency_s": None if latency is None else round(latency, 6),
+            "cost_usd": round(s.cost_usd, 8),
+            "usage": s.usage,
+            "cache_hit": s.cache_hit,
+            "error": s.error,
+        }
+        if s.cost_saved_usd:
+            step["cost_saved_usd"] = round(s.cost_saved_usd, 8)
+        if s.error_code:
+            step["error_code"] = s.error_code
+        if s.reason:
+            step["reason"] = s.reason
+        if s.meta:
+            step["meta"] = s.meta
+        if s.items is not None:
+            step["items"] = [self.step_json(item) for item in s.items]
+        return step
+
     def to_json(self) -> dict[str, Any]:
-        steps = []
-        for s in self.steps.values():
-            latency = s.latency_s
-            step: dict[str, Any] = {
-                "node": s.node,
-                "kind": s.kind,
-                "status": s.status,
-                "attempts": s.attempts,
-                "started_at": _iso(self._wall(s.started)),
-                "ended_at": _iso(self._wall(s.ended)),
-                "offset_s": None if s.started is None else round(s.started - self.perf_start, 6),
-                "latency_s": None if latency is None else round(latency, 6),
-                "cost_usd": round(s.cost_usd, 8),
-                "usage": s.usage,
-                "cache_hit": s.cache_hit,
-                "error": s.error,
-            }
-            if s.cost_saved_usd:
-                step["cost_saved_usd"] = round(s.cost_saved_usd, 8)
-            if s.error_code:
-                step["error_code"] = s.error_code
-            if s.reason:
-                step["reason"] = s.reason
-            if s.meta:
-                step["meta"] = s.meta
-            steps.append(step)
+        steps = [self.step_json(s) for s in self.steps.values()]
         latency = self.latency_s
         return {
             "run_id": self.run_id,

@@ -52,6 +52,9 @@ class MapPlan:
     resolvers: tuple[tuple[str, Resolver], ...]
     output: str
     concurrency: int
+    # Each element is a step of its own: the inner node's retry and timeout, else the map's.
+    policy: RetrySpec | None = None
+    timeout_s: float | None = None
 
 
 @dataclass(slots=True, eq=False)

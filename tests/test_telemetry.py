@@ -237,6 +237,36 @@ def test_a_cache_hit_is_marked(tmp_path: Path) -> None:
     assert attrs_of(second_write)["rollgraph.cost_usd"] == 0
 
 
+FANNED = """
+name: fanned
+nodes:
+  each:
+    uses: map
+    with:
+      items: [a, b, c]
+      node: {uses: llm.generate, with: {model: sim/writer-small, prompt: "${item}"}}
+outputs:
+  texts: ${each.results}
+"""
+
+
+def test_a_maps_elements_are_spans_nested_in_its_step(tmp_path: Path) -> None:
+    with traced_app(tmp_path) as (client, exporter):
+        seed_workflow(client, "fanned", {"v1": FANNED}, {"prod": "v1"})
+        answer = client.post("/v1/run", json={"workflow": "fanned", "input": {}}).json()
+        assert answer["status"] == "succeeded", answer
+    spans = exporter.get_finished_spans()
+    (root,) = [s for s in spans if attrs_of(s).get("rollgraph.run_id") == answer["run_id"]]
+    (each,) = steps_of(spans, root).values()
+    items = steps_of(spans, each)
+    assert set(items) == {"each[0]", "each[1]", "each[2]"}
+    first = items["each[0]"]
+    assert first.kind is SpanKind.CLIENT and first.name == "chat writer-small"
+    assert attrs_of(first)["rollgraph.cost_usd"] > 0
+    total = sum(attrs_of(s)["rollgraph.cost_usd"] for s in items.values())
+    assert attrs_of(each)["rollgraph.cost_usd"] == pytest.approx(total)
+
+
 def test_an_async_run_in_process_continues_the_callers_trace(tmp_path: Path) -> None:
     with traced_app(tmp_path) as (client, exporter):
         accepted = run(client, mode="async")

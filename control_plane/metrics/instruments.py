@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 import os
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from typing import TYPE_CHECKING, Protocol
 
@@ -277,7 +277,7 @@ class Metrics:
         cost = trace.cost_usd
         if cost > 0:
             self.run_cost.labels(workflow, version).inc(cost)
-        for step in trace.steps.values():
+        for step in _executed(trace):
             kind = step.kind
             if step.cache_hit:
                 self.node_cache_hits.labels(workflow, kind).inc()
@@ -327,3 +327,12 @@ class Metrics:
     def observe_http(self, *, route: str, method: str, status: int, duration_s: float) -> None:
         self.http_requests.labels(route, method, f"{status // 100}xx").inc()
         self.http_duration.labels(route, method).observe(duration_s)
+
+
+def _executed(trace: engine.Trace) -> Iterator[engine.StepTrace]:
+    """Each step, and a map's elements after it: each element is a step of its inner kind,
+    executed (and billed) or taken from the cache like any other."""
+    for step in trace.steps.values():
+        yield step
+        if step.items:
+            yield from step.items

@@ -1,17 +1,17 @@
 """A running attempt's step states, in the store while it runs, for every replica to read.
 
 The engine keeps a run's trace in memory and calls nothing per step (``Engine.run(watch=)``
-hands the host the live trace). ``Progress`` looks at it every ``LOOK_S`` (or ``interval_s``
-if shorter) and, when a step's state or attempts changed since the last snapshot, posts a
-snapshot of the trace to the batch writer: the attempt's ``run_trace`` row, upserted, which
-the run's end overwrites with the final trace. So ``GET /v1/runs/{id}`` on any replica shows
-which nodes are pending, running, succeeded, failed, skipped or cached while the run executes
-on another process, and the cost is bounded per run (one write per ``interval_s`` at most,
-none while nothing changes), never one per step; a step shorter than the interval may be seen
-only once it ended. A change after a quiet ``interval_s`` is posted at the next look, not at
-the end of an interval: steps that end seconds apart (a model call each) reach the store, and
-the run-events streams, within ``LOOK_S``; only changes closer together than ``interval_s``
-wait for it (measured in ``benchmarks.run_events``).
+hands the host the live trace). ``Progress`` looks at it every ``LOOK_S`` (or ``interval_s`` if
+shorter) and, when a step's state or attempts (or how many of a map's elements ended) changed
+since the last snapshot, posts a snapshot of the trace to the batch writer: the attempt's
+``run_trace`` row, upserted, which the run's end overwrites with the final trace. So
+``GET /v1/runs/{id}`` on any replica shows which nodes are pending, running, succeeded, failed,
+skipped or cached while the run executes on another process, and the cost is bounded per run
+(one write per ``interval_s`` at most, none while nothing changes), never one per step; a step
+shorter than the interval may be seen only once it ended. A change after a quiet ``interval_s``
+is posted at the next look, not at the end of an interval: steps that end seconds apart (a
+model call each) reach the store, and the run-events streams, within ``LOOK_S``; only changes
+closer together than ``interval_s`` wait for it (measured in ``benchmarks.run_events``).
 
 Only runs that are stored while they run report progress: async runs (on a server or a
 worker) and resumes. A sync run is stored once it ended, so it has nobody to report to, and
@@ -43,7 +43,7 @@ from control_plane.runs import repository as repo
 from control_plane.runs.cost import storable_trace
 from control_plane.runs.signals import RunSignals
 from control_plane.runs.writer import WriterClosed
-from engine import Trace
+from engine import StepTrace, Trace
 
 __all__ = ["LOOK_S", "Progress", "save_snapshot"]
 
@@ -63,6 +63,11 @@ def save_snapshot(session: Session, *, run_id: str, trace: dict[str, Any]) -> bo
         return False
     repo.upsert_trace(session, run_id=run_id, attempt=row.attempt, trace=trace)
     return True
+
+
+def _ended(items: list[StepTrace]) -> int:
+    # A map runs as one step for as long as its elements take: its elements' ends are progress.
+    return sum(1 for item in items if item.status not in ("pending", "running"))
 
 
 class Progress:
@@ -112,7 +117,10 @@ class Progress:
             self._look()
 
     def _signature(self, trace: Trace) -> tuple[object, ...]:
-        return tuple((s.status, s.attempts, s.cache_hit) for s in trace.steps.values())
+        return tuple(
+            (s.status, s.attempts, s.cache_hit, None if s.items is None else _ended(s.items))
+            for s in trace.steps.values()
+        )
 
     def _look(self) -> None:
         trace = self._trace

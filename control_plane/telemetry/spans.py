@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,6 +140,10 @@ class RunSpans:
                 for node_id, node in workflow.nodes.items()
                 if isinstance(node.static.get("model"), str)
             }
+            for node_id, node in workflow.nodes.items():
+                plan = node.map_plan  # its elements' model, under `node[]`
+                if plan is not None and isinstance(plan.static.get("model"), str):
+                    models[f"{node_id}[]"] = plan.static["model"]
         return models
 
     def _start(
@@ -204,26 +208,41 @@ class RunSpans:
         )
         inside = trace_api.set_span_in_context(span, parent)
         for step in trace.steps.values():
-            if step.started is None:
-                continue  # skipped before it started: nothing ran
-            model = models.get(step.node)
-            child = self._start(
-                _step_name(step, model),
-                inside,
-                wall_ns(step.started),
-                self._step_attrs(step, model, notes),
-                SpanKind.CLIENT if model else SpanKind.INTERNAL,
-            )
-            for at, event in notes.retries.get(step.node, ()):
-                child.add_event("retry", event, timestamp=at)
-            if step.error_code or step.status in ("failed", "fallback"):
-                child.set_status(Status(StatusCode.ERROR, step.error))
-            child.end(end_time=wall_ns(step.ended))
+            self._step_span(step, models.get(step.node), models, inside, notes, wall_ns)
         if trace.status in ("failed", "budget_exceeded"):
             span.set_attribute("error.type", trace.error_code or "run_failed")
             span.set_status(Status(StatusCode.ERROR, trace.error))
         span.end(end_time=wall_ns(trace.perf_end))
         return trace_api.format_trace_id(span.get_span_context().trace_id)
+
+    def _step_span(
+        self,
+        step: engine.StepTrace,
+        model: str | None,
+        models: Mapping[str, str],
+        parent: otel_context.Context,
+        notes: _Notes,
+        wall_ns: Callable[[float | None], int],
+    ) -> None:
+        if step.started is None:
+            return  # skipped before it started: nothing ran
+        child = self._start(
+            _step_name(step, model),
+            parent,
+            wall_ns(step.started),
+            self._step_attrs(step, model, notes),
+            SpanKind.CLIENT if model else SpanKind.INTERNAL,
+        )
+        for at, event in notes.retries.get(step.node, ()):
+            child.add_event("retry", event, timestamp=at)
+        if step.error_code or step.status in ("failed", "fallback"):
+            child.set_status(Status(StatusCode.ERROR, step.error))
+        if step.items:  # a map's elements, each a step: its children
+            inside = trace_api.set_span_in_context(child, parent)
+            item_model = models.get(f"{step.node}[]")
+            for item in step.items:
+                self._step_span(item, item_model, models, inside, notes, wall_ns)
+        child.end(end_time=wall_ns(step.ended))
 
     def _step_attrs(self, step: engine.StepTrace, model: str | None, notes: _Notes) -> Attributes:
         attrs: Attributes = {

@@ -10,9 +10,12 @@ explain:
     output: text          # which output of the inner kind to collect (default: its first)
 ```
 
-The engine binds ``run_item`` (the inner node with the node's timeout and retry policy applied
-per element); this kind only bounds concurrency and adds up cost and usage. If one element fails
-for good the others are cancelled: a partial list would silently misalign with ``items``.
+The engine binds ``run_item`` (``engine.map_steps``: each element a step of its own, with the
+inner node's retry policy and timeout, its trace entry, cache entry and budget admission); this
+kind only bounds concurrency and adds up cost and usage. If one element fails for good the
+others are cancelled: a partial list would silently misalign with ``items``. An element refused
+by the run's budget is different: elements already started were admitted within it, so they
+end (and are cached for a resume) while no further element starts.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from engine.budget import BUDGET_EXCEEDED
 from engine.context import NodeContext
-from engine.errors import NodeError
+from engine.errors import NodeError, StepFailed
 from engine.limits import LimitExceeded, json_size
 from engine.node_kinds import NodeResult, Param, node_kind
 
@@ -51,12 +55,21 @@ async def map_items(ctx: NodeContext, params: dict[str, Any]) -> NodeResult:
     # the step stops (cancelling the rest) instead of holding all of them first.
     max_bytes = ctx.runtime.limits.max_response_bytes
     collected = 0
+    refused: list[StepFailed] = []
 
-    async def one(index: int, item: Any) -> NodeResult:
+    async def one(index: int, item: Any) -> NodeResult | None:
         nonlocal collected
         async with limit:
+            if refused:  # out of budget: start nothing more
+                return None
             sub = NodeContext(ctx.runtime, ctx.run_id, f"{ctx.node}[{index}]", ctx.seed, 1)
-            result: NodeResult = await run_item(sub, index, item)
+            try:
+                result: NodeResult = await run_item(sub, index, item)
+            except StepFailed as failed:
+                if failed.error.code != BUDGET_EXCEEDED:
+                    raise
+                refused.append(failed)
+                return None
         collected += json_size(result.outputs.get(output), stop_above=max_bytes)
         if collected > max_bytes:
             raise LimitExceeded(
@@ -70,7 +83,9 @@ async def map_items(ctx: NodeContext, params: dict[str, Any]) -> NodeResult:
             tasks = [group.create_task(one(i, item)) for i, item in enumerate(items)]
     except ExceptionGroup as failed:  # report the element that failed, not a wrapper
         raise failed.exceptions[0] from None
-    results = [t.result() for t in tasks]
+    if refused:
+        raise refused[0]
+    results = [r for r in (t.result() for t in tasks) if r is not None]
     usage: dict[str, float] = {}
     for r in results:
         for key, value in r.usage.items():
