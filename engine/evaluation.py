@@ -2,7 +2,7 @@
 
 This is the pure part: what the score is, given the run's outputs, its latency and the quality
 figures its steps reported. Who runs it, when, and how the score is stored exactly once is the
-control plane's (``control_plane.evaluations``).
+control plane's (``control_plane.runs.evaluations``).
 
 * ``check``: 1.0 when every condition holds, else 0.0; the detail names the failed ones.
 * ``judge`` on ``sim/judge``: the mean of the simulator's quality figures of the steps the

@@ -51,12 +51,14 @@ class ShadowRecorder:
         metrics: Metrics,
         drop: Callable[[RunPlan, DropReason], None],
         *,
+        stored: Callable[[RunPlan, str], None] | None = None,
         flush_s: float = 0.5,
         max_batch: int = 200,
     ) -> None:
         self._write = write
         self._metrics = metrics
         self._drop = drop
+        self._stored = stored  # a succeeded shadow run, once committed: its evaluators run
         self._flush_s = flush_s
         self._max_batch = max_batch
         self._pending: list[EndedShadow] = []
@@ -102,6 +104,10 @@ class ShadowRecorder:
             log.exception("storing %d shadow run(s) failed", len(batch))
             for ended in batch:
                 self._drop(ended.plan, "unavailable")
+        else:
+            for ended in batch:
+                if self._stored is not None and ended.result.ok:
+                    self._stored(ended.plan, str(ended.result.trace.run_id))
 
     def _record(self, batch: list[EndedShadow], session: Session) -> None:
         observe = self._metrics.shadow.observe_run
