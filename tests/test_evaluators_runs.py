@@ -17,7 +17,7 @@ from control_plane.runs.execution import Runs
 from control_plane.store.db import create_db_engine
 from control_plane.store.tables import OutcomeRow, RunRow
 from engine.evaluation import Score
-from tests.fixtures import GREET, app_state, seed_workflow
+from tests.fixtures import GREET, app_client, app_state, seed_workflow
 
 EVALUATORS = """\
 evaluators:
@@ -192,3 +192,56 @@ def test_the_shadow_comparison_includes_evaluator_scores(client: TestClient) -> 
     assert {"eval.quality", "eval.shape"} <= set(metrics)
     assert metrics["eval.quality"]["pairs"] == 6
     assert metrics["eval.quality"]["mean_difference"] > 0.1
+
+
+@pytest.fixture
+def retrying(database_url: str, admin_key: str) -> Iterator[TestClient]:
+    """An app whose sweep re-offers a due run at once (``evaluation_retry_s`` 0)."""
+    with app_client(database_url, admin_key, evaluation_retry_s=0) as client:
+        seed_workflow(client, "greet", {"v1": V1}, {"prod": "v1"})
+        yield client
+
+
+def test_a_run_left_unscored_by_a_stopped_process_is_scored_once_by_the_sweep(
+    retrying: TestClient, db: Session
+) -> None:
+    client, runs = retrying, runs_of(retrying)
+    assert client.portal is not None
+    client.portal.call(runs.evaluations.aclose)  # its process stops before it evaluates
+    client.portal.call(runs.evaluations.start)  # (a queue that no worker takes)
+    client.portal.call(runs.evaluations.aclose)
+    first, second = run(client, user="u1"), run(client, user="u2")
+    for answer in (first, second):
+        db.expire_all()
+        stored = db.get(RunRow, answer["run_id"])
+        assert stored is not None and stored.evaluation_due_at is not None
+        assert outcomes(db, answer["run_id"]) == {}
+    # The first run's evaluation was cut short after one score was stored.
+    partial_score = Score("eval.shape", "proportion", 1.0, {"failed": []})
+    with Session(db.get_bind()) as session:
+        assert record_score(session, run_id=first["run_id"], score=partial_score) == "recorded"
+        session.commit()
+
+    client.portal.call(runs.evaluations.start)  # another process takes over: its sweep
+    assert client.portal.call(runs.evaluations.requeue_due) == 2
+    drain(client)
+    for answer in (first, second):
+        got = outcomes(db, answer["run_id"])
+        assert set(got) == {"eval.shape", "eval.quality"}
+        stored = db.get(RunRow, answer["run_id"])
+        assert stored is not None and stored.evaluation_due_at is None
+    assert counter(client, "evaluations", "greet", "shape", "duplicate") == 1
+    assert counter(client, "evaluations", "greet", "quality", "recorded") == 2
+    assert client.portal.call(runs.evaluations.requeue_due) == 0  # nothing due any more
+    assert client.portal.call(lambda: runs.sweep(expire=False)) == 0
+
+
+def test_a_run_out_of_every_sample_is_never_due(client: TestClient, db: Session) -> None:
+    never = V1.replace("    uses: judge\n", "    uses: judge\n    sample: 0\n").replace(
+        "    uses: check\n", "    uses: check\n    sample: 0\n"
+    )
+    seed_workflow(client, "greet", {"v3": never}, {"never": "v3"})
+    answer = run(client, "never")
+    db.expire_all()
+    stored = db.get(RunRow, answer["run_id"])
+    assert stored is not None and stored.evaluation_due_at is None

@@ -100,7 +100,9 @@ class Runs:
     async def sweep(self, *, expire: bool = True) -> int:
         """Fail the runs orphaned by a stopped process (they become resumable), queue stranded
         runs, and delete the runs past retention (``orphans``)."""
-        return await orphans.sweep(self, self._factory, expire=expire)
+        count = await orphans.sweep(self, self._factory, expire=expire)
+        await self.evaluations.requeue_due()  # succeeded runs a stopped process left unscored
+        return count
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -210,6 +212,7 @@ class Runs:
             )
             if claim is not None:
                 idempotency.complete(session, claim=claim, response=public)
+            self.evaluations.due(session, workflow, public)
             after_commit(session, partial(self.metrics.observe_assignment, public))
             after_commit(session, partial(self.metrics.observe_run, public, result, first_end=True))
             return public
@@ -303,9 +306,10 @@ class Runs:
 
     # -- what every way shares ----------------------------------------------------------------
     def workflow_of(self, plan: RunPlan) -> engine.Workflow:
-        return self.compiler.workflow(
-            version=plan.version, digest=plan.digest, definition=plan.definition
-        )
+        return self.compiled(version=plan.version, digest=plan.digest, definition=plan.definition)
+
+    def compiled(self, *, version: str, digest: str, definition: str) -> engine.Workflow:
+        return self.compiler.workflow(version=version, digest=digest, definition=definition)
 
     async def write(self, work: Callable[[Session], T]) -> T:
         """``work`` in the writer's next batch; its result once committed."""
@@ -370,6 +374,7 @@ class Runs:
             # A shadow run in its own metrics only. Attempt 1 is an accepted async run's first
             # end; a later attempt is a resume.
             first_end = finished.attempt <= 1
+            self.evaluations.due(session, workflow, finished)
             observe = self.metrics.shadow.observe_run if shadow else self.metrics.observe_run
             after_commit(session, partial(observe, finished, result, first_end=first_end))
             return finished

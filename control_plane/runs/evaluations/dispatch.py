@@ -30,6 +30,7 @@ import engine
 from control_plane.errors import Unavailable
 from control_plane.metrics import Metrics
 from control_plane.metrics.evaluations import EvaluationEnd
+from control_plane.runs.evaluations.due import clear_due, mark_due, take_due
 from control_plane.runs.evaluations.service import Recorded, load_finished, record_score
 from control_plane.settings import Settings
 from control_plane.store.db import UnitGate
@@ -53,6 +54,17 @@ class EvaluationHost(Protocol):
     units: UnitGate  # reads, like a request's
 
     def write(self, work: Callable[[Session], T]) -> Awaitable[T]: ...
+
+    def compiled(self, *, version: str, digest: str, definition: str) -> engine.Workflow: ...
+
+
+class RunFacts(Protocol):
+    """What marking a run due reads of it (``runs.schemas.RunPublic`` has it)."""
+
+    @property
+    def run_id(self) -> str: ...
+    @property
+    def status(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +114,29 @@ class EvaluationDispatch:
         except asyncio.QueueFull:
             self._host.metrics.evaluations.observe_drop(workflow=spec.name, reason="queue_full")
 
+    def due(self, session: Session, workflow: engine.Workflow, run: RunFacts) -> None:
+        """In the unit of work that stores ``run``: mark it due when it succeeded and its
+        evaluators' sample includes it, so that the sweep evaluates it should this process
+        stop before it did."""
+        evaluators = workflow.spec.evaluators
+        if run.status == "succeeded" and any(sampled(e, run.run_id) for e in evaluators):
+            mark_due(session, run_id=run.run_id)
+
+    async def requeue_due(self) -> int:
+        """Offer again the runs due for longer than ``evaluation_retry_s`` (the sweep's part)."""
+        older_than_s = self._host.settings.evaluation_retry_s
+        due = await self._host.write(partial(take_due, older_than_s=older_than_s))
+        for run in due:
+            try:
+                workflow = self._host.compiled(
+                    version=run.version, digest=run.digest, definition=run.definition
+                )
+            except Exception:  # no longer compiles here: its mark is retried elsewhere
+                log.warning("run %s: its version no longer compiles; not evaluated", run.run_id)
+                continue
+            self.offer(workflow, run.run_id)
+        return len(due)
+
     async def drain(self) -> None:
         """Wait until every queued evaluation was stored or given up (tests, benchmarks)."""
         if self._queue is not None:
@@ -133,10 +168,11 @@ class EvaluationDispatch:
                 ended[evaluator.name] = "failed"
             else:
                 scores.append((evaluator, score))
-        if scores:
-            stored = await self._host.write(partial(_record, run_id, [s for _, s in scores]))
-            for (evaluator, _), recorded in zip(scores, stored, strict=True):
-                ended[evaluator.name] = "failed" if recorded == "kind_conflict" else recorded
+        # Also without a score to store: the run is no longer due (a failed judge is not
+        # retried forever; it was counted).
+        stored = await self._host.write(partial(_record, run_id, [s for _, s in scores]))
+        for (evaluator, _), recorded in zip(scores, stored, strict=True):
+            ended[evaluator.name] = "failed" if recorded == "kind_conflict" else recorded
         for name, result in ended.items():
             metrics.observe(workflow=spec.name, evaluator=name, result=result)
         return ended
@@ -176,4 +212,6 @@ class EvaluationDispatch:
 
 
 def _record(run_id: str, scores: list[Score], session: Session) -> list[Recorded]:
-    return [record_score(session, run_id=run_id, score=score) for score in scores]
+    recorded = [record_score(session, run_id=run_id, score=score) for score in scores]
+    clear_due(session, run_id=run_id)
+    return recorded
