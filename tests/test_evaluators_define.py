@@ -11,6 +11,7 @@ import engine
 from engine.errors import DefinitionError
 from engine.evaluation import EvaluationFailed, FinishedRun, Score, evaluate, sampled
 from engine.evaluator_spec import EvaluatorSpec
+from engine.providers.base import ModelCall, ProviderResult
 from engine.providers.sim import SimProvider
 
 BASE = """
@@ -163,3 +164,51 @@ def test_sampling_is_sticky_and_near_its_rate() -> None:
     assert 0.27 < sum(picks) / len(picks) < 0.33
     none = spec.model_copy(update={"sample": 0.0})
     assert not any(sampled(none, f"run-{i}") for i in range(1000))
+
+
+class _Answering:
+    """A provider whose text model answers ``text`` (a real judge's JSON, or not)."""
+
+    def __init__(self, text: str) -> None:
+        self.name = "fake"
+        self.max_concurrency: int | None = None
+        self.text = text
+        self.calls: list[ModelCall] = []
+
+    def supports(self, task: str) -> bool:
+        return task == "text"
+
+    def knows_model(self, model: str) -> bool | None:
+        return None
+
+    async def invoke(self, call: ModelCall) -> ProviderResult:
+        self.calls.append(call)
+        return ProviderResult(outputs={"text": self.text}, cost_usd=0.002)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _judge_with(provider: _Answering) -> Score:
+    judged = {"model": "fake/grader", "rubric": "Vivid?", "output": "text"}
+    spec = EvaluatorSpec.model_validate({"name": "q", "uses": "judge", "with": judged})
+    run = FinishedRun("r1", {"text": "a red sneaker"}, 1.0)
+    workflow = engine.define(BASE).spec
+    return asyncio.run(evaluate(spec, run, workflow=workflow, providers={"fake": provider}))
+
+
+def test_a_model_judge_is_asked_for_json() -> None:
+    provider = _Answering('Sure. {"score": 0.75, "reasoning": "concrete, a bit plain"}')
+    score = _judge_with(provider)
+    assert (score.value, score.kind, score.cost_usd) == (0.75, "mean", 0.002)
+    assert score.detail == {"reasoning": "concrete, a bit plain", "model": "fake/grader"}
+    call = provider.calls[0]
+    assert "Vivid?" in call.inputs["prompt"] and "a red sneaker" in call.inputs["prompt"]
+    assert "JSON" in call.inputs["system"]
+
+
+@pytest.mark.parametrize("text", ["no idea", '{"score": 7}', '{"reasoning": "x"}', "{bad json}"])
+def test_a_judge_answer_without_a_score_in_range_fails_and_is_billed(text: str) -> None:
+    with pytest.raises(EvaluationFailed) as raised:
+        _judge_with(_Answering(text))
+    assert raised.value.code == "bad_answer" and raised.value.cost_usd == 0.002

@@ -192,6 +192,8 @@ def test_the_shadow_comparison_includes_evaluator_scores(client: TestClient) -> 
     assert {"eval.quality", "eval.shape"} <= set(metrics)
     assert metrics["eval.quality"]["pairs"] == 6
     assert metrics["eval.quality"]["mean_difference"] > 0.1
+    assert client.portal is not None  # every run, served or shadow, is no longer due
+    assert client.portal.call(runs_of(client).evaluations.requeue_due) == 0
 
 
 @pytest.fixture

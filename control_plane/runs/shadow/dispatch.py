@@ -26,6 +26,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from sqlmodel import Session
+
 import engine
 from control_plane.errors import Unavailable
 from control_plane.metrics.shadow import DropReason
@@ -103,7 +105,9 @@ class ShadowDispatch:
         self._queue: asyncio.Queue[_Mirror] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._spend = Spend(runs.units)
-        self._recorder = ShadowRecorder(runs.write, runs.metrics, self._drop, stored=self._stored)
+        self._recorder = ShadowRecorder(
+            runs.write, runs.metrics, self._drop, stored=self._stored, due=self._due
+        )
 
     async def start(self) -> None:
         # Made on the running loop: an asyncio queue belongs to the loop that uses it.
@@ -145,6 +149,9 @@ class ShadowDispatch:
     def _stored(self, plan: RunPlan, run_id: str) -> None:
         # Scored like the served run, so the paired comparison finds eval.* on both.
         self._runs.evaluations.offer(self._runs.workflow_of(plan), run_id)
+
+    def _due(self, session: Session, plan: RunPlan, run: RunPublic) -> None:
+        self._runs.evaluations.due(session, self._runs.workflow_of(plan), run)
 
     def _drop(self, plan: RunPlan, reason: DropReason) -> None:
         self._runs.metrics.shadow.observe_drop(workflow=plan.workflow, reason=reason)

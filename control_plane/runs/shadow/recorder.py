@@ -27,6 +27,7 @@ from control_plane.metrics import Metrics, after_commit
 from control_plane.metrics.shadow import DropReason
 from control_plane.runs import service
 from control_plane.runs.planning import RunPlan
+from control_plane.runs.schemas import RunPublic
 
 __all__ = ["EndedShadow", "ShadowRecorder"]
 
@@ -52,6 +53,7 @@ class ShadowRecorder:
         drop: Callable[[RunPlan, DropReason], None],
         *,
         stored: Callable[[RunPlan, str], None] | None = None,
+        due: Callable[[Session, RunPlan, RunPublic], None] | None = None,
         flush_s: float = 0.5,
         max_batch: int = 200,
     ) -> None:
@@ -59,6 +61,7 @@ class ShadowRecorder:
         self._metrics = metrics
         self._drop = drop
         self._stored = stored  # a succeeded shadow run, once committed: its evaluators run
+        self._due = due  # in the unit that stores it: marked for its evaluators
         self._flush_s = flush_s
         self._max_batch = max_batch
         self._pending: list[EndedShadow] = []
@@ -120,4 +123,6 @@ class ShadowRecorder:
                 steps=ended.steps,
                 shadow_of=ended.served_run_id,
             )
+            if self._due is not None:
+                self._due(session, ended.plan, public)
             after_commit(session, partial(observe, public, ended.result, first_end=True))
