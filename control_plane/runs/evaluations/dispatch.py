@@ -11,8 +11,9 @@ evaluator and never fails because of one. A few worker tasks take the queue and,
 2. read the run, its trace (the quality figures a simulated judge follows) and the scores it
    has already: an evaluator whose score is stored is not run again;
 3. score (a judge's call is billed to ``rollgraph_evaluator_cost_usd_total``, never to the run);
-4. store the scores in one unit of work, each as the run's outcome ``eval.NAME`` at most once
-   (``service.record_score``); a concurrent or repeated evaluation finds it there.
+4. store the scores, with other runs' in a batch (``recorder``), each as the run's outcome
+   ``eval.NAME`` at most once (``service.record_score``), the run's due mark cleared (``due``);
+   a concurrent or repeated evaluation finds them there.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ import engine
 from control_plane.errors import Unavailable
 from control_plane.metrics import Metrics
 from control_plane.metrics.evaluations import EvaluationEnd
-from control_plane.runs.evaluations.due import clear_due, mark_due, take_due
-from control_plane.runs.evaluations.service import Recorded, load_finished, record_score
+from control_plane.runs.evaluations.due import mark_due, take_due
+from control_plane.runs.evaluations.recorder import Scored, ScoreRecorder, store_scored
+from control_plane.runs.evaluations.service import load_finished
 from control_plane.settings import Settings
 from control_plane.store.db import UnitGate
 from engine.evaluation import EvaluationFailed, FinishedRun, Score, evaluate, sampled
@@ -83,6 +85,7 @@ class EvaluationDispatch:
         self._workers = host.settings.evaluation_workers
         self._queue: asyncio.Queue[_Job] | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._recorder = ScoreRecorder(host.write, host.metrics.evaluations)
 
     async def start(self) -> None:
         # Made on the running loop: an asyncio queue belongs to the loop that uses it.
@@ -100,6 +103,7 @@ class EvaluationDispatch:
         if self._tasks:
             await asyncio.wait(self._tasks)
         self._tasks = []
+        await self._recorder.aclose()
 
     def offer(self, workflow: engine.Workflow, run_id: str) -> None:
         """Queue the evaluation of the succeeded run ``run_id`` when its workflow declares
@@ -141,41 +145,53 @@ class EvaluationDispatch:
         """Wait until every queued evaluation was stored or given up (tests, benchmarks)."""
         if self._queue is not None:
             await self._queue.join()
+        await self._recorder.flush()
 
     async def evaluate(self, spec: WorkflowSpec, run_id: str) -> dict[str, EvaluationEnd]:
-        """Run the evaluators of ``spec`` on the run now; per evaluator, how it ended."""
-        metrics = self._host.metrics.evaluations
-        ended: dict[str, EvaluationEnd] = {}
+        """Run the evaluators of ``spec`` on the run now and store its scores in a unit of its
+        own; per evaluator, how it ended (the workers batch theirs instead: ``recorder``)."""
+        scored = await self._scored(spec, run_id)
+        if scored is None:
+            return {}
+        stored = await self._host.write(partial(store_scored, [scored]))
+        scored.settle(stored[0], self._host.metrics.evaluations)
+        return scored.ended
+
+    async def _scored(self, spec: WorkflowSpec, run_id: str) -> Scored | None:
+        """The run's scores, not stored yet; ``None`` when there is nothing to store."""
+        skipped: dict[str, EvaluationEnd] = {}
         wanted: list[EvaluatorSpec] = []
         for evaluator in spec.evaluators:
             if sampled(evaluator, run_id):
                 wanted.append(evaluator)
             else:
-                ended[evaluator.name] = "skipped"
+                skipped[evaluator.name] = "skipped"
+        if not wanted:  # never marked due: nothing to read or clear
+            self._observe(spec, skipped)
+            return None
         loaded = await self._host.units(
             partial(load_finished, run_id=run_id, metrics=[e.metric for e in wanted])
         )
         if loaded is None:
-            return {}  # not a succeeded run (or gone): nothing to score
+            return None  # not a succeeded run (or gone): nothing to score
         run, done = loaded
-        scores: list[tuple[EvaluatorSpec, Score]] = []
+        scored = Scored(spec, run_id, [], skipped)
         for evaluator in wanted:
             if evaluator.metric in done:
-                ended[evaluator.name] = "duplicate"
+                scored.ended[evaluator.name] = "duplicate"
                 continue
             score = await self._score(spec, evaluator, run)
             if score is None:
-                ended[evaluator.name] = "failed"
+                scored.ended[evaluator.name] = "failed"
             else:
-                scores.append((evaluator, score))
-        # Also without a score to store: the run is no longer due (a failed judge is not
-        # retried forever; it was counted).
-        stored = await self._host.write(partial(_record, run_id, [s for _, s in scores]))
-        for (evaluator, _), recorded in zip(scores, stored, strict=True):
-            ended[evaluator.name] = "failed" if recorded == "kind_conflict" else recorded
+                scored.scores.append((evaluator, score))
+        return scored
+
+    def _observe(self, spec: WorkflowSpec, ended: dict[str, EvaluationEnd]) -> None:
         for name, result in ended.items():
-            metrics.observe(workflow=spec.name, evaluator=name, result=result)
-        return ended
+            self._host.metrics.evaluations.observe(
+                workflow=spec.name, evaluator=name, result=result
+            )
 
     async def _score(
         self, spec: WorkflowSpec, evaluator: EvaluatorSpec, run: FinishedRun
@@ -198,7 +214,9 @@ class EvaluationDispatch:
         while True:
             job = await self._queue.get()
             try:
-                await self.evaluate(job.spec, job.run_id)
+                scored = await self._scored(job.spec, job.run_id)
+                if scored is not None:
+                    self._recorder.add(scored)
             except asyncio.CancelledError:
                 raise
             except Unavailable:
@@ -209,9 +227,3 @@ class EvaluationDispatch:
                 log.exception("evaluating run %s failed", job.run_id)
             finally:
                 self._queue.task_done()
-
-
-def _record(run_id: str, scores: list[Score], session: Session) -> list[Recorded]:
-    recorded = [record_score(session, run_id=run_id, score=score) for score in scores]
-    clear_due(session, run_id=run_id)
-    return recorded
