@@ -233,6 +233,13 @@ class Settings(BaseSettings):
     # process (past it they are dropped, counted), taken by this many workers.
     shadow_queue_size: int = Field(default=100, ge=1, le=100_000)
     shadow_workers: int = Field(default=2, ge=1, le=64)
+    # Online evaluators (evaluations.dispatch): succeeded runs wait in a queue of this many
+    # per process to be scored (past it they are not evaluated, counted), by this many workers.
+    evaluation_queue_size: int = Field(default=1000, ge=1, le=100_000)
+    evaluation_workers: int = Field(default=2, ge=1, le=64)
+    # A succeeded run still not evaluated this long after it was stored (its process stopped)
+    # is evaluated by the next sweep of any process.
+    evaluation_retry_s: float = Field(default=300.0, ge=0)
     queue_max_wait_s: float = Field(default=120.0, ge=0)
     # Store connections per process (PostgreSQL; SQLite serialises writers anyway). A request
     # that finds them all busy for db_pool_timeout_s gets a 503 with Retry-After

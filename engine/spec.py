@@ -17,6 +17,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine.errors import DefinitionError, Problem
+from engine.evaluator_spec import EvaluatorSpec
 from engine.sourcemap import SourceMap
 
 __all__ = [
@@ -178,6 +179,8 @@ class WorkflowSpec(_Model):
     budget: BudgetSpec | None = None
     targets: TargetsSpec | None = None
     success: list[CriterionSpec] = Field(default_factory=list, max_length=100)
+    # Part of the version (and its digest): scoring a version differently is another version.
+    evaluators: list[EvaluatorSpec] = Field(default_factory=list, max_length=20)
 
     @pydantic.field_validator("inputs", mode="before")
     @classmethod

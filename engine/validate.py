@@ -23,6 +23,7 @@ from typing import Any, cast
 from engine.branching import COALESCE_KIND, SWITCH_KIND, Branches, plan_branches
 from engine.criteria import check_criteria
 from engine.errors import Problem
+from engine.evaluator_spec import check_evaluators
 from engine.fallbacks import check_fallback_models
 from engine.graph import consumers_of, find_cycles, reaching, topological_order
 from engine.limits import Limits
@@ -63,6 +64,9 @@ def compile_workflow(
     compiled, deps_of = _compile_nodes(checker, branches)
     outputs = _compile_outputs(checker)
     checker.problems.extend(check_criteria(spec.success, outputs.types))
+    checker.problems.extend(
+        check_evaluators(spec.evaluators, outputs=spec.outputs, providers=providers)
+    )
     if _check_edges(checker, deps_of):
         _check_graph(checker, deps_of, outputs.deps)
         branches.check_exclusive(compiled, deps_of)

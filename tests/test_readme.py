@@ -22,6 +22,7 @@ import yaml
 import engine
 from control_plane.cli import main
 from control_plane.experiments.schemas import ExperimentCreate
+from tests.fixtures import GREET
 from tests.readme import (
     README,
     ROOT,
@@ -144,6 +145,8 @@ def classify(data: Any) -> str:
         return "compose"
     if "scrape_configs" in data or "groups" in data:
         return "prometheus"
+    if set(data) == {"evaluators"}:
+        return "evaluators"
     return "unclassified"
 
 
@@ -169,6 +172,9 @@ def check_yaml(text: str, where: str) -> None:
         assert all("image" in s or "build" in s for s in data["services"].values()), where
     elif kind == "prometheus":
         assert isinstance(data.get("scrape_configs", data.get("groups")), list), where
+    elif kind == "evaluators":  # checked on a workflow whose output is `text`
+        errors = [p for p in engine.check(GREET + text) if p.severity == "error"]
+        assert not errors, f"{where}: " + "; ".join(map(str, errors))
     else:
         pytest.fail(
             f"{where}: a YAML block that is no workflow, experiment, compose or "

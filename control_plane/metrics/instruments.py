@@ -50,6 +50,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import event
 from sqlmodel import Session
 
+from control_plane.metrics.evaluations import EvaluationMetrics
 from control_plane.metrics.shadow import ShadowMetrics
 
 if TYPE_CHECKING:
@@ -242,6 +243,8 @@ class Metrics:
         )
         # Shadow runs count only here (``metrics.shadow``), never in the served runs' metrics.
         self.shadow = ShadowMetrics(counter, histogram)
+        # Evaluators' scores and spend: billed apart from the runs they score.
+        self.evaluations = EvaluationMetrics(counter)
         self.dead_letters = counter(
             "run_dead_letters",
             "Queued runs moved to the dead-letter stream (failed, or deliveries ran out)",

@@ -17,10 +17,10 @@ from collections.abc import Mapping
 from sqlmodel import Session
 
 from control_plane.errors import Conflict, NotFound, ValidationFailed
+from control_plane.experiments import outcome_rows
 from control_plane.experiments.schemas import BUILTIN_METRICS
 from control_plane.experiments.service import check_metric_kind
 from control_plane.experiments.stats import add_observation, unit_of
-from control_plane.outcomes import repository
 from control_plane.runs import repository as runs_repo
 from control_plane.workflows import repository as workflows_repo
 
@@ -70,12 +70,16 @@ def record_outcomes(
             raise ValidationFailed(
                 f"{name} is measured by rollgraph for every run; name the outcome otherwise"
             )
+        if name.startswith("eval."):
+            raise ValidationFailed(
+                f"{name} is recorded by the workflow's evaluator; name the outcome otherwise"
+            )
         kind, value = _kind_and_value(name, raw)
         try:
             check_metric_kind(session, workflow=workflow, name=name, kind=kind)
         except ValueError as exc:
             raise ValidationFailed(f"outcome {name!r}: {exc}") from exc
-        known = repository.insert_outcome(session, run_id=run_id, metric=name, value=value)
+        known = outcome_rows.insert_outcome(session, run_id=run_id, metric=name, value=value)
         if known is not None:
             if known != value:
                 raise Conflict(

@@ -34,10 +34,11 @@ from control_plane.errors import Unavailable
 from control_plane.metrics import Metrics, after_commit
 from control_plane.queue import RunQueue
 from control_plane.registry.cache import RegistryCache
-from control_plane.runs import idempotency, planning, retention, service
+from control_plane.runs import idempotency, orphans, planning, service
 from control_plane.runs.background import guarded
 from control_plane.runs.claimed import claimed_steps, forget_claimed
 from control_plane.runs.compiler import Compiler
+from control_plane.runs.evaluations.dispatch import EvaluationDispatch
 from control_plane.runs.limits import attempt_limits
 from control_plane.runs.planning import RunPlan
 from control_plane.runs.progress import Progress
@@ -50,7 +51,7 @@ from control_plane.runs.steps import RunSteps, SharedSteps, step_persister
 from control_plane.runs.writer import BatchWriter, WriterClosed
 from control_plane.settings import Settings
 from control_plane.store.db import SessionFactory, UnitGate, run_unit
-from control_plane.store.redis import RedisLink, RedisUnavailable
+from control_plane.store.redis import RedisLink
 
 __all__ = ["Runs"]
 
@@ -86,6 +87,7 @@ class Runs:
         # With a queue, async runs go to the workers, and a worker's runs come from it.
         self.queued = QueuedRuns(self, queue) if queue is not None else None
         self.shadows = ShadowDispatch(self)  # mirrored requests, run after their answer
+        self.evaluations = EvaluationDispatch(self, compiler.engine.providers)  # after answers
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self._closing = False
@@ -93,30 +95,15 @@ class Runs:
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
         await self.shadows.start()
+        await self.evaluations.start()
         await self.sweep(expire=False)
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="rollgraph-orphan-sweep")
 
     async def sweep(self, *, expire: bool = True) -> int:
         """Fail the runs orphaned by a stopped process (they become resumable), queue stranded
-        runs, and delete the runs past retention (not on start: a backlog must not delay it)."""
-
-        def fail(session: Session) -> list[service.EndedRun]:
-            ended = service.fail_orphans(session)
-            # Only the sweep whose update changed a row gets it back: one count per orphan.
-            self.count_failed_ends(session, ended)
-            return ended
-
-        count = len(await self.write(fail))
-        if count:
-            log.warning("marked %d interrupted run(s) failed; they can be resumed", count)
-        if self.queued is not None:
-            try:
-                await self.queued.requeue_stranded()
-            except RedisUnavailable:  # the next sweep tries again
-                log.warning("could not queue stranded runs: Redis is unavailable")
-        if expire:
-            days, batch = self.settings.run_retention_days, self.settings.run_retention_batch
-            await retention.sweep(self._factory, days=days, batch=batch)
+        runs, and delete the runs past retention (``orphans``)."""
+        count = await orphans.sweep(self, self._factory, expire=expire)
+        await self.evaluations.requeue_due()  # succeeded runs a stopped process left unscored
         return count
 
     async def _sweep_forever(self) -> None:
@@ -132,6 +119,7 @@ class Runs:
         if self._sweeper is not None:
             self._sweeper.cancel()
         await self.shadows.aclose()
+        await self.evaluations.aclose()
         if self._tasks:
             grace = self.settings.shutdown_grace_s
             _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
@@ -190,11 +178,17 @@ class Runs:
         plan = await planning.plan(registry, request=request)
         way = self.run_async if request.mode == "async" else self.run_sync
         run = await way(plan, request.input, claim=claim)
-        if plan.shadow is None:
+        evaluated = run.status == "succeeded" and bool(self.workflow_of(plan).spec.evaluators)
+        if plan.shadow is None and not evaluated:
             return Submitted(run)
-        # Mirrored once the answer was sent (the route's background task), so that no shadow
-        # work can start while the answer is still on its way; joining the queue never waits.
-        return Submitted(run, after=partial(self.shadows.offer, plan, request.input, served=run))
+        # Mirrored and evaluated once the answer was sent (the route's background task), so that
+        # no such work can start while the answer is on its way; joining a queue never waits.
+        return Submitted(run, after=partial(self._after_answer, plan, request.input, run))
+
+    def _after_answer(self, plan: RunPlan, inputs: Mapping[str, Any], run: RunPublic) -> None:
+        self.shadows.offer(plan, inputs, served=run)
+        if run.status == "succeeded":
+            self.evaluations.offer(self.workflow_of(plan), run.run_id)
 
     # -- the ways to run ----------------------------------------------------------------------
     async def run_sync(
@@ -221,6 +215,7 @@ class Runs:
             )
             if claim is not None:
                 idempotency.complete(session, claim=claim, response=public)
+            self.evaluations.due(session, workflow, public)
             after_commit(session, partial(self.metrics.observe_assignment, public))
             after_commit(session, partial(self.metrics.observe_run, public, result, first_end=True))
             return public
@@ -314,9 +309,10 @@ class Runs:
 
     # -- what every way shares ----------------------------------------------------------------
     def workflow_of(self, plan: RunPlan) -> engine.Workflow:
-        return self.compiler.workflow(
-            version=plan.version, digest=plan.digest, definition=plan.definition
-        )
+        return self.compiled(version=plan.version, digest=plan.digest, definition=plan.definition)
+
+    def compiled(self, *, version: str, digest: str, definition: str) -> engine.Workflow:
+        return self.compiler.workflow(version=version, digest=digest, definition=definition)
 
     async def write(self, work: Callable[[Session], T]) -> T:
         """``work`` in the writer's next batch; its result once committed."""
@@ -381,11 +377,15 @@ class Runs:
             # end; a later attempt is a resume.
             first_end = finished.attempt <= 1
             after_commit(session, partial(self.signals.changed, run_id))
+            self.evaluations.due(session, workflow, finished)
             observe = self.metrics.shadow.observe_run if shadow else self.metrics.observe_run
             after_commit(session, partial(observe, finished, result, first_end=first_end))
             return finished
 
-        return await self.write(store)
+        finished = await self.write(store)
+        if finished.status == "succeeded":
+            self.evaluations.offer(workflow, run_id)
+        return finished
 
     async def give_back(self, run_id: str, error: str, *, steps: RunSteps | None = None) -> None:
         saved = steps.new if steps is not None and not steps.persisted else {}

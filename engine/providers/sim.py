@@ -69,6 +69,10 @@ SIM_MODELS: Final[Mapping[str, SimModel]] = MappingProxyType(
         "music-lofi": SimModel("music", 4.0, 0.30, price_per_call=0.01,
                                price_per_media_second=0.001, failure_rate=0.03, quality=0.7),
         "moderator": SimModel("moderate", 0.15, 0.20, failure_rate=0.005, quality=0.9),
+        # Evaluators' judge (engine.evaluation): billed as a small text model; its score is
+        # the judged models' quality figures, not the text it writes.
+        "judge": SimModel("text", 0.3, 0.20, price_per_1k_input_tokens=0.00015,
+                          price_per_1k_output_tokens=0.0006, quality=0.8),
     }
 )  # fmt: skip
 

@@ -26,10 +26,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from sqlmodel import Session
+
 import engine
 from control_plane.errors import Unavailable
 from control_plane.metrics.shadow import DropReason
 from control_plane.queue.pressure import QueueFull
+from control_plane.runs.evaluations.dispatch import EvaluationDispatch
 from control_plane.runs.limits import attempt_limits
 from control_plane.runs.planning import RunPlan
 from control_plane.runs.queued import QueuedRuns, RunHost
@@ -52,6 +55,7 @@ class ShadowHost(RunHost, Protocol):
 
     queued: QueuedRuns | None
     units: UnitGate
+    evaluations: EvaluationDispatch
 
     def workflow_of(self, plan: RunPlan) -> engine.Workflow: ...
 
@@ -101,7 +105,9 @@ class ShadowDispatch:
         self._queue: asyncio.Queue[_Mirror] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._spend = Spend(runs.units)
-        self._recorder = ShadowRecorder(runs.write, runs.metrics, self._drop)
+        self._recorder = ShadowRecorder(
+            runs.write, runs.metrics, self._drop, stored=self._stored, due=self._due
+        )
 
     async def start(self) -> None:
         # Made on the running loop: an asyncio queue belongs to the loop that uses it.
@@ -139,6 +145,13 @@ class ShadowDispatch:
         if self._queue is not None:
             await self._queue.join()
         await self._recorder.flush()
+
+    def _stored(self, plan: RunPlan, run_id: str) -> None:
+        # Scored like the served run, so the paired comparison finds eval.* on both.
+        self._runs.evaluations.offer(self._runs.workflow_of(plan), run_id)
+
+    def _due(self, session: Session, plan: RunPlan, run: RunPublic) -> None:
+        self._runs.evaluations.due(session, self._runs.workflow_of(plan), run)
 
     def _drop(self, plan: RunPlan, reason: DropReason) -> None:
         self._runs.metrics.shadow.observe_drop(workflow=plan.workflow, reason=reason)

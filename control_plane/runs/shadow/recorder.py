@@ -27,6 +27,7 @@ from control_plane.metrics import Metrics, after_commit
 from control_plane.metrics.shadow import DropReason
 from control_plane.runs import service
 from control_plane.runs.planning import RunPlan
+from control_plane.runs.schemas import RunPublic
 
 __all__ = ["EndedShadow", "ShadowRecorder"]
 
@@ -51,12 +52,16 @@ class ShadowRecorder:
         metrics: Metrics,
         drop: Callable[[RunPlan, DropReason], None],
         *,
+        stored: Callable[[RunPlan, str], None] | None = None,
+        due: Callable[[Session, RunPlan, RunPublic], None] | None = None,
         flush_s: float = 0.5,
         max_batch: int = 200,
     ) -> None:
         self._write = write
         self._metrics = metrics
         self._drop = drop
+        self._stored = stored  # a succeeded shadow run, once committed: its evaluators run
+        self._due = due  # in the unit that stores it: marked for its evaluators
         self._flush_s = flush_s
         self._max_batch = max_batch
         self._pending: list[EndedShadow] = []
@@ -102,6 +107,10 @@ class ShadowRecorder:
             log.exception("storing %d shadow run(s) failed", len(batch))
             for ended in batch:
                 self._drop(ended.plan, "unavailable")
+        else:
+            for ended in batch:
+                if self._stored is not None and ended.result.ok:
+                    self._stored(ended.plan, str(ended.result.trace.run_id))
 
     def _record(self, batch: list[EndedShadow], session: Session) -> None:
         observe = self._metrics.shadow.observe_run
@@ -114,4 +123,6 @@ class ShadowRecorder:
                 steps=ended.steps,
                 shadow_of=ended.served_run_id,
             )
+            if self._due is not None:
+                self._due(session, ended.plan, public)
             after_commit(session, partial(observe, public, ended.result, first_end=True))

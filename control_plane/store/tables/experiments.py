@@ -222,3 +222,6 @@ class OutcomeRow(SQLModel, table=True):
     metric: str = Field(sa_column=Column(String(100), primary_key=True, nullable=False))
     value: float
     recorded_at: datetime = timestamp()
+    # An evaluator's score (eval.NAME) keeps how it was reached: a judge's reasoning, a check's
+    # failed conditions, the evaluation's cost. A client's outcome has none.
+    detail: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))

@@ -43,6 +43,7 @@ class RunRow(SQLModel, table=True):
         Index("ix_run_status", "status", "created_at"),
         Index("ix_run_created_at", "created_at"),
         Index("ix_run_experiment", "experiment_id", "created_at"),
+        Index("ix_run_evaluation_due", "evaluation_due_at"),
         # a user's earlier runs of a workflow: CUPED's pre-exposure covariate
         Index("ix_run_workflow_user", "workflow", "user_id", "created_at"),
         # GET /v1/runs?workflow=[&status=]: the newest runs read in index order, not sorted
@@ -88,6 +89,12 @@ class RunRow(SQLModel, table=True):
     # A queued run's message is on the run queue (the outbox's mark): NULL while it is stored
     # but not yet queued, so a replica that died in between leaves it for the sweep to queue.
     enqueued_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    # A succeeded run whose evaluators have not run yet (runs.evaluations): set in the unit
+    # that stores it, cleared in the one that stores its scores; a mark older than
+    # ROLLGRAPH_EVALUATION_RETRY_S belongs to a process that stopped, and the sweep re-offers it.
+    evaluation_due_at: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
     )
     # The submitting request's W3C trace context (with tracing on): whoever runs it later (a

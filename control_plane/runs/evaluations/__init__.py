@@ -1,0 +1,1 @@
+"""Online evaluators: scores of succeeded runs, recorded as their outcomes after the answer."""
