@@ -10,8 +10,6 @@ runs (``runs.shadow.recorder``). A batch that cannot be written leaves its runs 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,6 +17,7 @@ from functools import partial
 
 from sqlmodel import Session
 
+from control_plane.kit.batching import Batcher
 from control_plane.metrics.evaluations import EvaluationEnd, EvaluationMetrics
 from control_plane.runs.evaluations.due import clear_due
 from control_plane.runs.evaluations.service import Recorded, record_score
@@ -73,40 +72,20 @@ class ScoreRecorder:
     ) -> None:
         self._write = write
         self._metrics = metrics
-        self._flush_s = flush_s
-        self._max_batch = max_batch
-        self._pending: list[Scored] = []
-        self._timer: asyncio.TimerHandle | None = None
-        self._flushes: set[asyncio.Task[None]] = set()
+        self._batches = Batcher(
+            self._store, name="rollgraph-evaluator-scores", flush_s=flush_s, max_batch=max_batch
+        )
 
     def add(self, scored: Scored) -> None:
         """Keep ``scored`` for the next batch (written within ``flush_s``)."""
-        self._pending.append(scored)
-        if len(self._pending) >= self._max_batch:
-            self._start_flush()
-        elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self._flush_s, self._start_flush)
+        self._batches.add(scored)
 
     async def flush(self) -> None:
         """Write what is pending now, and wait for every batch under way."""
-        self._start_flush()
-        while self._flushes:
-            await asyncio.wait(set(self._flushes))
+        await self._batches.flush()
 
     async def aclose(self) -> None:
-        with contextlib.suppress(Exception):  # logged by the batch itself
-            await self.flush()
-
-    def _start_flush(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if not self._pending:
-            return
-        batch, self._pending = self._pending, []
-        task = asyncio.create_task(self._store(batch), name="rollgraph-evaluator-scores")
-        self._flushes.add(task)
-        task.add_done_callback(self._flushes.discard)
+        await self._batches.aclose()
 
     async def _store(self, batch: list[Scored]) -> None:
         try:

@@ -11,8 +11,6 @@ comparison and nothing else (its output reached no one).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ from sqlmodel import Session
 
 import engine
 from control_plane.errors import Unavailable
+from control_plane.kit.batching import Batcher
 from control_plane.metrics import Metrics, after_commit
 from control_plane.metrics.shadow import DropReason
 from control_plane.runs import service
@@ -62,40 +61,20 @@ class ShadowRecorder:
         self._drop = drop
         self._stored = stored  # a succeeded shadow run, once committed: its evaluators run
         self._due = due  # in the unit that stores it: marked for its evaluators
-        self._flush_s = flush_s
-        self._max_batch = max_batch
-        self._pending: list[EndedShadow] = []
-        self._timer: asyncio.TimerHandle | None = None
-        self._flushes: set[asyncio.Task[None]] = set()
+        self._batches = Batcher(
+            self._store, name="rollgraph-shadow-records", flush_s=flush_s, max_batch=max_batch
+        )
 
     def add(self, ended: EndedShadow) -> None:
         """Keep ``ended`` for the next batch (written within ``flush_s``)."""
-        self._pending.append(ended)
-        if len(self._pending) >= self._max_batch:
-            self._start_flush()
-        elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self._flush_s, self._start_flush)
+        self._batches.add(ended)
 
     async def flush(self) -> None:
         """Write what is pending now, and wait for every batch under way."""
-        self._start_flush()
-        while self._flushes:
-            await asyncio.wait(set(self._flushes))
+        await self._batches.flush()
 
     async def aclose(self) -> None:
-        with contextlib.suppress(Exception):  # logged by the batch itself
-            await self.flush()
-
-    def _start_flush(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if not self._pending:
-            return
-        batch, self._pending = self._pending, []
-        task = asyncio.create_task(self._store(batch), name="rollgraph-shadow-records")
-        self._flushes.add(task)
-        task.add_done_callback(self._flushes.discard)
+        await self._batches.aclose()
 
     async def _store(self, batch: list[EndedShadow]) -> None:
         try:
